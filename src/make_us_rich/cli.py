@@ -1,0 +1,226 @@
+"""``mkrich``: the command line of make-us-rich. A thin shell: every command parses its options,
+calls library functions and prints a summary. Errors of the library are shown as one line
+(``error: ...``) with exit code 2; no traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from make_us_rich import __version__
+from make_us_rich.errors import MakeUsRichError
+
+log = logging.getLogger("make_us_rich.cli")
+
+
+# --------------------------------------------------------------------------- helpers
+def _add_source_options(p: argparse.ArgumentParser, default_source: str) -> None:
+    p.add_argument(
+        "--source",
+        default=default_source,
+        help="where klines come from: 'binance' (live API), 'sample' (bundled real klines, "
+        f"offline) or 'csv:PATH' (a file in the Binance dump format). Default: {default_source}",
+    )
+    p.add_argument("--symbol", default="BTCEUR", help="trading pair, e.g. BTCEUR or BTC/EUR")
+    p.add_argument("--interval", default="1h", help="kline interval (Binance's), default 1h")
+    window = p.add_mutually_exclusive_group()
+    window.add_argument("--days", type=float, help="the last N days up to --end")
+    window.add_argument("--start", help="first open time (ISO 8601 or epoch ms, UTC)")
+    p.add_argument(
+        "--end",
+        help="last open time (default: now for binance, the file's last candle for replay "
+        "sources). Fix it for a reproducible window.",
+    )
+    p.add_argument(
+        "--max-missing-fraction",
+        type=float,
+        default=0.01,
+        help="fail when more than this fraction of candles is missing (default 0.01)",
+    )
+    p.add_argument(
+        "--api-url",
+        help="Binance REST base URL (default: $BINANCE_API_URL or https://api.binance.com/api)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load(args: argparse.Namespace):
+    from make_us_rich.data import load_klines, parse_source
+
+    source = parse_source(args.source)
+    client = None
+    if source.kind == "binance":
+        from make_us_rich.data.binance import BinanceClient
+
+        client = BinanceClient(api_url=args.api_url)
+    return load_klines(
+        source,
+        args.symbol,
+        interval=args.interval,
+        start=args.start,
+        end=args.end,
+        days=args.days,
+        max_missing_fraction=args.max_missing_fraction,
+        progress=not args.no_progress,
+        client=client,
+    )
+
+
+def _print_report(symbol: str, report) -> None:
+    print(f"{symbol}: {report.rows_out} candles {report.start} .. {report.end}")
+    if report.missing_candles:
+        print(
+            f"  gaps: {report.missing_candles} missing candle(s) in {report.gaps} gap(s) "
+            f"({report.missing_fraction:.2%}), largest {report.largest_gap_candles}"
+        )
+    for repair in report.repairs:
+        print(f"  repaired: {repair}")
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from make_us_rich.data import normalize_symbol, write_klines_csv
+
+    klines, report = _load(args)
+    path = write_klines_csv(klines, args.out)
+    _print_report(normalize_symbol(args.symbol), report)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from make_us_rich.data import normalize_symbol
+    from make_us_rich.preprocessing import preprocess, save_scaler
+
+    klines, report = _load(args)
+    result = preprocess(
+        klines, args.sequence_length, test_size=args.test_size, val_size=args.val_size
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.train.to_csv(out / "train.csv")
+    result.test.to_csv(out / "test.csv")
+    save_scaler(result.scaler, out)
+    np.savez(
+        out / "sequences.npz",
+        X_train=result.X_train,
+        y_train=result.y_train,
+        X_val=result.X_val,
+        y_val=result.y_val,
+        X_test=result.X_test,
+        y_test=result.y_test,
+    )
+    summary = {"symbol": normalize_symbol(args.symbol), "source": args.source,
+               "data": report.to_dict(), **result.summary()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _print_report(summary["symbol"], report)
+    print(
+        f"  train {summary['train_rows']} rows {summary['train_period'][0]} .. "
+        f"{summary['train_period'][1]}; test {summary['test_rows']} rows"
+    )
+    print(
+        f"  windows of {args.sequence_length} x {summary['n_features']} features: "
+        f"train {summary['train_windows']}, val {summary['val_windows']}, "
+        f"test {summary['test_windows']}"
+    )
+    print(
+        f"wrote {out}/: train.csv test.csv scaler.pkl scaler.json sequences.npz summary.json"
+    )
+    return 0
+
+
+def cmd_fake_binance(args: argparse.Namespace) -> int:
+    import threading
+
+    from make_us_rich.data import load_klines
+    from make_us_rich.testing.fake_binance import FakeBinance
+
+    tables = {s: load_klines("sample", s)[0] for s in args.symbols.split(",")}
+    with FakeBinance(tables, port=args.port) as fake:
+        print(f"fake Binance API serving {', '.join(tables)} (bundled sample) at {fake.api_url}")
+        print(f"try: mkrich fetch --api-url {fake.api_url} --end 2023-12-31 --days 30 --out x.csv")
+        sys.stdout.flush()
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mkrich",
+        description="make-us-rich: fetch klines, preprocess, train, publish and serve an hourly "
+        "crypto price forecaster.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "fetch",
+        help="download klines (or read a replay source) into a CSV",
+        description="Fetch klines, validate them and write a CSV in the Binance dump format "
+        "(the same format csv:PATH reads).",
+    )
+    _add_source_options(p, default_source="binance")
+    p.add_argument("--out", required=True, help="CSV path to write (.csv or .csv.gz)")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser(
+        "preprocess",
+        help="features -> chronological split -> scaling -> windows, written to a folder",
+        description="Run the preprocessing stages on klines and write scaled train/test "
+        "tables, the fitted scaler (pickle + JSON) and the windows (sequences.npz).",
+    )
+    _add_source_options(p, default_source="sample")
+    p.add_argument("--sequence-length", type=int, default=24, help="window length (default 24)")
+    p.add_argument("--test-size", type=float, default=0.1, help="test fraction (default 0.1)")
+    p.add_argument("--val-size", type=float, default=0.2, help="validation fraction of train windows (default 0.2)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser(
+        "fake-binance",
+        help="serve the bundled sample through a local Binance-compatible API (offline demos)",
+    )
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--symbols", default="BTCEUR,BTCUSDT", help="sample symbols to serve")
+    p.set_defaults(func=cmd_fake_binance)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    try:
+        return func(args)
+    except MakeUsRichError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Hourly (or any interval) klines from Binance's public REST API, through ``python-binance``.
+
+Klines are public: API keys are optional and read from ``BINANCE_API_KEY`` /
+``BINANCE_API_SECRET`` when set. ``BINANCE_API_URL`` (e.g. ``https://api.binance.us/api`` or a
+local test server ``http://127.0.0.1:PORT/api``) overrides the endpoint.
+
+Long ranges are paged (1000 klines per request) from the start time forward; each page starts
+one interval after the last candle received, so pages neither overlap nor leave holes. The end
+time is inclusive of the candle that *opens* at it and defaults to now: give it explicitly for a
+reproducible window (the scheduled pipeline passes its scheduled time).
+
+Faults: HTTP 429/418 wait for ``Retry-After`` (refusing waits over ``max_retry_after``), 5xx,
+connection errors and timeouts retry with bounded exponential backoff; after ``max_retries``
+a :class:`~make_us_rich.errors.FetchError` names the symbol, range and cause. An unknown symbol
+or interval fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from make_us_rich.data.klines import (
+    interval_ms,
+    klines_from_binance,
+    normalize_symbol,
+    to_epoch_ms,
+    to_utc_timestamp,
+)
+from make_us_rich.errors import ConfigError, FetchError, UnknownSymbolError
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 1000  # klines per request, Binance's maximum
+_INVALID_SYMBOL = -1121
+_INVALID_INTERVAL = -1120
+_RETRY_STATUS = {429, 418}
+
+TimeLike = str | int | float | datetime | pd.Timestamp
+
+
+class BinanceClient:
+    """Fetch klines as the 12-column DataFrame of :mod:`make_us_rich.data.klines`.
+
+    >>> client = BinanceClient()                                    # doctest: +SKIP
+    >>> df = client.get_data("BTC/EUR", "1h", "2023-01-01", "2023-02-01")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        *,
+        api_url: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        max_retry_after: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        from binance.client import Client  # python-binance, the "data" extra
+
+        self.api_url = (api_url or os.environ.get("BINANCE_API_URL") or "").rstrip("/") or None
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._client = Client(
+            api_key if api_key is not None else os.environ.get("BINANCE_API_KEY"),
+            api_secret if api_secret is not None else os.environ.get("BINANCE_API_SECRET"),
+            requests_params={"timeout": timeout},
+            ping=False,  # no network in the constructor; the first request shows problems
+        )
+        if self.api_url:
+            self._client.API_URL = self.api_url
+
+    # ------------------------------------------------------------------ public API
+    def get_data(
+        self,
+        symbol: str,
+        interval: str = "1h",
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        progress: bool = False,
+    ) -> pd.DataFrame:
+        """Klines of ``symbol`` whose open time is in ``[start, end]`` (``end`` default: now).
+
+        ``start`` defaults to 1000 candles before ``end``. Returns the typed 12-column frame,
+        sorted, without duplicates; not yet validated (see :func:`validate_klines`).
+        """
+        sym = normalize_symbol(symbol)
+        step = interval_ms(interval)
+        end_ms = to_epoch_ms(end) if end is not None else int(time.time() * 1000)
+        start_ms = to_epoch_ms(start) if start is not None else end_ms - step * MAX_LIMIT
+        if start_ms > end_ms:
+            raise ConfigError(
+                f"start {to_utc_timestamp(start_ms)} is after end {to_utc_timestamp(end_ms)}"
+            )
+        label = f"{sym} {interval} klines {_iso(start_ms)} .. {_iso(end_ms)}"
+        expected = (end_ms - start_ms) // step + 1
+
+        rows: list[list[Any]] = []
+        cursor = start_ms
+        bar = _progress(expected, label, enabled=progress)
+        try:
+            while cursor <= end_ms:
+                page = self._request_page(sym, interval, cursor, end_ms, label)
+                if not page:
+                    break
+                # Defensive: keep only candles in range and after what we already have.
+                last = rows[-1][0] if rows else cursor - 1
+                page = [r for r in page if last < int(r[0]) <= end_ms]
+                if not page:
+                    break
+                rows.extend(page)
+                bar.update(len(page))
+                cursor = int(page[-1][0]) + step
+        finally:
+            bar.close()
+        log.info("fetched %d candles for %s", len(rows), label)
+        return klines_from_binance(rows)
+
+    def get_five_days_data(
+        self, symbol: str, interval: str = "1h", end: TimeLike | None = None, **kw: Any
+    ) -> pd.DataFrame:
+        """The last five days of klines up to ``end`` (default: now)."""
+        return self.get_days_data(symbol, 5, interval=interval, end=end, **kw)
+
+    def get_one_year_data(
+        self, symbol: str, interval: str = "1h", end: TimeLike | None = None, **kw: Any
+    ) -> pd.DataFrame:
+        """The last 365 days of klines up to ``end`` (default: now)."""
+        return self.get_days_data(symbol, 365, interval=interval, end=end, **kw)
+
+    def get_days_data(
+        self,
+        symbol: str,
+        days: float,
+        interval: str = "1h",
+        end: TimeLike | None = None,
+        **kw: Any,
+    ) -> pd.DataFrame:
+        """The last ``days`` days of klines: open times in ``(end - days, end]``."""
+        if days <= 0:
+            raise ConfigError(f"days must be > 0, got {days}")
+        end_ts = to_utc_timestamp(end) if end is not None else pd.Timestamp.now(tz="UTC")
+        start_ts = end_ts - pd.Timedelta(days=days) + pd.Timedelta(milliseconds=1)
+        return self.get_data(symbol, interval, start_ts, end_ts, **kw)
+
+    # ------------------------------------------------------------------ internals
+    def _request_page(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, label: str
+    ) -> list[list[Any]]:
+        import requests
+        from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._client.get_klines(
+                    symbol=symbol,
+                    interval=interval,
+                    startTime=start_ms,
+                    endTime=end_ms,
+                    limit=MAX_LIMIT,
+                )
+            except BinanceAPIException as exc:
+                if exc.code == _INVALID_SYMBOL:
+                    raise UnknownSymbolError(
+                        f"Binance does not know the symbol {symbol!r} ({exc.message}); check "
+                        "the pair (crypto + quote, e.g. BTCEUR) on the exchange"
+                    ) from None
+                if exc.code == _INVALID_INTERVAL:
+                    raise ConfigError(
+                        f"Binance rejected the interval {interval!r}: {exc.message}"
+                    ) from None
+                status = exc.status_code
+                if status in _RETRY_STATUS:
+                    wait = _retry_after(exc.response)
+                    if wait is None:
+                        wait = self._backoff(attempt)
+                    elif wait > self.max_retry_after:
+                        raise FetchError(
+                            f"fetching {label}: Binance rate-limited us (HTTP {status}) and "
+                            f"asks to wait {wait:.0f} s, more than max_retry_after="
+                            f"{self.max_retry_after:.0f} s; retry later or lower the request rate"
+                        ) from None
+                    cause = f"HTTP {status} rate limit"
+                elif status >= 500:
+                    wait, cause = self._backoff(attempt), f"HTTP {status} ({exc.message})"
+                else:
+                    raise FetchError(
+                        f"fetching {label}: Binance answered HTTP {status} "
+                        f"(code {exc.code}): {exc.message}"
+                    ) from None
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                kind = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
+                wait, cause = self._backoff(attempt), f"{kind}: {exc}"
+            except BinanceRequestException as exc:  # 2xx with a body that is not JSON
+                wait, cause = self._backoff(attempt), f"invalid response: {exc.message}"
+
+            if attempt > self.max_retries:
+                raise FetchError(
+                    f"fetching {label} failed after {attempt} attempts; last cause: {cause}. "
+                    f"Is {self._client.API_URL} reachable?"
+                )
+            log.warning(
+                "fetching %s: %s; retry %d/%d in %.2f s", label, cause, attempt,
+                self.max_retries, wait,
+            )
+            self._sleep(wait)
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+
+
+def _retry_after(response: Any) -> float | None:
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _progress(total: int, label: str, *, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=label, unit="candle", disable=not enabled, leave=False)

@@ -1,0 +1,130 @@
+"""Stage 4: MinMax scaling to (-1, 1), fit on train only, persisted for inference.
+
+The fitted scaler is saved twice (:func:`save_scaler`):
+
+* ``scaler.pkl`` - the scikit-learn object, what scikit-learn users expect;
+* ``scaler.json`` - its parameters as plain JSON, safe to load anywhere (no pickle), and
+  round-tripping exactly (:func:`load_scaler` rebuilds an identical ``MinMaxScaler``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.preprocessing import MinMaxScaler
+
+from make_us_rich.errors import ConfigError
+
+FEATURE_RANGE = (-1.0, 1.0)
+SCALER_PICKLE = "scaler.pkl"
+SCALER_JSON = "scaler.json"
+_FORMAT = "make-us-rich/minmax-scaler/v1"
+
+
+def scale_data(
+    train: pd.DataFrame, test: pd.DataFrame, feature_range: tuple[float, float] = FEATURE_RANGE
+) -> tuple[pd.DataFrame, pd.DataFrame, MinMaxScaler]:
+    """Fit ``MinMaxScaler(feature_range)`` on ``train`` only and transform both.
+
+    Returns scaled copies (same index and columns, float64) and the fitted scaler. Test
+    values outside the train range scale outside (-1, 1): that is information, not clipped.
+    """
+    if list(train.columns) != list(test.columns):
+        raise ConfigError("train and test must have the same columns in the same order")
+    scaler = MinMaxScaler(feature_range=feature_range)
+    train_scaled = scaler.fit_transform(train)
+    test_scaled = scaler.transform(test)
+    return (
+        pd.DataFrame(train_scaled, index=train.index, columns=train.columns),
+        pd.DataFrame(test_scaled, index=test.index, columns=test.columns),
+        scaler,
+    )
+
+
+def scaler_to_dict(scaler: MinMaxScaler) -> dict[str, Any]:
+    """The fitted parameters of a ``MinMaxScaler`` as JSON-ready values."""
+    if not hasattr(scaler, "scale_"):
+        raise ConfigError("the scaler is not fitted; call scale_data first")
+    names = getattr(scaler, "feature_names_in_", None)
+    return {
+        "format": _FORMAT,
+        "sklearn_version": sklearn.__version__,
+        "feature_range": [float(v) for v in scaler.feature_range],
+        "feature_names": [str(n) for n in names] if names is not None else None,
+        "n_samples_seen": int(scaler.n_samples_seen_),
+        "data_min": scaler.data_min_.tolist(),
+        "data_max": scaler.data_max_.tolist(),
+        "data_range": scaler.data_range_.tolist(),
+        "scale": scaler.scale_.tolist(),
+        "min": scaler.min_.tolist(),
+        "clip": bool(scaler.clip),
+    }
+
+
+def scaler_from_dict(params: dict[str, Any]) -> MinMaxScaler:
+    """Rebuild a fitted ``MinMaxScaler`` from :func:`scaler_to_dict` output (bit-exact)."""
+    if params.get("format") != _FORMAT:
+        raise ConfigError(f"not a make-us-rich scaler JSON (format {params.get('format')!r})")
+    scaler = MinMaxScaler(feature_range=tuple(params["feature_range"]), clip=params["clip"])
+    for attr, key in (
+        ("data_min_", "data_min"),
+        ("data_max_", "data_max"),
+        ("data_range_", "data_range"),
+        ("scale_", "scale"),
+        ("min_", "min"),
+    ):
+        setattr(scaler, attr, np.asarray(params[key], dtype=np.float64))
+    scaler.n_features_in_ = len(params["scale"])
+    scaler.n_samples_seen_ = params["n_samples_seen"]
+    if params.get("feature_names") is not None:
+        scaler.feature_names_in_ = np.asarray(params["feature_names"], dtype=object)
+    return scaler
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_scaler(scaler: MinMaxScaler, directory: str | Path) -> tuple[Path, Path]:
+    """Write ``scaler.pkl`` and ``scaler.json`` into ``directory``; returns both paths."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    as_json = json.dumps(scaler_to_dict(scaler), indent=2).encode()
+    pkl, js = d / SCALER_PICKLE, d / SCALER_JSON
+    _atomic_write(pkl, pickle.dumps(scaler, protocol=pickle.HIGHEST_PROTOCOL))
+    _atomic_write(js, as_json)
+    return pkl, js
+
+
+def load_scaler(path: str | Path) -> MinMaxScaler:
+    """Load a scaler from ``scaler.json`` (preferred: no pickle) or ``scaler.pkl``.
+
+    A directory means its ``scaler.json``. Only unpickle files you trust.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / SCALER_JSON
+    if not p.is_file():
+        raise ConfigError(f"no scaler at {p}; expected {SCALER_JSON} or {SCALER_PICKLE}")
+    if p.suffix == ".json":
+        return scaler_from_dict(json.loads(p.read_text()))
+    with p.open("rb") as fh:
+        scaler = pickle.load(fh)  # noqa: S301 - documented: only for trusted files
+    if not isinstance(scaler, MinMaxScaler):
+        raise ConfigError(f"{p} does not hold a MinMaxScaler")
+    return scaler

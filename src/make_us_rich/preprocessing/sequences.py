@@ -1,0 +1,72 @@
+"""Stage 5: sliding windows -> next-step target, as zero-copy strided views.
+
+``X[i] = data[i : i + L]`` and ``y[i] = data[i + L, target]``: a window never contains the row of
+its own label (no look-ahead). Windows are read-only views of one float32 copy of the data, so
+making them costs O(rows x features) memory whatever ``sequence_length`` is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from make_us_rich.errors import ConfigError, InsufficientHistoryError
+from make_us_rich.preprocessing.split import holdout_size
+
+
+def create_sequences(
+    data: pd.DataFrame | np.ndarray,
+    target_column: str | int = "close",
+    sequence_length: int = 24,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``X`` float32 ``[n, sequence_length, n_features]`` and targets ``y`` float32
+    ``[n]`` with ``n = len(data) - sequence_length``.
+
+    ``target_column`` is a column name (DataFrame) or index (array). ``X`` is a read-only view.
+    """
+    if not isinstance(sequence_length, int | np.integer) or sequence_length < 1:
+        raise ConfigError(f"sequence_length must be a positive integer, got {sequence_length!r}")
+    if isinstance(data, pd.DataFrame):
+        if target_column not in data.columns:
+            raise ConfigError(
+                f"target column {target_column!r} is not among {list(data.columns)}"
+            )
+        target_idx = data.columns.get_loc(target_column)
+        values = data.to_numpy(dtype=np.float32)
+    else:
+        values = np.asarray(data, dtype=np.float32)
+        if values.ndim != 2:
+            raise ConfigError(f"data must be 2-D [rows, features], got shape {values.shape}")
+        if not isinstance(target_column, int | np.integer):
+            raise ConfigError("with an array, target_column must be a column index")
+        target_idx = int(target_column)
+    n = len(values) - sequence_length
+    if n < 1:
+        raise InsufficientHistoryError(
+            f"{len(values)} row(s) make no window of sequence_length={sequence_length}: need at "
+            f"least {sequence_length + 1} rows (window + the next row as its target)"
+        )
+    values = np.ascontiguousarray(values)
+    # [rows - L + 1, 1, L, F] -> drop the window that has no next row as target.
+    windows = sliding_window_view(values, (sequence_length, values.shape[1]))[:n, 0]
+    targets = values[sequence_length:, target_idx]
+    return windows, targets
+
+
+def split_sequences(
+    X: np.ndarray, y: np.ndarray, val_size: float = 0.2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Chronological split of windows: the latest ``val_size`` are validation.
+
+    Returns ``X_train, y_train, X_val, y_val`` (views, no copy).
+    """
+    if len(X) != len(y):
+        raise ConfigError(f"X and y differ in length ({len(X)} vs {len(y)})")
+    n_val = holdout_size(len(X), val_size)
+    if len(X) - n_val < 1:
+        raise InsufficientHistoryError(
+            f"{len(X)} window(s) cannot be split into train and validation (val_size={val_size})"
+        )
+    cut = len(X) - n_val
+    return X[:cut], y[:cut], X[cut:], y[cut:]

@@ -1,0 +1,230 @@
+"""A Binance-compatible HTTP server on 127.0.0.1, serving real klines from memory.
+
+It answers ``/api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo`` and ``/api/v3/klines``
+the way Binance's public REST API does (``startTime``/``endTime``/``limit`` honoured, numbers as
+strings, Binance error bodies such as ``{"code": -1121, "msg": "Invalid symbol."}``), so
+``python-binance`` runs unmodified against it. Faults can be scripted: an HTTP status with
+headers (429 + ``Retry-After``, 5xx) or a delay (client timeouts), consumed in order.
+
+>>> with FakeBinance({"BTCEUR": klines}) as fake:                  # doctest: +SKIP
+...     client = BinanceClient(api_url=fake.api_url)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pandas as pd
+
+from make_us_rich.data.klines import INTERVALS, KLINE_COLUMNS
+
+DEFAULT_LIMIT = 500
+MAX_LIMIT = 1000
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour for requests to ``path`` (``None``: any path)."""
+
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    delay: float = 0.0
+    path: str | None = "/api/v3/klines"
+
+
+def _fmt(value: float) -> str:
+    return "0" if not np.isfinite(value) else f"{value:.8f}"
+
+
+class _Table:
+    """One symbol's 1h (or other interval) klines as Binance JSON rows, indexed by open time."""
+
+    def __init__(self, klines: pd.DataFrame, interval: str) -> None:
+        self.interval = interval
+        self.open_ms = klines["timestamp"].astype("int64").to_numpy() // 1_000_000
+        close_ms = klines["close_time"].astype("int64").to_numpy() // 1_000_000
+        floats = {c: klines[c].to_numpy(dtype="float64") for c in KLINE_COLUMNS if c not in
+                  ("timestamp", "close_time", "trades")}
+        trades = klines["trades"].fillna(0).astype("int64").to_numpy()
+        self.rows = [
+            [
+                int(self.open_ms[i]),
+                _fmt(floats["open"][i]),
+                _fmt(floats["high"][i]),
+                _fmt(floats["low"][i]),
+                _fmt(floats["close"][i]),
+                _fmt(floats["volume"][i]),
+                int(close_ms[i]),
+                _fmt(floats["quote_av"][i]),
+                int(trades[i]),
+                _fmt(floats["tb_base_av"][i]),
+                _fmt(floats["tb_quote_av"][i]),
+                "0",
+            ]
+            for i in range(len(self.open_ms))
+        ]
+
+    def select(self, start: int | None, end: int | None, limit: int) -> list[list[Any]]:
+        lo = 0 if start is None else int(np.searchsorted(self.open_ms, start, side="left"))
+        hi = len(self.open_ms) if end is None else int(np.searchsorted(self.open_ms, end, "right"))
+        if start is None:  # Binance: without startTime, the latest `limit` candles up to endTime
+            lo = max(lo, hi - limit)
+        return self.rows[lo : min(hi, lo + limit)]
+
+
+class FakeBinance:
+    """Serve ``{symbol: klines}`` (validated 12-column frames, one interval) on loopback."""
+
+    def __init__(
+        self,
+        klines: dict[str, pd.DataFrame],
+        *,
+        interval: str = "1h",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        server_time: int | None = None,
+    ) -> None:
+        self.interval = interval
+        self.tables = {sym: _Table(df, interval) for sym, df in klines.items()}
+        self.faults: deque[Fault] = deque()
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.server_time = server_time
+        self._lock = threading.Lock()
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        """What ``BinanceClient(api_url=...)`` / ``BINANCE_API_URL`` takes."""
+        return f"{self.url}/api"
+
+    def start(self) -> FakeBinance:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeBinance:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting
+    def add_fault(self, fault: Fault | None = None, /, times: int = 1, **kwargs: Any) -> None:
+        """Queue ``times`` copies of a fault (``Fault(**kwargs)`` when none is given)."""
+        f = fault or Fault(**kwargs)
+        with self._lock:
+            self.faults.extend([f] * times)
+
+    def klines_requests(self) -> list[dict[str, str]]:
+        return [q for p, q in self.requests if p == "/api/v3/klines"]
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            if self.faults and self.faults[0].path in (None, path):
+                return self.faults.popleft()
+        return None
+
+    # -- endpoints: (status, body, headers)
+    def handle(self, path: str, q: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        now = self.server_time if self.server_time is not None else int(time.time() * 1000)
+        if path == "/api/v3/ping":
+            return 200, {}, {}
+        if path == "/api/v3/time":
+            return 200, {"serverTime": now}, {}
+        if path == "/api/v3/exchangeInfo":
+            syms = [q["symbol"]] if "symbol" in q else sorted(self.tables)
+            if any(s not in self.tables for s in syms):
+                return 400, {"code": -1121, "msg": "Invalid symbol."}, {}
+            return 200, {
+                "timezone": "UTC",
+                "serverTime": now,
+                "rateLimits": [],
+                "symbols": [
+                    {"symbol": s, "status": "TRADING", "baseAsset": s[:3], "quoteAsset": s[3:]}
+                    for s in syms
+                ],
+            }, {}
+        if path == "/api/v3/klines":
+            return self._klines(q)
+        return 404, {"code": -1000, "msg": f"Unknown path {path}"}, {}
+
+    def _klines(self, q: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        if "symbol" not in q or "interval" not in q:
+            return 400, {"code": -1102, "msg": "Mandatory parameter was not sent."}, {}
+        if q["interval"] not in INTERVALS:
+            return 400, {"code": -1120, "msg": "Invalid interval."}, {}
+        table = self.tables.get(q["symbol"])
+        if table is None:
+            return 400, {"code": -1121, "msg": "Invalid symbol."}, {}
+        if q["interval"] != table.interval:
+            return 400, {"code": -1120, "msg": "This fake serves one interval only."}, {}
+        try:
+            limit = int(q.get("limit", DEFAULT_LIMIT))
+            start = int(q["startTime"]) if "startTime" in q else None
+            end = int(q["endTime"]) if "endTime" in q else None
+        except ValueError:
+            return 400, {"code": -1100, "msg": "Illegal characters found in a parameter."}, {}
+        limit = max(1, min(limit, MAX_LIMIT))
+        return 200, table.select(start, end, limit), {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeBinance
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.fake.requests.append((parts.path, query))
+        fault = self.fake._take_fault(parts.path)
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            body = fault.body
+            if body is None:
+                body = {"code": -1003, "msg": "Too many requests."} if fault.status in (
+                    418, 429) else None
+            self._send(fault.status, body, fault.headers)
+            return
+        status, body, headers = self.fake.handle(parts.path, query)
+        self._send(status, body, headers)
+
+    def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
+        data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
