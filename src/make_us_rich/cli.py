@@ -6,6 +6,7 @@ calls library functions and prints a summary. Errors of the library are shown as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -147,10 +148,8 @@ def cmd_fake_binance(args: argparse.Namespace) -> int:
         print(f"fake Binance API serving {', '.join(tables)} (bundled sample) at {fake.api_url}")
         print(f"try: mkrich fetch --api-url {fake.api_url} --end 2023-12-31 --days 30 --out x.csv")
         sys.stdout.flush()
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

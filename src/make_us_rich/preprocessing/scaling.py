@@ -124,7 +124,7 @@ def load_scaler(path: str | Path) -> MinMaxScaler:
     if p.suffix == ".json":
         return scaler_from_dict(json.loads(p.read_text()))
     with p.open("rb") as fh:
-        scaler = pickle.load(fh)  # noqa: S301 - documented: only for trusted files
+        scaler = pickle.load(fh)
     if not isinstance(scaler, MinMaxScaler):
         raise ConfigError(f"{p} does not hold a MinMaxScaler")
     return scaler

@@ -97,6 +97,7 @@ class FakeBinance:
         self.tables = {sym: _Table(df, interval) for sym, df in klines.items()}
         self.faults: deque[Fault] = deque()
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.headers: list[dict[str, str]] = []  # request headers, in the order received
         self.server_time = server_time
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"fake": self})
@@ -196,10 +197,11 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeBinance
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.fake.requests.append((parts.path, query))
+        self.fake.headers.append(dict(self.headers.items()))
         fault = self.fake._take_fault(parts.path)
         if fault is not None:
             if fault.delay:

@@ -1,0 +1,51 @@
+# make-us-rich — every entry point of the project. `make run` and `make test` install on
+# first use, so on a fresh machine each is ONE command.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+EXTRAS ?= all,dev
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma  := ,
+
+SYMBOL   ?= BTCEUR
+SOURCE   ?= sample
+RUN_DIR  ?= runs/latest
+PYTEST_ARGS ?=
+
+.PHONY: help install test lint format run bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make-us-rich needs Python >= 3.11 (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --constraint constraints.txt --editable ".[$(EXTRAS)]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP) ## create .venv and install the project with its extras (EXTRAS=all,dev)
+
+test: $(STAMP) ## run the test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check src tests bench
+
+format: $(STAMP) ## ruff format + fixes
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+run: $(STAMP) ## the loop on the bundled sample, offline (SOURCE=binance|csv:PATH, SYMBOL=...)
+	$(VENV)/bin/mkrich preprocess --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)
+
+bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/results/
+	$(PY) bench/bench_preprocessing.py
+
+clean: ## remove caches and run outputs (keeps .venv)
+	rm -rf runs .pytest_cache .ruff_cache .hypothesis bench/results
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,80 @@
+"""The mkrich command line, run in-process through its real entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from make_us_rich.cli import main
+from make_us_rich.data import read_klines_csv
+from make_us_rich.preprocessing import load_scaler
+
+
+def test_help_lists_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for command in ("fetch", "preprocess", "fake-binance"):
+        assert command in out
+
+
+def test_fetch_from_the_fake_api(tmp_path, fake_binance, btcusdt_2023, capsys):
+    out = tmp_path / "data.csv"
+    rc = main([
+        "fetch", "--api-url", fake_binance.api_url, "--symbol", "BTC/USDT", "--days", "365",
+        "--end", "2023-12-31T23:00Z", "--out", str(out), "--no-progress",
+    ])
+    assert rc == 0
+    pd.testing.assert_frame_equal(read_klines_csv(out), btcusdt_2023)
+    printed = capsys.readouterr().out
+    assert "BTCUSDT: 8759 candles" in printed and "1 missing candle(s) in 1 gap(s)" in printed
+
+
+def test_fetch_from_the_sample(tmp_path, capsys):
+    out = tmp_path / "s.csv.gz"
+    assert main(["fetch", "--source", "sample", "--symbol", "BTCEUR", "--days", "5",
+                 "--out", str(out)]) == 0
+    assert len(read_klines_csv(out)) == 120
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, fake_binance, capsys):
+    rc = main(["fetch", "--api-url", fake_binance.api_url, "--symbol", "XRPEUR", "--days", "1",
+               "--out", str(tmp_path / "x.csv"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: Binance does not know the symbol 'XRPEUR'")
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()
+    rc = main(["preprocess", "--days", "10", "--sequence-length", "120", "--out", str(tmp_path)])
+    assert rc == 2 and "need at least 1201" in capsys.readouterr().err
+
+
+def test_preprocess_writes_artifacts(tmp_path, capsys):
+    assert main(["preprocess", "--source", "sample", "--symbol", "BTCEUR", "--sequence-length",
+                 "24", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["symbol"] == "BTCEUR" and summary["train_rows"] == 3974
+    seq = np.load(tmp_path / "sequences.npz")
+    assert seq["X_train"].shape == (summary["train_windows"], 24, summary["n_features"])
+    scaler = load_scaler(tmp_path / "scaler.json")
+    train = pd.read_csv(tmp_path / "train.csv", index_col=0)
+    assert train.shape == (3974, summary["n_features"])
+    assert np.allclose(scaler.data_min_.shape, (summary["n_features"],))
+
+
+def test_console_script_and_no_tensorflow_import():
+    """The installed `mkrich` entry point works, and data/preprocessing/CLI never load TF."""
+    probe = (
+        "import sys, make_us_rich, make_us_rich.data, make_us_rich.preprocessing, "
+        "make_us_rich.cli, make_us_rich.data.binance\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'kfp', 'kserve') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    version = subprocess.run(
+        [sys.executable, "-m", "make_us_rich.cli", "--version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0 and version.stdout.startswith("mkrich ")

@@ -1,0 +1,72 @@
+"""Data tests: replay sources (bundled sample, CSV) give the same frame as the live source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from make_us_rich.data import SAMPLE_SYMBOLS, load_klines, parse_source, sample_path
+from make_us_rich.data.klines import write_klines_csv
+from make_us_rich.errors import ConfigError, DataValidationError
+
+
+def test_parse_source():
+    assert parse_source("sample").kind == "sample"
+    assert parse_source("binance").kind == "binance"
+    src = parse_source("csv:/tmp/k.csv")
+    assert (src.kind, src.path, str(src)) == ("csv", Path("/tmp/k.csv"), "csv:/tmp/k.csv")
+    for bad in ("", "csv:", "s3://x", "Sample"):
+        with pytest.raises(ConfigError, match="use 'binance', 'sample' or 'csv:PATH'"):
+            parse_source(bad)
+
+
+@pytest.mark.parametrize("symbol", SAMPLE_SYMBOLS)
+def test_bundled_sample_is_real_and_complete(symbol):
+    klines, report = load_klines("sample", symbol)
+    assert sample_path(symbol).is_file()
+    assert report.start == "2023-07-01T00:00:00+00:00"
+    assert report.end == "2023-12-31T23:00:00+00:00"
+    assert len(klines) == 184 * 24 and report.missing_candles == 0 and report.repairs == []
+
+
+def test_sample_matches_shared_data(sample_btcusdt, btcusdt_all_raw):
+    tail = btcusdt_all_raw.iloc[-len(sample_btcusdt):].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sample_btcusdt, tail)
+
+
+def test_sample_errors():
+    with pytest.raises(ConfigError, match="no bundled sample for ETHEUR"):
+        load_klines("sample", "ETH/EUR")
+    with pytest.raises(ConfigError, match="holds 1h klines, not 4h"):
+        load_klines("sample", "BTCEUR", interval="4h")
+
+
+def test_windows_on_replay_sources(sample_btceur):
+    last30, _ = load_klines("sample", "BTCEUR", days=30)
+    assert len(last30) == 30 * 24
+    assert last30["timestamp"].iloc[-1] == sample_btceur["timestamp"].iloc[-1]
+    window, _ = load_klines("sample", "BTCEUR", start="2023-08-01", end="2023-08-02")
+    assert len(window) == 25  # both ends inclusive on open times
+    with pytest.raises(ConfigError, match="no klines in the requested window"):
+        load_klines("sample", "BTCEUR", start="2030-01-01")
+    with pytest.raises(ConfigError, match="either days or start"):
+        load_klines("sample", "BTCEUR", start="2023-08-01", days=3)
+
+
+def test_csv_source_in_the_shared_format(tmp_path, sample_btcusdt, btcusdt_all_raw):
+    path = write_klines_csv(sample_btcusdt, tmp_path / "k.csv")
+    klines, _ = load_klines(f"csv:{path}", "BTCUSDT")
+    pd.testing.assert_frame_equal(klines, sample_btcusdt)
+
+
+def test_csv_source_with_broken_rows_is_refused(tmp_path):
+    path = tmp_path / "broken.csv"
+    path.write_text(
+        "timestamp,open,high,low,close,volume,close_time,quote_av,trades,tb_base_av,tb_quote_av,ignore\n"
+        "1672531200000,100,110,90,105,1,1672534799999,1,1,1,1,0\n"
+        "1672534800000,105,111,95,-1,1,1672538399999,1,1,1,1,0\n"
+    )
+    with pytest.raises(DataValidationError, match=r"broken\.csv: 1 row\(s\) have a missing, infinite or non-positive"):
+        load_klines(f"csv:{path}", "BTCUSDT")
