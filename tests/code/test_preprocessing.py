@@ -155,3 +155,13 @@ def test_too_little_history_says_how_many_rows(sample_btceur):
     assert len(res.X_test) >= 1 and len(res.X_val) >= 1 and len(res.X_train) >= 1
     with pytest.raises(InsufficientHistoryError, match=r"need at least 1201\. Fetch more history"):
         preprocess(sample_btceur.iloc[: need - 1], 120)
+
+
+def test_calendar_features_match_pandas_over_decades():
+    from make_us_rich.preprocessing.features import calendar_features
+
+    ts = pd.date_range("1965-01-01", "2040-12-31", freq="7h", tz="UTC")  # crosses 1970 and ISO year ends
+    expected = np.column_stack(
+        [ts.hour, ts.dayofweek, ts.day, ts.isocalendar().week.to_numpy(), ts.month]
+    )
+    np.testing.assert_array_equal(calendar_features(ts), expected)

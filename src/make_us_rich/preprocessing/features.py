@@ -6,6 +6,7 @@ served model always sees what it was trained on.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from make_us_rich.errors import DataValidationError
@@ -16,6 +17,27 @@ PRICE_FEATURES: tuple[str, ...] = ("open", "high", "low", "close", "close_change
 CALENDAR_FEATURES: tuple[str, ...] = ("hour", "day_of_week", "day_of_month", "week_of_year", "month")
 #: Feature columns, in the order the model sees them.
 FEATURE_COLUMNS: tuple[str, ...] = PRICE_FEATURES + CALENDAR_FEATURES
+
+_NS_PER_HOUR = 3_600 * 10**9
+_NS_PER_DAY = 24 * _NS_PER_HOUR
+
+
+def calendar_features(timestamps: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """UTC open times -> float64 ``[n, 5]``: hour, day_of_week (Monday 0), day_of_month,
+    ISO week_of_year, month; computed on the integer epoch, without pandas' per-field accessors."""
+    ns = pd.DatetimeIndex(timestamps).tz_convert("UTC").asi8
+    days = ns // _NS_PER_DAY  # floor division: also right before 1970
+    hour = (ns // _NS_PER_HOUR) % 24
+    dow = (days + 3) % 7  # 1970-01-01 was a Thursday
+    d = days.astype("datetime64[D]")
+    months = d.astype("datetime64[M]")
+    month = months.astype(np.int64) % 12 + 1
+    dom = (d - months.astype("datetime64[D]")).astype(np.int64) + 1
+    # ISO week: the week's Thursday decides the year; weeks count from that year's first Thursday.
+    thursday = (days - dow + 3).astype("datetime64[D]")
+    year_start = thursday.astype("datetime64[Y]").astype("datetime64[D]")
+    week = (thursday - year_start).astype(np.int64) // 7 + 1
+    return np.column_stack([hour, dow, dom, week, month]).astype(np.float64)
 
 
 def extract_features_from_dataset(klines: pd.DataFrame) -> pd.DataFrame:
@@ -30,21 +52,12 @@ def extract_features_from_dataset(klines: pd.DataFrame) -> pd.DataFrame:
             f"cannot extract features: klines lack column(s) {missing}; load them with "
             "make_us_rich.data.load_klines"
         )
-    ts = pd.DatetimeIndex(pd.to_datetime(klines["timestamp"], utc=True), name="timestamp")
-    prices = klines[["open", "high", "low", "close"]].to_numpy(dtype="float64")
-    features = pd.DataFrame(
-        {
-            "open": prices[:, 0],
-            "high": prices[:, 1],
-            "low": prices[:, 2],
-            "close": prices[:, 3],
-            "close_change": prices[:, 3] - prices[:, 0],
-            "hour": ts.hour,
-            "day_of_week": ts.dayofweek,
-            "day_of_month": ts.day,
-            "week_of_year": ts.isocalendar().week.to_numpy(),
-            "month": ts.month,
-        },
-        index=ts,
-    )
-    return features.astype("float64")[list(FEATURE_COLUMNS)]
+    ts = klines["timestamp"]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):  # parse only when not typed already
+        ts = pd.to_datetime(ts, utc=True)
+    ts = pd.DatetimeIndex(ts, name="timestamp").tz_convert("UTC")
+    values = np.empty((len(klines), len(FEATURE_COLUMNS)), dtype=np.float64)
+    values[:, :4] = klines[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
+    values[:, 4] = values[:, 3] - values[:, 0]
+    values[:, 5:] = calendar_features(ts)
+    return pd.DataFrame(values, index=ts, columns=list(FEATURE_COLUMNS))
