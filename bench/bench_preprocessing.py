@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from common import machine, save, shared_data, timeit
-from reference_preprocessing import reference_preprocess
-
 from make_us_rich.data import read_klines_csv, validate_klines
 from make_us_rich.preprocessing import preprocess
+from reference_preprocessing import reference_preprocess
 
 ROWS, SEQ = 43_800, 120
 
