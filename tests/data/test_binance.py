@@ -149,3 +149,20 @@ def test_load_klines_from_binance(fake_binance, monkeypatch):
     monkeypatch.setenv("BINANCE_API_URL", fake_binance.api_url)
     klines, report = load_klines("binance", "BTCEUR", days=2, end="2023-12-31T23:00Z")
     assert len(klines) == 48 and report.rows_out == 48
+
+
+def test_fake_speaks_binance_to_python_binance(fake_binance):
+    """python-binance's own calls for ping, server time and exchange info work unmodified."""
+    from binance.client import Client
+    from binance.exceptions import BinanceAPIException
+
+    client = Client(ping=False)
+    client.API_URL = fake_binance.api_url
+    assert client.ping() == {}
+    assert abs(client.get_server_time()["serverTime"] - time.time() * 1000) < 60_000
+    assert client.get_symbol_info("BTCEUR")["symbol"] == "BTCEUR"
+    with pytest.raises(BinanceAPIException) as err:
+        client.get_exchange_info() and client.get_klines(symbol="NOPEEUR", interval="1h")
+    assert (err.value.status_code, err.value.code) == (400, -1121)
+    page = client.get_klines(symbol="BTCUSDT", interval="1h", endTime=1672542000000, limit=3)
+    assert [row[0] for row in page] == [1672531200000 + h * 3_600_000 for h in (1, 2, 3)]

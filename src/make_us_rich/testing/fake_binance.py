@@ -117,7 +117,9 @@ class FakeBinance:
         return f"{self.url}/api"
 
     def start(self) -> FakeBinance:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
