@@ -137,6 +137,69 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_training_summary(run) -> None:
+    m = run.metrics
+    test = m["test"]
+    rows = [
+        ("RMSE", "rmse", "{:.2f}"),
+        ("MAE", "mae", "{:.2f}"),
+        ("MAPE %", "mape", "{:.4f}"),
+        ("direction", "directional_accuracy", "{:.1%}"),
+    ]
+    print(f"\n{m['symbol']} test set: {test['n']} hours, prices in quote currency")
+    print(f"  {'metric':<10} {'model':>12} {'persistence':>12} {'ratio':>8}")
+    for label, key, fmt in rows:
+        model, pers = test["model"][key], test["persistence"][key]
+        ratio = test["ratio"].get(key)
+        print(
+            f"  {label:<10} {fmt.format(model) if model is not None else 'n/a':>12} "
+            f"{fmt.format(pers) if pers is not None else 'n/a':>12} "
+            f"{f'{ratio:.4f}' if ratio is not None else '':>8}"
+        )
+    t = m["training"]
+    best = "untrained = persistence" if t["best_epoch"] == 0 else str(t["best_epoch"])
+    print(
+        f"  training: {t['epochs_run']} epoch(s) in {t['seconds']:.1f} s, best epoch {best}; "
+        f"ONNX parity max rel. error {m['parity']['max_rel_error']:.1e}"
+    )
+    verdict = "PASSED" if m["gate"]["passed"] else "REJECTED"
+    print(f"  gate: {verdict} ({'; '.join(m['gate']['reasons'])})")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from make_us_rich.data import parse_source
+    from make_us_rich.training import preset
+    from make_us_rich.training.workflow import ARTIFACTS, train_symbol
+
+    config = preset(args.preset).with_overrides(
+        sequence_length=args.sequence_length,
+        max_epochs=args.epochs,
+        seed=args.seed,
+        lstm_units=tuple(int(u) for u in args.units.split(",")) if args.units else None,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        head=args.head,
+    )
+    days = args.days
+    if days is None and args.start is None and parse_source(args.source).kind == "binance":
+        days = 365  # one year of hourly candles by default on the live API
+    client = None
+    if parse_source(args.source).kind == "binance":
+        from make_us_rich.data.binance import BinanceClient
+
+        client = BinanceClient(api_url=args.api_url)
+    run = train_symbol(
+        args.source, args.symbol, args.out, config,
+        interval=args.interval, days=days, start=args.start, end=args.end,
+        max_missing_fraction=args.max_missing_fraction, gate_tolerance=args.gate_tolerance,
+        progress=not args.no_progress, tensorboard_dir=args.tensorboard_dir, client=client,
+    )
+    _print_training_summary(run)
+    print(f"wrote {run.out_dir}/: {' '.join(ARTIFACTS)}")
+    return 0
+
+
 def cmd_fake_binance(args: argparse.Namespace) -> int:
     import threading
 
@@ -187,6 +250,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=float, default=0.2, help="validation fraction of train windows (default 0.2)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser(
+        "train",
+        help="fetch -> preprocess -> train LSTM -> ONNX -> evaluate vs persistence -> gate",
+        description="Train one model on one machine and write every artifact (model.onnx, "
+        "scaler.pkl/json, metrics.json, history.json, model_card.json, PNG plots) into --out. "
+        "Defaults: the 'fast' preset; the whole file for replay sources, 365 days for binance.",
+    )
+    _add_source_options(p, default_source="sample")
+    p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
+    p.add_argument("--preset", default="fast", help="fast (default), large or tiny")
+    p.add_argument("--sequence-length", type=int, help="override the preset's window length")
+    p.add_argument("--units", help="LSTM units per layer, e.g. 64 or 128,128")
+    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    p.add_argument("--learning-rate", type=float, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, help="batch size")
+    p.add_argument("--head", choices=("delta", "level"), help="model head (default delta)")
+    p.add_argument("--seed", type=int, help="random seed (default 42)")
+    p.add_argument("--gate-tolerance", type=float, default=0.02,
+                   help="max RMSE excess over persistence for the gate (default 0.02 = 2%%)")
+    p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
         "fake-binance",

@@ -78,3 +78,17 @@ def test_console_script_and_no_tensorflow_import():
         [sys.executable, "-m", "make_us_rich.cli", "--version"], capture_output=True, text=True
     )
     assert version.returncode == 0 and version.stdout.startswith("mkrich ")
+
+
+def test_train_command_writes_artifacts_and_a_summary(tmp_path, capsys):
+    import pytest
+
+    pytest.importorskip("tensorflow")
+    rc = main(["train", "--source", "sample", "--symbol", "BTCUSDT", "--days", "25",
+               "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "BTCUSDT test set:" in out and "persistence" in out and "gate: " in out
+    assert (tmp_path / "m" / "model.onnx").is_file()
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["hyperparameters"]["sequence_length"] == 12
