@@ -45,6 +45,9 @@ run: $(STAMP) ## the loop on the bundled sample, offline (SOURCE=binance|csv:PAT
 
 bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/results/
 	$(PY) bench/bench_preprocessing.py
+	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_training.py
+	$(PY) bench/bench_quality.py
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf runs .pytest_cache .ruff_cache .hypothesis bench/results
