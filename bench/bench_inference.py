@@ -10,8 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pandas as pd
-from common import machine, save, shared_data, timeit
 
+from common import machine, save, shared_data, timeit
 from make_us_rich import contract
 from make_us_rich.data import read_klines_csv, validate_klines
 from make_us_rich.preprocessing import preprocess
@@ -36,9 +36,12 @@ def bench(name: str, klines: pd.DataFrame) -> dict:
         model(scaled, training=False)
         session.run(None, {contract.INPUT_NAME: raw})
         reps = 200 if batch == 1 else 50
-        out[f"onnx_b{batch}_ms"] = timeit(lambda: session.run(None, {contract.INPUT_NAME: raw}), reps)[0] * 1e3
-        out[f"keras_predict_b{batch}_ms"] = timeit(lambda: model.predict(scaled, verbose=0), 20)[0] * 1e3
-        out[f"keras_call_b{batch}_ms"] = timeit(lambda: model(scaled, training=False), 20)[0] * 1e3
+        feed = {contract.INPUT_NAME: raw}
+        out[f"onnx_b{batch}_ms"] = timeit(lambda f=feed: session.run(None, f), reps)[0] * 1e3
+        out[f"keras_predict_b{batch}_ms"] = (
+            timeit(lambda x=scaled: model.predict(x, verbose=0), 20)[0] * 1e3
+        )
+        out[f"keras_call_b{batch}_ms"] = timeit(lambda x=scaled: model(x, training=False), 20)[0] * 1e3
         out[f"speedup_vs_predict_b{batch}"] = out[f"keras_predict_b{batch}_ms"] / out[f"onnx_b{batch}_ms"]
     return out
 

@@ -18,8 +18,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pandas as pd
-from common import machine, save, shared_data
 
+from common import machine, save, shared_data
 from make_us_rich.data import read_klines_csv, validate_klines
 from make_us_rich.training import TrainConfig
 from make_us_rich.training.workflow import train_from_klines

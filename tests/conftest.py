@@ -50,3 +50,68 @@ def btcusdt_2023(btcusdt_all_raw) -> pd.DataFrame:
 def fake_binance(btcusdt_2023, sample_btceur):
     with FakeBinance({"BTCUSDT": btcusdt_2023, "BTCEUR": sample_btceur}) as fake:
         yield fake
+
+
+# --------------------------------------------------------------------------- trained models
+TINY_SEQ = 12
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from make_us_rich.training import TrainConfig
+
+    return TrainConfig(sequence_length=TINY_SEQ, lstm_units=(8,), max_epochs=2, patience=2, batch_size=32)
+
+
+@pytest.fixture(scope="session")
+def trained_artifacts(tmp_path_factory, tiny_config):
+    """A real model trained on 25 days of the BTCEUR sample (gate: accepted)."""
+    pytest.importorskip("tensorflow")
+    from make_us_rich.training.workflow import train_symbol
+
+    out = tmp_path_factory.mktemp("artifacts") / "btceur"
+    run = train_symbol("sample", "BTCEUR", out, tiny_config, days=25)
+    assert run.passed_gate, run.metrics["gate"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def rejected_artifacts(tmp_path_factory, tiny_config):
+    """A real model that fails the gate: a 'level' head after one epoch is far off persistence."""
+    pytest.importorskip("tensorflow")
+    from make_us_rich.training.workflow import train_symbol
+
+    out = tmp_path_factory.mktemp("artifacts") / "btceur-rejected"
+    cfg = tiny_config.with_overrides(head="level", max_epochs=1)
+    run = train_symbol("sample", "BTCEUR", out, cfg, days=25, gate_tolerance=0.0)
+    assert not run.passed_gate, run.metrics["test"]["ratio"]
+    return out
+
+
+# --------------------------------------------------------------------------- S3 (moto server)
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server in-process on a free loopback port: the real S3 wire protocol."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """AWS environment pointing boto3 at the moto server, and a fresh bucket."""
+    import uuid
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    bucket = f"models-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    return bucket

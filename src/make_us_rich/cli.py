@@ -9,11 +9,13 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from make_us_rich import __version__
+from make_us_rich.contract import model_name as contract_model_name
 from make_us_rich.errors import MakeUsRichError
 
 log = logging.getLogger("make_us_rich.cli")
@@ -200,6 +202,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_store() -> str:
+    """The model store URI: $MKRICH_STORE, else the local folder runs/store."""
+    return os.environ.get("MKRICH_STORE") or "runs/store"
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from make_us_rich.store import ModelStore
+
+    store = ModelStore(args.store, keep=args.keep)
+    result = store.publish(args.artifacts, args.symbol)
+    print(f"{result.symbol} {result.version}: {result.status.upper()} -> {result.uri}")
+    for reason in result.reasons:
+        print(f"  gate: {reason}")
+    if result.latest:
+        print(f"  latest -> {result.version}; Triton: {store.triton_uri}/{contract_model_name(result.symbol)}/{result.triton_version}/model.onnx")
+    else:
+        print("  not promoted: latest is unchanged")
+    if result.removed_versions:
+        print(f"  retention (keep {args.keep}): removed {', '.join(result.removed_versions)}")
+    return 0 if result.status == "accepted" or not args.fail_on_reject else 3
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from make_us_rich.store import ModelStore
+
+    store = ModelStore(args.store)
+    latest = store.latest(args.symbol) or {}
+    versions = store.versions(args.symbol)
+    if not versions:
+        print(f"no versions of {args.symbol} in {store.uri}")
+        return 0
+    print(f"{'version':<36} {'status':<9} {'triton':>6} {'rmse ratio':>10}")
+    for m in versions:
+        ratio = (m.get("metrics") or {}).get("ratio", {}).get("rmse")
+        mark = "  <- latest" if m["version"] == latest.get("version") else ""
+        print(f"{m['version']:<36} {m['status']:<9} {m.get('triton_version') or '':>6} "
+              f"{ratio if ratio is None else f'{ratio:.4f}':>10}{mark}")
+    return 0
+
+
 def cmd_fake_binance(args: argparse.Namespace) -> int:
     import threading
 
@@ -273,6 +315,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max RMSE excess over persistence for the gate (default 0.02 = 2%%)")
     p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "publish",
+        help="publish `mkrich train` artifacts to the model store (through the gate)",
+        description="Upload a trained model as a new immutable version; if it passed the "
+        "promotion gate it becomes `latest` and enters the Triton repository view, otherwise it "
+        "is stored as rejected and latest is unchanged.",
+    )
+    p.add_argument("artifacts", help="folder written by `mkrich train --out`")
+    p.add_argument("--symbol", required=True, help="trading pair of the model, e.g. BTCEUR")
+    p.add_argument("--store", default=default_store(),
+                   help="store URI: a folder, file:///path or s3://bucket/prefix "
+                   "(default: $MKRICH_STORE or runs/store)")
+    p.add_argument("--keep", type=int, default=10, help="versions to retain per symbol (default 10)")
+    p.add_argument("--fail-on-reject", action="store_true", help="exit 3 when the gate rejected the model")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("versions", help="list a symbol's model versions in the store")
+    p.add_argument("--symbol", default="BTCEUR")
+    p.add_argument("--store", default=default_store(), help="store URI (default: $MKRICH_STORE or runs/store)")
+    p.set_defaults(func=cmd_versions)
 
     p = sub.add_parser(
         "fake-binance",

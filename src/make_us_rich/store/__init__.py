@@ -1,0 +1,29 @@
+"""Model store: local folder (default) or S3-compatible storage. See :mod:`.model_store`."""
+
+from make_us_rich.store.backends import (
+    LocalBackend,
+    ObjectNotFound,
+    S3Backend,
+    StoreError,
+    open_backend,
+)
+from make_us_rich.store.model_store import (
+    DEFAULT_KEEP,
+    ModelStore,
+    PublishError,
+    PublishResult,
+    triton_config,
+)
+
+__all__ = [
+    "DEFAULT_KEEP",
+    "LocalBackend",
+    "ModelStore",
+    "ObjectNotFound",
+    "PublishError",
+    "PublishResult",
+    "S3Backend",
+    "StoreError",
+    "open_backend",
+    "triton_config",
+]

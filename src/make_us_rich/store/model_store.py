@@ -1,0 +1,305 @@
+"""The model store: immutable model versions per symbol, a ``latest`` pointer, and a
+KServe/Triton model repository view.
+
+Layout under the store URI::
+
+    models/<SYMBOL>/<version>/model.onnx, scaler.pkl, scaler.json, metrics.json,
+                              history.json, model_card.json, *.png
+    models/<SYMBOL>/<version>/manifest.json     written last: a version exists once it has one
+    models/<SYMBOL>/latest.json                 pointer to the serving version (accepted only)
+    triton/<model_name>/config.pbtxt            Triton config (ONNX Runtime, dynamic batch)
+    triton/<model_name>/<n>/model.onnx          Triton versions 1, 2, 3... (highest is served)
+
+An ONNX ``InferenceService`` points its ``storageUri`` at ``<store>/triton``; the URL model name
+is the folder name (``btceur-close``). The config is written explicitly rather than relying on
+Triton's auto-complete, so the served signature is pinned and visible.
+
+Publishing is atomic from a reader's point of view: every object of a version is uploaded and
+verified (read back: size and SHA-256) before ``manifest.json``, then the Triton copy, and only
+then the small ``latest.json`` pointer (one PUT). A failure anywhere leaves the previous
+``latest`` untouched. A model that failed the promotion gate is stored with status
+``rejected`` and never becomes ``latest`` nor reaches the Triton view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from make_us_rich import contract
+from make_us_rich.data import normalize_symbol
+from make_us_rich.errors import ConfigError, MakeUsRichError
+from make_us_rich.store.backends import Backend, ObjectNotFound, StoreError, open_backend
+
+#: Files a published version must contain (what ``mkrich train --out`` writes).
+REQUIRED_FILES = (
+    "model.onnx", "scaler.pkl", "scaler.json", "metrics.json", "history.json", "model_card.json",
+)
+OPTIONAL_FILES = ("training_curves.png", "predictions.png")
+DEFAULT_KEEP = 10
+#: ``<UTC publish time to the microsecond>-<first 8 hex of the model's SHA-256>``: unique,
+#: sortable, and telling which model it holds, e.g. ``20231231T230512.123456Z-5de49751``.
+_VERSION_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}$")
+
+
+class PublishError(MakeUsRichError, RuntimeError):
+    """Publishing failed; the previous ``latest`` is untouched."""
+
+
+@dataclass
+class PublishResult:
+    symbol: str
+    version: str
+    status: str  # "accepted" | "rejected"
+    latest: bool  # whether latest.json now points at this version
+    triton_version: int | None
+    uri: str
+    reasons: list[str]
+    removed_versions: list[str]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def triton_config(model_name: str, sequence_length: int, n_features: int) -> str:
+    """Triton ``config.pbtxt`` for the ONNX forecaster (batch dimension inside dims: -1)."""
+    return (
+        f'name: "{model_name}"\n'
+        'platform: "onnxruntime_onnx"\n'
+        "max_batch_size: 0\n"
+        "input [\n"
+        f'  {{ name: "{contract.INPUT_NAME}" data_type: TYPE_FP32 dims: [ -1, {sequence_length}, {n_features} ] }}\n'
+        "]\n"
+        "output [\n"
+        f'  {{ name: "{contract.OUTPUT_NAME}" data_type: TYPE_FP32 dims: [ -1, 1 ] }}\n'
+        "]\n"
+        "version_policy: { latest: { num_versions: 1 } }\n"
+    )
+
+
+class ModelStore:
+    """Publish and read models. ``ModelStore("runs/store")``, ``ModelStore("s3://models/mkrich")``."""
+
+    def __init__(self, uri: str | Path | Backend, keep: int = DEFAULT_KEEP) -> None:
+        self.backend: Backend = uri if hasattr(uri, "put") else open_backend(uri)  # type: ignore[arg-type]
+        if keep < 1:
+            raise ConfigError(f"keep must be >= 1 (versions to retain), got {keep}")
+        self.keep = keep
+
+    @property
+    def uri(self) -> str:
+        return self.backend.uri
+
+    @property
+    def triton_uri(self) -> str:
+        """What an ONNX InferenceService's ``storageUri`` should be."""
+        return f"{self.uri}/triton"
+
+    # ------------------------------------------------------------------ keys
+    @staticmethod
+    def _sym(symbol: str) -> str:
+        return normalize_symbol(symbol)  # ^[A-Z0-9]{5,20}$: safe as a key component
+
+    def _version_key(self, symbol: str, version: str, name: str = "") -> str:
+        if not _VERSION_RE.match(version):
+            raise ConfigError(f"invalid model version {version!r}")
+        return f"models/{self._sym(symbol)}/{version}" + (f"/{name}" if name else "")
+
+    def _latest_key(self, symbol: str) -> str:
+        return f"models/{self._sym(symbol)}/latest.json"
+
+    # ------------------------------------------------------------------ reading
+    def latest(self, symbol: str) -> dict[str, Any] | None:
+        """The ``latest.json`` pointer of ``symbol``, or ``None`` before the first accepted model."""
+        try:
+            return json.loads(self.backend.get(self._latest_key(symbol)))
+        except ObjectNotFound:
+            return None
+
+    def manifest(self, symbol: str, version: str) -> dict[str, Any]:
+        return json.loads(self.backend.get(self._version_key(symbol, version, "manifest.json")))
+
+    def versions(self, symbol: str) -> list[dict[str, Any]]:
+        """Complete versions (those with a manifest), oldest first."""
+        prefix = f"models/{self._sym(symbol)}"
+        found = sorted(
+            {k.split("/")[2] for k in self.backend.list(prefix) if k.endswith("/manifest.json")}
+        )
+        return [self.manifest(symbol, v) for v in found if _VERSION_RE.match(v)]
+
+    def read(self, symbol: str, version: str, name: str, sha256: str | None = None) -> bytes:
+        """One artifact of a version, checked against ``sha256`` when given."""
+        data = self.backend.get(self._version_key(symbol, version, name))
+        if sha256 is not None and _sha256(data) != sha256:
+            raise StoreError(f"{symbol} {version}/{name}: checksum mismatch (corrupt or replaced object)")
+        return data
+
+    def fetch(self, symbol: str, dest: str | Path, version: str | None = None) -> Path:
+        """Download a version (default: latest) into ``dest``, verifying every checksum."""
+        if version is None:
+            pointer = self.latest(symbol)
+            if pointer is None:
+                raise StoreError(f"no accepted model for {self._sym(symbol)} in {self.uri} yet")
+            version = pointer["version"]
+        manifest = self.manifest(symbol, version)
+        out = Path(dest)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, info in manifest["files"].items():
+            (out / name).write_bytes(self.read(symbol, version, name, info["sha256"]))
+        return out
+
+    # ------------------------------------------------------------------ publishing
+    def _put_verified(self, key: str, data: bytes) -> dict[str, Any]:
+        self.backend.put(key, data)
+        back = self.backend.get(key)
+        if len(back) != len(data) or _sha256(back) != _sha256(data):
+            raise PublishError(f"verification of {self.uri}/{key} failed: stored object differs")
+        return {"sha256": _sha256(data), "size": len(data)}
+
+    def publish(self, artifacts: str | Path, symbol: str) -> PublishResult:
+        """Publish the artifacts of ``mkrich train --out DIR`` as a new version of ``symbol``.
+
+        The promotion gate's decision is read from ``metrics.json``: accepted models become
+        ``latest`` and reach the Triton view; rejected ones are stored as rejected only.
+        """
+        sym = self._sym(symbol)
+        files = _read_artifacts(Path(artifacts), sym)
+        card = json.loads(files["model_card.json"])
+        metrics = json.loads(files["metrics.json"])
+        gate = metrics.get("gate") or {}
+        accepted = bool(gate.get("passed"))
+        checksums = {name: _sha256(data) for name, data in files.items()}
+        created = datetime.now(UTC)
+        version = f"{created.strftime('%Y%m%dT%H%M%S.%fZ')}-{checksums['model.onnx'][:8]}"
+        model_name = contract.model_name(sym)
+
+        try:
+            if self.backend.list(self._version_key(sym, version)):
+                raise PublishError(f"version {version} already exists; versions are immutable")
+            uploaded = {
+                name: self._put_verified(self._version_key(sym, version, name), data)
+                for name, data in files.items()
+            }
+            triton_version = self._next_triton_version(model_name) if accepted else None
+            manifest = {
+                "symbol": sym,
+                "version": version,
+                "status": "accepted" if accepted else "rejected",
+                "gate": gate,
+                "published": created.isoformat(timespec="seconds"),
+                "model_name": model_name,
+                "triton_version": triton_version,
+                "sequence_length": card["sequence_length"],
+                "features": card["features"],
+                "metrics": metrics.get("test"),
+                "files": uploaded,
+            }
+            self._put_verified(
+                self._version_key(sym, version, "manifest.json"), _json_bytes(manifest)
+            )
+            if accepted:
+                config = triton_config(model_name, card["sequence_length"], len(card["features"]))
+                self._put_if_changed(f"triton/{model_name}/config.pbtxt", config.encode())
+                self._put_verified(f"triton/{model_name}/{triton_version}/model.onnx", files["model.onnx"])
+                pointer = {
+                    "symbol": sym,
+                    "version": version,
+                    "model_name": model_name,
+                    "triton_version": triton_version,
+                    "published": manifest["published"],
+                    "sequence_length": card["sequence_length"],
+                    "features": card["features"],
+                    "checksums": {n: u["sha256"] for n, u in uploaded.items()},
+                    "metrics": metrics.get("test"),
+                }
+                self._put_verified(self._latest_key(sym), _json_bytes(pointer))
+        except (StoreError, PublishError) as exc:
+            raise PublishError(
+                f"publishing {sym} {version} to {self.uri} failed; latest is unchanged: {exc}"
+            ) from exc
+        removed = self.prune(sym)
+        return PublishResult(
+            symbol=sym,
+            version=version,
+            status=manifest["status"],
+            latest=accepted,
+            triton_version=triton_version,
+            uri=f"{self.uri}/{self._version_key(sym, version)}",
+            reasons=list(gate.get("reasons", [])),
+            removed_versions=removed,
+        )
+
+    def _put_if_changed(self, key: str, data: bytes) -> None:
+        try:
+            if self.backend.get(key) == data:
+                return
+        except ObjectNotFound:
+            pass
+        self._put_verified(key, data)
+
+    def _next_triton_version(self, model_name: str) -> int:
+        numbers = [
+            int(parts[2])
+            for k in self.backend.list(f"triton/{model_name}")
+            if len(parts := k.split("/")) == 4 and parts[2].isdigit()
+        ]
+        return max(numbers, default=0) + 1
+
+    def prune(self, symbol: str) -> list[str]:
+        """Keep the newest ``keep`` versions (complete or not) and always the ``latest`` one;
+        remove the rest, with their Triton copies. Returns the removed versions."""
+        sym = self._sym(symbol)
+        keys = self.backend.list(f"models/{sym}")
+        by_version: dict[str, list[str]] = {}
+        for k in keys:
+            parts = k.split("/")
+            if len(parts) >= 4 and _VERSION_RE.match(parts[2]):
+                by_version.setdefault(parts[2], []).append(k)
+        pointer = self.latest(sym)
+        protected = {pointer["version"]} if pointer else set()
+        ordered = sorted(by_version)
+        doomed = [v for v in ordered[: max(0, len(ordered) - self.keep)] if v not in protected]
+        model_name = contract.model_name(sym)
+        for version in doomed:
+            triton_n = None
+            if f"models/{sym}/{version}/manifest.json" in by_version[version]:
+                triton_n = self.manifest(sym, version).get("triton_version")
+            self.backend.delete(by_version[version])
+            if triton_n:
+                self.backend.delete([f"triton/{model_name}/{triton_n}/model.onnx"])
+        return doomed
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode()
+
+
+def _read_artifacts(folder: Path, symbol: str) -> dict[str, bytes]:
+    if not folder.is_dir():
+        raise ConfigError(f"no artifact folder at {folder}; run `mkrich train --out {folder}` first")
+    missing = [n for n in REQUIRED_FILES if not (folder / n).is_file()]
+    if missing:
+        raise ConfigError(f"{folder} lacks {', '.join(missing)}; is it the output of `mkrich train`?")
+    files = {n: (folder / n).read_bytes() for n in (*REQUIRED_FILES, *OPTIONAL_FILES) if (folder / n).is_file()}
+    try:
+        card = json.loads(files["model_card.json"])
+        json.loads(files["metrics.json"])
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{folder}: model_card.json or metrics.json is not valid JSON: {exc}") from exc
+    if card.get("symbol") != symbol:
+        raise ConfigError(
+            f"{folder} holds a model of {card.get('symbol')!r}, not {symbol!r}; check --symbol"
+        )
+    for name, digest in (card.get("files") or {}).items():
+        if name in files and _sha256(files[name]) != digest:
+            raise ConfigError(
+                f"{folder}/{name} does not match the checksum in model_card.json: the folder was "
+                "modified after training"
+            )
+    return files
