@@ -14,9 +14,10 @@ import pandas as pd
 from common import machine, save, shared_data, timeit
 from make_us_rich import contract
 from make_us_rich.data import read_klines_csv, validate_klines
+from make_us_rich.inference import onnx_session
 from make_us_rich.preprocessing import preprocess
 from make_us_rich.training import preset
-from make_us_rich.training.export import onnx_session, to_onnx
+from make_us_rich.training.export import to_onnx
 from make_us_rich.training.model import build_model
 from make_us_rich.training.workflow import raw_test_windows
 

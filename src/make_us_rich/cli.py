@@ -242,6 +242,30 @@ def cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from make_us_rich.serving.server import serve
+
+    symbols = [x for x in args.symbols.split(",") if x.strip()]
+    print(f"serving {', '.join(symbols)} from {args.store} on http://127.0.0.1:{args.port}", flush=True)
+    serve(args.store, symbols, port=args.port, reload_interval=args.reload_interval,
+          max_batch=args.max_batch, max_body=args.max_body)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from make_us_rich.predict_client import predict_next_close
+
+    result = predict_next_close(
+        args.url, args.symbol, source=args.source, api_url=args.api_url,
+        token=os.environ.get("MKRICH_SERVING_TOKEN"), end=args.end,
+    )
+    print(f"{result['symbol']} next close ({result['for_hour']}): {result['predicted_close']:.2f}")
+    print(f"  last close ({result['last_hour']}): {result['last_close']:.2f}  "
+          f"change {result['predicted_close'] - result['last_close']:+.2f}")
+    print(f"  model {result['model']} version {result['model_version']} at {args.url}")
+    return 0
+
+
 def cmd_fake_binance(args: argparse.Namespace) -> int:
     import threading
 
@@ -336,6 +360,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbol", default="BTCEUR")
     p.add_argument("--store", default=default_store(), help="store URI (default: $MKRICH_STORE or runs/store)")
     p.set_defaults(func=cmd_versions)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve the latest models (KServe ModelServer, Open Inference Protocol v1/v2)",
+        description="Load the latest accepted model of each symbol from the store and serve "
+        "/v2/models/<symbol>-close/infer and /v1/models/<symbol>-close:predict; new versions "
+        "are hot-reloaded. Set MKRICH_SERVING_TOKEN to require a bearer token.",
+    )
+    p.add_argument("--store", default=default_store(), help="store URI (default: $MKRICH_STORE or runs/store)")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols (default BTCEUR)")
+    p.add_argument("--reload-interval", type=float, default=30.0,
+                   help="seconds between checks for a new latest model (0: never)")
+    p.add_argument("--max-batch", type=int, default=1024, help="largest batch accepted (default 1024)")
+    p.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="largest request body in bytes")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "predict",
+        help="ask a running server for the next hour's close (features built as in training)",
+    )
+    p.add_argument("--symbol", default="BTCEUR")
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
+    p.add_argument("--source", default="binance", help="where the last window comes from: binance or sample")
+    p.add_argument("--end", help="last candle's open time (default: latest available)")
+    p.add_argument("--api-url", help="Binance REST base URL (default: $BINANCE_API_URL or Binance)")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
         "fake-binance",

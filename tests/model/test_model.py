@@ -13,11 +13,11 @@ from make_us_rich.training import TrainConfig
 
 pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
+from make_us_rich.inference import onnx_session
 from make_us_rich.training.export import (
     ExportError,
     check_parity,
     export_onnx,
-    onnx_session,
     reference_predict,
     to_onnx,
 )

@@ -21,6 +21,7 @@ from sklearn.preprocessing import MinMaxScaler
 
 from make_us_rich.contract import INPUT_NAME, OPSET, OUTPUT_NAME
 from make_us_rich.errors import MakeUsRichError
+from make_us_rich.inference import onnx_session
 
 PARITY_RTOL = 1e-4
 
@@ -82,14 +83,6 @@ def to_onnx(model, scaler: MinMaxScaler, target_index: int) -> bytes:
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"onnx.checker rejected the model: {exc}") from exc
     return proto.SerializeToString()
-
-
-def onnx_session(model_bytes: bytes):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 
 def reference_predict(model, scaler: MinMaxScaler, target_index: int, raw_windows: np.ndarray) -> np.ndarray:

@@ -137,7 +137,8 @@ def train_from_klines(
     tensorboard_dir: str | Path | None = None,
 ) -> TrainingRun:
     """Train, export, evaluate and gate one model on validated klines; write the artifacts."""
-    from make_us_rich.training.export import export_onnx, onnx_session
+    from make_us_rich.inference import onnx_session
+    from make_us_rich.training.export import export_onnx
     from make_us_rich.training.plots import plot_predictions, plot_training_curves
     from make_us_rich.training.train import train_model
 

@@ -1,0 +1,93 @@
+"""Client side of a prediction: the last window of klines -> the same features as training ->
+an Open Inference Protocol v2 request. Works against ``mkrich serve`` and against the cluster's
+Triton ONNX InferenceService alike (same model name, input name, shape and datatype)."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pandas as pd
+
+from make_us_rich import contract
+from make_us_rich.data import interval_ms, load_klines, normalize_symbol
+from make_us_rich.errors import MakeUsRichError
+from make_us_rich.preprocessing import extract_features_from_dataset
+
+
+class ServerError(MakeUsRichError, RuntimeError):
+    """The prediction server could not be reached or refused the request."""
+
+
+def _call(url: str, body: dict | None = None, token: str | None = None, timeout: float = 10.0) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:300]
+        raise ServerError(f"{url} answered HTTP {exc.code}: {detail}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise ServerError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}; is the server running?") from None
+
+
+def v2_request(windows, request_id: str | None = None) -> dict[str, Any]:
+    body = {"inputs": [{"name": contract.INPUT_NAME, "shape": list(windows.shape),
+                        "datatype": contract.DATATYPE, "data": windows.reshape(-1).tolist()}]}
+    if request_id:
+        body["id"] = request_id
+    return body
+
+
+def predict_next_close(
+    url: str,
+    symbol: str,
+    *,
+    source: str = "binance",
+    interval: str = "1h",
+    api_url: str | None = None,
+    token: str | None = None,
+    end: Any = None,
+) -> dict[str, Any]:
+    sym = normalize_symbol(symbol)
+    name = contract.model_name(sym)
+    base = url.rstrip("/")
+    meta = _call(f"{base}/v2/models/{name}", token=token)
+    seq_len = int(meta["inputs"][0]["shape"][1])
+    step = interval_ms(interval)
+    days = math.ceil((seq_len + 2) * step / 86_400_000) + 1
+    client = None
+    if source == "binance":
+        from make_us_rich.data.binance import BinanceClient
+
+        client = BinanceClient(api_url=api_url)
+    klines, _ = load_klines(source, sym, interval=interval, days=days, end=end, client=client)
+    window = klines.tail(seq_len)
+    if len(window) < seq_len:
+        raise MakeUsRichError(f"only {len(window)} candles available; the model needs {seq_len}")
+    gaps = window["timestamp"].diff().dropna() != pd.Timedelta(milliseconds=step)
+    if gaps.any():
+        raise MakeUsRichError(
+            f"the last {seq_len} candles have a gap (at {window['timestamp'][gaps.reindex(window.index, fill_value=False)].iloc[0]}); "
+            "the exchange had an outage - try again after the next candle"
+        )
+    features = extract_features_from_dataset(window).to_numpy("float32")[None]
+    answer = _call(f"{base}/v2/models/{name}/infer", v2_request(features), token=token)
+    predicted = float(answer["outputs"][0]["data"][0])
+    last_time = window["timestamp"].iloc[-1]
+    return {
+        "symbol": sym,
+        "model": name,
+        "model_version": answer.get("model_version"),
+        "predicted_close": predicted,
+        "last_close": float(window["close"].iloc[-1]),
+        "last_hour": last_time.isoformat(),
+        "for_hour": (last_time + pd.Timedelta(milliseconds=step)).isoformat(),
+    }

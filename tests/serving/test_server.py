@@ -1,0 +1,248 @@
+"""The real KServe ModelServer (``python -m make_us_rich.serving``) on a free loopback port,
+serving real published models from a local store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from make_us_rich.predict_client import predict_next_close, v2_request
+from make_us_rich.store import ModelStore
+
+pytest.importorskip("kserve")
+
+NAME = "btceur-close"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body=None, headers=None, raw: bytes | None = None):
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        try:
+            return e.code, json.loads(text)
+        except ValueError:
+            return e.code, text.decode(errors="replace")
+
+
+class Server:
+    def __init__(self, store: Path, env: dict | None = None, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "make_us_rich.serving", "--store", str(store), "--symbols",
+               "BTCEUR", "--port", str(self.port), "--reload-interval", "0.2", *extra]
+        self.log = store.parent / f"server-{self.port}.log"
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log.read_text()}")
+            try:
+                if http("GET", f"{self.url}/v2/models/{NAME}/ready")[0] == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server not ready in time:\n{self.log.read_text()}")
+
+    def infer(self, windows, **kw):
+        return http("POST", f"{self.url}/v2/models/{NAME}/infer", v2_request(windows), **kw)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory, trained_artifacts):
+    path = tmp_path_factory.mktemp("serving") / "store"
+    ModelStore(path).publish(trained_artifacts, "BTCEUR")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(store_dir):
+    srv = Server(store_dir)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def windows(sample_btceur):
+    from make_us_rich.preprocessing import extract_features_from_dataset
+
+    feats = extract_features_from_dataset(sample_btceur.tail(40)).to_numpy(np.float32)
+    return np.stack([feats[i : i + 12] for i in range(3)])
+
+
+def test_v2_infer_matches_onnxruntime(server, store_dir, windows):
+    from make_us_rich.inference import onnx_session, predict
+
+    status, body = server.infer(windows)
+    assert status == 200, body
+    out = body["outputs"][0]
+    assert out["name"] == "next_close" and out["shape"] == [3, 1] and out["datatype"] == "FP32"
+    store = ModelStore(store_dir)
+    latest = store.latest("BTCEUR")
+    assert body["model_version"] == latest["version"] and body["model_name"] == NAME
+    session = onnx_session(store.read("BTCEUR", latest["version"], "model.onnx"))
+    np.testing.assert_allclose(out["data"], predict(session, windows)[:, 0], rtol=1e-6)
+
+
+def test_v1_predict_and_metadata(server, windows):
+    status, body = http("POST", f"{server.url}/v1/models/{NAME}:predict", {"instances": windows.tolist()})
+    assert status == 200 and len(body["predictions"]) == 3
+    status, meta = http("GET", f"{server.url}/v2/models/{NAME}")
+    assert status == 200
+    assert meta["inputs"] == [{"name": "window", "datatype": "FP32", "shape": [-1, 12, 10]}]
+    assert meta["outputs"] == [{"name": "next_close", "datatype": "FP32", "shape": [-1, 1]}]
+    assert len(meta["versions"]) == 1
+    status, health = http("GET", f"{server.url}/v2/health/ready")
+    assert status == 200 and health["ready"] is True
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as r:
+        assert b"request_predict_seconds" in r.read()
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"inputs": [{"name": "window", "shape": [1, 12, 10], "datatype": "FP32", "data": [1.0]}]}, 400, "needs 120"),
+        ({"inputs": [{"name": "window", "shape": [1, 5, 10], "datatype": "FP32", "data": [1.0] * 50}]}, 400, "expected shape"),
+        ({"inputs": [{"name": "window", "shape": [1, 12, 10], "datatype": "BYTES", "data": ["a"] * 120}]}, 400, "datatype must be FP32"),
+        ({"inputs": [{"name": "window", "shape": [1, 12, 10], "datatype": "FP32", "data": ["NaN"] * 120}]}, 400, "NaN or infinity"),
+        ({"inputs": [{"name": "window", "shape": [0, 12, 10], "datatype": "FP32", "data": []}]}, 400, "empty batch"),
+        ({"inputs": [{"name": "other", "shape": [1, 12, 10], "datatype": "FP32", "data": [1.0] * 120}]}, 400, "unknown input"),
+        ({"instances": []}, 422, "inputs"),
+    ],
+)
+def test_bad_v2_requests_get_4xx_and_the_server_goes_on(server, windows, body, status, message):
+    got, answer = http("POST", f"{server.url}/v2/models/{NAME}/infer", body)
+    assert got == status and message in json.dumps(answer)
+    assert server.infer(windows[:1])[0] == 200  # the next good request is served
+
+
+def test_other_bad_requests(server, windows):
+    url = f"{server.url}/v2/models/{NAME}/infer"
+    assert http("POST", url, raw=b'{"inputs": [')[0] == 422  # malformed JSON
+    status, body = http("POST", f"{server.url}/v1/models/{NAME}:predict", {"data": [1]})
+    assert status == 400 and "instances" in body["error"]
+    status, body = http("POST", f"{server.url}/v2/models/nope-close/infer", v2_request(windows))
+    assert status == 404
+    big = b'{"inputs": [{"name": "window", "shape": [1], "datatype": "FP32", "data": [' + b"1.0," * 3_000_000 + b"1.0]}]}"
+    status, body = http("POST", url, raw=big)
+    assert status == 413 and "request body over" in body["error"]
+    assert server.infer(windows)[0] == 200
+
+
+def test_mkrich_predict_against_the_server(server, sample_btceur):
+    result = predict_next_close(server.url, "BTCEUR", source="sample")
+    assert result["model"] == NAME and result["last_hour"] == "2023-12-31T23:00:00+00:00"
+    assert result["for_hour"] == "2024-01-01T00:00:00+00:00"
+    assert abs(result["predicted_close"] / result["last_close"] - 1) < 0.05
+    assert result["last_close"] == sample_btceur["close"].iloc[-1]
+
+
+def test_bearer_token(store_dir, windows):
+    srv = Server(store_dir, {"MKRICH_SERVING_TOKEN": "s3cret"})
+    try:
+        assert srv.infer(windows)[0] == 401
+        assert srv.infer(windows, headers={"Authorization": "Bearer nope"})[0] == 401
+        assert srv.infer(windows, headers={"Authorization": "Bearer s3cret"})[0] == 200
+        assert http("GET", f"{srv.url}/v2/health/ready")[0] == 200  # health stays open
+        assert "s3cret" not in srv.log.read_text()  # secrets never in logs
+    finally:
+        srv.stop()
+
+
+def test_hot_reload_under_load_and_broken_models_refused(tmp_path, trained_artifacts, windows):
+    store_path = tmp_path / "store"
+    store = ModelStore(store_path)
+    first = store.publish(trained_artifacts, "BTCEUR")
+    srv = Server(store_path)
+    results: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def stream():
+        while not stop.is_set():
+            status, body = srv.infer(windows[:1])
+            results.append((status, body.get("model_version") if isinstance(body, dict) else None))
+
+    try:
+        workers = [threading.Thread(target=stream) for _ in range(2)]
+        for w in workers:
+            w.start()
+        time.sleep(0.5)
+        second = store.publish(trained_artifacts, "BTCEUR")
+        deadline = time.time() + 20
+        while time.time() < deadline and (not results or results[-1][1] != second.version):
+            time.sleep(0.1)
+        time.sleep(0.3)
+        stop.set()
+        for w in workers:
+            w.join()
+        assert results and all(status == 200 for status, _ in results), set(results)
+        versions = [v for _, v in results]
+        assert versions[0] == first.version and versions[-1] == second.version
+        # no going back once swapped
+        assert versions.index(second.version) == len(versions) - versions[::-1].index(first.version)
+
+        # A broken new latest (checksums fine, bytes not ONNX) is refused; we stay on `second`.
+        broken = second.version.replace(second.version[:8], "29991231")
+        for key in store.backend.list(f"models/BTCEUR/{second.version}"):
+            name = key.rsplit("/", 1)[1]
+            store.backend.put(f"models/BTCEUR/{broken}/{name}", store.backend.get(key))
+        garbage = b"this is not an onnx model"
+        store.backend.put(f"models/BTCEUR/{broken}/model.onnx", garbage)
+        pointer = store.latest("BTCEUR")
+        import hashlib
+
+        pointer.update(version=broken, checksums={**pointer["checksums"], "model.onnx": hashlib.sha256(garbage).hexdigest()})
+        store.backend.put("models/BTCEUR/latest.json", json.dumps(pointer).encode())
+        deadline = time.time() + 20
+        status_body = {}
+        while time.time() < deadline:
+            status_body = http("GET", f"{srv.url}/mkrich/status")[1]
+            if status_body["models"][0]["last_reload_error"]:
+                break
+            time.sleep(0.2)
+        model_status = status_body["models"][0]
+        assert f"refused version {broken}" in model_status["last_reload_error"]
+        assert model_status["version"] == second.version
+        status, body = srv.infer(windows[:1])
+        assert status == 200 and body["model_version"] == second.version
+        assert "still serving" in srv.log.read_text()
+    finally:
+        stop.set()
+        srv.stop()
+    shutil.rmtree(store_path)

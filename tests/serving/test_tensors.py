@@ -1,0 +1,62 @@
+"""Request validation of the predictor, without a server (framework-free rules)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from make_us_rich.serving.tensors import BadRequest, parse_v1_body, parse_v2_input
+
+L, F = 12, 10
+
+
+def v2(shape, data=None, raw=None, name="window", datatype="FP32", max_batch=1024):
+    return parse_v2_input(name, datatype, shape, data, raw, L, F, max_batch)
+
+
+def test_v2_json_and_binary_give_the_same_windows():
+    values = np.arange(2 * L * F, dtype=np.float32)
+    a = v2([2, L, F], data=values.tolist())
+    b = v2([2, L, F], raw=values.tobytes())
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (2, L, F) and a.dtype == np.float32 and a.flags.c_contiguous
+    nested = v2([1, L, F], data=values[: L * F].reshape(1, L, F).tolist())
+    np.testing.assert_array_equal(nested, a[:1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"shape": [1, L, F], "data": [1.0] * 5}, "data holds 5 value(s) but shape [1, 12, 10] needs 120"),
+        ({"shape": [1, L], "data": [1.0] * L}, "expected shape [batch, 12, 10]"),
+        ({"shape": [1, L, F + 1], "data": [1.0] * L * (F + 1)}, "got [1, 12, 11]"),
+        ({"shape": [0, L, F], "data": []}, "empty batch"),
+        ({"shape": [1, L, F], "data": [float("nan")] * L * F}, "NaN or infinity"),
+        ({"shape": [1, L, F], "data": [float("inf")] + [1.0] * (L * F - 1)}, "NaN or infinity"),
+        ({"shape": [1, L, F], "data": ["a"] * L * F}, "data must be numbers"),
+        ({"shape": [1, L, F], "data": [1.0] * L * F, "datatype": "INT64"}, "datatype must be FP32"),
+        ({"shape": [1, L, F], "data": [1.0] * L * F, "name": "input_1"}, "unknown input 'input_1'"),
+        ({"shape": [1, -L, F], "data": []}, "non-negative integers"),
+        ({"shape": [1, L, F], "raw": b"\x00" * 7}, "binary data holds 7 bytes"),
+        ({"shape": [3, L, F], "data": [1.0] * 3 * L * F, "max_batch": 2}, "exceeds the limit of 2"),
+    ],
+)
+def test_v2_bad_inputs(kwargs, message):
+    with pytest.raises(BadRequest) as err:
+        v2(**kwargs)
+    assert message in str(err.value)
+
+
+def test_v1():
+    window = np.ones((L, F)).tolist()
+    assert parse_v1_body({"instances": [window, window]}, L, F).shape == (2, L, F)
+    for body, message in [
+        ({"data": []}, '{"instances": [window, ...]}'),
+        ([window], '{"instances": [window, ...]}'),
+        ({"instances": "x"}, "must be a list"),
+        ({"instances": []}, "empty batch"),
+        ({"instances": [[[1, 2], [3]]]}, "array of numbers"),
+        ({"instances": [np.ones((L - 1, F)).tolist()]}, "expected shape"),
+    ]:
+        with pytest.raises(BadRequest) as err:
+            parse_v1_body(body, L, F)
+        assert message in str(err.value)
