@@ -12,10 +12,12 @@ comma  := ,
 
 SYMBOL   ?= BTCEUR
 SOURCE   ?= sample
-RUN_DIR  ?= runs/latest
+RUN_DIR  ?= runs/$(SYMBOL)
+STORE    ?= $(or $(MKRICH_STORE),runs/store)
+PORT     ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint format run bench clean
+.PHONY: help install test lint format run serve bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,8 +42,12 @@ format: $(STAMP) ## ruff format + fixes
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-run: $(STAMP) ## the loop on the bundled sample, offline (SOURCE=binance|csv:PATH, SYMBOL=...)
-	$(VENV)/bin/mkrich preprocess --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)
+run: $(STAMP) ## train + publish on the bundled sample, offline (SOURCE=binance|csv:PATH, SYMBOL=..., STORE=...)
+	$(VENV)/bin/mkrich train --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)
+	$(VENV)/bin/mkrich publish $(RUN_DIR) --symbol $(SYMBOL) --store $(STORE)
+
+serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOL=...)
+	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOL) --port $(PORT)
 
 bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/results/
 	$(PY) bench/bench_preprocessing.py

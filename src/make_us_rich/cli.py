@@ -147,6 +147,7 @@ def _print_training_summary(run) -> None:
         ("MAE", "mae", "{:.2f}"),
         ("MAPE %", "mape", "{:.4f}"),
         ("direction", "directional_accuracy", "{:.1%}"),
+        ("calls %", "direction_call_rate", "{:.1%}"),
     ]
     print(f"\n{m['symbol']} test set: {test['n']} hours, prices in quote currency")
     print(f"  {'metric':<10} {'model':>12} {'persistence':>12} {'ratio':>8}")

@@ -22,12 +22,21 @@ def test_metrics_equal_hand_computed_values():
     assert m["model"]["mape"] == pytest.approx(100 * (1 / 102 + 2 / 101 + 1 / 105 + 1 / 105) / 4)
     # directions on the 3 hours that moved: up/up, down/up, up/up -> 2 of 3
     assert m["model"]["directional_accuracy"] == pytest.approx(2 / 3)
+    assert m["model"]["direction_call_rate"] == 1.0
     # persistence errors: -2, 1, -4, 0
     assert m["persistence"]["rmse"] == pytest.approx(math.sqrt((4 + 1 + 16 + 0) / 4))
     assert m["persistence"]["mae"] == pytest.approx(7 / 4)
     assert m["persistence"]["directional_accuracy"] is None
     assert m["ratio"]["rmse"] == pytest.approx(math.sqrt(7 / 4) / math.sqrt(21 / 4))
     assert m["n"] == 4
+
+
+def test_a_model_that_calls_no_move_has_no_directional_accuracy():
+    last = np.array([100.0, 102.0, 101.0])
+    true = np.array([102.0, 101.0, 105.0])
+    m = evaluate_forecast(true, last * (1 + 1e-8), last)  # float noise around persistence
+    assert m["model"]["directional_accuracy"] is None and m["model"]["direction_call_rate"] == 0.0
+    assert m["ratio"]["rmse"] == pytest.approx(1.0)
 
 
 def test_metrics_refuse_bad_input():

@@ -26,13 +26,23 @@ def _errors(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def directional_accuracy(y_true: np.ndarray, y_pred: np.ndarray, last: np.ndarray) -> float | None:
-    """Share of the hours in which the close moved where the predicted move has the same sign.
-    Hours without a move are left out; ``None`` if there are none."""
+#: A predicted change smaller than this (relative to the price) is "no call": float32 rounding
+#: in the exported graph is ~1e-7, and a model that stays at persistence calls no direction.
+CALL_THRESHOLD = 1e-6
+
+
+def directional_accuracy(y_true: np.ndarray, y_pred: np.ndarray, last: np.ndarray) -> tuple[float | None, float]:
+    """``(accuracy, call_rate)``: among the hours in which the close moved and the model called a
+    move (predicted change above :data:`CALL_THRESHOLD`), the share with the right sign; and the
+    share of hours with a call. Accuracy is ``None`` when the model made no call."""
     moved = y_true != last
-    if not moved.any():
-        return None
-    return float(np.mean(np.sign(y_pred[moved] - last[moved]) == np.sign(y_true[moved] - last[moved])))
+    called = np.abs(y_pred - last) > CALL_THRESHOLD * np.abs(last)
+    judged = moved & called
+    call_rate = float(np.mean(called))
+    if not judged.any():
+        return None, call_rate
+    hits = np.sign(y_pred[judged] - last[judged]) == np.sign(y_true[judged] - last[judged])
+    return float(np.mean(hits)), call_rate
 
 
 def evaluate_forecast(
@@ -41,7 +51,8 @@ def evaluate_forecast(
     """Metrics of ``y_pred`` and of persistence (``last_close``) against ``y_true``, all in price
     units, with the ratios model / persistence.
 
-    Persistence never predicts a move, so its directional accuracy is ``None`` (not 0 or 0.5).
+    Persistence never predicts a move, so its directional accuracy is ``None`` (not 0 or 0.5),
+    and so is a model's that calls no move.
     """
     y_true, y_pred, last = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (y_true, y_pred, last_close))
     if not (len(y_true) == len(y_pred) == len(last)) or len(y_true) == 0:
@@ -49,9 +60,11 @@ def evaluate_forecast(
     if not (np.isfinite(y_true).all() and np.isfinite(y_pred).all() and np.isfinite(last).all()):
         raise ConfigError("predictions or targets contain NaN/inf")
     model = _errors(y_true, y_pred)
-    model["directional_accuracy"] = directional_accuracy(y_true, y_pred, last)
+    model["directional_accuracy"], model["direction_call_rate"] = directional_accuracy(
+        y_true, y_pred, last
+    )
     persistence = _errors(y_true, last)
-    persistence["directional_accuracy"] = None
+    persistence["directional_accuracy"], persistence["direction_call_rate"] = None, 0.0
     ratio = {
         k: (model[k] / persistence[k] if persistence[k] > 0 else None) for k in ("rmse", "mae", "mape")
     }
