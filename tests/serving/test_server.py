@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -50,12 +51,14 @@ def http(method: str, url: str, body=None, headers=None, raw: bytes | None = Non
 
 
 class Server:
-    def __init__(self, store: Path, env: dict | None = None, *extra: str) -> None:
+    """``python -m make_us_rich.serving`` in a subprocess; its output goes to ``self.log``."""
+
+    def __init__(self, store: str | Path, env: dict | None = None, *extra: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "make_us_rich.serving", "--store", str(store), "--symbols",
                "BTCEUR", "--port", str(self.port), "--reload-interval", "0.2", *extra]
-        self.log = store.parent / f"server-{self.port}.log"
+        self.log = Path(tempfile.mkdtemp(prefix="mkrich-server-")) / "server.log"
         self.proc = subprocess.Popen(
             cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
@@ -246,3 +249,28 @@ def test_hot_reload_under_load_and_broken_models_refused(tmp_path, trained_artif
         stop.set()
         srv.stop()
     shutil.rmtree(store_path)
+
+
+def test_predict_with_live_klines_from_the_binance_api(server, fake_binance, capsys):
+    """`mkrich predict` fetches the last window from (a local) Binance and calls the server."""
+    from make_us_rich.cli import main
+
+    rc = main(["predict", "--symbol", "BTCEUR", "--url", server.url, "--source", "binance",
+               "--api-url", fake_binance.api_url, "--end", "2023-12-31T23:00Z"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "BTCEUR next close (2024-01-01T00:00:00+00:00)" in out and "version" in out
+    assert fake_binance.klines_requests()  # the window really came over HTTP
+
+
+def test_server_loads_from_s3(s3_env, trained_artifacts, windows):
+    store = ModelStore(f"s3://{s3_env}/serving")
+    published = store.publish(trained_artifacts, "BTCEUR")
+    env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                      "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    srv = Server(f"s3://{s3_env}/serving", env)
+    try:
+        status, body = srv.infer(windows)
+        assert status == 200 and body["model_version"] == published.version
+    finally:
+        srv.stop()
