@@ -8,9 +8,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from make_us_rich.preprocessing import PreprocessResult
 from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.model import build_model, keras
+
+
+@dataclass
+class TrainingData:
+    """What training needs: scaled windows and where the target sits among the features."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    target_index: int
+
+    @classmethod
+    def from_preprocess(cls, prep: PreprocessResult) -> TrainingData:
+        return cls(prep.X_train, prep.y_train, prep.X_val, prep.y_val,
+                   prep.feature_names.index(prep.target_column))
 
 
 @dataclass
@@ -92,16 +110,17 @@ def seed_everything(seed: int) -> None:
 
 
 def train_model(
-    data: PreprocessResult,
+    data: TrainingData | PreprocessResult,
     config: TrainConfig,
     *,
     progress: bool = False,
     tensorboard_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train on ``data.X_train``/``y_train``, early-stopping on ``X_val``/``y_val``."""
+    if isinstance(data, PreprocessResult):
+        data = TrainingData.from_preprocess(data)
     seed_everything(config.seed)
-    n_features = data.X_train.shape[2]
-    model = build_model(config, n_features, data.feature_names.index(data.target_column))
+    model = build_model(config, data.X_train.shape[2], data.target_index)
     stopper = BestWeights((data.X_val, data.y_val), config.patience, config.batch_size)
     callbacks: list[keras.callbacks.Callback] = [stopper]
     if progress:

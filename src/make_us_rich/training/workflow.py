@@ -137,58 +137,110 @@ def train_from_klines(
     tensorboard_dir: str | Path | None = None,
 ) -> TrainingRun:
     """Train, export, evaluate and gate one model on validated klines; write the artifacts."""
-    from make_us_rich.inference import onnx_session
     from make_us_rich.training.export import export_onnx
-    from make_us_rich.training.plots import plot_predictions, plot_training_curves
     from make_us_rich.training.train import train_model
 
     config = config or TrainConfig()
-    sym = normalize_symbol(symbol)
     prep = preprocess(
         klines, config.sequence_length, test_size=config.test_size, val_size=config.val_size
     )
     target = prep.feature_names.index(prep.target_column)
     trained = train_model(prep, config, progress=progress, tensorboard_dir=tensorboard_dir)
-
-    X_raw, y_raw, times = raw_test_windows(prep, config.test_size)
+    _, test_raw = split_data(prep.features, config.test_size)
+    X_raw, _ = create_sequences(test_raw, prep.target_column, config.sequence_length)
     model_bytes, parity = export_onnx(trained.model, prep.scaler, target, X_raw)
+    summary = prep.summary()
+    return evaluate_and_write(
+        out_dir,
+        symbol=symbol,
+        interval=interval,
+        config=config,
+        data={
+            "source": source,
+            "start": summary["train_period"][0],
+            "end": summary["test_period"][1],
+            "rows": summary["rows"],
+            "train_period": summary["train_period"],
+            "test_period": summary["test_period"],
+            "validation": data_report.to_dict() if data_report else None,
+        },
+        feature_names=prep.feature_names,
+        scaler=prep.scaler,
+        model_bytes=model_bytes,
+        parity=parity.to_dict(),
+        history=trained.history,
+        training=training_summary(trained, summary),
+        test_raw=test_raw,
+        gate_tolerance=gate_tolerance,
+    )
+
+
+def training_summary(trained, windows: dict[str, Any]) -> dict[str, Any]:
+    """The ``training`` section of metrics.json and the model card."""
+    return {
+        "epochs_run": trained.epochs_run,
+        "best_epoch": trained.best_epoch,
+        "seconds": round(trained.seconds, 3),
+        "seconds_per_epoch": round(trained.seconds / max(trained.epochs_run, 1), 3),
+        "initial_val_loss": trained.extra["initial_val_loss"],
+        "best_val_loss": trained.extra["best_val_loss"],
+        "train_windows": windows["train_windows"],
+        "val_windows": windows["val_windows"],
+        "test_windows": windows["test_windows"],
+    }
+
+
+def evaluate_and_write(
+    out_dir: str | Path,
+    *,
+    symbol: str,
+    interval: str,
+    config: TrainConfig,
+    data: dict[str, Any],
+    feature_names: list[str],
+    scaler,
+    model_bytes: bytes,
+    parity: dict[str, Any],
+    history: dict[str, list[float]],
+    training: dict[str, Any],
+    test_raw: pd.DataFrame,
+    gate_tolerance: float = DEFAULT_TOLERANCE,
+    target_column: str = "close",
+) -> TrainingRun:
+    """Evaluate the exported model on the raw test rows against persistence, apply the gate and
+    write every artifact into ``out_dir`` (replaced as a whole). Shared by ``mkrich train`` and
+    the pipeline's evaluate component."""
+    from make_us_rich.inference import onnx_session
+    from make_us_rich.inference import predict as onnx_predict
+    from make_us_rich.training.plots import plot_predictions, plot_training_curves
+
+    sym = normalize_symbol(symbol)
+    target = feature_names.index(target_column)
+    X_raw, y_raw = create_sequences(test_raw, target_column, config.sequence_length)
+    times = test_raw.index[config.sequence_length :]
     # Evaluate what will be served: the exported ONNX model on raw windows.
-    predicted = onnx_session(model_bytes).run(
-        [contract.OUTPUT_NAME], {contract.INPUT_NAME: np.ascontiguousarray(X_raw)}
-    )[0].reshape(-1)
+    predicted = onnx_predict(onnx_session(model_bytes), np.ascontiguousarray(X_raw)).reshape(-1)
     last_close = X_raw[:, -1, target]
     test_metrics = evaluate_forecast(y_raw, predicted, last_close)
-    gate = promotion_gate(test_metrics, parity.passed, gate_tolerance)
-
-    summary = prep.summary()
+    gate = promotion_gate(test_metrics, bool(parity.get("passed")), gate_tolerance)
     metrics = {
         "symbol": sym,
         "test": test_metrics,
         "gate": gate.to_dict(),
-        "parity": parity.to_dict(),
-        "training": {
-            "epochs_run": trained.epochs_run,
-            "best_epoch": trained.best_epoch,
-            "seconds": round(trained.seconds, 3),
-            "seconds_per_epoch": round(trained.seconds / max(trained.epochs_run, 1), 3),
-            "initial_val_loss": trained.extra["initial_val_loss"],
-            "best_val_loss": trained.extra["best_val_loss"],
-            "train_windows": summary["train_windows"],
-            "val_windows": summary["val_windows"],
-            "test_windows": summary["test_windows"],
-        },
+        "parity": parity,
+        "training": training,
     }
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (staging / contract.MODEL_FILE).write_bytes(model_bytes)
-        save_scaler(prep.scaler, staging)
+        save_scaler(scaler, staging)
         _write_json(staging / "metrics.json", metrics)
-        _write_json(staging / "history.json", trained.history)
+        _write_json(staging / "history.json", history)
         plot_training_curves(
-            trained.history, trained.best_epoch, staging / "training_curves.png",
-            initial_val_loss=trained.extra["initial_val_loss"],
+            history, training["best_epoch"], staging / "training_curves.png",
+            initial_val_loss=training.get("initial_val_loss"),
         )
         plot_predictions(
             times, y_raw, predicted, last_close, sym, staging / "predictions.png",
@@ -200,22 +252,14 @@ def train_from_klines(
             "interval": interval,
             "model_name": contract.model_name(sym),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "data": {
-                "source": source,
-                "start": summary["train_period"][0],
-                "end": summary["test_period"][1],
-                "rows": summary["rows"],
-                "train_period": summary["train_period"],
-                "test_period": summary["test_period"],
-                "validation": data_report.to_dict() if data_report else None,
-            },
-            "features": prep.feature_names,
-            "target": prep.target_column,
+            "data": data,
+            "features": list(feature_names),
+            "target": target_column,
             "sequence_length": config.sequence_length,
             "input": {
                 "name": contract.INPUT_NAME,
                 "datatype": contract.DATATYPE,
-                "shape": [-1, config.sequence_length, len(prep.feature_names)],
+                "shape": [-1, config.sequence_length, len(feature_names)],
                 "description": "raw feature windows, oldest hour first (no scaling needed)",
             },
             "output": {
@@ -228,8 +272,8 @@ def train_from_klines(
             "hyperparameters": config.to_dict(),
             "metrics": test_metrics,
             "gate": gate.to_dict(),
-            "parity": parity.to_dict(),
-            "training": metrics["training"],
+            "parity": parity,
+            "training": training,
             "versions": library_versions(),
         }
         card["files"] = {
