@@ -11,13 +11,14 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
 
 SYMBOL   ?= BTCEUR
+SYMBOLS  ?= $(SYMBOL)
 SOURCE   ?= sample
 RUN_DIR  ?= runs/$(SYMBOL)
 STORE    ?= $(or $(MKRICH_STORE),runs/store)
 PORT     ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint format run serve bench clean
+.PHONY: help install test lint format run train serve compile bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,15 +37,21 @@ test: $(STAMP) ## run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench serving components pipelines
 
 format: $(STAMP) ## ruff format + fixes
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench serving components pipelines
+	$(VENV)/bin/ruff format src tests bench serving components pipelines
 
-run: $(STAMP) ## train + publish on the bundled sample, offline (SOURCE=binance|csv:PATH, SYMBOL=..., STORE=...)
+run: $(STAMP) ## the Kubeflow pipeline on this machine (kfp.local), offline on the sample (SOURCE=, SYMBOLS=, STORE=)
+	$(VENV)/bin/mkrich run --source $(SOURCE) --symbols $(SYMBOLS) --store $(STORE)
+
+train: $(STAMP) ## train + publish one symbol without Kubeflow (mkrich train / publish)
 	$(VENV)/bin/mkrich train --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)
 	$(VENV)/bin/mkrich publish $(RUN_DIR) --symbol $(SYMBOL) --store $(STORE)
+
+compile: $(STAMP) ## compile the pipeline: pipelines/compiled/hourly-training{.yaml,.k8s.yaml}
+	$(VENV)/bin/mkrich compile --out pipelines/compiled
 
 serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOL=...)
 	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOL) --port $(PORT)

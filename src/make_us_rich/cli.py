@@ -267,6 +267,127 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+_PIPELINE_OPTIONS = (
+    # (flag, pipeline parameter, type, help)
+    ("--interval", "interval", str, "kline interval (default 1h)"),
+    ("--lookback-days", "lookback_days", float, "days of history per run (default 365; 0 = whole file for replay sources)"),
+    ("--api-url", "api_url", str, "Binance REST base URL"),
+    ("--sequence-length", "sequence_length", int, "window length (default 24)"),
+    ("--units", "lstm_units", str, "LSTM units per layer, e.g. 64 or 128,128"),
+    ("--epochs", "max_epochs", int, "maximum epochs (default 30)"),
+    ("--patience", "patience", int, "early-stopping patience (default 5)"),
+    ("--learning-rate", "learning_rate", float, "Adam learning rate"),
+    ("--batch-size", "batch_size", int, "batch size"),
+    ("--seed", "seed", int, "random seed"),
+    ("--gate-tolerance", "gate_tolerance", float, "max RMSE excess over persistence (default 0.02)"),
+    ("--keep", "keep", int, "versions to retain per symbol (default 10)"),
+)
+
+
+def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
+    p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols, trained in parallel")
+    p.add_argument("--source", default=None if cluster else "sample",
+                   help="binance, sample or csv:PATH" + (" (default binance)" if cluster else " (default sample: offline)"))
+    for flag, name, typ, text in _PIPELINE_OPTIONS:
+        p.add_argument(flag, dest=name, type=typ, help=text)
+    if cluster:
+        p.add_argument("--store", help="store URI as seen from the cluster (default s3://mlpipeline/make-us-rich)")
+        p.add_argument("--s3-endpoint", help="S3 endpoint for publishing, e.g. http://minio-service.kubeflow:9000")
+        p.add_argument("--host", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080/pipeline")
+        p.add_argument("--namespace", default="kubeflow", help="KFP namespace (default kubeflow)")
+        p.add_argument("--experiment", default="make-us-rich", help="experiment name")
+        p.add_argument("--token", default=os.environ.get("KFP_TOKEN"),
+                       help="bearer token for the KFP API (default $KFP_TOKEN)")
+    else:
+        p.add_argument("--store", default=default_store(), help="store URI (default: $MKRICH_STORE or runs/store)")
+        p.add_argument("--pipeline-root", default="runs/pipeline", help="where kfp.local keeps artifacts")
+
+
+def _pipeline_params(args: argparse.Namespace) -> dict:
+    params = {"symbols": [x.strip() for x in args.symbols.split(",") if x.strip()]}
+    if args.source is not None:
+        params["source"] = args.source
+    for _, name, _, _ in _PIPELINE_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None:
+            params[name] = value
+    return params
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from make_us_rich.data import normalize_symbol
+    from make_us_rich.pipelines.runner import run_local
+
+    params = _pipeline_params(args)
+    symbols = [normalize_symbol(s) for s in params.pop("symbols")]
+    source = params.pop("source")
+    print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}", flush=True)
+    result = run_local(symbols, source=source, store_uri=args.store,
+                       pipeline_root=args.pipeline_root, **params)
+    print(f"\npipeline finished in {result['seconds']:.0f} s; artifacts under {result['run_dir']}")
+    print(f"model store: {result['store']}\n")
+    print(f"  {'symbol':<9} {'status':<9} {'RMSE model':>11} {'persistence':>11} {'ratio':>7}  version")
+    for symbol, info in result["symbols"].items():
+        newest = info["newest"] or {}
+        test = newest.get("metrics") or {}
+        rmse = test.get("model", {}).get("rmse")
+        pers = test.get("persistence", {}).get("rmse")
+        ratio = test.get("ratio", {}).get("rmse")
+        print(f"  {symbol:<9} {newest.get('status', '?'):<9} {rmse or float('nan'):>11.2f} "
+              f"{pers or float('nan'):>11.2f} {ratio or float('nan'):>7.4f}  {newest.get('version')}")
+        if info["artifacts"]:
+            print(f"  {'':<9} artifacts: {info['artifacts']}")
+    print("\nserve them: mkrich serve --store", args.store, "--symbols", ",".join(symbols))
+    return 0
+
+
+def _cluster_kwargs(args: argparse.Namespace) -> dict:
+    return {"namespace": args.namespace, "experiment": args.experiment, "token": args.token}
+
+
+def _cluster_params(args: argparse.Namespace) -> dict:
+    params = _pipeline_params(args)
+    if args.store:
+        params["store_uri"] = args.store
+    if args.s3_endpoint:
+        params["s3_endpoint"] = args.s3_endpoint
+    return params
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from make_us_rich.pipelines.runner import submit
+
+    run_id = submit(args.host, _cluster_params(args), **_cluster_kwargs(args))
+    print(f"submitted run {run_id}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from make_us_rich.pipelines.runner import schedule
+
+    result = schedule(args.host, _cluster_params(args), cron=args.cron, **_cluster_kwargs(args))
+    print(f"recurring run {result['recurring_run_id']} ({result['cron']}, max_concurrency 1, no catch-up)")
+    if result["replaced"]:
+        print(f"  replaced {', '.join(result['replaced'])}")
+    return 0
+
+
+def cmd_unschedule(args: argparse.Namespace) -> int:
+    from make_us_rich.pipelines.runner import unschedule
+
+    removed = unschedule(args.host, **_cluster_kwargs(args))
+    print(f"removed {len(removed)} recurring run(s)" + (f": {', '.join(removed)}" if removed else ""))
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from make_us_rich.pipelines.runner import compile_pipeline
+
+    for path in compile_pipeline(args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_fake_binance(args: argparse.Namespace) -> int:
     import threading
 
@@ -388,6 +509,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", help="last candle's open time (default: latest available)")
     p.add_argument("--api-url", help="Binance REST base URL (default: $BINANCE_API_URL or Binance)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "run",
+        help="run the Kubeflow pipeline on this machine (kfp.local), offline on the sample by default",
+        description="Execute the hourly-training pipeline here with kfp.local: every component "
+        "runs in a subprocess, artifacts go under --pipeline-root, models to --store.",
+    )
+    _add_pipeline_options(p, cluster=False)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compile", help="compile the pipeline to IR YAML and Pipeline/PipelineVersion manifests")
+    p.add_argument("--out", default="pipelines/compiled", help="output folder (default pipelines/compiled)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("submit", help="start one run of the pipeline on a Kubeflow cluster")
+    _add_pipeline_options(p, cluster=True)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("schedule", help="create or update the hourly recurring run on a Kubeflow cluster")
+    _add_pipeline_options(p, cluster=True)
+    p.add_argument("--cron", default="0 0 * * * *",
+                   help="KFP cron, 6 fields with seconds (default '0 0 * * * *': hourly)")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("unschedule", help="remove the hourly recurring run")
+    p.add_argument("--host", required=True)
+    p.add_argument("--namespace", default="kubeflow")
+    p.add_argument("--experiment", default="make-us-rich")
+    p.add_argument("--token", default=os.environ.get("KFP_TOKEN"))
+    p.set_defaults(func=cmd_unschedule)
 
     p = sub.add_parser(
         "fake-binance",

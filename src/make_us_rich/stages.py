@@ -73,17 +73,27 @@ def fetch_stage(
 ) -> dict[str, Any]:
     """Stage 1: klines from ``source`` -> validated CSV. Returns the data report.
 
-    ``lookback_days`` <= 0 or ``None`` means the whole file for replay sources."""
-    from make_us_rich.data import parse_source
+    ``lookback_days`` <= 0 or ``None`` means the whole file for replay sources. A replay source
+    replays history: its last candle is "now", so an end time after it (a run's scheduled time)
+    is taken as that last candle."""
+    from make_us_rich.data import parse_source, sample_path
+    from make_us_rich.data.klines import to_utc_timestamp
 
+    src = parse_source(source)
     client = None
-    if parse_source(source).kind == "binance":
+    end = resolve_end(end)
+    if src.kind == "binance":
         from make_us_rich.data.binance import BinanceClient
 
         client = BinanceClient(api_url=api_url or None)
+    elif end is not None:
+        path = sample_path(symbol) if src.kind == "sample" else src.path
+        last = read_klines_csv(path)["timestamp"].max()
+        if to_utc_timestamp(end) > last:
+            end = None
     days = lookback_days if lookback_days and lookback_days > 0 else None
     klines, report = load_klines(
-        source, symbol, interval=interval, days=days, end=resolve_end(end),
+        source, symbol, interval=interval, days=days, end=end,
         max_missing_fraction=max_missing_fraction, client=client,
     )
     write_klines_csv(klines, out_csv)

@@ -1,0 +1,175 @@
+"""The components. Bodies are glue: artifact paths in, one :mod:`make_us_rich.stages` call,
+metadata out. Imports sit inside the bodies because KFP ships each function's source alone.
+
+Images: data-role steps run in the ``data`` image (no TensorFlow); training, ONNX conversion
+and evaluation in the ``trainer`` image. Both images contain make-us-rich and kfp, so KFP does
+not pip-install anything at run time (``install_kfp_package=False``).
+"""
+
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+
+from make_us_rich.images import image
+
+DATA_IMAGE = image("data")
+TRAINER_IMAGE = image("trainer")
+
+
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def fetch_klines(
+    source: str,
+    symbol: str,
+    interval: str,
+    lookback_days: float,
+    end_time: str,
+    api_url: str,
+    max_missing_fraction: float,
+    klines: Output[Dataset],
+):
+    """Fetch klines ending at the run's scheduled time (now for ad-hoc runs)."""
+    from make_us_rich.stages import fetch_stage
+
+    report = fetch_stage(
+        source, symbol, klines.path, interval=interval, lookback_days=lookback_days,
+        end=end_time, max_missing_fraction=max_missing_fraction, api_url=api_url,
+    )
+    klines.metadata.update({k: report[k] for k in ("rows_out", "start", "end", "missing_candles", "gaps")})
+    klines.metadata["symbol"] = symbol
+
+
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def extract_features(klines: Input[Dataset], features: Output[Dataset]):
+    from make_us_rich.stages import features_stage
+
+    features.metadata.update(features_stage(klines.path, features.path))
+
+
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def split_dataset(features: Input[Dataset], test_size: float, train: Output[Dataset], test: Output[Dataset]):
+    from make_us_rich.stages import split_stage
+
+    info = split_stage(features.path, train.path, test.path, test_size)
+    train.metadata.update({"rows": info["train_rows"], "period": info["train_period"]})
+    test.metadata.update({"rows": info["test_rows"], "period": info["test_period"]})
+
+
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def scale_features(
+    train: Input[Dataset],
+    test: Input[Dataset],
+    train_scaled: Output[Dataset],
+    test_scaled: Output[Dataset],
+    scaler: Output[Model],
+):
+    from make_us_rich.stages import scale_stage
+
+    scaler.metadata.update(scale_stage(train.path, test.path, train_scaled.path, test_scaled.path, scaler.path))
+
+
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def make_sequences(
+    train_scaled: Input[Dataset],
+    test_scaled: Input[Dataset],
+    sequence_length: int,
+    val_size: float,
+    sequences: Output[Dataset],
+):
+    from make_us_rich.stages import sequences_stage
+
+    sequences.metadata.update(
+        sequences_stage(train_scaled.path, test_scaled.path, sequences.path, sequence_length, val_size)
+    )
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def train_lstm(
+    sequences: Input[Dataset],
+    sequence_length: int,
+    lstm_units: str,
+    dropout: float,
+    learning_rate: float,
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+    test_size: float,
+    val_size: float,
+    model: Output[Model],
+):
+    """Train the LSTM (hyperparameters as pipeline parameters; ``lstm_units`` like "64" or "128,128")."""
+    from make_us_rich.stages import train_stage
+
+    config = {
+        "sequence_length": sequence_length,
+        "lstm_units": [int(u) for u in lstm_units.split(",") if u.strip()],
+        "dropout": dropout, "learning_rate": learning_rate, "batch_size": batch_size,
+        "max_epochs": max_epochs, "patience": patience, "seed": seed,
+        "test_size": test_size, "val_size": val_size,
+    }
+    summary = train_stage(sequences.path, config, model.path)
+    model.metadata.update({k: summary[k] for k in ("epochs_run", "best_epoch", "seconds", "best_val_loss")})
+    model.metadata["framework"] = "keras"
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def convert_to_onnx(model: Input[Model], scaler: Input[Model], test: Input[Dataset], onnx_model: Output[Model]):
+    from make_us_rich.stages import convert_stage
+
+    parity = convert_stage(model.path, scaler.path, test.path, onnx_model.path)
+    onnx_model.metadata.update({"framework": "onnx", "parity_max_rel_error": parity["max_rel_error"]})
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def evaluate_and_gate(
+    onnx_model: Input[Model],
+    scaler: Input[Model],
+    model: Input[Model],
+    klines: Input[Dataset],
+    train: Input[Dataset],
+    test: Input[Dataset],
+    symbol: str,
+    interval: str,
+    source: str,
+    gate_tolerance: float,
+    artifacts: Output[Model],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    summary: Output[Markdown],
+) -> bool:
+    """Evaluate vs persistence, gate, and assemble the publishable artifact folder."""
+    from make_us_rich.stages import evaluate_stage
+    from make_us_rich.training.report import log_kfp_metrics, write_report
+
+    data = {
+        "source": source,
+        "start": train.metadata.get("period", [None])[0],
+        "end": test.metadata.get("period", [None, None])[1],
+        "rows": klines.metadata.get("rows_out"),
+        "train_period": train.metadata.get("period"),
+        "test_period": test.metadata.get("period"),
+    }
+    result = evaluate_stage(
+        onnx_model.path, scaler.path, model.path, test.path, artifacts.path, symbol=symbol,
+        interval=interval, data=data, gate_tolerance=gate_tolerance,
+    )
+    log_kfp_metrics(result, metrics)
+    write_report(artifacts.path, report.path, summary.path)
+    artifacts.metadata.update({"symbol": symbol, "gate_passed": result["gate"]["passed"]})
+    return bool(result["gate"]["passed"])
+
+
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def publish_model(artifacts: Input[Model], symbol: str, store_uri: str, keep: int, s3_endpoint: str) -> str:
+    """Publish through the gate (a rejected model is stored as rejected, latest unchanged).
+    S3 credentials come from the environment (a Kubernetes Secret on a cluster)."""
+    import os
+
+    from make_us_rich.stages import publish_stage
+
+    if s3_endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
+
+    result = publish_stage(artifacts.path, symbol, store_uri, keep)
+    print(f"{symbol} {result['version']}: {result['status']} ({'; '.join(result['reasons'])})")
+    return f"{result['status']}:{result['version']}"

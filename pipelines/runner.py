@@ -1,0 +1,253 @@
+"""Run the pipeline: on this machine through ``kfp.local`` (the SAME pipeline, each component in
+a subprocess of the current environment), or on a Kubeflow cluster through the KFP API (one run,
+or the hourly recurring run), and compile it (IR YAML and Kubernetes manifests)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from make_us_rich.pipelines.hourly_training import HOURLY_CRON, PIPELINE_NAME, hourly_training
+
+from make_us_rich.errors import ConfigError, MakeUsRichError
+
+RECURRING_RUN_NAME = f"{PIPELINE_NAME}-hourly"
+DEFAULT_EXPERIMENT = "make-us-rich"
+
+
+class ClusterError(MakeUsRichError, RuntimeError):
+    """The Kubeflow Pipelines API could not be reached or refused the request."""
+
+
+# ------------------------------------------------------------------------------- compile
+def compile_pipeline(out_dir: str | Path = "pipelines/compiled", version: str | None = None) -> list[Path]:
+    """Write ``hourly-training.yaml`` (IR, for the UI/API) and ``hourly-training.k8s.yaml``
+    (``Pipeline`` + ``PipelineVersion`` manifests for ``kubectl apply``)."""
+    from kfp import compiler
+    from kfp.compiler.compiler_utils import KubernetesManifestOptions
+
+    from make_us_rich import __version__
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ir = out / f"{PIPELINE_NAME}.yaml"
+    compiler.Compiler().compile(hourly_training, str(ir))
+    k8s = out / f"{PIPELINE_NAME}.k8s.yaml"
+    options = KubernetesManifestOptions(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_display_name="make-us-rich hourly training",
+        pipeline_version_name=f"{PIPELINE_NAME}-v{(version or __version__).replace('.', '-')}",
+        pipeline_version_display_name=f"make-us-rich {version or __version__}",
+        include_pipeline_manifest=True,
+    )
+    compiler.Compiler().compile(
+        hourly_training, str(k8s), kubernetes_manifest_format=True,
+        kubernetes_manifest_options=options,
+    )
+    return [ir, k8s]
+
+
+# ------------------------------------------------------------------------------- local
+@contextlib.contextmanager
+def _resolve_time_placeholders(now: str):
+    """kfp.local (2.17) cannot resolve ``{{$.pipeline_job_schedule_time_utc}}`` /
+    ``{{$.pipeline_job_create_time_utc}}`` (it fails with IndexError). Resolve them as the KFP
+    backend does for an ad-hoc run - to the run's creation time - for the duration of a local run."""
+    from kfp import dsl
+    from kfp.local import placeholder_utils
+
+    original = placeholder_utils.resolve_individual_placeholder
+    placeholders = (dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER)
+
+    def resolve(element, *args, **kwargs):
+        if isinstance(element, str):
+            for placeholder in placeholders:
+                element = element.replace(placeholder, now)
+        return original(element, *args, **kwargs)
+
+    placeholder_utils.resolve_individual_placeholder = resolve
+    try:
+        yield
+    finally:
+        placeholder_utils.resolve_individual_placeholder = original
+
+
+def run_local(
+    symbols: list[str],
+    *,
+    source: str = "sample",
+    store_uri: str = "runs/store",
+    pipeline_root: str | Path = "runs/pipeline",
+    **params: Any,
+) -> dict[str, Any]:
+    """Execute the pipeline here with ``kfp.local`` (``SubprocessRunner``, current environment)
+    and return, per symbol, the store's view after the run."""
+    from kfp import local
+
+    from make_us_rich.store import ModelStore
+
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    store_abs = store_uri if "://" in store_uri else str(Path(store_uri).resolve())
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
+               raise_on_error=True)
+    started = time.time()
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with _resolve_time_placeholders(now):
+        hourly_training(symbols=list(symbols), source=source, store_uri=store_abs, **params)
+    seconds = time.time() - started
+    store = ModelStore(store_abs)
+    run_dirs = sorted(root.glob(f"{PIPELINE_NAME}-*"), key=lambda p: p.stat().st_mtime)
+    artifacts = {}
+    if run_dirs:
+        for metrics_file in run_dirs[-1].glob("**/evaluate-and-gate/artifacts/metrics.json"):
+            artifacts[json.loads(metrics_file.read_text())["symbol"]] = metrics_file.parent
+    results = {}
+    for symbol in symbols:
+        versions = store.versions(symbol)
+        results[symbol] = {
+            "newest": versions[-1] if versions else None,
+            "latest": store.latest(symbol),
+            "artifacts": str(artifacts.get(symbol, "")),
+        }
+    return {"seconds": seconds, "store": store.uri, "pipeline_root": str(root),
+            "run_dir": str(run_dirs[-1]) if run_dirs else None, "symbols": results}
+
+
+# ------------------------------------------------------------------------------- cluster
+def _preflight(host: str, token: str | None, timeout: float = 10.0) -> None:
+    """One quick GET of the API's healthz, so that a wrong host or token fails at once with a
+    clear message (kfp.Client itself retries healthz 5 times, then reports only that)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{host.rstrip('/')}/apis/v2beta1/healthz")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise ClusterError(
+                f"Kubeflow Pipelines at {host}: not authorized (HTTP {exc.code}); pass --token "
+                "(or $KFP_TOKEN) and check the namespace"
+            ) from None
+        raise ClusterError(f"Kubeflow Pipelines at {host} answered HTTP {exc.code} on healthz; is --host the KFP API (e.g. http://HOST/pipeline)?") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as exc:
+        raise ClusterError(f"cannot reach Kubeflow Pipelines at {host}: {getattr(exc, 'reason', exc)}") from None
+
+
+def client(host: str, *, namespace: str = "kubeflow", token: str | None = None,
+           verify_ssl: bool | None = None, ssl_ca_cert: str | None = None):
+    import kfp
+
+    if verify_ssl is not False and not ssl_ca_cert:
+        _preflight(host, token)
+    try:
+        c = kfp.Client(host=host, namespace=namespace, existing_token=token,
+                       verify_ssl=verify_ssl, ssl_ca_cert=ssl_ca_cert)
+    except Exception as exc:
+        raise ClusterError(f"cannot connect to Kubeflow Pipelines at {host}: {exc}") from exc
+    return c
+
+
+def _call(what: str, host: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except MakeUsRichError:
+        raise
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        if status in (401, 403):
+            raise ClusterError(
+                f"{what} at {host}: not authorized (HTTP {status}); pass --token (or set "
+                "KF_PIPELINES_SA_TOKEN_PATH) and check the namespace"
+            ) from None
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise ClusterError(f"{what} at {host} failed: {reason}") from None
+
+
+def _experiment_id(c, host: str, name: str, namespace: str) -> str:
+    experiment = _call("creating the experiment", host, c.create_experiment, name, namespace=namespace)
+    return experiment.experiment_id
+
+
+def _package(tmp: Path) -> str:
+    from kfp import compiler
+
+    path = tmp / f"{PIPELINE_NAME}.yaml"
+    compiler.Compiler().compile(hourly_training, str(path))
+    return str(path)
+
+
+def submit(host: str, params: dict[str, Any], *, namespace: str = "kubeflow",
+           experiment: str = DEFAULT_EXPERIMENT, token: str | None = None, **kw) -> str:
+    """One run of the pipeline on the cluster; returns the run id."""
+    import tempfile
+
+    c = client(host, namespace=namespace, token=token, **kw)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = _call("creating the run", host, c.create_run_from_pipeline_package,
+                    _package(Path(tmp)), arguments=params, experiment_name=experiment,
+                    namespace=namespace, enable_caching=False)
+    return run.run_id
+
+
+def schedule(host: str, params: dict[str, Any], *, namespace: str = "kubeflow",
+             experiment: str = DEFAULT_EXPERIMENT, name: str = RECURRING_RUN_NAME,
+             cron: str = HOURLY_CRON, token: str | None = None, **kw) -> dict[str, Any]:
+    """Create or update (by name: the old one is replaced) the hourly recurring run:
+    6-field cron, max_concurrency 1, no catch-up, caching off."""
+    import tempfile
+
+    if len(cron.split()) != 6:
+        raise ConfigError(
+            f"KFP cron needs 6 fields (seconds first), got {cron!r}; hourly is '{HOURLY_CRON}'"
+        )
+    c = client(host, namespace=namespace, token=token, **kw)
+    experiment_id = _experiment_id(c, host, experiment, namespace)
+    replaced = [r.recurring_run_id for r in _find_recurring(c, host, name, experiment_id)]
+    with tempfile.TemporaryDirectory() as tmp:
+        created = _call(
+            "creating the recurring run", host, c.create_recurring_run,
+            experiment_id=experiment_id, job_name=name, description="make-us-rich hourly retrain",
+            cron_expression=cron, max_concurrency=1, no_catchup=True, params=params,
+            pipeline_package_path=_package(Path(tmp)), enabled=True, enable_caching=False,
+        )
+    for rid in replaced:  # only after the new one exists: never a moment without a schedule
+        _call("deleting the previous recurring run", host, c.delete_recurring_run, rid)
+    return {"recurring_run_id": created.recurring_run_id, "replaced": replaced, "cron": cron}
+
+
+def unschedule(host: str, *, namespace: str = "kubeflow", experiment: str = DEFAULT_EXPERIMENT,
+               name: str = RECURRING_RUN_NAME, token: str | None = None, **kw) -> list[str]:
+    c = client(host, namespace=namespace, token=token, **kw)
+    experiment_id = _experiment_id(c, host, experiment, namespace)
+    removed = [r.recurring_run_id for r in _find_recurring(c, host, name, experiment_id)]
+    for rid in removed:
+        _call("deleting the recurring run", host, c.delete_recurring_run, rid)
+    return removed
+
+
+def _find_recurring(c, host: str, name: str, experiment_id: str) -> list:
+    found, token = [], ""
+    while True:
+        page = _call("listing recurring runs", host, c.list_recurring_runs,
+                     experiment_id=experiment_id, page_size=100, page_token=token)
+        found += [r for r in (page.recurring_runs or []) if r.display_name == name]
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+def params_from(args_dict: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline arguments from CLI values (None = pipeline default)."""
+    return {k: v for k, v in args_dict.items() if v is not None}
+
+
+def dumps(payload: Any) -> str:
+    return json.dumps(payload, indent=2, default=str)

@@ -1,0 +1,93 @@
+"""The compiled pipeline: one task per stage, wiring, images, caching, retries, resources."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from make_us_rich.pipelines.runner import compile_pipeline
+
+from make_us_rich.images import image
+
+STAGES = {
+    "fetch-klines": None,
+    "extract-features": ["fetch-klines"],
+    "split-dataset": ["extract-features"],
+    "scale-features": ["split-dataset"],
+    "make-sequences": ["scale-features"],
+    "train-lstm": ["make-sequences"],
+    "convert-to-onnx": ["scale-features", "split-dataset", "train-lstm"],
+    "evaluate-and-gate": ["convert-to-onnx", "fetch-klines", "scale-features", "split-dataset", "train-lstm"],
+    "publish-model": ["evaluate-and-gate"],
+}
+TRAINER_TASKS = {"train-lstm", "convert-to-onnx", "evaluate-and-gate"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    ir_path, k8s_path = compile_pipeline(tmp_path_factory.mktemp("compiled"))
+    ir, platform = yaml.safe_load_all(ir_path.read_text())
+    return ir, platform, list(yaml.safe_load_all(k8s_path.read_text()))
+
+
+def test_one_task_per_stage_in_a_parallel_for(compiled):
+    ir, _, _ = compiled
+    assert ir["pipelineInfo"]["name"] == "hourly-training"
+    root = ir["root"]["dag"]["tasks"]
+    assert list(root) == ["for-loop-1"]
+    assert root["for-loop-1"]["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--symbols"
+    loop = ir["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert set(loop) == set(STAGES)
+    for name, deps in STAGES.items():
+        assert sorted(loop[name].get("dependentTasks") or []) == sorted(deps or []), name
+
+
+def test_images_by_role_and_no_runtime_pip_install(compiled):
+    ir, _, _ = compiled
+    executors = ir["deploymentSpec"]["executors"]
+    for name in STAGES:
+        container = executors[f"exec-{name}"]["container"]
+        role = "trainer" if name in TRAINER_TASKS else "data"
+        assert container["image"] == image(role), name
+        assert "pip install" not in " ".join(container["command"]), name
+
+
+def test_caching_off_retries_resources_timeout(compiled):
+    ir, platform, _ = compiled
+    loop = ir["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    for name, task in loop.items():
+        assert not task.get("cachingOptions", {}).get("enableCache"), name
+    assert loop["fetch-klines"]["retryPolicy"]["maxRetryCount"] == 3
+    resources = ir["deploymentSpec"]["executors"]["exec-train-lstm"]["container"]["resources"]
+    assert resources["resourceCpuLimit"] == "2" and resources["resourceMemoryLimit"] == "4G"
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors["exec-train-lstm"]["activeDeadlineSeconds"] == "1800"
+    secret = executors["exec-publish-model"]["secretAsEnv"][0]
+    assert {k["envVar"] for k in secret["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert secret["optional"] is True
+
+
+def test_fetch_ends_at_the_scheduled_time(compiled):
+    ir, _, _ = compiled
+    fetch = ir["components"]["comp-for-loop-1"]["dag"]["tasks"]["fetch-klines"]
+    end = fetch["inputs"]["parameters"]["end_time"]["runtimeValue"]["constant"]
+    assert end == "{{$.pipeline_job_schedule_time_utc}}"
+
+
+def test_pipeline_parameters_and_defaults(compiled):
+    ir, _, _ = compiled
+    params = ir["root"]["inputDefinitions"]["parameters"]
+    assert params["symbols"]["defaultValue"] == ["BTCEUR"]
+    assert params["source"]["defaultValue"] == "binance"
+    assert params["sequence_length"]["defaultValue"] == 24
+    assert params["gate_tolerance"]["defaultValue"] == 0.02
+    assert {"lookback_days", "lstm_units", "learning_rate", "store_uri", "s3_secret"} <= set(params)
+
+
+def test_kubernetes_manifests(compiled):
+    _, _, docs = compiled
+    kinds = {(d["apiVersion"], d["kind"]): d for d in docs}
+    pipeline = kinds[("pipelines.kubeflow.org/v2beta1", "Pipeline")]
+    version = kinds[("pipelines.kubeflow.org/v2beta1", "PipelineVersion")]
+    assert pipeline["metadata"]["name"] == "hourly-training"
+    assert version["spec"]["pipelineName"] == "hourly-training"
+    assert version["spec"]["pipelineSpec"]["pipelineInfo"]["name"] == "hourly-training"
