@@ -50,8 +50,9 @@ train: $(STAMP) ## train + publish one symbol without Kubeflow (mkrich train / p
 	$(VENV)/bin/mkrich train --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)
 	$(VENV)/bin/mkrich publish $(RUN_DIR) --symbol $(SYMBOL) --store $(STORE)
 
-compile: $(STAMP) ## compile the pipeline: pipelines/compiled/hourly-training{.yaml,.k8s.yaml}
+compile: $(STAMP) ## compile the pipeline (pipelines/compiled/) and refresh manifests/base/pipeline/
 	$(VENV)/bin/mkrich compile --out pipelines/compiled
+	cp pipelines/compiled/hourly-training.k8s.yaml manifests/base/pipeline/hourly-training.k8s.yaml
 
 serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOL=...)
 	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOL) --port $(PORT)

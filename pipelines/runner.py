@@ -119,6 +119,18 @@ def run_local(
 
 
 # ------------------------------------------------------------------------------- cluster
+def _projected_token() -> str | None:
+    """In a cluster pod: the ServiceAccount token projected for the KFP API (audience
+    pipelines.kubeflow.org), where kfp.Client also looks for it."""
+    import os
+
+    path = Path(os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", "/var/run/secrets/kubeflow/pipelines/token"))
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _preflight(host: str, token: str | None, timeout: float = 10.0) -> None:
     """One quick GET of the API's healthz, so that a wrong host or token fails at once with a
     clear message (kfp.Client itself retries healthz 5 times, then reports only that)."""
@@ -126,6 +138,7 @@ def _preflight(host: str, token: str | None, timeout: float = 10.0) -> None:
     import urllib.request
 
     request = urllib.request.Request(f"{host.rstrip('/')}/apis/v2beta1/healthz")
+    token = token or _projected_token()
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
