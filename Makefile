@@ -62,6 +62,7 @@ bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/res
 	$(PY) bench/bench_inference.py
 	$(PY) bench/bench_training.py
 	$(PY) bench/bench_serving.py
+	$(PY) bench/bench_run.py
 	$(PY) bench/bench_quality.py
 
 clean: ## remove caches and run outputs (keeps .venv)
