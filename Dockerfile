@@ -8,10 +8,8 @@
 # data = pipeline code without TensorFlow; trainer = TensorFlow + tf2onnx; server = kserve +
 # onnxruntime without TensorFlow. Images run as a non-root user and hold no secrets.
 
-ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
-
 # ---------------------------------------------------------------- build: one venv per role
-FROM ${PYTHON_IMAGE} AS build
+FROM python:3.11.7-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/venv
@@ -34,7 +32,7 @@ RUN /opt/venv/bin/pip install --constraint constraints.txt ".[serve]" \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------- runtime base
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.11.7-slim-bookworm AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

