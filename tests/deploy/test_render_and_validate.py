@@ -30,9 +30,8 @@ def test_every_variant_renders(rendered):
     isvcs = [d["metadata"]["name"] for d in rendered["helm:all"] if d["kind"] == "InferenceService"]
     assert sorted(isvcs) == ["btceur-close", "btcusdt-close", "mkrich-onnx"]
     for variant, doc in all_docs(rendered):
-        if variant.startswith("kustomize:overlays") or variant.startswith("helm"):
-            if doc["kind"] != "Namespace":
-                assert doc["metadata"].get("namespace"), (variant, doc["kind"], doc["metadata"]["name"])
+        if doc["kind"] != "Namespace":  # every namespaced object says where it goes
+            assert doc["metadata"].get("namespace"), (variant, doc["kind"], doc["metadata"]["name"])
 
 
 def test_core_kinds_validate_strictly(rendered):
