@@ -192,9 +192,16 @@ class S3Backend:
         for i in range(0, len(keys), 1000):
             chunk = [{"Key": self._key(k)} for k in keys[i : i + 1000]]  # validated before I/O
             try:
-                self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+                answer = self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
             except Exception as exc:
                 raise self._fail("deleting", keys[i], exc) from exc
+            errors = answer.get("Errors") or []
+            if errors:  # delete_objects reports per-key failures instead of raising
+                first = errors[0]
+                raise StoreError(
+                    f"deleting {len(errors)} object(s) in {self.uri} failed, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+                )
 
 
 def open_backend(uri: str | Path) -> Backend:

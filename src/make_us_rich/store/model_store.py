@@ -179,6 +179,13 @@ class ModelStore:
         version = f"{created.strftime('%Y%m%dT%H%M%S.%fZ')}-{checksums['model.onnx'][:8]}"
         model_name = contract.model_name(sym)
 
+        written: list[str] = []  # what to take back if a later step fails
+
+        def put(key: str, data: bytes) -> dict[str, Any]:
+            info = self._put_verified(key, data)
+            written.append(key)
+            return info
+
         try:
             if self.backend.list(self._version_key(sym, version)):
                 raise PublishError(f"version {version} already exists; versions are immutable")
@@ -186,7 +193,7 @@ class ModelStore:
                 name: self._put_verified(self._version_key(sym, version, name), data)
                 for name, data in files.items()
             }
-            triton_version = self._next_triton_version(model_name) if accepted else None
+            triton_version = self._next_triton_version(sym, model_name) if accepted else None
             manifest = {
                 "symbol": sym,
                 "version": version,
@@ -200,13 +207,11 @@ class ModelStore:
                 "metrics": metrics.get("test"),
                 "files": uploaded,
             }
-            self._put_verified(
-                self._version_key(sym, version, "manifest.json"), _json_bytes(manifest)
-            )
+            put(self._version_key(sym, version, "manifest.json"), _json_bytes(manifest))
             if accepted:
                 config = triton_config(model_name, card["sequence_length"], len(card["features"]))
                 self._put_if_changed(f"triton/{model_name}/config.pbtxt", config.encode())
-                self._put_verified(f"triton/{model_name}/{triton_version}/model.onnx", files["model.onnx"])
+                put(f"triton/{model_name}/{triton_version}/model.onnx", files["model.onnx"])
                 pointer = {
                     "symbol": sym,
                     "version": version,
@@ -220,6 +225,14 @@ class ModelStore:
                 }
                 self._put_verified(self._latest_key(sym), _json_bytes(pointer))
         except (StoreError, PublishError) as exc:
+            # Take back the manifest and the Triton copy (best effort), so that neither readers
+            # of `versions` nor Triton (which serves the highest version) see a model that never
+            # became latest. The artifacts without a manifest are an incomplete version: ignored,
+            # and removed by retention.
+            try:
+                self.backend.delete(list(reversed(written)))
+            except StoreError:
+                pass
             raise PublishError(
                 f"publishing {sym} {version} to {self.uri} failed; latest is unchanged: {exc}"
             ) from exc
@@ -243,12 +256,18 @@ class ModelStore:
             pass
         self._put_verified(key, data)
 
-    def _next_triton_version(self, model_name: str) -> int:
+    def _next_triton_version(self, symbol: str, model_name: str) -> int:
+        """One more than any Triton version ever used: the folders present, the numbers in the
+        manifests (a copy may have been removed) and the latest pointer. Never reused."""
         numbers = [
             int(parts[2])
             for k in self.backend.list(f"triton/{model_name}")
             if len(parts := k.split("/")) == 4 and parts[2].isdigit()
         ]
+        numbers += [m["triton_version"] for m in self.versions(symbol) if m.get("triton_version")]
+        pointer = self.latest(symbol)
+        if pointer and pointer.get("triton_version"):
+            numbers.append(int(pointer["triton_version"]))
         return max(numbers, default=0) + 1
 
     def prune(self, symbol: str) -> list[str]:
@@ -263,16 +282,24 @@ class ModelStore:
                 by_version.setdefault(parts[2], []).append(k)
         pointer = self.latest(sym)
         protected = {pointer["version"]} if pointer else set()
+        serving_n = pointer.get("triton_version") if pointer else None
         ordered = sorted(by_version)
         doomed = [v for v in ordered[: max(0, len(ordered) - self.keep)] if v not in protected]
         model_name = contract.model_name(sym)
         for version in doomed:
-            triton_n = None
+            manifest = None
             if f"models/{sym}/{version}/manifest.json" in by_version[version]:
-                triton_n = self.manifest(sym, version).get("triton_version")
+                manifest = self.manifest(sym, version)
             self.backend.delete(by_version[version])
-            if triton_n:
-                self.backend.delete([f"triton/{model_name}/{triton_n}/model.onnx"])
+            triton_n = manifest.get("triton_version") if manifest else None
+            if triton_n and triton_n != serving_n:
+                key = f"triton/{model_name}/{triton_n}/model.onnx"
+                try:  # only the copy of *this* model, never one that reused the number
+                    same = _sha256(self.backend.get(key)) == manifest["files"]["model.onnx"]["sha256"]
+                except ObjectNotFound:
+                    same = False
+                if same:
+                    self.backend.delete([key])
         return doomed
 
 
@@ -296,7 +323,14 @@ def _read_artifacts(folder: Path, symbol: str) -> dict[str, bytes]:
         raise ConfigError(
             f"{folder} holds a model of {card.get('symbol')!r}, not {symbol!r}; check --symbol"
         )
-    for name, digest in (card.get("files") or {}).items():
+    listed = card.get("files") or {}
+    unlisted = [n for n in files if n != "model_card.json" and n not in listed]
+    if unlisted:
+        raise ConfigError(
+            f"{folder}/model_card.json lists no checksum for {', '.join(unlisted)}; the folder "
+            "was not written by `mkrich train` (or was modified after it)"
+        )
+    for name, digest in listed.items():
         if name in files and _sha256(files[name]) != digest:
             raise ConfigError(
                 f"{folder}/{name} does not match the checksum in model_card.json: the folder was "
