@@ -73,12 +73,14 @@ def make_sequences(
     test_scaled: Input[Dataset],
     sequence_length: int,
     val_size: float,
+    interval: str,
     sequences: Output[Dataset],
 ):
     from make_us_rich.stages import sequences_stage
 
     sequences.metadata.update(
-        sequences_stage(train_scaled.path, test_scaled.path, sequences.path, sequence_length, val_size)
+        sequences_stage(train_scaled.path, test_scaled.path, sequences.path, sequence_length,
+                        val_size, interval=interval)
     )
 
 

@@ -77,7 +77,7 @@ def hourly_training(
         ).set_display_name("scale (-1, 1)")
         sequences = make_sequences(
             train_scaled=scaled.outputs["train_scaled"], test_scaled=scaled.outputs["test_scaled"],
-            sequence_length=sequence_length, val_size=val_size,
+            sequence_length=sequence_length, val_size=val_size, interval=interval,
         ).set_display_name("make sequences")
         train = train_lstm(
             sequences=sequences.outputs["sequences"], sequence_length=sequence_length,

@@ -239,15 +239,27 @@ def schedule(host: str, params: dict[str, Any], *, namespace: str = "kubeflow",
             pipeline_package_path=_package(Path(tmp)), enabled=True, enable_caching=False,
         )
     for rid in replaced:  # only after the new one exists: never a moment without a schedule
-        _call("deleting the previous recurring run", host, c.delete_recurring_run, rid)
+        try:
+            _call("deleting the previous recurring run", host, c.delete_recurring_run, rid)
+        except ClusterError as exc:
+            raise ClusterError(
+                f"created recurring run {created.recurring_run_id}, but the previous one {rid} "
+                f"could not be deleted ({exc}); both are active now - run `mkrich schedule` "
+                "again or delete it in the KFP UI"
+            ) from None
     return {"recurring_run_id": created.recurring_run_id, "replaced": replaced, "cron": cron}
 
 
 def unschedule(host: str, *, namespace: str = "kubeflow", experiment: str = DEFAULT_EXPERIMENT,
                name: str = RECURRING_RUN_NAME, token: str | None = None, **kw) -> list[str]:
     c = client(host, namespace=namespace, token=token, **kw)
-    experiment_id = _experiment_id(c, host, experiment, namespace)
-    removed = [r.recurring_run_id for r in _find_recurring(c, host, name, experiment_id)]
+    try:  # look up, never create, the experiment
+        found = c.get_experiment(experiment_name=experiment, namespace=namespace)
+    except ValueError:
+        return []
+    except Exception as exc:
+        raise ClusterError(f"looking up the experiment at {host} failed: {exc}") from None
+    removed = [r.recurring_run_id for r in _find_recurring(c, host, name, found.experiment_id)]
     for rid in removed:
         _call("deleting the recurring run", host, c.delete_recurring_run, rid)
     return removed

@@ -57,9 +57,12 @@ def parse_v2_input(
         flat = np.frombuffer(raw, dtype="<f4")
     else:
         try:
-            flat = np.asarray(data, dtype=np.float32).reshape(-1)
+            parsed = np.asarray(data)
         except (TypeError, ValueError) as exc:
-            raise BadRequest(f"data must be numbers: {exc}") from None
+            raise BadRequest(f"data must be a (nested) list of numbers: {exc}") from None
+        if parsed.dtype.kind not in "iuf":  # strings, booleans, ragged lists, null
+            raise BadRequest("data must be numbers (JSON numbers, not strings or null)")
+        flat = parsed.astype(np.float32).reshape(-1)
         if flat.size != expected:
             raise BadRequest(
                 f"data holds {flat.size} value(s) but shape {list(shape)} needs {expected}"

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from make_us_rich.data import load_klines, read_klines_csv, validate_klines, write_klines_csv
+from make_us_rich.data import load_klines, read_klines_csv, write_klines_csv
 from make_us_rich.errors import ConfigError
 from make_us_rich.preprocessing import (
     create_sequences,
@@ -101,8 +101,9 @@ def fetch_stage(
 
 
 def features_stage(klines_csv: str | Path, out_csv: str | Path) -> dict[str, Any]:
-    """Stage 2: klines CSV -> feature table."""
-    klines, _ = validate_klines(read_klines_csv(klines_csv))
+    """Stage 2: klines CSV (validated by the fetch stage, with the run's interval and limits)
+    -> feature table."""
+    klines = read_klines_csv(klines_csv)
     features = extract_features_from_dataset(klines)
     _write_table(features, out_csv)
     return {"rows": len(features), "features": list(features.columns)}
@@ -145,18 +146,27 @@ def sequences_stage(
     sequence_length: int = 24,
     val_size: float = 0.2,
     target_column: str = "close",
+    interval: str = "1h",
 ) -> dict[str, Any]:
-    """Stage 5: windows for train/validation (latest) and test."""
+    """Stage 5: windows for train/validation (latest) and test, with 0/1 weights that leave out
+    windows across a gap in the candles."""
+    from make_us_rich.data.klines import interval_ms
+    from make_us_rich.preprocessing import contiguous_windows
+
     train, test = read_table(train_scaled_csv), read_table(test_scaled_csv)
     X, y = create_sequences(train, target_column, sequence_length)
     X_train, y_train, X_val, y_val = split_sequences(X, y, val_size)
     X_test, y_test = create_sequences(test, target_column, sequence_length)
+    step = pd.Timedelta(milliseconds=interval_ms(interval))
+    weights = contiguous_windows(train.index, sequence_length, step).astype(np.float32)
     with Path(out_npz).open("wb") as fh:
         np.savez(
             fh, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, X_test=X_test,
             y_test=y_test, target_index=np.int64(train.columns.get_loc(target_column)),
+            w_train=weights[: len(X_train)], w_val=weights[len(X_train) :],
         )
-    return {"train_windows": len(X_train), "val_windows": len(X_val), "test_windows": len(X_test)}
+    return {"train_windows": len(X_train), "val_windows": len(X_val), "test_windows": len(X_test),
+            "windows_across_gaps": int((weights == 0).sum())}
 
 
 def train_stage(
@@ -168,7 +178,8 @@ def train_stage(
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     with np.load(sequences_npz) as z:
-        data = TrainingData(z["X_train"], z["y_train"], z["X_val"], z["y_val"], int(z["target_index"]))
+        data = TrainingData(z["X_train"], z["y_train"], z["X_val"], z["y_val"], int(z["target_index"]),
+                            z["w_train"], z["w_val"])
         windows = {"train_windows": len(z["X_train"]), "val_windows": len(z["X_val"]),
                    "test_windows": len(z["X_test"])}
     if data.X_train.shape[1] != cfg.sequence_length:

@@ -165,3 +165,25 @@ def test_calendar_features_match_pandas_over_decades():
         [ts.hour, ts.dayofweek, ts.day, ts.isocalendar().week.to_numpy(), ts.month]
     )
     np.testing.assert_array_equal(calendar_features(ts), expected)
+
+
+def test_windows_across_gaps_are_masked(btcusdt_all_raw):
+    from make_us_rich.data import validate_klines
+    from make_us_rich.preprocessing import contiguous_windows
+
+    # March 2023 holds one real outage hour (2023-03-24 13:00 is missing).
+    klines, report = validate_klines(
+        btcusdt_all_raw[(btcusdt_all_raw["timestamp"] >= pd.Timestamp("2023-03-01", tz="UTC"))
+                        & (btcusdt_all_raw["timestamp"] < pd.Timestamp("2023-04-01", tz="UTC"))]
+    )
+    assert report.missing_candles == 1
+    res = preprocess(klines, 24)
+    weights = np.concatenate([res.w_train, res.w_val])
+    # exactly the 24 windows whose rows or target straddle the missing hour get weight 0
+    assert int((weights == 0).sum()) == 24
+    assert res.test_mask.all()  # the test rows (last 10 %) have no gap
+    assert res.summary()["windows_across_gaps"] == 24
+    # brute force on the index: a window is kept iff its L+1 rows are consecutive hours
+    idx = res.train.index
+    brute = np.array([(np.diff(idx[i : i + 25].asi8) == 3_600 * 10**9).all() for i in range(len(idx) - 24)])
+    np.testing.assert_array_equal(contiguous_windows(idx, 24, pd.Timedelta(hours=1)), brute)

@@ -166,3 +166,19 @@ def test_fake_speaks_binance_to_python_binance(fake_binance):
     assert (err.value.status_code, err.value.code) == (400, -1121)
     page = client.get_klines(symbol="BTCUSDT", interval="1h", endTime=1672542000000, limit=3)
     assert [row[0] for row in page] == [1672531200000 + h * 3_600_000 for h in (1, 2, 3)]
+
+
+def test_the_still_open_candle_is_dropped(btcusdt_2023):
+    """Binance returns the current, unfinished candle; only finished hours come back."""
+    # Pretend "now" is 2023-06-30 12:34: the 12:00 candle is still open.
+    now = pd.Timestamp("2023-06-30T12:34:00Z").timestamp()
+    with FakeBinance({"BTCUSDT": btcusdt_2023}) as fake:
+        client, _ = client_for(fake, now=lambda: now)
+        df = client.get_data("BTCUSDT", "1h", "2023-06-30T00:00Z")  # end defaults to now
+        assert df["timestamp"].iloc[-1] == pd.Timestamp("2023-06-30T11:00Z")
+        assert len(df) == 12
+        five = client.get_five_days_data("BTCUSDT")
+        assert five["timestamp"].iloc[-1] == pd.Timestamp("2023-06-30T11:00Z")
+        # an explicit end at the open candle's open time still excludes it
+        at = client.get_data("BTCUSDT", "1h", "2023-06-30T00:00Z", "2023-06-30T12:00Z")
+        assert at["timestamp"].iloc[-1] == pd.Timestamp("2023-06-30T11:00Z")

@@ -76,3 +76,9 @@ def test_unreachable_host_is_a_clear_error(capsys):
     rc = main(["schedule", "--host", f"http://127.0.0.1:{port}"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and f"127.0.0.1:{port}" in err
+
+
+def test_unschedule_without_an_experiment_creates_nothing(kfp_api):
+    assert unschedule(kfp_api.url) == []
+    assert kfp_api.experiments == {}
+    assert not kfp_api.calls("POST", "/experiments")

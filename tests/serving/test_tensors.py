@@ -33,6 +33,8 @@ def test_v2_json_and_binary_give_the_same_windows():
         ({"shape": [1, L, F], "data": [float("nan")] * L * F}, "NaN or infinity"),
         ({"shape": [1, L, F], "data": [float("inf")] + [1.0] * (L * F - 1)}, "NaN or infinity"),
         ({"shape": [1, L, F], "data": ["a"] * L * F}, "data must be numbers"),
+        ({"shape": [1, L, F], "data": ["1.5"] * L * F}, "data must be numbers"),
+        ({"shape": [1, L, F], "data": [None] * L * F}, "data must be numbers"),
         ({"shape": [1, L, F], "data": [1.0] * L * F, "datatype": "INT64"}, "datatype must be FP32"),
         ({"shape": [1, L, F], "data": [1.0] * L * F, "name": "input_1"}, "unknown input 'input_1'"),
         ({"shape": [1, -L, F], "data": []}, "non-negative integers"),

@@ -7,7 +7,8 @@ local test server ``http://127.0.0.1:PORT/api``) overrides the endpoint.
 Long ranges are paged (1000 klines per request) from the start time forward; each page starts
 one interval after the last candle received, so pages neither overlap nor leave holes. The end
 time is inclusive of the candle that *opens* at it and defaults to now: give it explicitly for a
-reproducible window (the scheduled pipeline passes its scheduled time).
+reproducible window (the scheduled pipeline passes its scheduled time). The candle that is still
+open (close time in the future) is dropped: only finished hours are returned.
 
 Faults: HTTP 429/418 wait for ``Retry-After`` (refusing waits over ``max_retry_after``), 5xx,
 connection errors and timeouts retry with bounded exponential backoff; after ``max_retries``
@@ -64,6 +65,7 @@ class BinanceClient:
         backoff_max: float = 8.0,
         max_retry_after: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], float] = time.time,
     ) -> None:
         from binance.client import Client  # python-binance, the "data" extra
 
@@ -74,6 +76,7 @@ class BinanceClient:
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
         self._sleep = sleep
+        self._now = now
         self._client = Client(
             api_key if api_key is not None else os.environ.get("BINANCE_API_KEY"),
             api_secret if api_secret is not None else os.environ.get("BINANCE_API_SECRET"),
@@ -100,7 +103,7 @@ class BinanceClient:
         """
         sym = normalize_symbol(symbol)
         step = interval_ms(interval)
-        end_ms = to_epoch_ms(end) if end is not None else int(time.time() * 1000)
+        end_ms = to_epoch_ms(end) if end is not None else int(self._now() * 1000)
         start_ms = to_epoch_ms(start) if start is not None else end_ms - step * MAX_LIMIT
         if start_ms > end_ms:
             raise ConfigError(
@@ -127,6 +130,12 @@ class BinanceClient:
                 cursor = int(page[-1][0]) + step
         finally:
             bar.close()
+        # Binance also returns the candle that is still open (its close_time is in the future):
+        # it is not a finished hour and must not be trained on or predicted from.
+        now_ms = int(self._now() * 1000)
+        if rows and int(rows[-1][6]) > now_ms:
+            rows = [r for r in rows if int(r[6]) <= now_ms]
+            log.info("dropped the still-open candle of %s", label)
         log.info("fetched %d candles for %s", len(rows), label)
         return klines_from_binance(rows)
 
@@ -153,7 +162,7 @@ class BinanceClient:
         """The last ``days`` days of klines: open times in ``(end - days, end]``."""
         if days <= 0:
             raise ConfigError(f"days must be > 0, got {days}")
-        end_ts = to_utc_timestamp(end) if end is not None else pd.Timestamp.now(tz="UTC")
+        end_ts = to_utc_timestamp(end) if end is not None else pd.Timestamp(self._now(), unit="s", tz="UTC")
         start_ts = end_ts - pd.Timedelta(days=days) + pd.Timedelta(milliseconds=1)
         return self.get_data(symbol, interval, start_ts, end_ts, **kw)
 

@@ -107,6 +107,8 @@ def load_klines(
             path = src.path
         raw = read_klines_csv(path)
         label = str(path)
+        if raw["timestamp"].isna().any():  # validate before windowing: never drop them silently
+            validate_klines(raw, interval, max_missing_fraction=1.0, source=label)
         raw = _window(raw, start, end, days)
 
     klines, report = validate_klines(

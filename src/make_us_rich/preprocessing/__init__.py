@@ -18,7 +18,11 @@ from make_us_rich.preprocessing.scaling import (
     scaler_from_dict,
     scaler_to_dict,
 )
-from make_us_rich.preprocessing.sequences import create_sequences, split_sequences
+from make_us_rich.preprocessing.sequences import (
+    contiguous_windows,
+    create_sequences,
+    split_sequences,
+)
 from make_us_rich.preprocessing.split import split_data
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "FEATURE_COLUMNS",
     "PRICE_FEATURES",
     "PreprocessResult",
+    "contiguous_windows",
     "create_sequences",
     "extract_features_from_dataset",
     "load_scaler",

@@ -9,10 +9,15 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import MinMaxScaler
 
+from make_us_rich.data.klines import interval_ms
 from make_us_rich.errors import InsufficientHistoryError
 from make_us_rich.preprocessing.features import extract_features_from_dataset
 from make_us_rich.preprocessing.scaling import scale_data
-from make_us_rich.preprocessing.sequences import create_sequences, split_sequences
+from make_us_rich.preprocessing.sequences import (
+    contiguous_windows,
+    create_sequences,
+    split_sequences,
+)
 from make_us_rich.preprocessing.split import holdout_size, split_data
 
 DEFAULT_TEST_SIZE = 0.1
@@ -58,6 +63,11 @@ class PreprocessResult:
     y_test: np.ndarray
     sequence_length: int
     target_column: str = "close"
+    #: per-window weights (1.0, or 0.0 for windows across a gap in the candles)
+    w_train: np.ndarray | None = None
+    w_val: np.ndarray | None = None
+    #: test windows without a gap (the ones evaluated)
+    test_mask: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -80,6 +90,10 @@ class PreprocessResult:
             "train_windows": len(self.X_train),
             "val_windows": len(self.X_val),
             "test_windows": len(self.X_test),
+            "windows_across_gaps": int(
+                sum(int((w == 0).sum()) for w in (self.w_train, self.w_val) if w is not None)
+                + (int((~self.test_mask).sum()) if self.test_mask is not None else 0)
+            ),
         }
 
 
@@ -90,6 +104,7 @@ def preprocess(
     test_size: float = DEFAULT_TEST_SIZE,
     val_size: float = DEFAULT_VAL_SIZE,
     target_column: str = "close",
+    interval: str = "1h",
 ) -> PreprocessResult:
     """Run stages 2-5 on validated klines.
 
@@ -109,6 +124,9 @@ def preprocess(
     X, y = create_sequences(train, target_column, sequence_length)
     X_train, y_train, X_val, y_val = split_sequences(X, y, val_size)
     X_test, y_test = create_sequences(test, target_column, sequence_length)
+    step = pd.Timedelta(milliseconds=interval_ms(interval))
+    weights = contiguous_windows(train.index, sequence_length, step).astype(np.float32)
+    cut = len(X_train)
     return PreprocessResult(
         features=features,
         train=train,
@@ -122,4 +140,7 @@ def preprocess(
         y_test=y_test,
         sequence_length=sequence_length,
         target_column=target_column,
+        w_train=weights[:cut],
+        w_val=weights[cut:],
+        test_mask=contiguous_windows(test.index, sequence_length, step),
     )

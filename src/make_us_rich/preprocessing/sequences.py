@@ -70,3 +70,21 @@ def split_sequences(
         )
     cut = len(X) - n_val
     return X[:cut], y[:cut], X[cut:], y[cut:]
+
+
+def contiguous_windows(index: pd.DatetimeIndex, sequence_length: int, step: pd.Timedelta) -> np.ndarray:
+    """Boolean ``[n]`` aligned with :func:`create_sequences`' windows: True where the window's
+    rows *and* its target row are consecutive candles (``step`` apart).
+
+    Validation keeps small gaps (outages) as gaps; a window across one would learn to predict
+    several hours ahead as if it were the next hour. Such windows are masked out (weight 0 in
+    training, left out of evaluation) rather than copied away, so the windows stay views.
+    """
+    ns = pd.DatetimeIndex(index).asi8
+    n = len(ns) - sequence_length
+    if n < 1:
+        return np.zeros(0, dtype=bool)
+    broken = np.diff(ns) != step.value  # broken[j]: row j -> j+1 is not one step
+    cum = np.concatenate([[0], np.cumsum(broken)])
+    # window i uses rows i .. i+L (target included): the steps i .. i+L-1
+    return (cum[sequence_length : sequence_length + n] - cum[:n]) == 0

@@ -24,11 +24,14 @@ class TrainingData:
     X_val: np.ndarray
     y_val: np.ndarray
     target_index: int
+    #: 0/1 weights: windows across a gap in the candles do not count
+    w_train: np.ndarray | None = None
+    w_val: np.ndarray | None = None
 
     @classmethod
     def from_preprocess(cls, prep: PreprocessResult) -> TrainingData:
         return cls(prep.X_train, prep.y_train, prep.X_val, prep.y_val,
-                   prep.feature_names.index(prep.target_column))
+                   prep.feature_names.index(prep.target_column), prep.w_train, prep.w_val)
 
 
 @dataclass
@@ -50,7 +53,7 @@ class BestWeights(keras.callbacks.Callback):
     model stays persistence rather than becoming worse than it on validation data.
     """
 
-    def __init__(self, validation: tuple, patience: int, batch_size: int) -> None:
+    def __init__(self, validation: tuple, patience: int, batch_size: int) -> None:  # (X, y[, w])
         super().__init__()
         self.validation = validation
         self.patience = patience
@@ -59,9 +62,12 @@ class BestWeights(keras.callbacks.Callback):
         self.initial_val_loss = float("nan")
 
     def on_train_begin(self, logs=None):
-        X_val, y_val = self.validation
+        X_val, y_val, *weights = self.validation
         self.initial_val_loss = float(
-            self.model.evaluate(X_val, y_val, batch_size=self.batch_size, verbose=0)
+            self.model.evaluate(
+                X_val, y_val, sample_weight=weights[0] if weights else None,
+                batch_size=self.batch_size, verbose=0,
+            )
         )
         self.best = self.initial_val_loss
         self.best_weights = self.model.get_weights()
@@ -121,7 +127,8 @@ def train_model(
         data = TrainingData.from_preprocess(data)
     seed_everything(config.seed)
     model = build_model(config, data.X_train.shape[2], data.target_index)
-    stopper = BestWeights((data.X_val, data.y_val), config.patience, config.batch_size)
+    validation = (data.X_val, data.y_val) if data.w_val is None else (data.X_val, data.y_val, data.w_val)
+    stopper = BestWeights(validation, config.patience, config.batch_size)
     callbacks: list[keras.callbacks.Callback] = [stopper]
     if progress:
         callbacks.append(_EpochProgress(config.max_epochs, "training"))
@@ -131,7 +138,8 @@ def train_model(
     fit = model.fit(
         data.X_train,
         data.y_train,
-        validation_data=(data.X_val, data.y_val),
+        sample_weight=data.w_train,
+        validation_data=validation,
         epochs=config.max_epochs,
         batch_size=config.batch_size,
         shuffle=True,  # windows are independent samples; the splits stay chronological

@@ -32,8 +32,11 @@ import pandas as pd
 
 from make_us_rich import __version__, contract
 from make_us_rich.data import DataReport, load_klines, normalize_symbol
+from make_us_rich.data.klines import interval_ms
+from make_us_rich.errors import InsufficientHistoryError
 from make_us_rich.preprocessing import (
     PreprocessResult,
+    contiguous_windows,
     create_sequences,
     preprocess,
     save_scaler,
@@ -142,7 +145,8 @@ def train_from_klines(
 
     config = config or TrainConfig()
     prep = preprocess(
-        klines, config.sequence_length, test_size=config.test_size, val_size=config.val_size
+        klines, config.sequence_length, test_size=config.test_size, val_size=config.val_size,
+        interval=interval,
     )
     target = prep.feature_names.index(prep.target_column)
     trained = train_model(prep, config, progress=progress, tensorboard_dir=tensorboard_dir)
@@ -218,6 +222,14 @@ def evaluate_and_write(
     target = feature_names.index(target_column)
     X_raw, y_raw = create_sequences(test_raw, target_column, config.sequence_length)
     times = test_raw.index[config.sequence_length :]
+    # Windows across a gap in the candles would compare multi-hour moves: leave them out.
+    keep = contiguous_windows(
+        test_raw.index, config.sequence_length, pd.Timedelta(milliseconds=interval_ms(interval))
+    )
+    if not keep.all():
+        X_raw, y_raw, times = X_raw[keep], y_raw[keep], times[keep]
+    if len(X_raw) == 0:
+        raise InsufficientHistoryError("every test window spans a gap in the candles; use another period")
     # Evaluate what will be served: the exported ONNX model on raw windows.
     predicted = onnx_predict(onnx_session(model_bytes), np.ascontiguousarray(X_raw)).reshape(-1)
     last_close = X_raw[:, -1, target]
