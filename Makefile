@@ -72,12 +72,12 @@ train: $(STAMP) ## train + publish one symbol without Kubeflow (mkrich train / p
 	$(VENV)/bin/mkrich train --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)
 	$(VENV)/bin/mkrich publish $(RUN_DIR) --symbol $(SYMBOL) --store $(STORE)
 
-compile: $(STAMP) ## compile the pipeline (pipelines/compiled/) and refresh manifests/base/pipeline/
+compile: $(STAMP) ## compile the pipeline (pipelines/compiled/) and refresh manifests/components/kfp-native-pipeline/
 	$(VENV)/bin/mkrich compile --out pipelines/compiled
-	cp pipelines/compiled/hourly-training.k8s.yaml manifests/base/pipeline/hourly-training.k8s.yaml
+	cp pipelines/compiled/hourly-training.k8s.yaml manifests/components/kfp-native-pipeline/hourly-training.k8s.yaml
 
-serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOL=...)
-	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOL) --port $(PORT)
+serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOLS=...)
+	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOLS) --port $(PORT)
 
 images: ## build (and with PUSH=1 push) the three images; needs Docker (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG)
 	@command -v docker >/dev/null || { echo "make images needs a Docker engine; none here"; exit 1; }

@@ -150,6 +150,7 @@ def evaluate_and_gate(
         "rows": klines.metadata.get("rows_out"),
         "train_period": train.metadata.get("period"),
         "test_period": test.metadata.get("period"),
+        "validation": dict(klines.metadata),  # the fetch step's data report (counts, gaps, period)
     }
     result = evaluate_stage(
         onnx_model.path, scaler.path, model.path, test.path, artifacts.path, symbol=symbol,

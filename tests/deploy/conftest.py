@@ -54,8 +54,15 @@ def manifests_copy(tmp_path_factory) -> Path:
 def rendered(manifests_copy) -> dict[str, list[dict]]:
     """Every deployment variant we ship, rendered: the kustomize overlays and chart variants."""
     kubectl, helm = tool("kubectl"), tool("helm")
+    native = manifests_copy / "overlays" / "native-test"
+    native.mkdir()
+    (native / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "namespace: kubeflow-user-example-com\n"
+        "resources: [../local-kind]\ncomponents: [../../components/kfp-native-pipeline]\n"
+    )
     out = {}
-    for name in ("base", "overlays/local-kind", "overlays/prod"):
+    for name in ("base", "overlays/local-kind", "overlays/prod", "overlays/native-test"):
         out[f"kustomize:{name}"] = docs(run(kubectl, "kustomize", str(manifests_copy / name)))
     chart = str(REPO / "charts" / "make-us-rich")
     variants = {

@@ -52,7 +52,19 @@ def test_served_signature_matches_the_contract():
     assert "TYPE_FP32" in text and contract.DATATYPE == "FP32"
 
 
-def test_images_are_one_setting(rendered):
+def test_images_are_one_setting(rendered, monkeypatch):
+    # the Job compiles the pipeline with the images its ConfigMap names: the same ones
+    for variant in ("kustomize:overlays/local-kind", "kustomize:overlays/prod"):
+        data = _config_map(rendered[variant])
+        monkeypatch.setenv("MKRICH_IMAGE_REGISTRY", data["MKRICH_IMAGE_REGISTRY"])
+        monkeypatch.setenv("MKRICH_IMAGE_TAG", data["MKRICH_IMAGE_TAG"])
+        (job,) = [d for d in rendered[variant] if d["kind"] == "Job"]
+        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == image("data"), variant
+    monkeypatch.delenv("MKRICH_IMAGE_REGISTRY")
+    monkeypatch.delenv("MKRICH_IMAGE_TAG")
+    (job,) = [d for d in rendered["helm:all"] if d["kind"] == "Job"]
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert f"{env['MKRICH_IMAGE_REGISTRY']}/make-us-rich-data:{env['MKRICH_IMAGE_TAG']}" == image("data")
     seen = set()
     for _, documents in rendered.items():
         for text in (str(d) for d in documents):

@@ -8,7 +8,9 @@ from pathlib import Path
 import yaml
 from make_us_rich.pipelines.runner import compile_pipeline
 
-BASE = Path(__file__).resolve().parents[2] / "manifests" / "base"
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+BASE = MANIFESTS / "base"
+NATIVE = MANIFESTS / "components" / "kfp-native-pipeline"
 
 
 def load(path: Path) -> list[dict]:
@@ -17,17 +19,20 @@ def load(path: Path) -> list[dict]:
 
 def test_committed_pipeline_manifest_is_up_to_date(tmp_path):
     _, fresh = compile_pipeline(tmp_path)
-    assert load(BASE / "pipeline" / "hourly-training.k8s.yaml") == load(fresh), (
-        "manifests/base/pipeline is stale: run `make compile`"
+    assert load(NATIVE / "hourly-training.k8s.yaml") == load(fresh), (
+        "manifests/components/kfp-native-pipeline is stale: run `make compile`"
     )
 
 
 def test_kustomization_lists_existing_files():
+    for folder in (BASE, NATIVE, MANIFESTS / "components" / "python-predictor"):
+        kustomization = load(folder / "kustomization.yaml")[0]
+        for resource in kustomization["resources"]:
+            assert (folder / resource).is_file(), resource
     kustomization = load(BASE / "kustomization.yaml")[0]
-    for resource in kustomization["resources"]:
-        assert (BASE / resource).is_file(), resource
     literals = dict(item.split("=", 1) for item in kustomization["configMapGenerator"][0]["literals"])
-    assert {"KFP_HOST", "KFP_NAMESPACE", "SYMBOLS", "SOURCE", "STORE_URI", "S3_ENDPOINT"} <= set(literals)
+    assert {"KFP_HOST", "KFP_NAMESPACE", "SYMBOLS", "SOURCE", "STORE_URI", "S3_ENDPOINT",
+            "MKRICH_IMAGE_REGISTRY", "MKRICH_IMAGE_TAG"} <= set(literals)
 
 
 def test_scheduler_job_runs_mkrich_schedule_restricted():

@@ -25,6 +25,8 @@ seccompProfile:
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 runAsNonRoot: true
+seccompProfile:
+  type: RuntimeDefault
 capabilities:
   drop: ["ALL"]
 {{- end -}}

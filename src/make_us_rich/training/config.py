@@ -80,7 +80,7 @@ class TrainConfig:
 
 
 #: Named presets. ``fast`` is the default; ``large`` is the original seed project's model
-#: (2 x LSTM(128) on 120-hour windows), ~10x slower per epoch for no measured gain.
+#: (2 x LSTM(128) on 120-hour windows), ~19x slower per epoch for no measured gain.
 PRESETS: dict[str, TrainConfig] = {
     "fast": TrainConfig(),
     "large": TrainConfig(sequence_length=120, lstm_units=(128, 128), dropout=0.2),
