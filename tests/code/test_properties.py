@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,12 +63,17 @@ def test_split_sequences_boundaries(n, val_size):
     np.testing.assert_array_equal(np.concatenate([y_tr, y_va]), y)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(length=st.integers(1, 200))
 def test_required_rows_is_the_minimum(length):
+    """preprocess works on exactly required_rows() real candles and refuses one fewer."""
+    from make_us_rich.data import load_klines
+    from make_us_rich.errors import InsufficientHistoryError
+    from make_us_rich.preprocessing import preprocess
+
+    klines = load_klines("sample", "BTCEUR")[0]
     need = required_rows(length)
-    for rows, ok in ((need, True), (need - 1, False)):
-        n_test = holdout_size(rows, 0.1)
-        windows = rows - n_test - length
-        fits = n_test > length and windows >= 2 and windows - holdout_size(windows, 0.2) >= 1
-        assert fits is ok
+    res = preprocess(klines.iloc[:need], length)
+    assert min(len(res.X_train), len(res.X_val), len(res.X_test)) >= 1
+    with pytest.raises(InsufficientHistoryError, match=f"need at least {need}"):
+        preprocess(klines.iloc[: need - 1], length)

@@ -147,7 +147,7 @@ def test_train_symbol_writes_every_artifact(tmp_path):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_failed_run_leaves_previous_artifacts_untouched(tmp_path):
+def test_failed_run_leaves_previous_artifacts_untouched(tmp_path, monkeypatch):
     out = tmp_path / "model"
     out.mkdir()
     (out / "model.onnx").write_bytes(b"previous model")
@@ -156,4 +156,15 @@ def test_failed_run_leaves_previous_artifacts_untouched(tmp_path):
     with pytest.raises(InsufficientHistoryError, match="need at least"):
         train_symbol("sample", "BTCEUR", out, TINY.with_overrides(sequence_length=120), days=10)
     assert (out / "model.onnx").read_bytes() == b"previous model"
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    # a failure while the new artifacts are being written (the model file is already staged)
+    import make_us_rich.training.plots as plots
+
+    def broken_plot(*args, **kwargs):
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr(plots, "plot_predictions", broken_plot)
+    with pytest.raises(OSError, match="injected"):
+        train_symbol("sample", "BTCEUR", out, TINY, days=25)
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
+    assert (out / "model.onnx").read_bytes() == b"previous model"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging folder left

@@ -32,6 +32,8 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
         assert manifest["metrics"]["persistence"]["rmse"] > 0
         if manifest["status"] == "accepted":
             assert s.latest(symbol)["version"] == manifest["version"]
+        else:
+            assert s.latest(symbol) is None  # a rejected model never becomes latest
         model = s.read(symbol, manifest["version"], "model.onnx", manifest["files"]["model.onnx"]["sha256"])
         assert len(model) > 1000
     # what the dashboard shows: metrics, the HTML report and the Markdown summary
