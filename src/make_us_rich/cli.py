@@ -22,6 +22,20 @@ log = logging.getLogger("make_us_rich.cli")
 
 
 # --------------------------------------------------------------------------- helpers
+def _add_store_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=default_store(),
+                   help="store URI: a folder, file:///path or s3://bucket/prefix "
+                   "(default: $MKRICH_STORE or runs/store)")
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080/pipeline")
+    p.add_argument("--namespace", default="kubeflow", help="KFP namespace (default kubeflow)")
+    p.add_argument("--experiment", default="make-us-rich", help="experiment name")
+    p.add_argument("--token", default=os.environ.get("KFP_TOKEN"),
+                   help="bearer token for the KFP API (default $KFP_TOKEN)")
+
+
 def _add_source_options(p: argparse.ArgumentParser, default_source: str) -> None:
     p.add_argument(
         "--source",
@@ -293,13 +307,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
     if cluster:
         p.add_argument("--store", help="store URI as seen from the cluster (default s3://mlpipeline/make-us-rich)")
         p.add_argument("--s3-endpoint", help="S3 endpoint for publishing, e.g. http://minio-service.kubeflow:9000")
-        p.add_argument("--host", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080/pipeline")
-        p.add_argument("--namespace", default="kubeflow", help="KFP namespace (default kubeflow)")
-        p.add_argument("--experiment", default="make-us-rich", help="experiment name")
-        p.add_argument("--token", default=os.environ.get("KFP_TOKEN"),
-                       help="bearer token for the KFP API (default $KFP_TOKEN)")
+        _add_cluster_options(p)
     else:
-        p.add_argument("--store", default=default_store(), help="store URI (default: $MKRICH_STORE or runs/store)")
+        _add_store_option(p)
         p.add_argument("--pipeline-root", default="runs/pipeline", help="where kfp.local keeps artifacts")
 
 
@@ -471,16 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("artifacts", help="folder written by `mkrich train --out`")
     p.add_argument("--symbol", required=True, help="trading pair of the model, e.g. BTCEUR")
-    p.add_argument("--store", default=default_store(),
-                   help="store URI: a folder, file:///path or s3://bucket/prefix "
-                   "(default: $MKRICH_STORE or runs/store)")
+    _add_store_option(p)
     p.add_argument("--keep", type=int, default=10, help="versions to retain per symbol (default 10)")
     p.add_argument("--fail-on-reject", action="store_true", help="exit 3 when the gate rejected the model")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("versions", help="list a symbol's model versions in the store")
     p.add_argument("--symbol", default="BTCEUR")
-    p.add_argument("--store", default=default_store(), help="store URI (default: $MKRICH_STORE or runs/store)")
+    _add_store_option(p)
     p.set_defaults(func=cmd_versions)
 
     p = sub.add_parser(
@@ -490,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         "/v2/models/<symbol>-close/infer and /v1/models/<symbol>-close:predict; new versions "
         "are hot-reloaded. Set MKRICH_SERVING_TOKEN to require a bearer token.",
     )
-    p.add_argument("--store", default=default_store(), help="store URI (default: $MKRICH_STORE or runs/store)")
+    _add_store_option(p)
     p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols (default BTCEUR)")
     p.add_argument("--reload-interval", type=float, default=30.0,
@@ -534,10 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("unschedule", help="remove the hourly recurring run")
-    p.add_argument("--host", required=True)
-    p.add_argument("--namespace", default="kubeflow")
-    p.add_argument("--experiment", default="make-us-rich")
-    p.add_argument("--token", default=os.environ.get("KFP_TOKEN"))
+    _add_cluster_options(p)
     p.set_defaults(func=cmd_unschedule)
 
     p = sub.add_parser(

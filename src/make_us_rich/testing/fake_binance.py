@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from make_us_rich.data.klines import INTERVALS, KLINE_COLUMNS
+from make_us_rich.testing._server import LoopbackServer
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
@@ -81,7 +82,7 @@ class _Table:
         return self.rows[lo : min(hi, lo + limit)]
 
 
-class FakeBinance:
+class FakeBinance(LoopbackServer):
     """Serve ``{symbol: klines}`` (validated 12-column frames, one interval) on loopback."""
 
     def __init__(
@@ -100,40 +101,12 @@ class FakeBinance:
         self.headers: list[dict[str, str]] = []  # request headers, in the order received
         self.server_time = server_time
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(type("Handler", (_Handler,), {"fake": self}), host, port)
 
     @property
     def api_url(self) -> str:
         """What ``BinanceClient(api_url=...)`` / ``BINANCE_API_URL`` takes."""
         return f"{self.url}/api"
-
-    def start(self) -> FakeBinance:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeBinance:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- scripting
     def add_fault(self, fault: Fault | None = None, /, times: int = 1, **kwargs: Any) -> None:

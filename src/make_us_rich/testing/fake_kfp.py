@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from make_us_rich.testing._server import LoopbackServer
 
 PREFIX = "/apis/v2beta1"
 
 
-class FakeKFP:
+class FakeKFP(LoopbackServer):
     def __init__(self, *, token: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.token = token
         self.experiments: dict[str, dict[str, Any]] = {}
@@ -24,26 +26,7 @@ class FakeKFP:
         self.runs: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeKFP:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__(type("Handler", (_Handler,), {"fake": self}), host, port)
 
     def calls(self, method: str, path_suffix: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method and r["path"].endswith(path_suffix)]
