@@ -94,6 +94,30 @@ def _check_model(value, type_name: str, path: str, errors: list[str]) -> None:
         _check_model(item, cls.openapi_types[by_json[key]], f"{path}.{key}", errors)
 
 
+def test_isvc_schema_is_what_the_sdk_models_give():
+    from isvc_schema import build
+
+    committed = json.loads((SCHEMAS / "inferenceservice.v1beta1.schema.json").read_text())
+    assert committed == json.loads(json.dumps(build())), "regenerate: python tests/deploy/isvc_schema.py"
+
+
+def test_inference_services_match_their_openapi_schema(rendered):
+    schema = json.loads((SCHEMAS / "inferenceservice.v1beta1.schema.json").read_text())
+    checked = 0
+    for variant, doc in all_docs(rendered):
+        if doc["kind"] == "InferenceService":
+            try:
+                jsonschema.validate(doc, schema)
+            except jsonschema.ValidationError as exc:
+                pytest.fail(f"{variant} {doc['metadata']['name']}: {exc.message} at {list(exc.absolute_path)}")
+            checked += 1
+    assert checked >= 5
+    typo = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "spec": {"predictor": {"model": {"protocolversion": "v2"}}}}
+    with pytest.raises(jsonschema.ValidationError, match="protocolversion"):
+        jsonschema.validate(typo, schema)
+
+
 def test_inference_services_match_the_kserve_sdk_models(rendered):
     checked = 0
     for variant, doc in all_docs(rendered):
