@@ -163,7 +163,9 @@ def evaluate_and_gate(
 
 
 @dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
-def publish_model(artifacts: Input[Model], symbol: str, store_uri: str, keep: int, s3_endpoint: str) -> str:
+def publish_model(
+    artifacts: Input[Model], symbol: str, store_uri: str, keep: int, s3_endpoint: str, s3_region: str
+) -> str:
     """Publish through the gate (a rejected model is stored as rejected, latest unchanged).
     S3 credentials come from the environment (a Kubernetes Secret on a cluster)."""
     import os
@@ -172,6 +174,8 @@ def publish_model(artifacts: Input[Model], symbol: str, store_uri: str, keep: in
 
     if s3_endpoint:
         os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
+    if s3_region:
+        os.environ["AWS_DEFAULT_REGION"] = s3_region
 
     result = publish_stage(artifacts.path, symbol, store_uri, keep)
     print(f"{symbol} {result['version']}: {result['status']} ({'; '.join(result['reasons'])})")

@@ -59,6 +59,7 @@ def hourly_training(
     gate_tolerance: float = 0.02,
     store_uri: str = "s3://mlpipeline/make-us-rich",
     s3_endpoint: str = "",
+    s3_region: str = "us-east-1",
     s3_secret: str = "mkrich-s3-credentials",
     keep: int = 10,
 ):
@@ -99,7 +100,7 @@ def hourly_training(
         ).set_display_name("evaluate + gate")
         publish = publish_model(
             artifacts=evaluation.outputs["artifacts"], symbol=symbol, store_uri=store_uri,
-            keep=keep, s3_endpoint=s3_endpoint,
+            keep=keep, s3_endpoint=s3_endpoint, s3_region=s3_region,
         ).set_display_name("publish model")
         kubernetes.use_secret_as_env(publish, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
 
