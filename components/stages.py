@@ -164,10 +164,17 @@ def evaluate_and_gate(
 
 @dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
 def publish_model(
-    artifacts: Input[Model], symbol: str, store_uri: str, keep: int, s3_endpoint: str, s3_region: str
+    artifacts: Input[Model],
+    symbol: str,
+    store_uri: str,
+    keep: int,
+    s3_endpoint: str,
+    s3_region: str,
+    rollout_isvc: str,
 ) -> str:
     """Publish through the gate (a rejected model is stored as rejected, latest unchanged).
-    S3 credentials come from the environment (a Kubernetes Secret on a cluster)."""
+    S3 credentials come from the environment (a Kubernetes Secret on a cluster). When
+    ``rollout_isvc`` names an InferenceService (the Triton one), an accepted model rolls it."""
     import os
 
     from make_us_rich.stages import publish_stage
@@ -179,4 +186,9 @@ def publish_model(
 
     result = publish_stage(artifacts.path, symbol, store_uri, keep)
     print(f"{symbol} {result['version']}: {result['status']} ({'; '.join(result['reasons'])})")
+    if rollout_isvc and result["latest"]:
+        from make_us_rich.rollout import rollout_inference_service
+
+        namespace = rollout_inference_service(rollout_isvc, result["version"])
+        print(f"rolled InferenceService {namespace}/{rollout_isvc} to {result['version']}")
     return f"{result['status']}:{result['version']}"

@@ -6,7 +6,8 @@ evaluate + gate -> publish, for every symbol in parallel (``dsl.ParallelFor``).
 * Caching is off for every task: each run starts from fresh data.
 * Training has CPU/memory requests and limits and a timeout.
 * Publishing reads S3 credentials from the Secret ``s3_secret`` (optional: a local folder
-  store needs none).
+  store needs none); with ``rollout_isvc`` set, an accepted model rolls that InferenceService
+  (Triton loads its repository only at pod start).
 """
 
 
@@ -62,6 +63,7 @@ def hourly_training(
     s3_region: str = "us-east-1",
     s3_secret: str = "mkrich-s3-credentials",
     keep: int = 10,
+    rollout_isvc: str = "",
 ):
     with dsl.ParallelFor(symbols, name="symbols") as symbol:
         fetch = fetch_klines(
@@ -100,7 +102,7 @@ def hourly_training(
         ).set_display_name("evaluate + gate")
         publish = publish_model(
             artifacts=evaluation.outputs["artifacts"], symbol=symbol, store_uri=store_uri,
-            keep=keep, s3_endpoint=s3_endpoint, s3_region=s3_region,
+            keep=keep, s3_endpoint=s3_endpoint, s3_region=s3_region, rollout_isvc=rollout_isvc,
         ).set_display_name("publish model")
         kubernetes.use_secret_as_env(publish, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
 

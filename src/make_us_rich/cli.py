@@ -308,6 +308,8 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
         p.add_argument("--store", help="store URI as seen from the cluster (default s3://mlpipeline/make-us-rich)")
         p.add_argument("--s3-endpoint", help="S3 endpoint for publishing, e.g. http://minio-service.kubeflow:9000")
         p.add_argument("--s3-region", help="S3 region for publishing (default us-east-1)")
+        p.add_argument("--rollout-isvc", help="InferenceService to roll after an accepted model "
+                       "(the Triton one, e.g. mkrich-onnx); Triton only loads models at pod start")
         _add_cluster_options(p)
     else:
         _add_store_option(p)
@@ -364,6 +366,8 @@ def _cluster_params(args: argparse.Namespace) -> dict:
         params["s3_endpoint"] = args.s3_endpoint
     if args.s3_region:
         params["s3_region"] = args.s3_region
+    if args.rollout_isvc:
+        params["rollout_isvc"] = args.rollout_isvc
     return params
 
 

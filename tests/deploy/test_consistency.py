@@ -23,6 +23,8 @@ def test_triton_storage_uri_is_where_the_store_writes(rendered):
         (isvc,) = [d for d in documents if d["kind"] == "InferenceService" and d["metadata"]["name"] == "mkrich-onnx"]
         model = isvc["spec"]["predictor"]["model"]
         assert model["storageUri"] == ModelStore(store_uri).triton_uri, variant
+        # each accepted model rolls exactly this InferenceService (Triton loads at start only)
+        assert _config_map(documents)["ROLLOUT_ISVC"] == isvc["metadata"]["name"], variant
         assert model["protocolVersion"] == "v2" and model["modelFormat"]["name"] == "onnx"
     for variant in ("helm:default", "helm:all"):
         (isvc,) = [d for d in rendered[variant] if d["metadata"]["name"] == "mkrich-onnx"]
