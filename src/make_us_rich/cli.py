@@ -118,7 +118,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
     klines, report = _load(args)
     result = preprocess(
-        klines, args.sequence_length, test_size=args.test_size, val_size=args.val_size
+        klines, args.sequence_length, test_size=args.test_size, val_size=args.val_size,
+        interval=args.interval,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
