@@ -194,32 +194,39 @@ def test_hot_reload_under_load_and_broken_models_refused(tmp_path, trained_artif
     store = ModelStore(store_path)
     first = store.publish(trained_artifacts, "BTCEUR")
     srv = Server(store_path)
-    results: list[tuple[int, str | None]] = []
+    # One list per client thread: each thread's requests are sequential, so its own sequence
+    # of versions is in time order (across threads, appends may interleave out of order).
+    streams: list[list[tuple[int | None, str | None]]] = [[], []]
     stop = threading.Event()
 
-    def stream():
+    def stream(results):
         while not stop.is_set():
-            status, body = srv.infer(windows[:1])
+            try:
+                status, body = srv.infer(windows[:1])
+            except Exception as exc:  # a dropped connection is a failed request too
+                results.append((None, repr(exc)))
+                continue
             results.append((status, body.get("model_version") if isinstance(body, dict) else None))
 
     try:
-        workers = [threading.Thread(target=stream) for _ in range(2)]
+        workers = [threading.Thread(target=stream, args=(r,)) for r in streams]
         for w in workers:
             w.start()
         time.sleep(0.5)
         second = store.publish(trained_artifacts, "BTCEUR")
         deadline = time.time() + 20
-        while time.time() < deadline and (not results or results[-1][1] != second.version):
+        while time.time() < deadline and not all(r and r[-1][1] == second.version for r in streams):
             time.sleep(0.1)
         time.sleep(0.3)
         stop.set()
         for w in workers:
             w.join()
-        assert results and all(status == 200 for status, _ in results), set(results)
-        versions = [v for _, v in results]
-        assert versions[0] == first.version and versions[-1] == second.version
-        # no going back once swapped
-        assert versions.index(second.version) == len(versions) - versions[::-1].index(first.version)
+        for results in streams:
+            assert results and all(status == 200 for status, _ in results), set(results)
+            versions = [v for _, v in results]
+            assert versions[0] == first.version and versions[-1] == second.version
+            # no going back once swapped
+            assert versions.index(second.version) == len(versions) - versions[::-1].index(first.version)
 
         # A broken new latest (checksums fine, bytes not ONNX) is refused; we stay on `second`.
         broken = second.version.replace(second.version[:8], "29991231")
