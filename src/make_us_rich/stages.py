@@ -21,16 +21,15 @@ import pandas as pd
 from make_us_rich.data import load_klines, read_klines_csv, write_klines_csv
 from make_us_rich.errors import ConfigError
 from make_us_rich.preprocessing import (
-    create_sequences,
     extract_features_from_dataset,
     load_scaler,
     save_scaler,
     scale_data,
     split_data,
-    split_sequences,
 )
 from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.evaluate import DEFAULT_TOLERANCE
+from make_us_rich.training.workflow import write_json
 
 
 def resolve_end(end: str | None) -> str | None:
@@ -56,10 +55,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _write_json(path: str | Path, payload: Any) -> None:
-    Path(path).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-
-
 def fetch_stage(
     source: str,
     symbol: str,
@@ -76,25 +71,17 @@ def fetch_stage(
     ``lookback_days`` <= 0 or ``None`` means the whole file for replay sources. A replay source
     replays history: its last candle is "now", so an end time after it (a run's scheduled time)
     is taken as that last candle."""
-    from make_us_rich.data import parse_source, sample_path
-    from make_us_rich.data.klines import to_utc_timestamp
+    from make_us_rich.data import parse_source
 
-    src = parse_source(source)
     client = None
-    end = resolve_end(end)
-    if src.kind == "binance":
+    if parse_source(source).kind == "binance":
         from make_us_rich.data.binance import BinanceClient
 
         client = BinanceClient(api_url=api_url or None)
-    elif end is not None:
-        path = sample_path(symbol) if src.kind == "sample" else src.path
-        last = read_klines_csv(path)["timestamp"].max()
-        if to_utc_timestamp(end) > last:
-            end = None
     days = lookback_days if lookback_days and lookback_days > 0 else None
     klines, report = load_klines(
-        source, symbol, interval=interval, days=days, end=end,
-        max_missing_fraction=max_missing_fraction, client=client,
+        source, symbol, interval=interval, days=days, end=resolve_end(end),
+        max_missing_fraction=max_missing_fraction, client=client, clamp_end=True,
     )
     write_klines_csv(klines, out_csv)
     return report.to_dict()
@@ -150,23 +137,20 @@ def sequences_stage(
 ) -> dict[str, Any]:
     """Stage 5: windows for train/validation (latest) and test, with 0/1 weights that leave out
     windows across a gap in the candles."""
-    from make_us_rich.data.klines import interval_ms
-    from make_us_rich.preprocessing import contiguous_windows
+    from make_us_rich.preprocessing import make_windows
 
     train, test = read_table(train_scaled_csv), read_table(test_scaled_csv)
-    X, y = create_sequences(train, target_column, sequence_length)
-    X_train, y_train, X_val, y_val = split_sequences(X, y, val_size)
-    X_test, y_test = create_sequences(test, target_column, sequence_length)
-    step = pd.Timedelta(milliseconds=interval_ms(interval))
-    weights = contiguous_windows(train.index, sequence_length, step).astype(np.float32)
+    w = make_windows(train, test, sequence_length, val_size=val_size,
+                     target_column=target_column, interval=interval)
     with Path(out_npz).open("wb") as fh:
         np.savez(
-            fh, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, X_test=X_test,
-            y_test=y_test, target_index=np.int64(train.columns.get_loc(target_column)),
-            w_train=weights[: len(X_train)], w_val=weights[len(X_train) :],
+            fh, X_train=w["X_train"], y_train=w["y_train"], X_val=w["X_val"], y_val=w["y_val"],
+            X_test=w["X_test"], y_test=w["y_test"], w_train=w["w_train"], w_val=w["w_val"],
+            target_index=np.int64(train.columns.get_loc(target_column)),
         )
-    return {"train_windows": len(X_train), "val_windows": len(X_val), "test_windows": len(X_test),
-            "windows_across_gaps": int((weights == 0).sum())}
+    gaps = int((w["w_train"] == 0).sum() + (w["w_val"] == 0).sum())
+    return {"train_windows": len(w["X_train"]), "val_windows": len(w["X_val"]),
+            "test_windows": len(w["X_test"]), "windows_across_gaps": gaps}
 
 
 def train_stage(
@@ -192,9 +176,9 @@ def train_stage(
     out.mkdir(parents=True, exist_ok=True)
     trained.model.save(out / "model.keras")
     summary = training_summary(trained, windows)
-    _write_json(out / "history.json", trained.history)
-    _write_json(out / "training.json", summary)
-    _write_json(out / "config.json", cfg.to_dict())
+    write_json(out / "history.json", trained.history)
+    write_json(out / "training.json", summary)
+    write_json(out / "config.json", cfg.to_dict())
     return summary
 
 
@@ -216,12 +200,14 @@ def convert_stage(
     scaler = load_scaler(scaler_dir)
     test = read_table(test_raw_csv)
     seq_len = model.input_shape[1]
-    X_raw, _ = create_sequences(test, target_column, seq_len)
+    from make_us_rich.training.workflow import windows_with_times
+
+    X_raw, _, _ = windows_with_times(test, seq_len, target_column)
     model_bytes, parity = export_onnx(model, scaler, test.columns.get_loc(target_column), X_raw)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.onnx").write_bytes(model_bytes)
-    _write_json(out / "parity.json", parity.to_dict())
+    write_json(out / "parity.json", parity.to_dict())
     return parity.to_dict()
 
 

@@ -74,12 +74,14 @@ def load_klines(
     max_missing_fraction: float = 0.01,
     progress: bool = False,
     client: object | None = None,
+    clamp_end: bool = False,
 ) -> tuple[pd.DataFrame, DataReport]:
     """Load klines of ``symbol`` from ``source`` and validate them.
 
     The window is ``[start, end]`` on open times; ``days`` means ``(end - days, end]``.
     For replay sources, ``end`` defaults to the last candle of the file (so ``days=30`` is
-    "the file's last 30 days"); for Binance it defaults to now.
+    "the file's last 30 days"); for Binance it defaults to now. With ``clamp_end``, a replay
+    source treats an ``end`` after its last candle as that candle (a replay's "now").
     """
     src = parse_source(source)
     sym = normalize_symbol(symbol)
@@ -109,7 +111,7 @@ def load_klines(
         label = str(path)
         if raw["timestamp"].isna().any():  # validate before windowing: never drop them silently
             validate_klines(raw, interval, max_missing_fraction=1.0, source=label)
-        raw = _window(raw, start, end, days)
+        raw = _window(raw, start, end, days, clamp_end)
 
     klines, report = validate_klines(
         raw, interval, max_missing_fraction=max_missing_fraction, source=label
@@ -119,11 +121,13 @@ def load_klines(
     return klines, report
 
 
-def _window(frame: pd.DataFrame, start, end, days) -> pd.DataFrame:
+def _window(frame: pd.DataFrame, start, end, days, clamp_end: bool = False) -> pd.DataFrame:
     if start is None and end is None and days is None:
         return frame
     ts = frame["timestamp"]
     end_ts = to_utc_timestamp(end) if end is not None else ts.max()
+    if clamp_end:
+        end_ts = min(end_ts, ts.max())
     if days is not None:
         lo = end_ts - pd.Timedelta(days=days)
         mask = (ts > lo) & (ts <= end_ts)

@@ -10,7 +10,12 @@ from make_us_rich.preprocessing.features import (
     PRICE_FEATURES,
     extract_features_from_dataset,
 )
-from make_us_rich.preprocessing.pipeline import PreprocessResult, preprocess, required_rows
+from make_us_rich.preprocessing.pipeline import (
+    PreprocessResult,
+    make_windows,
+    preprocess,
+    required_rows,
+)
 from make_us_rich.preprocessing.scaling import (
     load_scaler,
     save_scaler,
@@ -34,6 +39,7 @@ __all__ = [
     "create_sequences",
     "extract_features_from_dataset",
     "load_scaler",
+    "make_windows",
     "preprocess",
     "required_rows",
     "save_scaler",

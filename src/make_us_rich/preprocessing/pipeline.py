@@ -97,6 +97,31 @@ class PreprocessResult:
         }
 
 
+def make_windows(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    sequence_length: int,
+    *,
+    val_size: float = DEFAULT_VAL_SIZE,
+    target_column: str = "close",
+    interval: str = "1h",
+) -> dict[str, np.ndarray]:
+    """Stage 5 on scaled train/test tables: train/validation windows (the latest are
+    validation), test windows, 0/1 weights of the train/validation windows and the mask of the
+    test windows (0/False: the window spans a gap in the candles)."""
+    X, y = create_sequences(train, target_column, sequence_length)
+    X_train, y_train, X_val, y_val = split_sequences(X, y, val_size)
+    X_test, y_test = create_sequences(test, target_column, sequence_length)
+    step = pd.Timedelta(milliseconds=interval_ms(interval))
+    weights = contiguous_windows(train.index, sequence_length, step).astype(np.float32)
+    cut = len(X_train)
+    return {
+        "X_train": X_train, "y_train": y_train, "X_val": X_val, "y_val": y_val,
+        "X_test": X_test, "y_test": y_test, "w_train": weights[:cut], "w_val": weights[cut:],
+        "test_mask": contiguous_windows(test.index, sequence_length, step),
+    }
+
+
 def preprocess(
     klines: pd.DataFrame,
     sequence_length: int = 24,
@@ -121,26 +146,16 @@ def preprocess(
     features = extract_features_from_dataset(klines)
     train_raw, test_raw = split_data(features, test_size)
     train, test, scaler = scale_data(train_raw, test_raw)
-    X, y = create_sequences(train, target_column, sequence_length)
-    X_train, y_train, X_val, y_val = split_sequences(X, y, val_size)
-    X_test, y_test = create_sequences(test, target_column, sequence_length)
-    step = pd.Timedelta(milliseconds=interval_ms(interval))
-    weights = contiguous_windows(train.index, sequence_length, step).astype(np.float32)
-    cut = len(X_train)
+    windows = make_windows(
+        train, test, sequence_length, val_size=val_size, target_column=target_column,
+        interval=interval,
+    )
     return PreprocessResult(
         features=features,
         train=train,
         test=test,
         scaler=scaler,
-        X_train=X_train,
-        y_train=y_train,
-        X_val=X_val,
-        y_val=y_val,
-        X_test=X_test,
-        y_test=y_test,
         sequence_length=sequence_length,
         target_column=target_column,
-        w_train=weights[:cut],
-        w_val=weights[cut:],
-        test_mask=contiguous_windows(test.index, sequence_length, step),
+        **windows,
     )

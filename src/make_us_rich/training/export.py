@@ -22,6 +22,7 @@ from sklearn.preprocessing import MinMaxScaler
 from make_us_rich.contract import INPUT_NAME, OPSET, OUTPUT_NAME
 from make_us_rich.errors import MakeUsRichError
 from make_us_rich.inference import onnx_session
+from make_us_rich.inference import predict as onnx_predict
 
 PARITY_RTOL = 1e-4
 
@@ -106,7 +107,7 @@ def check_parity(
 ) -> ParityReport:
     """Compare the ONNX model (onnxruntime) with :func:`reference_predict` on real windows."""
     windows = np.ascontiguousarray(raw_windows, dtype=np.float32)
-    onnx_out = onnx_session(model_bytes).run([OUTPUT_NAME], {INPUT_NAME: windows})[0].reshape(-1)
+    onnx_out = onnx_predict(onnx_session(model_bytes), windows).reshape(-1)
     ref = reference_predict(model, scaler, target_index, windows)
     abs_err = np.abs(onnx_out.astype(np.float64) - ref)
     rel_err = abs_err / np.maximum(np.abs(ref), 1e-12)

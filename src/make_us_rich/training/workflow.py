@@ -91,11 +91,17 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def windows_with_times(table: pd.DataFrame, sequence_length: int, target_column: str = "close"):
+    """Windows of an *unscaled* feature table (what the served model receives), their targets
+    and the open times of the targets."""
+    X, y = create_sequences(table, target_column, sequence_length)
+    return X, y, table.index[sequence_length:]
+
+
 def raw_test_windows(prep: PreprocessResult, test_size: float):
-    """The test windows *unscaled* (what the served model receives), their targets and times."""
+    """The unscaled test windows of a preprocessing result, their targets and times."""
     _, test_raw = split_data(prep.features, test_size)
-    X_raw, y_raw = create_sequences(test_raw, prep.target_column, prep.sequence_length)
-    return X_raw, y_raw, test_raw.index[prep.sequence_length :]
+    return windows_with_times(test_raw, prep.sequence_length, prep.target_column)
 
 
 def train_symbol(
@@ -151,7 +157,7 @@ def train_from_klines(
     target = prep.feature_names.index(prep.target_column)
     trained = train_model(prep, config, progress=progress, tensorboard_dir=tensorboard_dir)
     _, test_raw = split_data(prep.features, config.test_size)
-    X_raw, _ = create_sequences(test_raw, prep.target_column, config.sequence_length)
+    X_raw, _, _ = windows_with_times(test_raw, config.sequence_length, prep.target_column)
     model_bytes, parity = export_onnx(trained.model, prep.scaler, target, X_raw)
     summary = prep.summary()
     return evaluate_and_write(
@@ -220,8 +226,7 @@ def evaluate_and_write(
 
     sym = normalize_symbol(symbol)
     target = feature_names.index(target_column)
-    X_raw, y_raw = create_sequences(test_raw, target_column, config.sequence_length)
-    times = test_raw.index[config.sequence_length :]
+    X_raw, y_raw, times = windows_with_times(test_raw, config.sequence_length, target_column)
     # Windows across a gap in the candles would compare multi-hour moves: leave them out.
     keep = contiguous_windows(
         test_raw.index, config.sequence_length, pd.Timedelta(milliseconds=interval_ms(interval))
@@ -248,8 +253,8 @@ def evaluate_and_write(
     try:
         (staging / contract.MODEL_FILE).write_bytes(model_bytes)
         save_scaler(scaler, staging)
-        _write_json(staging / "metrics.json", metrics)
-        _write_json(staging / "history.json", history)
+        write_json(staging / "metrics.json", metrics)
+        write_json(staging / "history.json", history)
         plot_training_curves(
             history, training["best_epoch"], staging / "training_curves.png",
             initial_val_loss=training.get("initial_val_loss"),
@@ -291,7 +296,7 @@ def evaluate_and_write(
         card["files"] = {
             name: sha256(staging / name) for name in ARTIFACTS if name != "model_card.json"
         }
-        _write_json(staging / "model_card.json", card)
+        write_json(staging / "model_card.json", card)
         staging.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
         _swap_into_place(staging, out)
     finally:
@@ -299,8 +304,9 @@ def evaluate_and_write(
     return TrainingRun(out_dir=out, metrics=metrics, card=card)
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+def write_json(path: str | Path, payload: Any) -> None:
+    """Strict (no NaN), indented JSON with a final newline: every JSON artifact we write."""
+    Path(path).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:
