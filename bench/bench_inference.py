@@ -15,11 +15,10 @@ from common import machine, save, shared_data, timeit
 from make_us_rich import contract
 from make_us_rich.data import read_klines_csv, validate_klines
 from make_us_rich.inference import onnx_session
-from make_us_rich.preprocessing import preprocess
+from make_us_rich.preprocessing import preprocess, raw_windows, split_data
 from make_us_rich.training import preset
 from make_us_rich.training.export import to_onnx
 from make_us_rich.training.model import build_model
-from make_us_rich.training.workflow import raw_test_windows
 
 
 def bench(name: str, klines: pd.DataFrame) -> dict:
@@ -27,7 +26,7 @@ def bench(name: str, klines: pd.DataFrame) -> dict:
     prep = preprocess(klines, cfg.sequence_length)
     target = prep.feature_names.index("close")
     model = build_model(cfg, prep.X_train.shape[2], target)
-    X_raw, _, _ = raw_test_windows(prep, cfg.test_size)
+    X_raw, _, _ = raw_windows(split_data(prep.features, cfg.test_size)[1], cfg.sequence_length)
     session = onnx_session(to_onnx(model, prep.scaler, target))
     out = {"preset": name}
     for batch in (1, 64):

@@ -94,21 +94,22 @@ def train_lstm(
     batch_size: int,
     max_epochs: int,
     patience: int,
+    head: str,
     seed: int,
     test_size: float,
     val_size: float,
     model: Output[Model],
 ):
-    """Train the LSTM (hyperparameters as pipeline parameters; ``lstm_units`` like "64" or "128,128")."""
+    """Train the LSTM: one input per TrainConfig field (``lstm_units`` like "64" or "128,128");
+    tests/pipeline/test_params.py checks that none is missing."""
+    from make_us_rich.params import train_config
     from make_us_rich.stages import train_stage
 
-    config = {
-        "sequence_length": sequence_length,
-        "lstm_units": [int(u) for u in lstm_units.split(",") if u.strip()],
-        "dropout": dropout, "learning_rate": learning_rate, "batch_size": batch_size,
-        "max_epochs": max_epochs, "patience": patience, "seed": seed,
-        "test_size": test_size, "val_size": val_size,
-    }
+    config = train_config(
+        sequence_length=sequence_length, lstm_units=lstm_units, dropout=dropout,
+        learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
+        patience=patience, head=head, seed=seed, test_size=test_size, val_size=val_size,
+    )
     summary = train_stage(sequences.path, config, model.path)
     model.metadata.update({k: summary[k] for k in ("epochs_run", "best_epoch", "seconds", "best_val_loss")})
     model.metadata["framework"] = "keras"
@@ -139,22 +140,14 @@ def evaluate_and_gate(
     report: Output[HTML],
     summary: Output[Markdown],
 ) -> bool:
-    """Evaluate vs persistence, gate, and assemble the publishable artifact folder."""
+    """Evaluate vs the baselines, gate, and assemble the publishable artifact folder."""
     from make_us_rich.stages import evaluate_stage
     from make_us_rich.training.report import log_kfp_metrics, write_report
 
-    data = {
-        "source": source,
-        "start": train.metadata.get("period", [None])[0],
-        "end": test.metadata.get("period", [None, None])[1],
-        "rows": klines.metadata.get("rows_out"),
-        "train_period": train.metadata.get("period"),
-        "test_period": test.metadata.get("period"),
-        "validation": dict(klines.metadata),  # the fetch step's data report (counts, gaps, period)
-    }
     result = evaluate_stage(
-        onnx_model.path, scaler.path, model.path, test.path, artifacts.path, symbol=symbol,
-        interval=interval, data=data, gate_tolerance=gate_tolerance,
+        onnx_model.path, scaler.path, model.path, klines.path, train.path, test.path,
+        artifacts.path, symbol=symbol, source=source, interval=interval,
+        gate_tolerance=gate_tolerance,
     )
     log_kfp_metrics(result, metrics)
     write_report(artifacts.path, report.path, summary.path)

@@ -1,6 +1,8 @@
 """``hourly-training``: fetch -> features -> split -> scale -> sequences -> train -> ONNX ->
 evaluate + gate -> publish, for every symbol in parallel (``dsl.ParallelFor``).
 
+* The parameters' defaults come from :mod:`make_us_rich.params` (declared once, shared with
+  the CLI); the cluster-side ones (store, S3, rollout) are declared here.
 * Fetch ends its window at the run's scheduled time (``PIPELINE_JOB_SCHEDULE_TIME_UTC``; now
   for ad-hoc runs), so a scheduled run is reproducible; it is retried on failure.
 * Caching is off for every task: each run starts from fresh data.
@@ -12,6 +14,7 @@ evaluate + gate -> publish, for every symbol in parallel (``dsl.ParallelFor``).
 
 
 from kfp import dsl, kubernetes
+
 from make_us_rich.components import (
     convert_to_onnx,
     evaluate_and_gate,
@@ -23,6 +26,7 @@ from make_us_rich.components import (
     split_dataset,
     train_lstm,
 )
+from make_us_rich.params import PIPELINE_DEFAULTS as D  # every training parameter declared once
 
 PIPELINE_NAME = "hourly-training"
 #: KFP cron has 6 fields, seconds first: "0 0 * * * *" is every hour on the hour.
@@ -43,26 +47,27 @@ S3_SECRET_KEYS = {
 def hourly_training(
     symbols: list = ["BTCEUR"],  # noqa: B006 - KFP takes the default from the signature
     source: str = "binance",
-    interval: str = "1h",
-    lookback_days: float = 365.0,
-    api_url: str = "",
-    max_missing_fraction: float = 0.01,
-    test_size: float = 0.1,
-    val_size: float = 0.2,
-    sequence_length: int = 24,
-    lstm_units: str = "64",
-    dropout: float = 0.0,
-    learning_rate: float = 0.001,
-    batch_size: int = 64,
-    max_epochs: int = 30,
-    patience: int = 5,
-    seed: int = 42,
-    gate_tolerance: float = 0.02,
+    interval: str = D["interval"],
+    lookback_days: float = D["lookback_days"],
+    api_url: str = D["api_url"],
+    max_missing_fraction: float = D["max_missing_fraction"],
+    test_size: float = D["test_size"],
+    val_size: float = D["val_size"],
+    sequence_length: int = D["sequence_length"],
+    lstm_units: str = D["lstm_units"],
+    dropout: float = D["dropout"],
+    learning_rate: float = D["learning_rate"],
+    batch_size: int = D["batch_size"],
+    max_epochs: int = D["max_epochs"],
+    patience: int = D["patience"],
+    head: str = D["head"],
+    seed: int = D["seed"],
+    gate_tolerance: float = D["gate_tolerance"],
     store_uri: str = "s3://mlpipeline/make-us-rich",
     s3_endpoint: str = "",
     s3_region: str = "us-east-1",
     s3_secret: str = "mkrich-s3-credentials",
-    keep: int = 10,
+    keep: int = D["keep"],
     rollout_isvc: str = "",
 ):
     with dsl.ParallelFor(symbols, name="symbols") as symbol:
@@ -85,7 +90,7 @@ def hourly_training(
         train = train_lstm(
             sequences=sequences.outputs["sequences"], sequence_length=sequence_length,
             lstm_units=lstm_units, dropout=dropout, learning_rate=learning_rate,
-            batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed,
+            batch_size=batch_size, max_epochs=max_epochs, patience=patience, head=head, seed=seed,
             test_size=test_size, val_size=val_size,
         ).set_display_name("train LSTM")
         train.set_cpu_request("1").set_cpu_limit("2").set_memory_request("2G").set_memory_limit("4G")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -37,6 +36,8 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_source_options(p: argparse.ArgumentParser, default_source: str) -> None:
+    from make_us_rich.params import BY_NAME
+
     p.add_argument(
         "--source",
         default=default_source,
@@ -44,7 +45,6 @@ def _add_source_options(p: argparse.ArgumentParser, default_source: str) -> None
         f"offline) or 'csv:PATH' (a file in the Binance dump format). Default: {default_source}",
     )
     p.add_argument("--symbol", default="BTCEUR", help="trading pair, e.g. BTCEUR or BTC/EUR")
-    p.add_argument("--interval", default="1h", help="kline interval (Binance's), default 1h")
     window = p.add_mutually_exclusive_group()
     window.add_argument("--days", type=float, help="the last N days up to --end")
     window.add_argument("--start", help="first open time (ISO 8601 or epoch ms, UTC)")
@@ -53,30 +53,18 @@ def _add_source_options(p: argparse.ArgumentParser, default_source: str) -> None
         help="last open time (default: now for binance, the file's last candle for replay "
         "sources). Fix it for a reproducible window.",
     )
-    p.add_argument(
-        "--max-missing-fraction",
-        type=float,
-        default=0.01,
-        help="fail when more than this fraction of candles is missing (default 0.01)",
-    )
-    p.add_argument(
-        "--api-url",
-        help="Binance REST base URL (default: $BINANCE_API_URL or https://api.binance.com/api)",
-    )
+    for name in ("interval", "max_missing_fraction", "api_url"):
+        param = BY_NAME[name]
+        p.add_argument(param.cli_flag, dest=name, type=param.type, default=param.default,
+                       help=f"{param.help} (default: {param.default or 'none'})".replace("%", "%%"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _load(args: argparse.Namespace):
-    from make_us_rich.data import load_klines, parse_source
+    from make_us_rich.data import load_klines
 
-    source = parse_source(args.source)
-    client = None
-    if source.kind == "binance":
-        from make_us_rich.data.binance import BinanceClient
-
-        client = BinanceClient(api_url=args.api_url)
     return load_klines(
-        source,
+        args.source,
         args.symbol,
         interval=args.interval,
         start=args.start,
@@ -84,7 +72,7 @@ def _load(args: argparse.Namespace):
         days=args.days,
         max_missing_fraction=args.max_missing_fraction,
         progress=not args.no_progress,
-        client=client,
+        api_url=args.api_url or None,
     )
 
 
@@ -111,46 +99,38 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from make_us_rich import stages
     from make_us_rich.data import normalize_symbol
-    from make_us_rich.preprocessing import preprocess, save_scaler
+    from make_us_rich.io import write_json
+    from make_us_rich.preprocessing import check_history
 
-    klines, report = _load(args)
-    result = preprocess(
-        klines, args.sequence_length, test_size=args.test_size, val_size=args.val_size,
-        interval=args.interval,
-    )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result.train.to_csv(out / "train.csv")
-    result.test.to_csv(out / "test.csv")
-    save_scaler(result.scaler, out)
-    np.savez(
-        out / "sequences.npz",
-        X_train=result.X_train,
-        y_train=result.y_train,
-        X_val=result.X_val,
-        y_val=result.y_val,
-        X_test=result.X_test,
-        y_test=result.y_test,
-    )
-    summary = {"symbol": normalize_symbol(args.symbol), "source": args.source,
-               "data": report.to_dict(), **result.summary()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    klines, report = _load(args)
+    check_history(len(klines), args.sequence_length, args.test_size, args.val_size)
+    stages.write_fetched(klines, report, out / "klines")
+    stages.features_stage(out / "klines", out / "features.csv")
+    split = stages.split_stage(out / "features.csv", out / "train.csv", out / "test.csv", args.test_size)
+    stages.scale_stage(out / "train.csv", out / "test.csv", out / "train_scaled.csv",
+                       out / "test_scaled.csv", out / "scaler")
+    windows = stages.sequences_stage(out / "train_scaled.csv", out / "test_scaled.csv",
+                                     out / "sequences.npz", args.sequence_length, args.val_size,
+                                     interval=args.interval)
+    scaled = stages.read_table(out / "train_scaled.csv")
+    summary = {"symbol": normalize_symbol(args.symbol), "source": args.source, "data": report.to_dict(),
+               **split, **windows, "sequence_length": args.sequence_length,
+               "n_features": scaled.shape[1], "feature_names": list(scaled.columns)}
+    write_json(out / "summary.json", summary)
     _print_report(summary["symbol"], report)
     print(
-        f"  train {summary['train_rows']} rows {summary['train_period'][0]} .. "
-        f"{summary['train_period'][1]}; test {summary['test_rows']} rows"
+        f"  train {split['train_rows']} rows {split['train_period'][0]} .. "
+        f"{split['train_period'][1]}; test {split['test_rows']} rows"
     )
     print(
-        f"  windows of {args.sequence_length} x {summary['n_features']} features: "
-        f"train {summary['train_windows']}, val {summary['val_windows']}, "
-        f"test {summary['test_windows']}"
+        f"  windows of {args.sequence_length} hours: train {windows['train_windows']}, "
+        f"val {windows['val_windows']}, test {windows['test_windows']}"
     )
-    print(
-        f"wrote {out}/: train.csv test.csv scaler.pkl scaler.json sequences.npz summary.json"
-    )
+    print(f"wrote {out}/: the stage files of the pipeline (klines/ features.csv train.csv "
+          "test.csv train_scaled.csv test_scaled.csv scaler/ sequences.npz summary.json)")
     return 0
 
 
@@ -186,36 +166,30 @@ def _print_training_summary(run) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from make_us_rich.data import parse_source
+    from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, given
     from make_us_rich.training import preset
     from make_us_rich.training.workflow import ARTIFACTS, train_symbol
 
-    config = preset(args.preset).with_overrides(
-        sequence_length=args.sequence_length,
-        max_epochs=args.epochs,
-        seed=args.seed,
-        lstm_units=tuple(int(u) for u in args.units.split(",")) if args.units else None,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        patience=args.patience,
-        head=args.head,
-    )
+    config = preset(args.preset).with_overrides(**given(args, TRAIN_PARAMS))
     days = args.days
     if days is None and args.start is None and parse_source(args.source).kind == "binance":
         days = 365  # one year of hourly candles by default on the live API
-    client = None
-    if parse_source(args.source).kind == "binance":
-        from make_us_rich.data.binance import BinanceClient
-
-        client = BinanceClient(api_url=args.api_url)
     run = train_symbol(
         args.source, args.symbol, args.out, config,
         interval=args.interval, days=days, start=args.start, end=args.end,
-        max_missing_fraction=args.max_missing_fraction, gate_tolerance=args.gate_tolerance,
-        progress=not args.no_progress, tensorboard_dir=args.tensorboard_dir, client=client,
+        max_missing_fraction=args.max_missing_fraction, api_url=args.api_url or None,
+        gate_tolerance=given(args, GATE_PARAMS).get("gate_tolerance", _default("gate_tolerance")),
+        progress=not args.no_progress, tensorboard_dir=args.tensorboard_dir,
     )
     _print_training_summary(run)
     print(f"wrote {run.out_dir}/: {' '.join(ARTIFACTS)}")
     return 0
+
+
+def _default(name: str):
+    from make_us_rich.params import BY_NAME
+
+    return BY_NAME[name].default
 
 
 def default_store() -> str:
@@ -282,29 +256,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-_PIPELINE_OPTIONS = (
-    # (flag, pipeline parameter, type, help)
-    ("--interval", "interval", str, "kline interval (default 1h)"),
-    ("--lookback-days", "lookback_days", float, "days of history per run (default 365; 0 = whole file for replay sources)"),
-    ("--api-url", "api_url", str, "Binance REST base URL"),
-    ("--sequence-length", "sequence_length", int, "window length (default 24)"),
-    ("--units", "lstm_units", str, "LSTM units per layer, e.g. 64 or 128,128"),
-    ("--epochs", "max_epochs", int, "maximum epochs (default 30)"),
-    ("--patience", "patience", int, "early-stopping patience (default 5)"),
-    ("--learning-rate", "learning_rate", float, "Adam learning rate"),
-    ("--batch-size", "batch_size", int, "batch size"),
-    ("--seed", "seed", int, "random seed"),
-    ("--gate-tolerance", "gate_tolerance", float, "max RMSE excess over persistence (default 0.02)"),
-    ("--keep", "keep", int, "versions to retain per symbol (default 10)"),
-)
-
-
 def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
+    from make_us_rich.params import PIPELINE_PARAMS, add_arguments
+
     p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols, trained in parallel")
     p.add_argument("--source", default=None if cluster else "sample",
                    help="binance, sample or csv:PATH" + (" (default binance)" if cluster else " (default sample: offline)"))
-    for flag, name, typ, text in _PIPELINE_OPTIONS:
-        p.add_argument(flag, dest=name, type=typ, help=text)
+    add_arguments(p, PIPELINE_PARAMS)
     if cluster:
         p.add_argument("--store", help="store URI as seen from the cluster (default s3://mlpipeline/make-us-rich)")
         p.add_argument("--s3-endpoint", help="S3 endpoint for publishing, e.g. http://minio-service.kubeflow:9000")
@@ -318,13 +276,12 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
 
 
 def _pipeline_params(args: argparse.Namespace) -> dict:
+    from make_us_rich.params import PIPELINE_PARAMS, given
+
     params = {"symbols": [x.strip() for x in args.symbols.split(",") if x.strip()]}
     if args.source is not None:
         params["source"] = args.source
-    for _, name, _, _ in _PIPELINE_OPTIONS:
-        value = getattr(args, name, None)
-        if value is not None:
-            params[name] = value
+    params.update(given(args, PIPELINE_PARAMS, pipeline=True))
     return params
 
 
@@ -451,9 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
         "tables, the fitted scaler (pickle + JSON) and the windows (sequences.npz).",
     )
     _add_source_options(p, default_source="sample")
-    p.add_argument("--sequence-length", type=int, default=24, help="window length (default 24)")
-    p.add_argument("--test-size", type=float, default=0.1, help="test fraction (default 0.1)")
-    p.add_argument("--val-size", type=float, default=0.2, help="validation fraction of train windows (default 0.2)")
+    from make_us_rich.params import BY_NAME
+
+    for name in ("sequence_length", "test_size", "val_size"):
+        param = BY_NAME[name]
+        p.add_argument(param.cli_flag, dest=name, type=param.type, default=param.default,
+                       help=f"{param.help} (default: {param.default})")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_preprocess)
 
@@ -466,17 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_options(p, default_source="sample")
     p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
-    p.add_argument("--preset", default="fast", help="fast (default), large or tiny")
-    p.add_argument("--sequence-length", type=int, help="override the preset's window length")
-    p.add_argument("--units", help="LSTM units per layer, e.g. 64 or 128,128")
-    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    p.add_argument("--learning-rate", type=float, help="Adam learning rate")
-    p.add_argument("--batch-size", type=int, help="batch size")
-    p.add_argument("--head", choices=("delta", "level"), help="model head (default delta)")
-    p.add_argument("--seed", type=int, help="random seed (default 42)")
-    p.add_argument("--gate-tolerance", type=float, default=0.02,
-                   help="max RMSE excess over persistence for the gate (default 0.02 = 2%%)")
+    p.add_argument("--preset", default="fast", help="fast (default), large or tiny; the flags below override it")
+    from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, add_arguments
+
+    add_arguments(p, TRAIN_PARAMS + GATE_PARAMS[:1])
     p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
     p.set_defaults(func=cmd_train)
 

@@ -1,24 +1,90 @@
 """The serving contract: names and shapes every part agrees on (trainer, ONNX export, model
-store, KServe predictor, manifests). One source of truth, imported everywhere, tested.
+store, KServe predictor, Triton config, model card, manifests). One source of truth, imported
+everywhere, tested.
 
 The exported model is self-contained: it takes *raw* feature windows (prices in quote currency,
-calendar numbers as they are) and returns the next close in price units.
+calendar numbers as they are) and returns forecasts in price units. Adding an output is a change
+here (one more :class:`Tensor` in :data:`OUTPUTS`) and to the model that produces it; export,
+inference, signature checks, Triton config, predictor and model card all read this module.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from make_us_rich.preprocessing.features import FEATURE_COLUMNS
 
-#: ONNX input: float32 ``[batch, sequence_length, n_features]``, batch dimension dynamic.
-INPUT_NAME = "window"
-#: ONNX output: float32 ``[batch, 1]``, the predicted next close in price units.
-OUTPUT_NAME = "next_close"
 DATATYPE = "FP32"  # Open Inference Protocol name of float32
 OPSET = 17
 FEATURES: tuple[str, ...] = FEATURE_COLUMNS
 MODEL_FILE = "model.onnx"
+#: The artifact folder of one model: what the evaluate stage writes and the store publishes.
+REQUIRED_FILES: tuple[str, ...] = (
+    MODEL_FILE, "scaler.pkl", "scaler.json", "metrics.json", "history.json", "model_card.json",
+)
+OPTIONAL_FILES: tuple[str, ...] = ("training_curves.png", "predictions.png")
+ARTIFACT_FILES: tuple[str, ...] = REQUIRED_FILES + OPTIONAL_FILES
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One named model tensor. ``shape`` counts -1 for the dynamic batch dimension; the input's
+    ``L`` (sequence length) and ``F`` (features) are filled per model by :meth:`dims`."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    description: str
+    datatype: str = DATATYPE
+
+    def dims(self, sequence_length: int, n_features: int) -> list[int]:
+        sizes = {"L": sequence_length, "F": n_features}
+        return [sizes.get(d, d) if isinstance(d, str) else d for d in self.shape]  # type: ignore[misc]
+
+    def spec(self, sequence_length: int, n_features: int) -> dict[str, object]:
+        """KServe/OIP v2 metadata of this tensor (``name``, ``datatype``, ``shape``)."""
+        return {"name": self.name, "datatype": self.datatype, "shape": self.dims(sequence_length, n_features)}
+
+
+#: ONNX input: float32 ``[batch, sequence_length, n_features]``, raw features oldest hour first.
+INPUT = Tensor("window", (-1, "L", "F"), "raw feature windows, oldest hour first (no scaling needed)")
+#: ONNX outputs, in the graph's order. The first is the point forecast every client relies on.
+OUTPUTS: tuple[Tensor, ...] = (
+    Tensor("next_close", (-1, 1), "next close in quote currency"),
+)
+INPUT_NAME = INPUT.name
+OUTPUT_NAMES: tuple[str, ...] = tuple(t.name for t in OUTPUTS)
+#: The point forecast (kept by every model version for compatibility).
+OUTPUT_NAME = OUTPUTS[0].name
 
 
 def model_name(symbol: str) -> str:
     """KServe/Triton model name of a symbol's forecaster (also the Triton folder name)."""
     return f"{symbol.lower()}-close"
+
+
+def signature(sequence_length: int, n_features: int) -> dict[str, object]:
+    """The input/output section of a model card."""
+    return {
+        "input": {**INPUT.spec(sequence_length, n_features), "description": INPUT.description},
+        "outputs": [{**t.spec(sequence_length, n_features), "description": t.description} for t in OUTPUTS],
+    }
+
+
+def triton_config(name: str, sequence_length: int, n_features: int, version_policy: str) -> str:
+    """Triton ``config.pbtxt`` for the ONNX forecaster (batch dimension inside dims: -1)."""
+
+    def block(tensors) -> str:
+        return ",\n".join(
+            f'  {{ name: "{t.name}" data_type: TYPE_{t.datatype} dims: '
+            f"[ {', '.join(str(d) for d in t.dims(sequence_length, n_features))} ] }}"
+            for t in tensors
+        )
+
+    return (
+        f'name: "{name}"\n'
+        'platform: "onnxruntime_onnx"\n'
+        "max_batch_size: 0\n"
+        f"input [\n{block([INPUT])}\n]\n"
+        f"output [\n{block(OUTPUTS)}\n]\n"
+        f"version_policy: {version_policy}\n"
+    )

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from make_us_rich import contract
+from make_us_rich.errors import MakeUsRichError
 
 
-class ModelSignatureError(ValueError):
+class ModelSignatureError(MakeUsRichError, ValueError):
     """The ONNX model does not have the forecaster's input/output signature."""
 
 
@@ -24,13 +25,13 @@ def onnx_session(model_bytes: bytes, intra_op_threads: int = 0):
 
 def check_signature(session, sequence_length: int, n_features: int) -> None:
     """Raise :class:`ModelSignatureError` unless the session has the documented contract:
-    input ``window`` float ``[batch, L, F]`` (batch dynamic), output ``next_close``."""
+    input ``window`` float ``[batch, L, F]`` (batch dynamic) and the outputs of
+    :data:`make_us_rich.contract.OUTPUTS`, in that order."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if [i.name for i in inputs] != [contract.INPUT_NAME] or [o.name for o in outputs] != [contract.OUTPUT_NAME]:
-        raise ModelSignatureError(
-            f"model signature {[i.name for i in inputs]} -> {[o.name for o in outputs]}, expected "
-            f"[{contract.INPUT_NAME}] -> [{contract.OUTPUT_NAME}]"
-        )
+    found = ([i.name for i in inputs], [o.name for o in outputs])
+    expected = ([contract.INPUT_NAME], list(contract.OUTPUT_NAMES))
+    if found != expected:
+        raise ModelSignatureError(f"model signature {found[0]} -> {found[1]}, expected {expected[0]} -> {expected[1]}")
     shape = inputs[0].shape
     if len(shape) != 3 or isinstance(shape[0], int) or list(shape[1:]) != [sequence_length, n_features]:
         raise ModelSignatureError(
@@ -41,6 +42,11 @@ def check_signature(session, sequence_length: int, n_features: int) -> None:
         raise ModelSignatureError(f"model input type {inputs[0].type}, expected tensor(float)")
 
 
+def predict_all(session, windows: np.ndarray) -> dict[str, np.ndarray]:
+    """Raw windows float32 ``[batch, L, F]`` -> every output of the contract, by name."""
+    return dict(zip(contract.OUTPUT_NAMES, session.run(list(contract.OUTPUT_NAMES), {contract.INPUT_NAME: windows}), strict=True))
+
+
 def predict(session, windows: np.ndarray) -> np.ndarray:
-    """Raw windows float32 ``[batch, L, F]`` -> next close ``[batch, 1]`` float32."""
+    """Raw windows float32 ``[batch, L, F]`` -> the point forecast (next close) ``[batch, 1]``."""
     return session.run([contract.OUTPUT_NAME], {contract.INPUT_NAME: windows})[0]

@@ -63,12 +63,7 @@ def predict_next_close(
     seq_len = int(meta["inputs"][0]["shape"][1])
     step = interval_ms(interval)
     days = math.ceil((seq_len + 2) * step / 86_400_000) + 1
-    client = None
-    if source == "binance":
-        from make_us_rich.data.binance import BinanceClient
-
-        client = BinanceClient(api_url=api_url)
-    klines, _ = load_klines(source, sym, interval=interval, days=days, end=end, client=client)
+    klines, _ = load_klines(source, sym, interval=interval, days=days, end=end, api_url=api_url)
     window = klines.tail(seq_len)
     if len(window) < seq_len:
         raise MakeUsRichError(f"only {len(window)} candles available; the model needs {seq_len}")
@@ -80,7 +75,8 @@ def predict_next_close(
         )
     features = extract_features_from_dataset(window).to_numpy("float32")[None]
     answer = _call(f"{base}/v2/models/{name}/infer", v2_request(features), token=token)
-    predicted = float(answer["outputs"][0]["data"][0])
+    outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+    predicted = float(outputs[contract.OUTPUT_NAME][0])
     last_time = window["timestamp"].iloc[-1]
     return {
         "symbol": sym,

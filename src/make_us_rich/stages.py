@@ -1,35 +1,47 @@
-"""The loop as file-in/file-out stages: what each Kubeflow component calls, in one line.
+"""The loop, once: every stage as a file-in/file-out function, and :func:`run_stages`, the
+chain of them that ``mkrich train`` runs in one process. The Kubeflow components call the very
+same functions, one per container, so both ways produce the same artifacts.
 
-Every function reads its inputs from paths, calls the library's pure functions (the same ones
-``mkrich train`` chains in memory) and writes its outputs to paths, so a stage can run in its own
-container with typed artifacts between stages and no hidden shared files. Data and preprocessing
-stages never import TensorFlow; ``train_stage`` and ``convert_stage`` need the ``train`` extra.
+Every function reads its inputs from paths, calls the library's pure functions and writes its
+outputs to paths, so a stage can run in its own container with typed artifacts between stages
+and no hidden shared files. Data and preprocessing stages never import TensorFlow;
+``train_stage`` and ``convert_stage`` need the ``train`` extra.
 
-File formats: klines as the Binance dump CSV; feature tables as CSV indexed by open time (floats
-written with 17 significant digits, so they round-trip exactly); windows as ``.npz``.
+File formats: the fetch output is a folder (``klines.csv`` in the Binance dump format and the
+validation ``report.json``); feature tables are CSV indexed by open time (floats written with
+17 significant digits, so they round-trip exactly); windows are ``.npz``.
 """
 
 from __future__ import annotations
 
-import json
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from make_us_rich.data import load_klines, read_klines_csv, write_klines_csv
-from make_us_rich.errors import ConfigError
+from make_us_rich.data import DataReport, load_klines, read_klines_csv, write_klines_csv
+from make_us_rich.errors import ConfigError, InsufficientHistoryError
+from make_us_rich.io import atomic_path, read_json, write_json
 from make_us_rich.preprocessing import (
+    check_history,
     extract_features_from_dataset,
     load_scaler,
+    make_windows,
+    raw_windows,
     save_scaler,
     scale_data,
     split_data,
 )
 from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.evaluate import DEFAULT_TOLERANCE
-from make_us_rich.training.workflow import write_json
+
+KLINES_FILE = "klines.csv"
+REPORT_FILE = "report.json"
+#: What each stage leaves in its folder when the chain runs in one process (``run_stages``).
+STAGE_NAMES = ("fetch", "features", "split", "scale", "sequences", "train", "convert", "evaluate")
 
 
 def resolve_end(end: str | None) -> str | None:
@@ -45,7 +57,8 @@ def resolve_end(end: str | None) -> str | None:
 
 
 def _write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    frame.to_csv(path, float_format="%.17g", index_label="timestamp")
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, float_format="%.17g", index_label="timestamp")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -55,42 +68,53 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def fetch_stage(
-    source: str,
-    symbol: str,
-    out_csv: str | Path,
-    *,
-    interval: str = "1h",
-    lookback_days: float | None = 365.0,
-    end: str | None = None,
-    max_missing_fraction: float = 0.01,
-    api_url: str | None = None,
-) -> dict[str, Any]:
-    """Stage 1: klines from ``source`` -> validated CSV. Returns the data report.
+def _span(frame: pd.DataFrame) -> list[str]:
+    return [frame.index[0].isoformat(), frame.index[-1].isoformat()]
 
-    ``lookback_days`` <= 0 or ``None`` means the whole file for replay sources. A replay source
-    replays history: its last candle is "now", so an end time after it (a run's scheduled time)
-    is taken as that last candle."""
-    from make_us_rich.data import parse_source
 
-    client = None
-    if parse_source(source).kind == "binance":
-        from make_us_rich.data.binance import BinanceClient
-
-        client = BinanceClient(api_url=api_url or None)
-    days = lookback_days if lookback_days and lookback_days > 0 else None
-    klines, report = load_klines(
-        source, symbol, interval=interval, days=days, end=resolve_end(end),
-        max_missing_fraction=max_missing_fraction, client=client, clamp_end=True,
-    )
-    write_klines_csv(klines, out_csv)
+# ----------------------------------------------------------------------------- stages
+def write_fetched(klines: pd.DataFrame, report: DataReport, out_dir: str | Path) -> dict[str, Any]:
+    """The fetch stage's output folder from klines already loaded (and their report)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_klines_csv(klines, out / KLINES_FILE)
+    write_json(out / REPORT_FILE, report.to_dict())
     return report.to_dict()
 
 
-def features_stage(klines_csv: str | Path, out_csv: str | Path) -> dict[str, Any]:
-    """Stage 2: klines CSV (validated by the fetch stage, with the run's interval and limits)
+def fetch_stage(
+    source: str,
+    symbol: str,
+    out_dir: str | Path,
+    *,
+    interval: str = "1h",
+    lookback_days: float | None = 365.0,
+    start: str | None = None,
+    end: str | None = None,
+    max_missing_fraction: float = 0.01,
+    api_url: str | None = None,
+    progress: bool = False,
+    client: object | None = None,
+) -> dict[str, Any]:
+    """Stage 1: klines from ``source`` -> validated ``klines.csv`` + ``report.json`` in
+    ``out_dir``. Returns the data report.
+
+    ``lookback_days`` <= 0 or ``None`` means the whole file for replay sources (or everything
+    from ``start``). A replay source replays history: its last candle is "now", so an end time
+    after it (a run's scheduled time) is taken as that last candle."""
+    days = lookback_days if lookback_days and lookback_days > 0 and start is None else None
+    klines, report = load_klines(
+        source, symbol, interval=interval, days=days, start=start, end=resolve_end(end),
+        max_missing_fraction=max_missing_fraction, client=client, api_url=api_url or None,
+        clamp_end=True, progress=progress,
+    )
+    return write_fetched(klines, report, out_dir)
+
+
+def features_stage(klines_dir: str | Path, out_csv: str | Path) -> dict[str, Any]:
+    """Stage 2: klines (validated by the fetch stage, with the run's interval and limits)
     -> feature table."""
-    klines = read_klines_csv(klines_csv)
+    klines = read_klines_csv(Path(klines_dir) / KLINES_FILE)
     features = extract_features_from_dataset(klines)
     _write_table(features, out_csv)
     return {"rows": len(features), "features": list(features.columns)}
@@ -103,12 +127,8 @@ def split_stage(
     train, test = split_data(read_table(features_csv), test_size)
     _write_table(train, train_csv)
     _write_table(test, test_csv)
-    return {
-        "train_rows": len(train),
-        "test_rows": len(test),
-        "train_period": [train.index[0].isoformat(), train.index[-1].isoformat()],
-        "test_period": [test.index[0].isoformat(), test.index[-1].isoformat()],
-    }
+    return {"train_rows": len(train), "test_rows": len(test),
+            "train_period": _span(train), "test_period": _span(test)}
 
 
 def scale_stage(
@@ -137,12 +157,15 @@ def sequences_stage(
 ) -> dict[str, Any]:
     """Stage 5: windows for train/validation (latest) and test, with 0/1 weights that leave out
     windows across a gap in the candles."""
-    from make_us_rich.preprocessing import make_windows
-
     train, test = read_table(train_scaled_csv), read_table(test_scaled_csv)
+    if len(test) <= sequence_length or len(train) - sequence_length < 2:
+        raise InsufficientHistoryError(
+            f"{len(train)} train and {len(test)} test rows are too few for windows of "
+            f"sequence_length={sequence_length}; fetch more history or lower sequence_length"
+        )
     w = make_windows(train, test, sequence_length, val_size=val_size,
                      target_column=target_column, interval=interval)
-    with Path(out_npz).open("wb") as fh:
+    with atomic_path(out_npz) as tmp, tmp.open("wb") as fh:
         np.savez(
             fh, X_train=w["X_train"], y_train=w["y_train"], X_val=w["X_val"], y_val=w["y_val"],
             X_test=w["X_test"], y_test=w["y_test"], w_train=w["w_train"], w_val=w["w_val"],
@@ -154,11 +177,16 @@ def sequences_stage(
 
 
 def train_stage(
-    sequences_npz: str | Path, config: dict[str, Any] | TrainConfig, model_dir: str | Path
+    sequences_npz: str | Path,
+    config: dict[str, Any] | TrainConfig,
+    model_dir: str | Path,
+    *,
+    progress: bool = False,
+    tensorboard_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Stage 6: fit the LSTM; writes ``model.keras``, ``history.json`` and ``training.json``."""
+    """Stage 6: fit the LSTM; writes ``model.keras``, ``history.json``, ``training.json`` and
+    ``config.json``."""
     from make_us_rich.training.train import TrainingData, train_model
-    from make_us_rich.training.workflow import training_summary
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     with np.load(sequences_npz) as z:
@@ -171,11 +199,19 @@ def train_stage(
             f"windows have length {data.X_train.shape[1]} but the config says "
             f"sequence_length={cfg.sequence_length}"
         )
-    trained = train_model(data, cfg)
+    trained = train_model(data, cfg, progress=progress, tensorboard_dir=tensorboard_dir)
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     trained.model.save(out / "model.keras")
-    summary = training_summary(trained, windows)
+    summary = {
+        "epochs_run": trained.epochs_run,
+        "best_epoch": trained.best_epoch,
+        "seconds": round(trained.seconds, 3),
+        "seconds_per_epoch": round(trained.seconds / max(trained.epochs_run, 1), 3),
+        "initial_val_loss": trained.extra["initial_val_loss"],
+        "best_val_loss": trained.extra["best_val_loss"],
+        **windows,
+    }
     write_json(out / "history.json", trained.history)
     write_json(out / "training.json", summary)
     write_json(out / "config.json", cfg.to_dict())
@@ -194,19 +230,19 @@ def convert_stage(
     import keras
 
     import make_us_rich.training.model  # noqa: F401 - registers the custom layer for loading
+    from make_us_rich.contract import MODEL_FILE
+    from make_us_rich.io import atomic_write_bytes
     from make_us_rich.training.export import export_onnx
 
     model = keras.models.load_model(Path(model_dir) / "model.keras")
-    scaler = load_scaler(scaler_dir)
     test = read_table(test_raw_csv)
-    seq_len = model.input_shape[1]
-    from make_us_rich.training.workflow import windows_with_times
-
-    X_raw, _, _ = windows_with_times(test, seq_len, target_column)
-    model_bytes, parity = export_onnx(model, scaler, test.columns.get_loc(target_column), X_raw)
+    X_raw, _, _ = raw_windows(test, model.input_shape[1], target_column)
+    model_bytes, parity = export_onnx(
+        model, load_scaler(scaler_dir), test.columns.get_loc(target_column), X_raw
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "model.onnx").write_bytes(model_bytes)
+    atomic_write_bytes(out / MODEL_FILE, model_bytes)
     write_json(out / "parity.json", parity.to_dict())
     return parity.to_dict()
 
@@ -215,38 +251,46 @@ def evaluate_stage(
     onnx_dir: str | Path,
     scaler_dir: str | Path,
     model_dir: str | Path,
+    klines_dir: str | Path,
+    train_raw_csv: str | Path,
     test_raw_csv: str | Path,
     out_dir: str | Path,
     *,
     symbol: str,
+    source: str,
     interval: str = "1h",
-    data: dict[str, Any] | None = None,
     gate_tolerance: float = DEFAULT_TOLERANCE,
 ) -> dict[str, Any]:
-    """Stage 8a: evaluate vs persistence, gate, and write the full artifact folder (the same
-    layout as ``mkrich train --out``). Returns metrics.json's content."""
-    from make_us_rich.training.workflow import evaluate_and_write
+    """Stage 8a: evaluate the exported model against the baselines, gate, and write the full
+    artifact folder (what ``publish_stage`` takes). Returns metrics.json's content."""
+    from make_us_rich.contract import MODEL_FILE
+    from make_us_rich.training.artifacts import write_artifacts
 
-    model_dir = Path(model_dir)
-    config = TrainConfig.from_dict(json.loads((model_dir / "config.json").read_text()))
-    scaler = load_scaler(scaler_dir)
-    test = read_table(test_raw_csv)
-    run = evaluate_and_write(
+    model_dir, onnx_dir = Path(model_dir), Path(onnx_dir)
+    train, test = read_table(train_raw_csv), read_table(test_raw_csv)
+    data = {
+        "source": source,
+        "start": _span(train)[0],
+        "end": _span(test)[1],
+        "rows": len(train) + len(test),
+        "train_period": _span(train),
+        "test_period": _span(test),
+        "validation": read_json(Path(klines_dir) / REPORT_FILE),
+    }
+    return write_artifacts(
         out_dir,
         symbol=symbol,
         interval=interval,
-        config=config,
-        data=data or {},
-        feature_names=list(test.columns),
-        scaler=scaler,
-        model_bytes=(Path(onnx_dir) / "model.onnx").read_bytes(),
-        parity=json.loads((Path(onnx_dir) / "parity.json").read_text()),
-        history=json.loads((model_dir / "history.json").read_text()),
-        training=json.loads((model_dir / "training.json").read_text()),
+        config=TrainConfig.from_dict(read_json(model_dir / "config.json")),
+        data=data,
+        scaler=load_scaler(scaler_dir),
+        model_bytes=(onnx_dir / MODEL_FILE).read_bytes(),
+        parity=read_json(onnx_dir / "parity.json"),
+        history=read_json(model_dir / "history.json"),
+        training=read_json(model_dir / "training.json"),
         test_raw=test,
         gate_tolerance=gate_tolerance,
     )
-    return run.metrics
 
 
 def publish_stage(artifacts_dir: str | Path, symbol: str, store_uri: str, keep: int = 10) -> dict[str, Any]:
@@ -256,3 +300,63 @@ def publish_stage(artifacts_dir: str | Path, symbol: str, store_uri: str, keep: 
     from make_us_rich.store import ModelStore
 
     return asdict(ModelStore(store_uri, keep=keep).publish(artifacts_dir, symbol))
+
+
+# ----------------------------------------------------------------------------- the chain
+def run_stages(
+    source: str,
+    symbol: str,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    interval: str = "1h",
+    lookback_days: float | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    max_missing_fraction: float = 0.01,
+    api_url: str | None = None,
+    gate_tolerance: float = DEFAULT_TOLERANCE,
+    klines: tuple[pd.DataFrame, DataReport] | None = None,
+    work_dir: str | Path | None = None,
+    progress: bool = False,
+    tensorboard_dir: str | Path | None = None,
+    client: object | None = None,
+    on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Fetch -> features -> split -> scale -> sequences -> train -> ONNX -> evaluate + gate, in
+    this process, over the stages' own files (in ``work_dir``, default a temporary folder), the
+    same chain the pipeline runs as components. Writes the artifact folder ``out_dir`` and
+    returns metrics.json's content. ``klines`` (already loaded, with their report) skips the
+    fetch; ``on_stage(name, info)`` is called as each stage finishes."""
+    config = config or TrainConfig()
+    done = on_stage or (lambda name, info: None)
+    with tempfile.TemporaryDirectory(prefix="mkrich-stages-") as tmp:
+        w = Path(work_dir) if work_dir else Path(tmp)
+        w.mkdir(parents=True, exist_ok=True)
+        if klines is not None:
+            info = write_fetched(*klines, w / "klines")
+        else:
+            info = fetch_stage(
+                source, symbol, w / "klines", interval=interval, lookback_days=lookback_days,
+                start=start, end=end, max_missing_fraction=max_missing_fraction, api_url=api_url,
+                progress=progress, client=client,
+            )
+        check_history(info["rows_out"], config.sequence_length, config.test_size, config.val_size)
+        done("fetch", info)
+        done("features", features_stage(w / "klines", w / "features.csv"))
+        done("split", split_stage(w / "features.csv", w / "train.csv", w / "test.csv", config.test_size))
+        done("scale", scale_stage(w / "train.csv", w / "test.csv", w / "train_scaled.csv",
+                                  w / "test_scaled.csv", w / "scaler"))
+        done("sequences", sequences_stage(w / "train_scaled.csv", w / "test_scaled.csv",
+                                          w / "sequences.npz", config.sequence_length,
+                                          config.val_size, interval=interval))
+        done("train", train_stage(w / "sequences.npz", config, w / "model", progress=progress,
+                                  tensorboard_dir=tensorboard_dir))
+        done("convert", convert_stage(w / "model", w / "scaler", w / "test.csv", w / "onnx"))
+        metrics = evaluate_stage(
+            w / "onnx", w / "scaler", w / "model", w / "klines", w / "train.csv", w / "test.csv",
+            out_dir, symbol=symbol, source=str(source), interval=interval,
+            gate_tolerance=gate_tolerance,
+        )
+        done("evaluate", metrics)
+    return metrics

@@ -58,8 +58,8 @@ def test_preprocess_writes_artifacts(tmp_path, capsys):
     assert summary["symbol"] == "BTCEUR" and summary["train_rows"] == 3974
     seq = np.load(tmp_path / "sequences.npz")
     assert seq["X_train"].shape == (summary["train_windows"], 24, summary["n_features"])
-    scaler = load_scaler(tmp_path / "scaler.json")
-    train = pd.read_csv(tmp_path / "train.csv", index_col=0)
+    scaler = load_scaler(tmp_path / "scaler" / "scaler.json")
+    train = pd.read_csv(tmp_path / "train_scaled.csv", index_col=0)  # the pipeline's stage files
     assert train.shape == (3974, summary["n_features"])
     # train.csv is scaled with the saved scaler, fit on train only: it spans exactly [-1, 1]
     varying = scaler.data_range_ > 0

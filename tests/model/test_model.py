@@ -14,6 +14,8 @@ from make_us_rich.training import TrainConfig
 pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
 from make_us_rich.inference import onnx_session
+from make_us_rich.io import sha256
+from make_us_rich.preprocessing import raw_windows, split_data
 from make_us_rich.training.export import (
     ExportError,
     check_parity,
@@ -23,7 +25,12 @@ from make_us_rich.training.export import (
 )
 from make_us_rich.training.model import build_model
 from make_us_rich.training.train import train_model
-from make_us_rich.training.workflow import ARTIFACTS, raw_test_windows, sha256, train_symbol
+from make_us_rich.training.workflow import ARTIFACTS, train_symbol
+
+
+def raw_test_windows(prep, test_size):
+    """The unscaled test windows of a preprocessing result, their targets and times."""
+    return raw_windows(split_data(prep.features, test_size)[1], prep.sequence_length, prep.target_column)
 
 TINY = TrainConfig(sequence_length=12, lstm_units=(8,), max_epochs=2, patience=2, batch_size=32)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from make_us_rich.pipelines.runner import compile_pipeline
 
 from make_us_rich.images import image
+from make_us_rich.pipelines.runner import compile_pipeline
 
 STAGES = {
     "fetch-klines": None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+
 from make_us_rich.pipelines.runner import compile_pipeline
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from make_us_rich.serving.tensors import BadRequest, parse_v1_body, parse_v2_input
 
 L, F = 12, 10

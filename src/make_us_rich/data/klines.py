@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from make_us_rich.errors import ConfigError, DataValidationError
+from make_us_rich.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -419,10 +420,6 @@ def write_klines_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     out = frame.loc[:, list(KLINE_COLUMNS)].copy()
     for col in ("timestamp", "close_time"):
         out[col] = _ms(out[col]).astype("Int64")
-    tmp = p.with_name(f".{p.name}.{datetime.now(UTC).strftime('%H%M%S%f')}.tmp")
-    try:
+    with atomic_path(p) as tmp:
         out.to_csv(tmp, index=False, compression="gzip" if p.suffix == ".gz" else None)
-        tmp.replace(p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p

@@ -75,6 +75,7 @@ def load_klines(
     progress: bool = False,
     client: object | None = None,
     clamp_end: bool = False,
+    api_url: str | None = None,
 ) -> tuple[pd.DataFrame, DataReport]:
     """Load klines of ``symbol`` from ``source`` and validate them.
 
@@ -82,6 +83,8 @@ def load_klines(
     For replay sources, ``end`` defaults to the last candle of the file (so ``days=30`` is
     "the file's last 30 days"); for Binance it defaults to now. With ``clamp_end``, a replay
     source treats an ``end`` after its last candle as that candle (a replay's "now").
+    Binance is reached through ``client`` or, by default, a :class:`BinanceClient` on ``api_url``
+    (default: $BINANCE_API_URL or Binance).
     """
     src = parse_source(source)
     sym = normalize_symbol(symbol)
@@ -94,7 +97,7 @@ def load_klines(
     if src.kind == "binance":
         from make_us_rich.data.binance import BinanceClient
 
-        bc = client if client is not None else BinanceClient()
+        bc = client if client is not None else BinanceClient(api_url=api_url or None)
         if days is not None:
             raw = bc.get_days_data(sym, days, interval=interval, end=end, progress=progress)
         else:

@@ -12,6 +12,7 @@ from make_us_rich.preprocessing.features import (
 )
 from make_us_rich.preprocessing.pipeline import (
     PreprocessResult,
+    check_history,
     make_windows,
     preprocess,
     required_rows,
@@ -26,6 +27,7 @@ from make_us_rich.preprocessing.scaling import (
 from make_us_rich.preprocessing.sequences import (
     contiguous_windows,
     create_sequences,
+    raw_windows,
     split_sequences,
 )
 from make_us_rich.preprocessing.split import split_data
@@ -35,12 +37,14 @@ __all__ = [
     "FEATURE_COLUMNS",
     "PRICE_FEATURES",
     "PreprocessResult",
+    "check_history",
     "contiguous_windows",
     "create_sequences",
     "extract_features_from_dataset",
     "load_scaler",
     "make_windows",
     "preprocess",
+    "raw_windows",
     "required_rows",
     "save_scaler",
     "scale_data",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,23 @@ def required_rows(
     return n
 
 
+def check_history(
+    rows: int,
+    sequence_length: int,
+    test_size: float = DEFAULT_TEST_SIZE,
+    val_size: float = DEFAULT_VAL_SIZE,
+) -> None:
+    """Raise :class:`InsufficientHistoryError`, saying how many rows are needed, when ``rows``
+    candles are too few for ``sequence_length`` and the splits."""
+    need = required_rows(sequence_length, test_size, val_size)
+    if rows < need:
+        raise InsufficientHistoryError(
+            f"{rows} candle(s) are too few for sequence_length={sequence_length} with "
+            f"test_size={test_size} and val_size={val_size}: need at least {need}. Fetch more "
+            "history (e.g. --days) or lower sequence_length."
+        )
+
+
 @dataclass
 class PreprocessResult:
     """Everything stages 2-5 produce. Arrays are float32; ``X_*`` are read-only views."""
@@ -68,7 +85,6 @@ class PreprocessResult:
     w_val: np.ndarray | None = None
     #: test windows without a gap (the ones evaluated)
     test_mask: np.ndarray | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -136,13 +152,7 @@ def preprocess(
     Raises :class:`InsufficientHistoryError` up front, saying how many rows are needed, when
     the history is too short for ``sequence_length`` and the splits.
     """
-    need = required_rows(sequence_length, test_size, val_size)
-    if len(klines) < need:
-        raise InsufficientHistoryError(
-            f"{len(klines)} candle(s) are too few for sequence_length={sequence_length} with "
-            f"test_size={test_size} and val_size={val_size}: need at least {need}. Fetch more "
-            "history (e.g. --days) or lower sequence_length."
-        )
+    check_history(len(klines), sequence_length, test_size, val_size)
     features = extract_features_from_dataset(klines)
     train_raw, test_raw = split_data(features, test_size)
     train, test, scaler = scale_data(train_raw, test_raw)

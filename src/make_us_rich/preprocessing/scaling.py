@@ -10,9 +10,7 @@ The fitted scaler is saved twice (:func:`save_scaler`):
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import sklearn
 from sklearn.preprocessing import MinMaxScaler
 
 from make_us_rich.errors import ConfigError
+from make_us_rich.io import atomic_write_bytes
 
 FEATURE_RANGE = (-1.0, 1.0)
 SCALER_PICKLE = "scaler.pkl"
@@ -89,26 +88,14 @@ def scaler_from_dict(params: dict[str, Any]) -> MinMaxScaler:
     return scaler
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_scaler(scaler: MinMaxScaler, directory: str | Path) -> tuple[Path, Path]:
     """Write ``scaler.pkl`` and ``scaler.json`` into ``directory``; returns both paths."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     as_json = json.dumps(scaler_to_dict(scaler), indent=2).encode()
     pkl, js = d / SCALER_PICKLE, d / SCALER_JSON
-    _atomic_write(pkl, pickle.dumps(scaler, protocol=pickle.HIGHEST_PROTOCOL))
-    _atomic_write(js, as_json)
+    atomic_write_bytes(pkl, pickle.dumps(scaler, protocol=pickle.HIGHEST_PROTOCOL))
+    atomic_write_bytes(js, as_json)
     return pkl, js
 
 

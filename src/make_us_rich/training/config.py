@@ -5,10 +5,17 @@ No TensorFlow here: the pipeline and the CLI read and validate configs without t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from make_us_rich.errors import ConfigError
+from make_us_rich.preprocessing.pipeline import DEFAULT_TEST_SIZE, DEFAULT_VAL_SIZE
+
+
+def _opt(default: Any, help: str, **cli: Any) -> Any:
+    """A config field with its help text (and CLI hints): the one declaration the CLI flags and
+    the pipeline's parameters are built from (:mod:`make_us_rich.params`)."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass(frozen=True)
@@ -16,27 +23,24 @@ class TrainConfig:
     """How one model is trained. Defaults: the ``fast`` preset (see README "Choosing the
     defaults": quality per minute measured on ../shared/data)."""
 
-    #: hours of history in one window
-    sequence_length: int = 24
-    #: units of each LSTM layer; several values stack layers (e.g. (128, 128))
-    lstm_units: tuple[int, ...] = (64,)
-    #: dropout after each LSTM layer
-    dropout: float = 0.0
-    #: Adam learning rate
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    #: upper bound; early stopping usually ends training well before
-    max_epochs: int = 30
-    #: epochs without validation-loss improvement before stopping (best weights restored)
-    patience: int = 5
-    #: the model predicts a change added to the last close; its Dense layer starts at zero, so
-    #: an untrained model *is* the persistence baseline ("level" predicts the scaled close)
-    head: str = "delta"
-    seed: int = 42
-    #: fraction of the rows held out (chronologically last) for the honest test
-    test_size: float = 0.1
-    #: fraction of train windows (the latest) used for early stopping
-    val_size: float = 0.2
+    sequence_length: int = _opt(24, "hours of history in one window")
+    lstm_units: tuple[int, ...] = _opt(
+        (64,), "units of each LSTM layer; several values stack layers, e.g. 128,128", flag="--units"
+    )
+    dropout: float = _opt(0.0, "dropout after each LSTM layer")
+    learning_rate: float = _opt(1e-3, "Adam learning rate")
+    batch_size: int = _opt(64, "batch size")
+    max_epochs: int = _opt(30, "maximum epochs (early stopping usually ends training sooner)", flag="--epochs")
+    patience: int = _opt(5, "epochs without validation-loss improvement before stopping (best weights restored)")
+    head: str = _opt(
+        "delta",
+        "delta: a change added to the last close, starting at zero, so the untrained model is "
+        "persistence; level: the scaled close itself",
+        choices=("delta", "level"),
+    )
+    seed: int = _opt(42, "random seed (Python, NumPy, TensorFlow)")
+    test_size: float = _opt(DEFAULT_TEST_SIZE, "fraction of the rows held out, chronologically last, for the test")
+    val_size: float = _opt(DEFAULT_VAL_SIZE, "fraction of the train windows, the latest, used for early stopping")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import MinMaxScaler
 
+from make_us_rich import contract
 from make_us_rich.contract import INPUT_NAME, OPSET, OUTPUT_NAME
 from make_us_rich.errors import MakeUsRichError
 from make_us_rich.inference import onnx_session
@@ -76,14 +77,88 @@ def to_onnx(model, scaler: MinMaxScaler, target_index: int) -> bytes:
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
-    if names != ([INPUT_NAME], [OUTPUT_NAME]):
-        raise ExportError(f"unexpected ONNX signature {names}; expected ([{INPUT_NAME}], [{OUTPUT_NAME}])")
+    if names != ([INPUT_NAME], list(contract.OUTPUT_NAMES)):
+        raise ExportError(f"unexpected ONNX signature {names}; expected ([{INPUT_NAME}], {list(contract.OUTPUT_NAMES)})")
     proto.producer_name = "make-us-rich"
+    _canonical_names(proto)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"onnx.checker rejected the model: {exc}") from exc
     return proto.SerializeToString()
+
+
+def _canonical_names(proto) -> None:
+    """Put nodes in a canonical topological order and rename nodes and inner tensors by it.
+    tf2onnx names (and so orders) them with process-wide counters, so the same weights
+    converted in two processes (``mkrich train`` and a pipeline component) would give
+    different bytes; after this, same model -> same ``model.onnx``."""
+    import hashlib
+
+    import onnx
+
+    graph = proto.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+           for node in graph.node for a in node.attribute):
+        return  # subgraphs may refer to outer names: leave such a graph as converted
+    keep = {v.name for v in (*graph.input, *graph.output)}
+    known = {name: name for name in keep}  # name -> structural label while ordering
+    for init in graph.initializer:
+        if init.name not in keep:
+            known[init.name] = "c" + hashlib.sha256(init.SerializeToString(deterministic=True).replace(
+                init.name.encode(), b"")).hexdigest()[:16]
+
+    def key(node) -> tuple:
+        attrs = b"".join(a.SerializeToString(deterministic=True) for a in node.attribute)
+        return (node.op_type, tuple(known.get(n, "") for n in node.input), attrs, node.domain)
+
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(not i or i in known for i in n.input)]
+        if not ready:
+            return  # not a DAG over known names: leave it as converted
+        node = min(ready, key=key)
+        pending.remove(node)
+        ordered.append(node)
+        for out in node.output:
+            if out and out not in keep:
+                known[out] = f"v{len(ordered)}.{list(node.output).index(out)}"
+    names: dict[str, str] = {}
+
+    def canon(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    nodes = []
+    for i, node in enumerate(ordered):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = f"n{i}"
+        copy.input[:] = [canon(n) for n in node.input]
+        copy.output[:] = [canon(n) for n in node.output]
+        nodes.append(copy)
+    inits = []
+    for init in graph.initializer:
+        copy = onnx.TensorProto()
+        copy.CopyFrom(init)
+        copy.name = canon(init.name)
+        inits.append(copy)
+    inits.sort(key=lambda t: (not t.name[1:].isdigit(), int(t.name[1:]) if t.name[1:].isdigit() else 0))
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    graph.ClearField("initializer")
+    graph.initializer.extend(inits)
+    infos = []
+    for info in graph.value_info:
+        if info.name in names:
+            copy = onnx.ValueInfoProto()
+            copy.CopyFrom(info)
+            copy.name = names[info.name]
+            infos.append(copy)
+    infos.sort(key=lambda v: int(v.name[1:]))
+    graph.ClearField("value_info")
+    graph.value_info.extend(infos)
 
 
 def reference_predict(model, scaler: MinMaxScaler, target_index: int, raw_windows: np.ndarray) -> np.ndarray:

@@ -1,0 +1,111 @@
+"""Every parameter of a training run, declared once: name, type, default and help.
+
+The training hyperparameters are the fields of :class:`~make_us_rich.training.TrainConfig`
+(help text in their metadata); the data, gate and store parameters are declared here. The CLI's
+flags (``mkrich train``, ``run``, ``submit``, ``schedule``) are generated from these
+declarations, and the pipeline's signature takes its defaults from :data:`PIPELINE_DEFAULTS`
+(``tests/pipeline/test_params.py`` fails on any difference in names or types).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
+
+from make_us_rich.training.config import TrainConfig
+from make_us_rich.training.evaluate import DEFAULT_TOLERANCE
+
+DEFAULT_KEEP = 10
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: Any
+    help: str
+    flag: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def pipeline_type(self) -> type:
+        """KFP parameters are scalars: a tuple of ints travels as "64" or "128,128"."""
+        return str if self.type is tuple else self.type
+
+    @property
+    def pipeline_default(self) -> Any:
+        if isinstance(self.default, tuple):
+            return ",".join(str(v) for v in self.default)
+        return self.default
+
+    def parse(self, text: str) -> Any:
+        """A CLI value: for a tuple, comma-separated integers."""
+        if self.type is tuple:
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        return self.type(text)
+
+
+def _train_params() -> tuple[Param, ...]:
+    out = []
+    for f in fields(TrainConfig):
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        typ = tuple if isinstance(default, tuple) else type(default)
+        out.append(Param(f.name, typ, default, f.metadata["help"], f.metadata.get("flag"),
+                         f.metadata.get("choices")))
+    return tuple(out)
+
+
+#: Where the data comes from and how strict its validation is.
+DATA_PARAMS: tuple[Param, ...] = (
+    Param("interval", str, "1h", "kline interval (Binance's)"),
+    Param("lookback_days", float, 365.0,
+          "days of history per run (0: the whole file for replay sources)"),
+    Param("max_missing_fraction", float, 0.01,
+          "fail when more than this fraction of the expected candles is missing"),
+    Param("api_url", str, "", "Binance REST base URL (empty: $BINANCE_API_URL or Binance)"),
+)
+#: The training hyperparameters (from TrainConfig).
+TRAIN_PARAMS: tuple[Param, ...] = _train_params()
+#: The promotion gate and publishing.
+GATE_PARAMS: tuple[Param, ...] = (
+    Param("gate_tolerance", float, DEFAULT_TOLERANCE,
+          "how much worse than the baseline a model may be and still be published (0.02 = 2 %)"),
+    Param("keep", int, DEFAULT_KEEP, "model versions to retain per symbol in the store"),
+)
+PIPELINE_PARAMS: tuple[Param, ...] = DATA_PARAMS + TRAIN_PARAMS + GATE_PARAMS
+PIPELINE_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in PIPELINE_PARAMS}
+BY_NAME: dict[str, Param] = {p.name: p for p in PIPELINE_PARAMS}
+
+
+def add_arguments(parser: argparse.ArgumentParser, params: tuple[Param, ...]) -> None:
+    """One flag per parameter; unset flags stay ``None`` (= the declared default), so a preset
+    or the pipeline's own default applies."""
+    for p in params:
+        parser.add_argument(
+            p.cli_flag, dest=p.name, type=p.parse, default=None, choices=p.choices,
+            help=f"{p.help} (default: {p.pipeline_default})".replace("%", "%%"),
+        )
+
+
+def given(args: argparse.Namespace, params: tuple[Param, ...], *, pipeline: bool = False) -> dict[str, Any]:
+    """The parameters set on the command line; with ``pipeline``, typed as the pipeline takes
+    them (a tuple as "128,128")."""
+    out = {}
+    for p in params:
+        value = getattr(args, p.name, None)
+        if value is not None:
+            out[p.name] = ",".join(str(v) for v in value) if pipeline and isinstance(value, tuple) else value
+    return out
+
+
+def train_config(**values: Any) -> TrainConfig:
+    """A TrainConfig from pipeline parameters (``lstm_units`` as "64" or "128,128")."""
+    units = values.get("lstm_units")
+    if isinstance(units, str):
+        values["lstm_units"] = BY_NAME["lstm_units"].parse(units)
+    return TrainConfig.from_dict(values)

@@ -1,0 +1,93 @@
+"""The contract names every model input and output once. Adding an output is a change to the
+contract and to the model: the test below adds one and everything that reads the contract
+(signature check, inference, Triton config, model card section) follows without other edits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from make_us_rich import contract
+from make_us_rich.inference import (
+    ModelSignatureError,
+    check_signature,
+    onnx_session,
+    predict,
+    predict_all,
+)
+
+L, F = 4, len(contract.FEATURES)
+
+
+def _onnx_model(outputs: tuple[contract.Tensor, ...]) -> bytes:
+    """A real ONNX model with the contract's input and the given outputs: each output is the
+    last close times (1 + 0.01 k) for the k-th output."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    close = contract.FEATURES.index("close")
+    nodes = [
+        helper.make_node("Gather", ["window", "last"], ["last_row"], axis=1),
+        helper.make_node("Gather", ["last_row", "close_idx"], ["close"], axis=1),
+        helper.make_node("Unsqueeze", ["close", "one"], ["close_col"]),
+    ]
+    inits = [
+        helper.make_tensor("last", TensorProto.INT64, [], [-1]),
+        helper.make_tensor("close_idx", TensorProto.INT64, [], [close]),
+        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+    ]
+    for k, t in enumerate(outputs):
+        inits.append(helper.make_tensor(f"f{k}", TensorProto.FLOAT, [], [1 + 0.01 * k]))
+        nodes.append(helper.make_node("Mul", ["close_col", f"f{k}"], [t.name]))
+    graph = helper.make_graph(
+        nodes, "contract",
+        [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["batch", L, F])],
+        [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, ["batch", 1]) for t in outputs],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", contract.OPSET)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _windows(n: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform(1, 2, size=(n, L, F)).astype(np.float32)
+
+
+def test_todays_contract_round_trips():
+    session = onnx_session(_onnx_model(contract.OUTPUTS))
+    check_signature(session, L, F)
+    X = _windows()
+    np.testing.assert_allclose(predict(session, X)[:, 0], X[:, -1, contract.FEATURES.index("close")])
+    assert contract.OUTPUTS[0].name == contract.OUTPUT_NAME
+
+
+def test_adding_an_output_is_a_change_to_the_contract_and_the_model_only(monkeypatch):
+    extra = contract.Tensor("next_close_high", (-1, 1), "a second forecast")
+    outputs = (*contract.OUTPUTS, extra)
+    monkeypatch.setattr(contract, "OUTPUTS", outputs)
+    monkeypatch.setattr(contract, "OUTPUT_NAMES", tuple(t.name for t in outputs))
+
+    old_model = onnx_session(_onnx_model(outputs[:1]))
+    with pytest.raises(ModelSignatureError, match="next_close_high"):
+        check_signature(old_model, L, F)  # a model without the new output is refused
+
+    session = onnx_session(_onnx_model(outputs))
+    check_signature(session, L, F)
+    got = predict_all(session, _windows())
+    assert list(got) == ["next_close", "next_close_high"]
+    np.testing.assert_allclose(got["next_close_high"], got["next_close"] * 1.01, rtol=1e-6)
+
+    config = contract.triton_config("btceur-close", L, F, "{ latest: { num_versions: 1 } }")
+    assert 'name: "next_close_high" data_type: TYPE_FP32 dims: [ -1, 1 ]' in config
+    card = contract.signature(L, F)
+    assert [o["name"] for o in card["outputs"]] == ["next_close", "next_close_high"]
+    assert card["input"]["shape"] == [-1, L, F]
+
+
+def test_triton_config_of_todays_contract():
+    text = contract.triton_config("btceur-close", 24, F, "{ latest: { num_versions: 1 } }")
+    assert f'name: "window" data_type: TYPE_FP32 dims: [ -1, 24, {F} ]' in text
+    assert 'name: "next_close" data_type: TYPE_FP32 dims: [ -1, 1 ]' in text
+    assert text.startswith('name: "btceur-close"\nplatform: "onnxruntime_onnx"\n')
