@@ -53,11 +53,13 @@ def http(method: str, url: str, body=None, headers=None, raw: bytes | None = Non
 class Server:
     """``python -m make_us_rich.serving`` in a subprocess; its output goes to ``self.log``."""
 
-    def __init__(self, store: str | Path, env: dict | None = None, *extra: str) -> None:
+    def __init__(self, store: str | Path, env: dict | None = None, *extra: str, symbols: str | None = "BTCEUR") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "make_us_rich.serving", "--store", str(store), "--symbols",
-               "BTCEUR", "--port", str(self.port), "--reload-interval", "0.2", *extra]
+        cmd = [sys.executable, "-m", "make_us_rich.serving", "--store", str(store),
+               "--port", str(self.port), "--reload-interval", "0.2", *extra]
+        if symbols:
+            cmd += ["--symbols", symbols]
         self.log = Path(tempfile.mkdtemp(prefix="mkrich-server-")) / "server.log"
         self.proc = subprocess.Popen(
             cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
@@ -68,7 +70,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log.read_text()}")
             try:
-                if http("GET", f"{self.url}/v2/models/{NAME}/ready")[0] == 200:
+                if http("GET", f"{self.url}/v2/health/ready")[0] == 200:
                     return
             except (urllib.error.URLError, ConnectionError):
                 pass
