@@ -14,7 +14,6 @@ import threading
 import time
 from http.client import HTTPConnection
 
-import numpy as np
 import psutil
 import pytest
 from test_server import NAME, Server, http
@@ -39,14 +38,6 @@ def server(store_dir):
     srv = Server(store_dir, {"MKRICH_SERVING_TOKEN": TOKEN}, "--max-body", "200000", "--body-timeout", "1")
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def windows(sample_btceur):
-    from make_us_rich.preprocessing import extract_features_from_dataset
-
-    feats = extract_features_from_dataset(sample_btceur.tail(40)).to_numpy(np.float32)
-    return np.stack([feats[i : i + 12] for i in range(2)])
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -115,7 +106,7 @@ def test_binary_extension_well_formed_is_served(server, windows):
     status, answer = http("POST", f"{server.url}/v2/models/{NAME}/infer", raw=header + raw,
                           headers={**AUTH, "Inference-Header-Content-Length": str(len(header)),
                                    "Content-Type": "application/octet-stream"})
-    assert status == 200 and answer["outputs"][0]["shape"] == [2, 1], answer
+    assert status == 200 and answer["outputs"][0]["shape"] == [len(windows), 1], answer
     assert answer["outputs"][0]["data"] == pytest.approx(infer(server, windows)[1]["outputs"][0]["data"])
 
 

@@ -103,14 +103,6 @@ def server(store_dir):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def windows(sample_btceur):
-    from make_us_rich.preprocessing import extract_features_from_dataset
-
-    feats = extract_features_from_dataset(sample_btceur.tail(40)).to_numpy(np.float32)
-    return np.stack([feats[i : i + 12] for i in range(3)])
-
-
 def test_v2_infer_matches_onnxruntime(server, store_dir, windows):
     from make_us_rich.inference import onnx_session, predict
 
