@@ -1,7 +1,7 @@
 """`mkrich publish` killed (SIGKILL, no cleanup) at chosen points, then the store's invariants:
 latest never names an incomplete version, Triton never serves a version latest did not choose,
 the debris is not listed as accepted, does not count for retention, and the next publish cleans
-it. Local folder backend; the malformed-pointer checks run on moto's S3 server too."""
+it. On the local folder backend and on moto's S3 server over HTTP."""
 
 from __future__ import annotations
 
@@ -51,12 +51,15 @@ def assert_triton_follows_promotions(store: ModelStore, allowed: set[int]) -> No
     assert _sha256(onnx) == by_number[n]["files"]["model.onnx"]["sha256"]
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_kill_during_publish_then_next_publish_repairs(point, tmp_path, trained_artifacts):
+@pytest.mark.parametrize("point, backend", [
+    *((p, "local") for p in POINTS), ("manifest", "s3"), ("pointer", "s3"), ("triton-copy", "s3"),
+])
+def test_kill_during_publish_then_next_publish_repairs(point, backend, tmp_path, trained_artifacts, request):
     path = tmp_path / "store"
-    store = ModelStore(path)
+    uri = str(path) if backend == "local" else f"s3://{request.getfixturevalue('s3_env')}/killed"
+    store = ModelStore(uri)
     first = store.publish(trained_artifacts, "BTCEUR")
-    publish_killed_at(point, trained_artifacts, path)
+    publish_killed_at(point, trained_artifacts, uri)  # the S3 settings reach it through the environment
 
     latest = store.latest("BTCEUR")
     moved = latest["version"] != first.version
@@ -68,20 +71,20 @@ def test_kill_during_publish_then_next_publish_repairs(point, tmp_path, trained_
     expected = {"files": ["accepted"], "manifest": ["accepted", "incomplete"]}
     assert statuses == expected.get(point, ["accepted", "accepted"])
     if point == "manifest":
-        listing = subprocess.run([sys.executable, "-m", "make_us_rich.cli", "versions", "--store", str(path)],
+        listing = subprocess.run([sys.executable, "-m", "make_us_rich.cli", "versions", "--store", uri],
                                  capture_output=True, text=True, timeout=60).stdout
         assert "incomplete" in listing and listing.count("accepted") == 1
 
-    # what a kill in the middle of a local write leaves behind
-    stale_part = path / "models" / "BTCEUR" / ".latest.json.abc123.part"
-    stale_part.write_bytes(b"{")
-    os.utime(stale_part, (time.time() - 10, time.time() - 10))
-    after = ModelStore(path, stale_after=0).publish(trained_artifacts, "BTCEUR")
+    if backend == "local":  # what a kill in the middle of a local write leaves behind
+        stale_part = path / "models" / "BTCEUR" / ".latest.json.abc123.part"
+        stale_part.write_bytes(b"{")
+        os.utime(stale_part, (time.time() - 10, time.time() - 10))
+    after = ModelStore(uri, stale_after=0).publish(trained_artifacts, "BTCEUR")
     assert store.latest("BTCEUR")["version"] == after.version
     assert pinned(store) == after.triton_version and triton_numbers(store)[-1] == after.triton_version
     assert_triton_follows_promotions(store, {after.triton_version})
     assert [m["status"] for m in store.versions("BTCEUR")] == ["accepted"] * (3 if moved else 2)
-    assert not list(path.rglob("*.part"))
+    assert not list(tmp_path.rglob("*.part"))
     assert {k.split("/")[2] for k in store.backend.list("models/BTCEUR") if k.count("/") == 3} == {
         m["version"] for m in store.versions("BTCEUR")
     }  # no folder without a manifest is left
