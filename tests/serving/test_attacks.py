@@ -291,3 +291,28 @@ def test_a_poll_that_hangs_is_reported_stalled_then_recovers(tmp_path, trained_a
         assert model.reload_state() == "running" and model.last_reload_error is None
     finally:
         model.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the kill itself
+def test_a_reload_thread_that_dies_is_reported_dead(tmp_path, trained_artifacts):
+    """The loop survives every Exception; what can still end the thread (a BaseException raised
+    into it asynchronously, here SystemExit) must show as ``dead``, not as a silent stale model."""
+    import ctypes
+
+    from make_us_rich.serving.predictor import ForecastModel
+
+    store = ModelStore(tmp_path / "store")
+    store.publish(trained_artifacts, "BTCEUR")
+    model = ForecastModel("BTCEUR", store, reload_interval=0.05)
+    model.load()
+    model.start_watcher()
+    try:
+        assert model.reload_state() == "running"
+        thread = model._watcher
+        assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)) == 1
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        assert model.reload_state() == "dead" and model.status()["reload"]["state"] == "dead"
+    finally:
+        model.stop()
+    assert model.reload_state() != "dead"  # a stopped model is not reported dead
