@@ -106,7 +106,7 @@ class ForecastModel(Model):
         self.poll_failures = 0
         self.last_poll: float | None = None
         self._poll_started: float | None = None
-        self._refused: tuple[dict, str] | None = None  # the pointer last refused, and why: not retried
+        self._refused: tuple[dict, str] | None = None  # a pointer to a broken model, and why: not retried
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -137,8 +137,10 @@ class ForecastModel(Model):
             try:
                 new = load_model(self.store, self.symbol, pointer)
             except Exception as exc:
-                self._refused = (pointer, f"refused version {pointer['version']}: {exc}")
-                raise _Refused(self._refused[1]) from exc
+                message = f"refused version {pointer['version']}: {exc}"
+                if not isinstance(exc, StoreError):  # a broken model; a store error may pass
+                    self._refused = (pointer, message)
+                raise _Refused(message) from exc
             old, self.current = self.current, new  # atomic swap; in-flight requests keep `old`
             self._set_error(None)
             log.info("%s: swapped %s -> %s", self.name, old.version if old else None, new.version)

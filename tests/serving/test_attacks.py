@@ -20,17 +20,11 @@ from test_server import NAME, Server, http
 
 from make_us_rich.predict_client import v2_request
 from make_us_rich.store import ModelStore
+from make_us_rich.store.model_store import _sha256
 
 pytest.importorskip("kserve")
 
 TOKEN = "t0ken-for-tests"
-
-
-@pytest.fixture(scope="module")
-def store_dir(tmp_path_factory, trained_artifacts):
-    path = tmp_path_factory.mktemp("attacks") / "store"
-    ModelStore(path).publish(trained_artifacts, "BTCEUR")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +310,31 @@ def test_a_reload_thread_that_dies_is_reported_dead(tmp_path, trained_artifacts)
     finally:
         model.stop()
     assert model.reload_state() != "dead"  # a stopped model is not reported dead
+
+
+def test_a_store_error_while_loading_a_new_version_is_retried(tmp_path, trained_artifacts):
+    """A new version whose model cannot be read yet (store hiccup) is loaded at a later poll;
+    a version whose model is broken is refused once and not reloaded at every poll."""
+    from make_us_rich.serving.predictor import ForecastModel
+
+    store = ModelStore(tmp_path / "store")
+    first = store.publish(trained_artifacts, "BTCEUR")
+    model = ForecastModel("BTCEUR", store, reload_interval=0)
+    model.load()
+    second = store.publish(trained_artifacts, "BTCEUR")
+    key = f"models/BTCEUR/{second.version}/model.onnx"
+    onnx = store.backend.get(key)
+    store.backend.delete([key])
+    assert not model.check_for_update() and "no object" in model.last_reload_error
+    store.backend.put(key, onnx)
+    assert model.check_for_update() and model.current.version == second.version
+    assert model.last_reload_error is None and first.version != second.version
+
+    third = store.publish(trained_artifacts, "BTCEUR")
+    pointer = store.latest("BTCEUR")
+    store.backend.put(f"models/BTCEUR/{third.version}/model.onnx", b"not onnx")
+    pointer["checksums"]["model.onnx"] = _sha256(b"not onnx")
+    store.backend.put("models/BTCEUR/latest.json", json.dumps(pointer).encode())
+    assert not model.check_for_update() and "refused version" in model.last_reload_error
+    assert not model.check_for_update() and model.poll_failures == 2  # no reload attempt
+    assert model.current.version == second.version and model._refused[0] == pointer

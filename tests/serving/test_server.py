@@ -90,13 +90,6 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def store_dir(tmp_path_factory, trained_artifacts):
-    path = tmp_path_factory.mktemp("serving") / "store"
-    ModelStore(path).publish(trained_artifacts, "BTCEUR")
-    return path
-
-
-@pytest.fixture(scope="module")
 def server(store_dir):
     srv = Server(store_dir)
     yield srv
