@@ -65,5 +65,5 @@ USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=2).status == 200 else 1)"]
-ENTRYPOINT ["python", "-m", "make_us_rich.serving"]
+ENTRYPOINT ["python", "-m", "make_us_rich.serving", "--host", "0.0.0.0"]
 CMD ["--port", "8080"]

@@ -7,8 +7,11 @@ Lifecycle as KServe defines it: ``load`` (latest model of the symbol from the st
 Hot reload: a background thread polls the store's ``latest.json``; a new version is loaded and
 checked (checksum, signature, a probe inference) off the request path and swapped in with one
 reference assignment. Each request takes the model reference once in ``preprocess`` and uses it
-to the end, so in-flight requests finish on the model they started with. A broken new model is
-refused: the server stays on the old one, logs why and reports it in ``status()``.
+to the end, so in-flight requests finish on the model they started with. A broken new model or
+a malformed pointer is refused: the server stays on the old one, logs why once and reports it
+in ``status()`` until a later poll succeeds. No exception ends the reload loop; a loop that
+died anyway or hangs in a poll is reported by ``reload_state()`` (the server turns a dead one
+into failing liveness and readiness).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +53,8 @@ class LoadedModel:
 
 
 def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = None) -> LoadedModel:
-    """Load (and check) the version ``pointer`` names, default: the store's latest."""
+    """Load (and check) the version ``pointer`` (validated by ``store.latest``) names, default:
+    the store's latest."""
     pointer = pointer or store.latest(symbol)
     if pointer is None:
         raise StoreError(f"no accepted model for {symbol} in {store.uri}; train and publish one first")
@@ -62,6 +67,10 @@ def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = 
     if probe.shape != (2, 1) or not np.isfinite(probe).all():
         raise ValueError(f"model {version} answers a probe window with {probe.tolist()}")
     return LoadedModel(symbol, version, pointer.get("triton_version"), seq_len, n_features, session)
+
+
+class _Refused(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -82,45 +91,77 @@ class ForecastModel(Model):
         *,
         reload_interval: float = 30.0,
         max_batch: int = DEFAULT_MAX_BATCH,
+        stall_after: float | None = None,
     ) -> None:
         super().__init__(contract.model_name(symbol))
         self.symbol = symbol
         self.store = store
         self.reload_interval = reload_interval
         self.max_batch = max_batch
+        # a poll longer than this is "stalled": S3 clients retry for minutes before giving up
+        self.stall_after = stall_after if stall_after is not None else max(600.0, 10 * reload_interval)
         self.current: LoadedModel | None = None
         self.last_reload_error: str | None = None
+        self.polls = 0
+        self.poll_failures = 0
+        self.last_poll: float | None = None
+        self._poll_started: float | None = None
+        self._refused: tuple[dict, str] | None = None  # a pointer to a broken model, and why: not retried
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
     # -- lifecycle
     def load(self) -> bool:
-        self.current = load_model(self.store, self.symbol)
+        try:
+            self.current = load_model(self.store, self.symbol)
+        except StoreError:
+            raise
+        except Exception as exc:  # a broken model file: one line from the CLI, not a traceback
+            raise StoreError(f"cannot serve the latest {self.symbol} model of {self.store.uri}: {exc}") from exc
         log.info("%s: serving version %s", self.name, self.current.version)
         self.ready = True
         return True
 
     def check_for_update(self) -> bool:
-        """Load and swap in a new ``latest`` if there is one. Returns True when swapped."""
+        """One poll: load and swap in a new ``latest`` if there is one. Returns True when
+        swapped. Never raises: a failure is logged (once per cause), counted and reported."""
+        self._poll_started = time.monotonic()
         try:
             pointer = self.store.latest(self.symbol)
-        except Exception as exc:  # store unreachable: keep serving
-            self.last_reload_error = f"cannot read latest: {exc}"
-            log.warning("%s: %s", self.name, self.last_reload_error)
-            return False
-        if pointer is None or (self.current and pointer["version"] == self.current.version):
-            return False
-        try:
-            new = load_model(self.store, self.symbol, pointer)
+            if pointer is None or (self.current and pointer["version"] == self.current.version):
+                self._set_error(None)
+                return False
+            if self._refused and pointer == self._refused[0]:
+                self._set_error(self._refused[1])
+                return False
+            try:
+                new = load_model(self.store, self.symbol, pointer)
+            except Exception as exc:
+                message = f"refused version {pointer['version']}: {exc}"
+                if not isinstance(exc, StoreError):  # a broken model; a store error may pass
+                    self._refused = (pointer, message)
+                raise _Refused(message) from exc
+            old, self.current = self.current, new  # atomic swap; in-flight requests keep `old`
+            self._set_error(None)
+            log.info("%s: swapped %s -> %s", self.name, old.version if old else None, new.version)
+            return True
         except Exception as exc:
-            self.last_reload_error = f"refused version {pointer['version']}: {exc}"
-            log.error("%s: %s; still serving %s", self.name, self.last_reload_error,
-                      self.current.version if self.current else None)
+            self.poll_failures += 1
+            message = str(exc) if isinstance(exc, _Refused) else f"cannot read latest: {exc}"
+            if message != self.last_reload_error:
+                log.error("%s: %s; still serving %s", self.name, message,
+                          self.current.version if self.current else None)
+            self._set_error(message)
             return False
-        old, self.current = self.current, new  # atomic swap; in-flight requests keep `old`
-        self.last_reload_error = None
-        log.info("%s: swapped %s -> %s", self.name, old.version if old else None, new.version)
-        return True
+        finally:
+            self.polls += 1
+            self.last_poll = time.time()
+            self._poll_started = None
+
+    def _set_error(self, message: str | None) -> None:
+        if message is None and self.last_reload_error:
+            log.warning("%s: reload recovered (was: %s)", self.name, self.last_reload_error)
+        self.last_reload_error = message
 
     def start_watcher(self) -> None:
         if self.reload_interval <= 0 or self._watcher:
@@ -136,6 +177,18 @@ class ForecastModel(Model):
         while not self._stop.wait(self.reload_interval):
             self.check_for_update()
 
+    def reload_state(self) -> str:
+        """``off`` (no reload), ``running``, ``stalled`` (one poll has hung longer than
+        ``stall_after``) or ``dead`` (the loop ended without being stopped)."""
+        if self._watcher is None:
+            return "off"
+        if not self._watcher.is_alive() and not self._stop.is_set():
+            return "dead"
+        started = self._poll_started
+        if started is not None and time.monotonic() - started > self.stall_after:
+            return "stalled"
+        return "running"
+
     def status(self) -> dict[str, Any]:
         m = self.current
         return {
@@ -144,6 +197,13 @@ class ForecastModel(Model):
             "version": m.version if m else None,
             "triton_version": m.triton_version if m else None,
             "last_reload_error": self.last_reload_error,
+            "reload": {
+                "state": self.reload_state(),
+                "polls": self.polls,
+                "failures": self.poll_failures,
+                "last_poll": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_poll))
+                if self.last_poll else None,
+            },
         }
 
     # -- metadata

@@ -1,34 +1,79 @@
 """The model server: KServe's ``ModelServer`` with one :class:`ForecastModel` per symbol.
 
-Glue only: it adds two small ASGI middlewares (a request-body size limit -> 413, and an
-optional bearer token on the inference routes -> 401), reports the loaded version in the v2
-model metadata (``versions``), and adds ``GET /mkrich/status`` (versions and reload errors).
+Glue only: an ASGI middleware that guards every request before KServe sees it (below), the
+loaded version in the v2 model metadata (``versions``), readiness and liveness that tell the
+truth about the models and their reload loops, ``GET /mkrich/status`` (versions, reload state
+and errors), and, when no symbols are given, discovery of symbols published later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from make_us_rich.serving.tensors import DEFAULT_MAX_BATCH
+from make_us_rich.serving.tensors import DEFAULT_MAX_BATCH, BadRequest, check_binary_framing
 
 from make_us_rich.data import normalize_symbol
-from make_us_rich.store import ModelStore
+from make_us_rich.errors import ConfigError
+from make_us_rich.store import ModelStore, StoreError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # 8 MiB: ~13,000 windows of 24 x 10 as JSON
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a whole body: a window is a few kB
 TOKEN_ENV = "MKRICH_SERVING_TOKEN"
+_BINARY_HEADER = b"inference-header-content-length"
 
 
 def _is_inference_path(path: str) -> bool:
     return (path.startswith("/v2/models/") and path.rstrip("/").endswith("/infer")) or (
-        path.startswith("/v1/models/") and path.endswith(":predict")
+        path.startswith("/v1/models/") and path.endswith((":predict", ":explain"))
     )
+
+
+def _is_repository_path(path: str) -> bool:
+    return path.startswith(("/v2/repository", "/v1/repository"))
+
+
+class RejectionLog:
+    """One WARNING line per rejected request (status, method, path with the model, reason), at
+    most ``per_second`` lines a second; the lines left out are counted in the next one."""
+
+    def __init__(self, per_second: int = 10) -> None:
+        self.per_second = per_second
+        self._window = 0
+        self._count = 0
+        self._skipped = 0
+
+    def __call__(self, status: int, method: str, path: str, reason: str) -> None:
+        now = int(time.monotonic())
+        if now != self._window:
+            self._window, self._count = now, 0
+        self._count += 1
+        if self._count > self.per_second:
+            self._skipped += 1
+            return
+        more = f" ({self._skipped} more rejected requests not logged)" if self._skipped else ""
+        self._skipped = 0
+        log.warning("rejected %s %s: %d %s%s", method, path[:200], status, reason[:300], more)
+
+
+class _QuietClientErrors(logging.Filter):
+    """KServe logs a full traceback for every 4xx it raises; :class:`RejectionLog` already
+    wrote the one line such a request deserves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from kserve.errors import InvalidInput, ModelNotFound
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, InvalidInput | ModelNotFound)
 
 
 async def _send_json(send, status: int, payload: dict[str, Any], headers: Sequence = ()) -> None:
@@ -39,63 +84,148 @@ async def _send_json(send, status: int, payload: dict[str, Any], headers: Sequen
     await send({"type": "http.response.body", "body": body})
 
 
-class GuardMiddleware:
-    """Body size limit on every request; bearer token (if configured) on inference routes."""
+_CLOSE = [(b"connection", b"close")]
 
-    def __init__(self, app, max_body: int = DEFAULT_MAX_BODY, token: str | None = None) -> None:
+
+class _Refuse(Exception):
+    def __init__(self, status: int, reason: str, close: bool = False, headers: Sequence = ()) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+        self.headers = [*headers, *(_CLOSE if close else [])]
+
+
+class GuardMiddleware:
+    """Everything a request must pass before KServe parses it:
+
+    * the model repository routes (``/v2/repository/...`` load/unload) are turned off (403):
+      the store decides what is served, and KServe's ``load`` cannot bring back a model that
+      ``unload`` removed, so even a caller holding the token could only break the server;
+    * the bearer token (if configured) on the inference routes (401);
+    * the body is read here, whole, within ``max_body`` bytes (413, chunked or not) and
+      ``body_timeout`` seconds (408): a client that stops sending mid-body is cut off;
+    * the binary tensor extension's framing is checked (400) before KServe slices with it.
+
+    Every 4xx/5xx answer gets one rate-limited log line (:class:`RejectionLog`).
+    """
+
+    def __init__(self, app, max_body: int = DEFAULT_MAX_BODY, token: str | None = None,
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT) -> None:
         self.app = app
         self.max_body = max_body
         self.token = token
+        self.body_timeout = body_timeout
+        self.rejections = RejectionLog()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        if self.token and _is_inference_path(scope.get("path", "")):
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                return await _send_json(send, 401, {"error": "missing or wrong bearer token"},
-                                        [(b"www-authenticate", b"Bearer")])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            await self._drain(receive, int(length))
-            return await _send_json(send, 413, {"error": f"request body over {self.max_body} bytes"})
-        received = 0
+        method, path = scope.get("method", ""), scope.get("path", "")
+        answer: dict[str, Any] = {}
 
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise _TooLarge()
-            return message
+        async def watched_send(message):
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body" and answer.get("status", 200) >= 400:
+                answer["body"] = answer.get("body", b"") + message.get("body", b"")[:1000]
+            await send(message)
 
         try:
-            return await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            return await _send_json(send, 413, {"error": f"request body over {self.max_body} bytes"})
+            body = await self._admit(scope, receive)
+        except _Refuse as refusal:
+            self.rejections(refusal.status, method, path, refusal.reason)
+            return await _send_json(send, refusal.status, {"error": refusal.reason}, refusal.headers)
+        replayed = False
 
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-    async def _drain(self, receive, length: int) -> None:
-        """Read and discard a refused body (up to 8x the limit) so that the client, still
-        sending, reads the 413 instead of a connection reset. Nothing is kept in memory."""
-        if length > 8 * self.max_body:
-            return
+        try:
+            await self.app(scope, replay, watched_send)
+        finally:
+            if answer.get("status", 200) >= 400:
+                self.rejections(answer["status"], method, path, _reason(answer.get("body", b"")))
+
+    async def _admit(self, scope, receive) -> bytes:
+        path = scope.get("path", "")
+        if _is_repository_path(path):
+            raise _Refuse(403, "the model repository API is disabled: the model store decides "
+                               "what is served (publish with `mkrich publish`)")
+        headers = dict(scope.get("headers") or [])
+        if self.token and _is_inference_path(path):
+            given = headers.get(b"authorization", b"").decode("latin-1")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                raise _Refuse(401, "missing or wrong bearer token", headers=[(b"www-authenticate", b"Bearer")])
+        deadline = time.monotonic() + self.body_timeout
+        length = headers.get(b"content-length")
+        if length is not None and not length.strip().isdigit():
+            raise _Refuse(400, "Content-Length must be a non-negative integer", close=True)
+        if length is not None and int(length) > self.max_body:
+            await self._drain(receive, deadline)
+            raise _Refuse(413, f"request body over {self.max_body} bytes", close=True)
+        chunks, size = [], 0
         while True:
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body"):
-                return
+            message = await self._receive(receive, deadline)
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                await self._drain(receive, deadline)
+                raise _Refuse(413, f"request body over {self.max_body} bytes", close=True)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        if _is_inference_path(path) and _BINARY_HEADER in headers:
+            try:
+                check_binary_framing(headers[_BINARY_HEADER], body)
+            except BadRequest as exc:
+                raise _Refuse(400, str(exc)) from None
+        return body
+
+    async def _receive(self, receive, deadline: float):
+        try:
+            return await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise _Refuse(408, f"request body not received within {self.body_timeout:g} s", close=True) from None
+
+    async def _drain(self, receive, deadline: float) -> None:
+        """Read and discard a refused body (up to 8x the limit, within the body timeout) so that
+        the client, still sending, reads the 413 instead of a connection reset."""
+        left = 8 * self.max_body
+        try:
+            while left > 0:
+                message = await self._receive(receive, deadline)
+                left -= len(message.get("body", b""))
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    return
+        except _Refuse:
+            return
 
 
-class _TooLarge(Exception):
-    pass
+def _reason(body: bytes) -> str:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body[:300].decode("utf-8", "replace")
+    if isinstance(payload, dict):
+        return str(payload.get("error") or payload.get("detail") or payload)
+    return str(payload)
 
 
-def build_models(store_uri: str, symbols: Sequence[str], reload_interval: float, max_batch: int):
+def build_models(store_uri: str, symbols: Sequence[str] | None, reload_interval: float, max_batch: int):
+    """Load a model per symbol; ``symbols=None``: every symbol with a ``latest`` in the store."""
     from make_us_rich.serving.predictor import ForecastModel
 
     store = ModelStore(store_uri)
+    if symbols is None:
+        symbols = store.symbols()
+        if not symbols:
+            raise StoreError(f"no accepted model of any symbol in {store.uri}; train and publish one "
+                             "first (mkrich run, or mkrich train + mkrich publish)")
     models = [
         ForecastModel(normalize_symbol(s), store, reload_interval=reload_interval, max_batch=max_batch)
         for s in symbols
@@ -105,43 +235,126 @@ def build_models(store_uri: str, symbols: Sequence[str], reload_interval: float,
     return models
 
 
+class Discovery:
+    """With no ``--symbols``: every ``reload_interval`` seconds, serve the symbols that got a
+    first accepted model since. A symbol that fails to load is retried at the next round and
+    reported in ``errors``; nothing stops the loop."""
+
+    def __init__(self, models: list, register, reload_interval: float, max_batch: int) -> None:
+        self.models = models
+        self.register = register
+        self.reload_interval = reload_interval
+        self.max_batch = max_batch
+        self.errors: dict[str, str] = {}
+        self._stop = threading.Event()
+
+    def check(self) -> None:
+        from make_us_rich.serving.predictor import ForecastModel
+
+        store = self.models[0].store
+        try:
+            known = {m.symbol for m in self.models}
+            for symbol in (s for s in store.symbols() if s not in known):
+                model = ForecastModel(symbol, store, reload_interval=self.reload_interval, max_batch=self.max_batch)
+                try:
+                    model.load()
+                except Exception as exc:
+                    if self.errors.get(symbol) != str(exc):
+                        log.error("cannot serve %s yet: %s", symbol, exc)
+                    self.errors[symbol] = str(exc)
+                    continue
+                self.errors.pop(symbol, None)
+                self.register(model)
+                self.models.append(model)
+                model.start_watcher()
+                log.warning("now serving %s (published after the start)", model.name)
+        except Exception as exc:
+            self.errors["*"] = f"cannot list the symbols of {store.uri}: {exc}"
+        else:
+            self.errors.pop("*", None)
+
+    def start(self) -> None:
+        def loop():
+            while not self._stop.wait(self.reload_interval):
+                self.check()
+
+        threading.Thread(target=loop, name="discover-symbols", daemon=True).start()
+
+
 def serve(
     store_uri: str,
-    symbols: Sequence[str],
+    symbols: Sequence[str] | None,
     *,
+    host: str = "127.0.0.1",
     port: int = 8080,
     reload_interval: float = 30.0,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     token: str | None = None,
+    on_listen=None,
 ) -> None:
-    """Load the latest model of every symbol and serve them until stopped (blocking)."""
+    """Load the latest model of every symbol (``None``: all of the store, and those published
+    later) and serve them on ``host:port`` until stopped (blocking). ``on_listen(models)`` is
+    called once the models are loaded, before the server listens."""
+    if body_timeout <= 0:
+        raise ConfigError(f"body timeout must be > 0 seconds, got {body_timeout}")
     import kserve
     from kserve.model_server import app
     from kserve.protocol.dataplane import DataPlane
 
     models = build_models(store_uri, symbols, reload_interval, max_batch)
-    by_name = {m.name: m for m in models}
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+
+    def by_name(name: str):
+        return next((m for m in models if m.name == name), None)
 
     class VersionedDataPlane(DataPlane):
         async def model_metadata(self, model_name: str) -> dict:
             metadata = await super().model_metadata(model_name)
-            model = by_name.get(model_name)
+            model = by_name(model_name)
             if model is not None and model.current is not None:
                 metadata["versions"] = [model.current.version]
                 metadata["platform"] = "onnxruntime"
             return metadata
 
+        async def ready(self) -> bool:
+            """Ready only if every served model is loaded, registered and still reloading."""
+            return all(
+                self._model_registry.get_model(m.name) is m and m.ready and m.current is not None
+                and m.reload_state() != "dead"
+                for m in models
+            )
+
+        async def live(self) -> dict[str, str]:
+            """A dead reload loop is only cured by a restart. A stalled one is not turned into
+            a failing liveness: it usually waits on the store, and a restarted server could not
+            even load its model during a store outage."""
+            dead = [m.name for m in models if m.reload_state() == "dead"]
+            return {"status": f"reload loop dead: {', '.join(dead)}" if dead else "alive"}
+
+    class LoopbackModelServer(kserve.ModelServer):
+        def setup_event_loop(self):  # start() has built the REST server: bind it to `host`
+            self._rest_server.config.host = host
+            super().setup_event_loop()
+
+    server = LoopbackModelServer(http_port=port, enable_grpc=False, workers=1)
+    server.dataplane = VersionedDataPlane(model_registry=server.registered_models)
+    discovery = Discovery(models, server.register_model, reload_interval, max_batch) if symbols is None else None
+
     @app.get("/mkrich/status")
     async def status() -> dict:
-        return {"store": store_uri, "models": [m.status() for m in models]}
+        return {"store": store_uri, "models": [m.status() for m in models],
+                "discovery_errors": discovery.errors if discovery else {}}
 
-    app.add_middleware(GuardMiddleware, max_body=max_body, token=token)
-    server = kserve.ModelServer(http_port=port, enable_grpc=False, workers=1)
-    server.dataplane = VersionedDataPlane(model_registry=server.registered_models)
+    app.add_middleware(GuardMiddleware, max_body=max_body, token=token, body_timeout=body_timeout)
+    logging.getLogger("kserve").addFilter(_QuietClientErrors())
     for model in models:
         model.start_watcher()
-    log.info("serving %s from %s on port %d (auth %s)", ", ".join(by_name), store_uri, port,
-             "on" if token else "off")
+    if discovery and reload_interval > 0:
+        discovery.start()
+    if on_listen:
+        on_listen(models)
+    log.info("serving %s from %s on %s:%d (auth %s)", ", ".join(m.name for m in models), store_uri,
+             host, port, "on" if token else "off")
     server.start(models)

@@ -8,6 +8,7 @@ server maps it to HTTP 400.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -39,18 +40,61 @@ def check_window(array: np.ndarray, sequence_length: int, n_features: int, max_b
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def _check_tensor_header(name: Any, datatype: Any, shape: Any) -> int:
+    """Name, datatype and shape of an input tensor; returns its number of values."""
+    if name != contract.INPUT_NAME:
+        raise BadRequest(f"unknown input {name!r}; the model's input is {contract.INPUT_NAME!r}")
+    if datatype != contract.DATATYPE:
+        raise BadRequest(f"input datatype must be {contract.DATATYPE}, got {datatype!r}")
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise BadRequest(f"shape must be a list of non-negative integers, got {shape!r}")
+    return math.prod(shape)
+
+
+def check_binary_framing(header_length: bytes | str, body: bytes) -> None:
+    """The framing of a v2 binary tensor extension body (``Inference-Header-Content-Length``
+    bytes of JSON, then the tensors' bytes), checked before KServe slices the body with it."""
+    text = header_length.decode("latin-1") if isinstance(header_length, bytes) else header_length
+    if not text.strip().isdigit() or not 0 < int(text) <= len(body):
+        raise BadRequest(
+            f"Inference-Header-Content-Length must be the byte length of the JSON header, an "
+            f"integer between 1 and the body size {len(body)}; got {text[:40]!r}"
+        )
+    n = int(text)
+    try:
+        header = json.loads(body[:n])
+    except ValueError:
+        raise BadRequest(f"the first {n} bytes of the body (Inference-Header-Content-Length) are not JSON") from None
+    inputs = header.get("inputs") if isinstance(header, dict) else None
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+        raise BadRequest('the JSON header must be an object {"inputs": [{"name", "shape", "datatype", ...}]}')
+    total = 0
+    for tensor in inputs:
+        values = _check_tensor_header(tensor.get("name"), tensor.get("datatype"), tensor.get("shape"))
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size != values * 4:
+            raise BadRequest(
+                f"binary_data_size of {tensor['name']!r} is {size!r}; shape {tensor['shape']} of "
+                f"{contract.DATATYPE} needs {values * 4} bytes"
+            )
+        total += size
+    if total != len(body) - n:
+        raise BadRequest(
+            f"the body holds {len(body) - n} bytes after the JSON header but binary_data_size "
+            f"adds up to {total}"
+        )
+
+
 def parse_v2_input(
     name: str, datatype: str, shape: list[int], data: Any, raw: bytes | None,
     sequence_length: int, n_features: int, max_batch: int = DEFAULT_MAX_BATCH,
 ) -> np.ndarray:
     """One v2 input tensor (JSON ``data`` or binary ``raw``) -> validated windows."""
-    if name != contract.INPUT_NAME:
-        raise BadRequest(f"unknown input {name!r}; the model's input is {contract.INPUT_NAME!r}")
-    if datatype != contract.DATATYPE:
-        raise BadRequest(f"input datatype must be {contract.DATATYPE}, got {datatype!r}")
-    if not isinstance(shape, list | tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise BadRequest(f"shape must be a list of non-negative integers, got {shape!r}")
-    expected = math.prod(shape)
+    expected = _check_tensor_header(name, datatype, shape)
     if raw is not None:
         if len(raw) != expected * 4:
             raise BadRequest(f"binary data holds {len(raw)} bytes; shape {list(shape)} needs {expected * 4}")

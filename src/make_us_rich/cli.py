@@ -235,10 +235,17 @@ def cmd_versions(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from make_us_rich.serving.server import serve
 
-    symbols = [x for x in args.symbols.split(",") if x.strip()]
-    print(f"serving {', '.join(symbols)} from {args.store} on http://127.0.0.1:{args.port}", flush=True)
-    serve(args.store, symbols, port=args.port, reload_interval=args.reload_interval,
-          max_batch=args.max_batch, max_body=args.max_body)
+    symbols = [x.strip() for x in args.symbols.split(",") if x.strip()] if args.symbols else None
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    where = " (all interfaces)" if args.host in ("0.0.0.0", "::") else ""
+
+    def announce(models) -> None:
+        print(f"serving {', '.join(m.name for m in models)} from {args.store} on "
+              f"http://{host}:{args.port}{where}", flush=True)
+
+    serve(args.store, symbols, host=args.host, port=args.port, reload_interval=args.reload_interval,
+          max_batch=args.max_batch, max_body=args.max_body, body_timeout=args.body_timeout,
+          on_listen=announce)
     return 0
 
 
@@ -460,12 +467,19 @@ def build_parser() -> argparse.ArgumentParser:
         "are hot-reloaded. Set MKRICH_SERVING_TOKEN to require a bearer token.",
     )
     _add_store_option(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens "
+                   "it to the network, as the container image does)")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
-    p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols (default BTCEUR)")
+    p.add_argument("--symbols", default=None,
+                   help="comma-separated symbols (default: every symbol with an accepted model in "
+                   "the store, and those published later)")
     p.add_argument("--reload-interval", type=float, default=30.0,
                    help="seconds between checks for a new latest model (0: never)")
     p.add_argument("--max-batch", type=int, default=1024, help="largest batch accepted (default 1024)")
     p.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="largest request body in bytes")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a client may take to send a request body (default 30; then 408)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

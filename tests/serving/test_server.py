@@ -53,11 +53,13 @@ def http(method: str, url: str, body=None, headers=None, raw: bytes | None = Non
 class Server:
     """``python -m make_us_rich.serving`` in a subprocess; its output goes to ``self.log``."""
 
-    def __init__(self, store: str | Path, env: dict | None = None, *extra: str) -> None:
+    def __init__(self, store: str | Path, env: dict | None = None, *extra: str, symbols: str | None = "BTCEUR") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "make_us_rich.serving", "--store", str(store), "--symbols",
-               "BTCEUR", "--port", str(self.port), "--reload-interval", "0.2", *extra]
+        cmd = [sys.executable, "-m", "make_us_rich.serving", "--store", str(store),
+               "--port", str(self.port), "--reload-interval", "0.2", *extra]
+        if symbols:
+            cmd += ["--symbols", symbols]
         self.log = Path(tempfile.mkdtemp(prefix="mkrich-server-")) / "server.log"
         self.proc = subprocess.Popen(
             cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
@@ -68,7 +70,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log.read_text()}")
             try:
-                if http("GET", f"{self.url}/v2/models/{NAME}/ready")[0] == 200:
+                if http("GET", f"{self.url}/v2/health/ready")[0] == 200:
                     return
             except (urllib.error.URLError, ConnectionError):
                 pass
@@ -88,25 +90,10 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def store_dir(tmp_path_factory, trained_artifacts):
-    path = tmp_path_factory.mktemp("serving") / "store"
-    ModelStore(path).publish(trained_artifacts, "BTCEUR")
-    return path
-
-
-@pytest.fixture(scope="module")
 def server(store_dir):
     srv = Server(store_dir)
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def windows(sample_btceur):
-    from make_us_rich.preprocessing import extract_features_from_dataset
-
-    feats = extract_features_from_dataset(sample_btceur.tail(40)).to_numpy(np.float32)
-    return np.stack([feats[i : i + 12] for i in range(3)])
 
 
 def test_v2_infer_matches_onnxruntime(server, store_dir, windows):

@@ -9,6 +9,7 @@ from make_us_rich.store.backends import (
 )
 from make_us_rich.store.model_store import (
     DEFAULT_KEEP,
+    MalformedPointer,
     ModelStore,
     PublishError,
     PublishResult,
@@ -18,6 +19,7 @@ from make_us_rich.store.model_store import (
 __all__ = [
     "DEFAULT_KEEP",
     "LocalBackend",
+    "MalformedPointer",
     "ModelStore",
     "ObjectNotFound",
     "PublishError",

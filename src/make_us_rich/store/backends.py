@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -93,6 +94,15 @@ class LocalBackend:
             return []
         keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
         return sorted(k for k in keys if not k.rsplit("/", 1)[-1].startswith("."))
+
+    def remove_stale_temporary(self, older_than: float) -> list[Path]:
+        """Delete the ``.part`` files a killed writer left, once older than ``older_than``
+        seconds (a younger one may belong to a write in progress)."""
+        cutoff = time.time() - older_than
+        stale = [p for p in self.root.rglob(".*.part") if p.is_file() and p.stat().st_mtime <= cutoff]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:

@@ -7,25 +7,36 @@ Layout under the store URI::
                               history.json, model_card.json, *.png
     models/<SYMBOL>/<version>/manifest.json     written last: a version exists once it has one
     models/<SYMBOL>/latest.json                 pointer to the serving version (accepted only)
-    triton/<model_name>/config.pbtxt            Triton config (ONNX Runtime, dynamic batch)
-    triton/<model_name>/<n>/model.onnx          Triton versions 1, 2, 3... (highest is served)
+    triton/<model_name>/config.pbtxt            Triton config, pinned to latest's Triton version
+    triton/<model_name>/<n>/model.onnx          Triton versions 1, 2, 3... (numbers never reused)
 
 An ONNX ``InferenceService`` points its ``storageUri`` at ``<store>/triton``; the URL model name
 is the folder name (``btceur-close``). The config is written explicitly rather than relying on
 Triton's auto-complete, so the served signature is pinned and visible.
 
 Publishing is atomic from a reader's point of view: every object of a version is uploaded and
-verified (read back: size and SHA-256) before ``manifest.json``, then the Triton copy, and only
-then the small ``latest.json`` pointer (one PUT). A failure anywhere leaves the previous
-``latest`` untouched. A model that failed the promotion gate is stored with status
+verified (read back: size and SHA-256) before ``manifest.json``, then the small ``latest.json``
+pointer (one PUT), and only then the Triton view follows the pointer: the copy of the model,
+then ``config.pbtxt`` pinned to that one version (``version_policy: specific``). Whatever step
+a ``kill -9`` interrupts, Triton serves a version ``latest`` points or pointed to, never one the
+gate and the pointer did not choose; the next publish repairs the view
+(:meth:`ModelStore.sync_triton`). The pointer also lists the versions promoted before it
+(``promoted``), so a version whose publish died before the pointer is listed as
+``incomplete``, not ``accepted``. A model that failed the promotion gate is stored with status
 ``rejected`` and never becomes ``latest`` nor reaches the Triton view.
+
+Debris of interrupted publishes (versions without a manifest or never promoted, stale ``.part``
+files of the local backend) never counts for retention and is removed by a later publish once
+older than ``stale_after`` seconds (a younger one may be a publish still running).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +53,10 @@ REQUIRED_FILES = (
 )
 OPTIONAL_FILES = ("training_curves.png", "predictions.png")
 DEFAULT_KEEP = 10
+DEFAULT_STALE_AFTER = 3600.0
+#: Test hook: ``MKRICH_TEST_KILL_AT=<point>`` makes ``publish`` SIGKILL its own process at that
+#: point (see ``_checkpoint``), so tests interrupt a real ``mkrich publish`` where they choose.
+KILL_AT_ENV = "MKRICH_TEST_KILL_AT"
 #: ``<UTC publish time to the microsecond>-<first 8 hex of the model's SHA-256>``: unique,
 #: sortable, and telling which model it holds, e.g. ``20231231T230512.123456Z-5de49751``.
 _VERSION_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}$")
@@ -49,6 +64,10 @@ _VERSION_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}$")
 
 class PublishError(MakeUsRichError, RuntimeError):
     """Publishing failed; the previous ``latest`` is untouched."""
+
+
+class MalformedPointer(StoreError):
+    """``latest.json`` exists but cannot be used (hand-edited, truncated, foreign)."""
 
 
 @dataclass
@@ -67,8 +86,42 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def triton_config(model_name: str, sequence_length: int, n_features: int) -> str:
-    """Triton ``config.pbtxt`` for the ONNX forecaster (batch dimension inside dims: -1)."""
+def _checkpoint(point: str) -> None:
+    if os.environ.get(KILL_AT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _version_time(version: str) -> float:
+    return datetime.strptime(version[:23], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def check_pointer(pointer: Any, symbol: str, where: str) -> dict[str, Any]:
+    """A ``latest.json`` as the server and the CLI need it, or :class:`StoreError` saying what
+    is wrong with it (read from ``where``) and how to repair it."""
+    problem = None
+    if not isinstance(pointer, dict):
+        problem = "it is not a JSON object"
+    elif not isinstance(pointer.get("version"), str) or not _VERSION_RE.match(pointer["version"]):
+        problem = f"'version' is {pointer.get('version')!r}, not a version name"
+    elif pointer.get("symbol") != symbol:
+        problem = f"'symbol' is {pointer.get('symbol')!r}, not {symbol!r}"
+    elif not isinstance(pointer.get("checksums"), dict) or not isinstance(
+        pointer["checksums"].get(contract.MODEL_FILE), str
+    ):
+        problem = f"'checksums' lacks {contract.MODEL_FILE}"
+    elif not isinstance(pointer.get("sequence_length"), int) or pointer["sequence_length"] < 1:
+        problem = f"'sequence_length' is {pointer.get('sequence_length')!r}"
+    elif not isinstance(pointer.get("features"), list) or not pointer["features"]:
+        problem = "'features' is not a non-empty list"
+    if problem:
+        raise MalformedPointer(f"{where} is malformed: {problem}; publish a model again (mkrich publish) to rewrite it")
+    return pointer
+
+
+def triton_config(model_name: str, sequence_length: int, n_features: int, version: int | None = None) -> str:
+    """Triton ``config.pbtxt`` for the ONNX forecaster (batch dimension inside dims: -1); with
+    ``version``, Triton serves that version only, whatever other folders exist."""
+    policy = f"specific: {{ versions: [ {version} ] }}" if version else "latest: { num_versions: 1 }"
     return (
         f'name: "{model_name}"\n'
         'platform: "onnxruntime_onnx"\n'
@@ -79,18 +132,21 @@ def triton_config(model_name: str, sequence_length: int, n_features: int) -> str
         "output [\n"
         f'  {{ name: "{contract.OUTPUT_NAME}" data_type: TYPE_FP32 dims: [ -1, 1 ] }}\n'
         "]\n"
-        "version_policy: { latest: { num_versions: 1 } }\n"
+        f"version_policy: {{ {policy} }}\n"
     )
 
 
 class ModelStore:
     """Publish and read models. ``ModelStore("runs/store")``, ``ModelStore("s3://models/mkrich")``."""
 
-    def __init__(self, uri: str | Path | Backend, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(
+        self, uri: str | Path | Backend, keep: int = DEFAULT_KEEP, stale_after: float = DEFAULT_STALE_AFTER
+    ) -> None:
         self.backend: Backend = uri if hasattr(uri, "put") else open_backend(uri)  # type: ignore[arg-type]
         if keep < 1:
             raise ConfigError(f"keep must be >= 1 (versions to retain), got {keep}")
         self.keep = keep
+        self.stale_after = stale_after
 
     @property
     def uri(self) -> str:
@@ -116,22 +172,58 @@ class ModelStore:
 
     # ------------------------------------------------------------------ reading
     def latest(self, symbol: str) -> dict[str, Any] | None:
-        """The ``latest.json`` pointer of ``symbol``, or ``None`` before the first accepted model."""
+        """The ``latest.json`` pointer of ``symbol``, or ``None`` before the first accepted model;
+        :class:`StoreError` when it is malformed."""
+        key = self._latest_key(symbol)
         try:
-            return json.loads(self.backend.get(self._latest_key(symbol)))
+            raw = self.backend.get(key)
         except ObjectNotFound:
             return None
+        where = f"{self.uri}/{key}"
+        try:
+            pointer = json.loads(raw)
+        except ValueError as exc:
+            raise MalformedPointer(f"{where} is not valid JSON ({exc}); publish a model again (mkrich publish) to rewrite it") from None
+        return check_pointer(pointer, self._sym(symbol), where)
+
+    def _latest_or_none(self, symbol: str) -> dict[str, Any] | None:
+        """The pointer for publishing: a malformed one is replaced, not an obstacle."""
+        try:
+            return self.latest(symbol)
+        except MalformedPointer:
+            return None
+
+    def symbols(self) -> list[str]:
+        """Symbols that have a ``latest`` (an accepted model to serve)."""
+        return sorted(
+            parts[1] for k in self.backend.list("models")
+            if len(parts := k.split("/")) == 3 and parts[2] == "latest.json"
+        )
 
     def manifest(self, symbol: str, version: str) -> dict[str, Any]:
         return json.loads(self.backend.get(self._version_key(symbol, version, "manifest.json")))
 
+    def _by_version(self, symbol: str) -> dict[str, list[str]]:
+        by_version: dict[str, list[str]] = {}
+        for k in self.backend.list(f"models/{self._sym(symbol)}"):
+            parts = k.split("/")
+            if len(parts) >= 4 and _VERSION_RE.match(parts[2]):
+                by_version.setdefault(parts[2], []).append(k)
+        return by_version
+
     def versions(self, symbol: str) -> list[dict[str, Any]]:
-        """Complete versions (those with a manifest), oldest first."""
-        prefix = f"models/{self._sym(symbol)}"
-        found = sorted(
-            {k.split("/")[2] for k in self.backend.list(prefix) if k.endswith("/manifest.json")}
-        )
-        return [self.manifest(symbol, v) for v in found if _VERSION_RE.match(v)]
+        """Versions with a manifest, oldest first. An accepted version that never became latest
+        (its publish was interrupted before the pointer) has status ``incomplete``."""
+        pointer = self._latest_or_none(symbol)
+        found = sorted(v for v, keys in self._by_version(symbol).items() if self._has_manifest(symbol, v, keys))
+        manifests = [self.manifest(symbol, v) for v in found]
+        for m in manifests:
+            if m["status"] == "accepted" and not _promoted(m["version"], pointer):
+                m["status"] = "incomplete"
+        return manifests
+
+    def _has_manifest(self, symbol: str, version: str, keys: list[str]) -> bool:
+        return self._version_key(symbol, version, "manifest.json") in keys
 
     def read(self, symbol: str, version: str, name: str, sha256: str | None = None) -> bytes:
         """One artifact of a version, checked against ``sha256`` when given."""
@@ -189,10 +281,12 @@ class ModelStore:
         try:
             if self.backend.list(self._version_key(sym, version)):
                 raise PublishError(f"version {version} already exists; versions are immutable")
+            previous = self._latest_or_none(sym)
             uploaded = {
                 name: self._put_verified(self._version_key(sym, version, name), data)
                 for name, data in files.items()
             }
+            _checkpoint("files")
             triton_version = self._next_triton_version(sym, model_name) if accepted else None
             manifest = {
                 "symbol": sym,
@@ -208,10 +302,12 @@ class ModelStore:
                 "files": uploaded,
             }
             put(self._version_key(sym, version, "manifest.json"), _json_bytes(manifest))
+            _checkpoint("manifest")
             if accepted:
-                config = triton_config(model_name, card["sequence_length"], len(card["features"]))
-                self._put_if_changed(f"triton/{model_name}/config.pbtxt", config.encode())
-                put(f"triton/{model_name}/{triton_version}/model.onnx", files["model.onnx"])
+                complete = {m["version"] for m in self.versions(sym)}
+                promoted = [] if previous is None else [
+                    v for v in [*previous.get("promoted", []), previous["version"]] if v in complete
+                ]
                 pointer = {
                     "symbol": sym,
                     "version": version,
@@ -222,13 +318,14 @@ class ModelStore:
                     "features": card["features"],
                     "checksums": {n: u["sha256"] for n, u in uploaded.items()},
                     "metrics": metrics.get("test"),
+                    "promoted": promoted,
                 }
                 self._put_verified(self._latest_key(sym), _json_bytes(pointer))
+                _checkpoint("pointer")
         except (StoreError, PublishError) as exc:
-            # Take back the manifest and the Triton copy (best effort), so that neither readers
-            # of `versions` nor Triton (which serves the highest version) see a model that never
-            # became latest. The artifacts without a manifest are an incomplete version: ignored,
-            # and removed by retention.
+            # Take back the manifest (best effort), so that readers of `versions` do not see a
+            # model that never became latest. The artifacts without a manifest are an
+            # incomplete version: ignored, and removed once stale.
             try:
                 self.backend.delete(list(reversed(written)))
             except StoreError:
@@ -265,42 +362,64 @@ class ModelStore:
             if len(parts := k.split("/")) == 4 and parts[2].isdigit()
         ]
         numbers += [m["triton_version"] for m in self.versions(symbol) if m.get("triton_version")]
-        pointer = self.latest(symbol)
+        pointer = self._latest_or_none(symbol)
         if pointer and pointer.get("triton_version"):
             numbers.append(int(pointer["triton_version"]))
         return max(numbers, default=0) + 1
 
-    def prune(self, symbol: str) -> list[str]:
-        """Keep the newest ``keep`` versions (complete or not) and always the ``latest`` one;
-        remove the rest, with their Triton copies. Returns the removed versions."""
+    def sync_triton(self, symbol: str) -> None:
+        """Make the Triton view follow ``latest``: its copy first, then ``config.pbtxt`` pinned
+        to it, then remove every other folder but those of retained promoted versions. Each
+        step leaves a view that serves the current or the previous latest, so a kill anywhere
+        is harmless and the next call finishes the job."""
         sym = self._sym(symbol)
-        keys = self.backend.list(f"models/{sym}")
-        by_version: dict[str, list[str]] = {}
-        for k in keys:
-            parts = k.split("/")
-            if len(parts) >= 4 and _VERSION_RE.match(parts[2]):
-                by_version.setdefault(parts[2], []).append(k)
-        pointer = self.latest(sym)
-        protected = {pointer["version"]} if pointer else set()
-        serving_n = pointer.get("triton_version") if pointer else None
-        ordered = sorted(by_version)
-        doomed = [v for v in ordered[: max(0, len(ordered) - self.keep)] if v not in protected]
+        pointer = self._latest_or_none(sym)
+        if pointer is None or not pointer.get("triton_version"):
+            return
         model_name = contract.model_name(sym)
+        n = int(pointer["triton_version"])
+        model = self.read(sym, pointer["version"], contract.MODEL_FILE, pointer["checksums"][contract.MODEL_FILE])
+        self._put_if_changed(f"triton/{model_name}/{n}/{contract.MODEL_FILE}", model)
+        _checkpoint("triton-copy")
+        config = triton_config(model_name, pointer["sequence_length"], len(pointer["features"]), n)
+        self._put_if_changed(f"triton/{model_name}/config.pbtxt", config.encode())
+        _checkpoint("triton-config")
+        keep = {n} | {m["triton_version"] for m in self.versions(sym) if m["status"] == "accepted"}
+        self.backend.delete([
+            k for k in self.backend.list(f"triton/{model_name}")
+            if len(parts := k.split("/")) == 4 and (not parts[2].isdigit() or int(parts[2]) not in keep)
+        ])
+
+    def prune(self, symbol: str) -> list[str]:
+        """Keep the newest ``keep`` complete versions and always the ``latest`` one; remove the
+        rest, and the debris of interrupted publishes once stale; then sync the Triton view.
+        Returns the removed versions."""
+        sym = self._sym(symbol)
+        by_version = self._by_version(sym)
+        pointer = self._latest_or_none(sym)
+        status = {m["version"]: m["status"] for m in self.versions(sym)}
+        complete = sorted(v for v, s in status.items() if s in ("accepted", "rejected"))
+        cutoff = datetime.now(UTC).timestamp() - self.stale_after
+        debris = [v for v in by_version if v not in complete and _version_time(v) < cutoff]
+        old = complete[: max(0, len(complete) - self.keep)]
+        doomed = sorted(v for v in {*old, *debris} if not (pointer and v == pointer["version"]))
         for version in doomed:
-            manifest = None
-            if f"models/{sym}/{version}/manifest.json" in by_version[version]:
-                manifest = self.manifest(sym, version)
             self.backend.delete(by_version[version])
-            triton_n = manifest.get("triton_version") if manifest else None
-            if triton_n and triton_n != serving_n:
-                key = f"triton/{model_name}/{triton_n}/model.onnx"
-                try:  # only the copy of *this* model, never one that reused the number
-                    same = _sha256(self.backend.get(key)) == manifest["files"]["model.onnx"]["sha256"]
-                except ObjectNotFound:
-                    same = False
-                if same:
-                    self.backend.delete([key])
+        clean = getattr(self.backend, "remove_stale_temporary", None)
+        if clean is not None:
+            clean(self.stale_after)
+        self.sync_triton(sym)
         return doomed
+
+
+def _promoted(version: str, pointer: dict[str, Any] | None) -> bool:
+    """Whether ``version`` ever was latest. Pointers written before the ``promoted`` list existed
+    vouch for every version up to theirs."""
+    if pointer is None:
+        return False
+    if "promoted" not in pointer:
+        return version <= pointer["version"]
+    return version == pointer["version"] or version in pointer["promoted"]
 
 
 def _json_bytes(payload: Any) -> bytes:

@@ -1,0 +1,25 @@
+"""Fixtures shared by the serving tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from make_us_rich.store import ModelStore
+
+
+@pytest.fixture(scope="session")
+def windows(sample_btceur):
+    """Three real feature windows of 12 hours from the end of the BTCEUR sample."""
+    from make_us_rich.preprocessing import extract_features_from_dataset
+
+    feats = extract_features_from_dataset(sample_btceur.tail(40)).to_numpy(np.float32)
+    return np.stack([feats[i : i + 12] for i in range(3)])
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory, trained_artifacts):
+    """A local store with one published BTCEUR model, one per test module."""
+    path = tmp_path_factory.mktemp("serving") / "store"
+    ModelStore(path).publish(trained_artifacts, "BTCEUR")
+    return path

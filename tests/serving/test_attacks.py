@@ -1,0 +1,340 @@
+"""Replay of the adversarial test of issue 9 against the real KServe ModelServer on loopback:
+repository routes, malformed and oversized bodies, the binary tensor extension with garbage
+framing, a body that stops arriving, a flood of bad requests, a malformed ``latest.json`` during
+hot reload and at start, symbols published after the start. Bounded in count and time."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.client import HTTPConnection
+
+import psutil
+import pytest
+from test_server import NAME, Server, http
+
+from make_us_rich.predict_client import v2_request
+from make_us_rich.store import ModelStore
+from make_us_rich.store.model_store import _sha256
+
+pytest.importorskip("kserve")
+
+TOKEN = "t0ken-for-tests"
+
+
+@pytest.fixture(scope="module")
+def server(store_dir):
+    srv = Server(store_dir, {"MKRICH_SERVING_TOKEN": TOKEN}, "--max-body", "200000", "--body-timeout", "1")
+    yield srv
+    srv.stop()
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def infer(srv, windows):
+    return http("POST", f"{srv.url}/v2/models/{NAME}/infer", v2_request(windows), headers=AUTH)
+
+
+def test_repository_routes_are_off_with_or_without_the_token(server, windows):
+    for action in ("unload", "load", "unload"):
+        for headers in ({}, AUTH):
+            status, body = http("POST", f"{server.url}/v2/repository/models/{NAME}/{action}", {}, headers=headers)
+            assert status == 403 and "repository API is disabled" in body["error"]
+    assert infer(server, windows)[0] == 200
+    assert http("GET", f"{server.url}/v2/health/ready") == (200, {"ready": True})
+    model = http("GET", f"{server.url}/mkrich/status")[1]["models"][0]
+    assert model["version"] and model["reload"]["state"] == "running"
+
+
+def binary_request(windows, json_extra=None, size=None):
+    raw = windows.astype("<f4").tobytes()
+    tensor = {"name": "window", "shape": list(windows.shape), "datatype": "FP32",
+              "parameters": {"binary_data_size": len(raw) if size is None else size}}
+    header = json.dumps({"inputs": [tensor], **(json_extra or {})}).encode()
+    return header, raw
+
+
+@pytest.mark.parametrize("case, message", [
+    ("header-abc", "Inference-Header-Content-Length must be"),
+    ("header-zero", "Inference-Header-Content-Length must be"),
+    ("header-beyond-body", "Inference-Header-Content-Length must be"),
+    ("size-mismatch", "binary_data_size of 'window' is 4"),
+    ("size-zero", "binary_data_size of 'window' is 0"),
+    ("size-string", "binary_data_size of 'window' is 'x'"),
+    ("trailing-bytes", "adds up to"),
+    ("header-not-json", "are not JSON"),
+    ("no-inputs", '{"inputs"'),
+])
+def test_binary_extension_garbage_is_400(server, windows, case, message):
+    header, raw = binary_request(windows, size={"size-mismatch": 4, "size-zero": 0, "size-string": "x"}.get(case))
+    length = str(len(header))
+    body = header + raw
+    if case == "header-abc":
+        length = "abc"
+    elif case == "header-zero":
+        length = "0"
+    elif case == "header-beyond-body":
+        length = str(len(body) + 1)
+    elif case == "trailing-bytes":
+        body += b"\x00" * 8
+    elif case == "header-not-json":
+        length = "5"
+    elif case == "no-inputs":
+        header = b'{"x": 1}'
+        body, length = header + raw, str(len(header))
+    status, answer = http("POST", f"{server.url}/v2/models/{NAME}/infer", raw=body,
+                          headers={**AUTH, "Inference-Header-Content-Length": length,
+                                   "Content-Type": "application/octet-stream"})
+    assert status == 400 and message in answer["error"], (status, answer)
+    assert "Exception in ASGI application" not in server.log.read_text()
+
+
+def test_binary_extension_well_formed_is_served(server, windows):
+    header, raw = binary_request(windows)
+    status, answer = http("POST", f"{server.url}/v2/models/{NAME}/infer", raw=header + raw,
+                          headers={**AUTH, "Inference-Header-Content-Length": str(len(header)),
+                                   "Content-Type": "application/octet-stream"})
+    assert status == 200 and answer["outputs"][0]["shape"] == [len(windows), 1], answer
+    assert answer["outputs"][0]["data"] == pytest.approx(infer(server, windows)[1]["outputs"][0]["data"])
+
+
+def test_chunked_body_over_the_limit_is_413(server):
+    conn = HTTPConnection("127.0.0.1", server.port, timeout=10)
+    chunks = (b'{"inputs": [' + b"1.0," * 2500 for _ in range(40))  # ~400 kB > --max-body 200000
+    conn.request("POST", f"/v2/models/{NAME}/infer", body=chunks, encode_chunked=True,
+                 headers={**AUTH, "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 413 and b"request body over 200000 bytes" in response.read()
+    conn.close()
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(server, windows):
+    body = json.dumps(v2_request(windows)).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v2/models/{NAME}/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:20]
+        )
+        answer = b""
+        for i in range(20, 60):  # slowloris: one byte at a time, well within the 10 s bound
+            sock.sendall(body[i : i + 1])
+            sock.settimeout(0.25)
+            try:
+                answer += sock.recv(4096)
+            except TimeoutError:
+                continue
+            if answer:
+                break
+        sock.settimeout(10)
+        while chunk := sock.recv(4096):  # the server closes the connection
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"not received within 1 s" in answer
+    assert infer(server, windows)[0] == 200
+
+
+def test_a_flood_of_bad_requests_logs_one_short_line_each_at_most(server, windows):
+    before = len(server.log.read_text().splitlines())
+    bad = {"inputs": [{"name": "window", "shape": [1, 12, 10], "datatype": "FP32", "data": [1.0]}]}
+    n = 120
+
+    def shoot(k):
+        for _ in range(k):
+            assert http("POST", f"{server.url}/v2/models/{NAME}/infer", bad, headers=AUTH)[0] == 400
+
+    threads = [threading.Thread(target=shoot, args=(n // 4,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = server.log.read_text().splitlines()[before:]
+    assert not any("Traceback" in line for line in lines)
+    rejected = [line for line in lines if "rejected POST" in line]
+    assert 1 <= len(rejected) <= n and len(lines) <= 3 * n
+    assert f"/v2/models/{NAME}/infer: 400 data holds 1 value(s)" in rejected[0]
+    assert infer(server, windows)[0] == 200
+
+
+def test_listens_on_loopback_and_says_so(server):
+    listening = [c.laddr for c in psutil.Process(server.proc.pid).connections("inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert listening and all(addr.ip == "127.0.0.1" for addr in listening)
+    assert f"on http://127.0.0.1:{server.port}" in server.log.read_text()
+
+
+def test_malformed_latest_during_hot_reload_then_a_real_publish(tmp_path, trained_artifacts, windows):
+    path = tmp_path / "store"
+    store = ModelStore(path)
+    first = store.publish(trained_artifacts, "BTCEUR")
+    srv = Server(path)
+
+    def status():
+        return http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]
+
+    def wait_for(predicate):
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            current = status()
+            if predicate(current):
+                return current
+            time.sleep(0.1)
+        pytest.fail(f"status never matched: {current}")
+
+    try:
+        good = store.backend.get("models/BTCEUR/latest.json")
+        for garbage, message in [(b"{}", "'version' is None"), (b"not json", "is not valid JSON"),
+                                 (b"[1]", "it is not a JSON object")]:
+            store.backend.put("models/BTCEUR/latest.json", garbage)
+            model = wait_for(lambda m, message=message: message in (m["last_reload_error"] or ""))
+            assert model["version"] == first.version and model["reload"]["state"] == "running"
+            assert srv.infer(windows)[1]["model_version"] == first.version
+            assert http("GET", f"{srv.url}/v2/health/ready")[0] == 200
+        store.backend.put("models/BTCEUR/latest.json", good)
+        wait_for(lambda m: m["last_reload_error"] is None)  # cleared once a poll succeeds
+        second = store.publish(trained_artifacts, "BTCEUR")
+        model = wait_for(lambda m: m["version"] == second.version)
+        assert model["last_reload_error"] is None and model["reload"]["failures"] >= 3
+        assert srv.infer(windows)[1]["model_version"] == second.version
+        log = srv.log.read_text()
+        assert log.count("still serving") == 3  # one line per new cause, not one per poll
+    finally:
+        srv.stop()
+
+
+def test_invalid_latest_at_start_is_one_line_and_exit_2(tmp_path):
+    path = tmp_path / "store"
+    ModelStore(path).backend.put("models/BTCEUR/latest.json", b"{}")
+    proc = subprocess.run([sys.executable, "-m", "make_us_rich.serving", "--store", str(path), "--symbols",
+                           "BTCEUR", "--port", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and "latest.json is malformed" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def btcusdt_artifacts(tmp_path_factory, tiny_config):
+    pytest.importorskip("tensorflow")
+    from make_us_rich.training.workflow import train_symbol
+
+    out = tmp_path_factory.mktemp("artifacts") / "btcusdt"
+    # a wide gate: the test needs a second accepted symbol, not a good model
+    train_symbol("sample", "BTCUSDT", out, tiny_config, days=25, gate_tolerance=10.0)
+    return out
+
+
+def test_without_symbols_every_symbol_of_the_store_is_served_and_later_ones_too(
+    tmp_path, trained_artifacts, btcusdt_artifacts, windows
+):
+    path = tmp_path / "store"
+    store = ModelStore(path)
+    store.publish(btcusdt_artifacts, "BTCUSDT")
+    srv = Server(path, None, symbols=None)
+    try:
+        assert "serving btcusdt-close from" in srv.log.read_text()
+        body = v2_request(windows)
+        assert http("POST", f"{srv.url}/v2/models/btcusdt-close/infer", body)[0] == 200
+        assert http("POST", f"{srv.url}/v2/models/{NAME}/infer", body)[0] == 404
+        published = store.publish(trained_artifacts, "BTCEUR")
+        deadline = time.time() + 30
+        while time.time() < deadline and http("POST", f"{srv.url}/v2/models/{NAME}/infer", body)[0] != 200:
+            time.sleep(0.2)
+        status, answer = http("POST", f"{srv.url}/v2/models/{NAME}/infer", body)
+        assert status == 200 and answer["model_version"] == published.version
+        names = {m["model"] for m in http("GET", f"{srv.url}/mkrich/status")[1]["models"]}
+        assert names == {"btcusdt-close", NAME}
+        assert http("GET", f"{srv.url}/v2/health/ready")[0] == 200
+    finally:
+        srv.stop()
+
+
+def test_a_poll_that_hangs_is_reported_stalled_then_recovers(tmp_path, trained_artifacts):
+    """In process, on a real local store whose latest.json is swapped for a FIFO: reading it
+    blocks like a store that stopped answering."""
+    from make_us_rich.serving.predictor import ForecastModel
+
+    path = tmp_path / "store"
+    store = ModelStore(path)
+    store.publish(trained_artifacts, "BTCEUR")
+    latest = path / "models" / "BTCEUR" / "latest.json"
+    good = latest.read_bytes()
+    model = ForecastModel("BTCEUR", store, reload_interval=0.05, stall_after=0.3)
+    model.load()
+    assert model.reload_state() == "off"
+    model.start_watcher()
+    try:
+        fifo = latest.with_name("fifo")
+        os.mkfifo(fifo)
+        os.replace(fifo, latest)
+        deadline = time.time() + 10
+        while time.time() < deadline and model.reload_state() != "stalled":
+            time.sleep(0.05)
+        assert model.status()["reload"]["state"] == "stalled"
+        (latest.parent / "tmp").write_bytes(good)
+        writer = os.open(latest, os.O_WRONLY)  # the poll is blocked opening it for reading
+        os.replace(latest.parent / "tmp", latest)
+        os.write(writer, good)
+        os.close(writer)
+        while time.time() < deadline and model.reload_state() != "running":
+            time.sleep(0.05)
+        assert model.reload_state() == "running" and model.last_reload_error is None
+    finally:
+        model.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the kill itself
+def test_a_reload_thread_that_dies_is_reported_dead(tmp_path, trained_artifacts):
+    """The loop survives every Exception; what can still end the thread (a BaseException raised
+    into it asynchronously, here SystemExit) must show as ``dead``, not as a silent stale model."""
+    import ctypes
+
+    from make_us_rich.serving.predictor import ForecastModel
+
+    store = ModelStore(tmp_path / "store")
+    store.publish(trained_artifacts, "BTCEUR")
+    model = ForecastModel("BTCEUR", store, reload_interval=0.05)
+    model.load()
+    model.start_watcher()
+    try:
+        assert model.reload_state() == "running"
+        thread = model._watcher
+        assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)) == 1
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        assert model.reload_state() == "dead" and model.status()["reload"]["state"] == "dead"
+    finally:
+        model.stop()
+    assert model.reload_state() != "dead"  # a stopped model is not reported dead
+
+
+def test_a_store_error_while_loading_a_new_version_is_retried(tmp_path, trained_artifacts):
+    """A new version whose model cannot be read yet (store hiccup) is loaded at a later poll;
+    a version whose model is broken is refused once and not reloaded at every poll."""
+    from make_us_rich.serving.predictor import ForecastModel
+
+    store = ModelStore(tmp_path / "store")
+    first = store.publish(trained_artifacts, "BTCEUR")
+    model = ForecastModel("BTCEUR", store, reload_interval=0)
+    model.load()
+    second = store.publish(trained_artifacts, "BTCEUR")
+    key = f"models/BTCEUR/{second.version}/model.onnx"
+    onnx = store.backend.get(key)
+    store.backend.delete([key])
+    assert not model.check_for_update() and "no object" in model.last_reload_error
+    store.backend.put(key, onnx)
+    assert model.check_for_update() and model.current.version == second.version
+    assert model.last_reload_error is None and first.version != second.version
+
+    third = store.publish(trained_artifacts, "BTCEUR")
+    pointer = store.latest("BTCEUR")
+    store.backend.put(f"models/BTCEUR/{third.version}/model.onnx", b"not onnx")
+    pointer["checksums"]["model.onnx"] = _sha256(b"not onnx")
+    store.backend.put("models/BTCEUR/latest.json", json.dumps(pointer).encode())
+    assert not model.check_for_update() and "refused version" in model.last_reload_error
+    assert not model.check_for_update() and model.poll_failures == 2  # no reload attempt
+    assert model.current.version == second.version and model._refused[0] == pointer
