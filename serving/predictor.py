@@ -27,16 +27,15 @@ from typing import Any
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
+
+from make_us_rich import contract
+from make_us_rich.inference import check_signature, onnx_session, predict_all
 from make_us_rich.serving.tensors import (
     DEFAULT_MAX_BATCH,
     BadRequest,
     parse_v1_body,
     parse_v2_input,
 )
-
-from make_us_rich import contract
-from make_us_rich.inference import check_signature, onnx_session
-from make_us_rich.inference import predict as onnx_predict
 from make_us_rich.store import ModelStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -63,9 +62,11 @@ def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = 
     session = onnx_session(data)
     seq_len, n_features = int(pointer["sequence_length"]), len(pointer["features"])
     check_signature(session, seq_len, n_features)
-    probe = onnx_predict(session, np.ones((2, seq_len, n_features), dtype=np.float32))
-    if probe.shape != (2, 1) or not np.isfinite(probe).all():
-        raise ValueError(f"model {version} answers a probe window with {probe.tolist()}")
+    probe = predict_all(session, np.ones((2, seq_len, n_features), dtype=np.float32))
+    for t in contract.OUTPUTS:
+        expected = [2, *t.dims(seq_len, n_features)[1:]]
+        if list(probe[t.name].shape) != expected or not np.isfinite(probe[t.name]).all():
+            raise ValueError(f"model {version} answers a probe window with {t.name}={probe[t.name].tolist()}")
     return LoadedModel(symbol, version, pointer.get("triton_version"), seq_len, n_features, session)
 
 
@@ -213,7 +214,8 @@ class ForecastModel(Model):
         return [{"name": contract.INPUT_NAME, "datatype": contract.DATATYPE, "shape": shape}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [{"name": contract.OUTPUT_NAME, "datatype": contract.DATATYPE, "shape": [-1, 1]}]
+        m = self.current
+        return [t.spec(m.sequence_length if m else -1, m.n_features if m else -1) for t in contract.OUTPUTS]
 
     # -- inference
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> _Prepared:
@@ -242,17 +244,24 @@ class ForecastModel(Model):
             raise InvalidInput(str(exc)) from None
 
     def predict(self, payload: _Prepared, headers: dict[str, str] | None = None):
-        return payload, onnx_predict(payload.model.session, payload.windows)
+        return payload, predict_all(payload.model.session, payload.windows)
 
     def postprocess(self, result, headers: dict[str, str] | None = None):
-        prepared, out = result
+        """v2: every output of the contract; v1: ``predictions`` (the point forecast, one per
+        window) and each further output under its own name."""
+        prepared, outputs = result
         if prepared.v2:
-            output = InferOutput(name=contract.OUTPUT_NAME, shape=list(out.shape), datatype=contract.DATATYPE)
-            output.set_data_from_numpy(out, binary_data=False)
+            infer_outputs = []
+            for name, out in outputs.items():
+                output = InferOutput(name=name, shape=list(out.shape), datatype=contract.DATATYPE)
+                output.set_data_from_numpy(out, binary_data=False)
+                infer_outputs.append(output)
             return InferResponse(
                 response_id=prepared.request_id or str(uuid.uuid4()),
                 model_name=self.name,
                 model_version=prepared.model.version,
-                infer_outputs=[output],
+                infer_outputs=infer_outputs,
             )
-        return {"predictions": out[:, 0].tolist(), "model_version": prepared.model.version}
+        answer = {"predictions": outputs[contract.OUTPUT_NAME][:, 0].tolist()}
+        answer.update({n: o.tolist() for n, o in outputs.items() if n != contract.OUTPUT_NAME})
+        return {**answer, "model_version": prepared.model.version}

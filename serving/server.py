@@ -18,10 +18,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from make_us_rich.serving.tensors import DEFAULT_MAX_BATCH, BadRequest, check_binary_framing
-
 from make_us_rich.data import normalize_symbol
 from make_us_rich.errors import ConfigError
+from make_us_rich.serving.tensors import DEFAULT_MAX_BATCH, BadRequest, check_binary_framing
 from make_us_rich.store import ModelStore, StoreError
 
 log = logging.getLogger(__name__)

@@ -450,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifacts", help="folder written by `mkrich train --out`")
     p.add_argument("--symbol", required=True, help="trading pair of the model, e.g. BTCEUR")
     _add_store_option(p)
-    p.add_argument("--keep", type=int, default=10, help="versions to retain per symbol (default 10)")
+    keep = BY_NAME["keep"]
+    p.add_argument("--keep", type=int, default=keep.default, help=f"{keep.help} (default {keep.default})")
     p.add_argument("--fail-on-reject", action="store_true", help="exit 3 when the gate rejected the model")
     p.set_defaults(func=cmd_publish)
 

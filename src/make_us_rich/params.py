@@ -13,10 +13,9 @@ import argparse
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
+from make_us_rich.store.model_store import DEFAULT_KEEP
 from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.evaluate import DEFAULT_TOLERANCE
-
-DEFAULT_KEEP = 10
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Object storage backends for the model store: a local folder (the embedded default) and
 S3-compatible storage (MinIO, AWS S3, ...) through boto3.
 
-Both speak the same tiny protocol over ``/``-separated keys: put, get, exists, list, delete.
+Both speak the same tiny protocol over ``/``-separated keys: put, get, list, delete.
 A ``put`` is atomic for readers (local: write to a temp file then rename; S3: one PUT).
 
 S3 settings come from the usual AWS environment, so the same code talks to MinIO and AWS:
@@ -14,13 +14,13 @@ verification off for self-signed test endpoints. Credentials are never logged.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
 from make_us_rich.errors import ConfigError, MakeUsRichError
+from make_us_rich.io import atomic_write_bytes
 
 
 class StoreError(MakeUsRichError, RuntimeError):
@@ -37,7 +37,6 @@ class Backend(Protocol):
 
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
-    def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def delete(self, keys: list[str]) -> None: ...
 
@@ -62,19 +61,10 @@ class LocalBackend:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, data, suffix=".part", fsync=True)
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc}") from exc
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -84,9 +74,6 @@ class LocalBackend:
             raise ObjectNotFound(f"no object {key!r} in {self.uri}") from None
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[str]:
         base = self.root.joinpath(*[p for p in prefix.split("/") if p])
@@ -175,17 +162,6 @@ class S3Backend:
             return self._client.get_object(Bucket=self.bucket, Key=full)["Body"].read()
         except Exception as exc:
             raise self._fail("reading", key, exc) from exc
-
-    def exists(self, key: str) -> bool:
-        full = self._key(key)
-        try:
-            self._client.head_object(Bucket=self.bucket, Key=full)
-            return True
-        except Exception as exc:
-            err = self._fail("checking", key, exc)
-            if isinstance(err, ObjectNotFound):
-                return False
-            raise err from exc
 
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix.strip("/")) + "/" if prefix.strip("/") else (self.prefix + "/" if self.prefix else "")

@@ -48,10 +48,8 @@ from make_us_rich.errors import ConfigError, MakeUsRichError
 from make_us_rich.store.backends import Backend, ObjectNotFound, StoreError, open_backend
 
 #: Files a published version must contain (what ``mkrich train --out`` writes).
-REQUIRED_FILES = (
-    "model.onnx", "scaler.pkl", "scaler.json", "metrics.json", "history.json", "model_card.json",
-)
-OPTIONAL_FILES = ("training_curves.png", "predictions.png")
+REQUIRED_FILES = contract.REQUIRED_FILES
+OPTIONAL_FILES = contract.OPTIONAL_FILES
 DEFAULT_KEEP = 10
 DEFAULT_STALE_AFTER = 3600.0
 #: Test hook: ``MKRICH_TEST_KILL_AT=<point>`` makes ``publish`` SIGKILL its own process at that
@@ -119,21 +117,10 @@ def check_pointer(pointer: Any, symbol: str, where: str) -> dict[str, Any]:
 
 
 def triton_config(model_name: str, sequence_length: int, n_features: int, version: int | None = None) -> str:
-    """Triton ``config.pbtxt`` for the ONNX forecaster (batch dimension inside dims: -1); with
+    """Triton ``config.pbtxt`` for the ONNX forecaster (tensors from the contract); with
     ``version``, Triton serves that version only, whatever other folders exist."""
     policy = f"specific: {{ versions: [ {version} ] }}" if version else "latest: { num_versions: 1 }"
-    return (
-        f'name: "{model_name}"\n'
-        'platform: "onnxruntime_onnx"\n'
-        "max_batch_size: 0\n"
-        "input [\n"
-        f'  {{ name: "{contract.INPUT_NAME}" data_type: TYPE_FP32 dims: [ -1, {sequence_length}, {n_features} ] }}\n'
-        "]\n"
-        "output [\n"
-        f'  {{ name: "{contract.OUTPUT_NAME}" data_type: TYPE_FP32 dims: [ -1, 1 ] }}\n'
-        "]\n"
-        f"version_policy: {{ {policy} }}\n"
-    )
+    return contract.triton_config(model_name, sequence_length, n_features, f"{{ {policy} }}")
 
 
 class ModelStore:
