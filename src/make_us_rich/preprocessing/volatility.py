@@ -41,17 +41,6 @@ VOLATILITY_FEATURES: tuple[str, ...] = (
     "trades_ratio",
     "norm_vol",
 )
-#: Features measured in units of the hourly log return; the model divides them by ``norm_vol``.
-RETURN_SCALED: tuple[str, ...] = (
-    "log_return",
-    "range_vol_6h",
-    "range_vol_24h",
-    "range_vol_7d",
-    "range_vol_30d",
-    "bar_range",
-    "hour_vol",
-    "return_24h",
-)
 NORM_VOL = "norm_vol"
 NORM_WINDOW = pd.Timedelta(hours=720)
 #: A floor for ``norm_vol`` (1 bp per hour) so a frozen market never divides by zero.
