@@ -12,6 +12,7 @@ features frame that holds its columns) covering the history the baselines need b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ _MIN_FIT_ROWS = 500
 #: returns in per mille: the scale arch's optimizer is comfortable with
 _GARCH_SCALE = 1000.0
 #: floor for log ranges (a candle with high == low has no log)
-_RANGE_FLOOR = 1e-5
+RANGE_FLOOR = 1e-5
 #: HAR regressors: the last candle's range, the range volatility over a day, week and month,
 #: and the hour-of-day volatility of the next candle.
 HAR_REGRESSORS: tuple[str, ...] = ("bar_range", "range_vol_24h", "range_vol_7d", "range_vol_30d", "hour_vol")
@@ -120,22 +121,39 @@ def garch_t(vol: pd.DataFrame, start=None, end=None, fit_window: pd.Timedelta = 
 
 
 def _har_design(frame: pd.DataFrame) -> np.ndarray:
-    logs = np.log(np.maximum(frame[list(HAR_REGRESSORS)].to_numpy(np.float64), _RANGE_FLOOR))
+    logs = np.log(np.maximum(frame[list(HAR_REGRESSORS)].to_numpy(np.float64), RANGE_FLOOR))
     return np.column_stack([np.ones(len(frame)), logs])
 
 
+@dataclass(frozen=True)
+class HarFit:
+    """A fitted HAR: log scale = ``coef @ [1, log(max(x, floor)) for x in HAR_REGRESSORS]``,
+    quantiles = scale x ``z_quantiles`` (the returns divided by the fitted scale)."""
+
+    coef: np.ndarray  # [1 + len(HAR_REGRESSORS)]
+    z_quantiles: np.ndarray  # [len(QUANTILES)]
+
+    def predict(self, regressors: pd.DataFrame) -> np.ndarray:
+        """Regressors of the candle before each forecast -> log-return quantiles ``[n, 5]``."""
+        return np.exp(_har_design(regressors) @ self.coef)[:, None] * self.z_quantiles[None, :]
+
+
+def fit_har(frame: pd.DataFrame) -> HarFit:
+    """OLS of each candle's log range on the previous candle's log regressors, over ``frame``."""
+    x = _har_design(frame.shift(1))
+    y = np.log(np.maximum(frame["bar_range"].to_numpy(np.float64), RANGE_FLOOR))
+    ok = np.isfinite(x).all(axis=1) & np.isfinite(y) & frame["log_return"].notna().to_numpy()
+    if ok.sum() < _MIN_FIT_ROWS:
+        raise InsufficientHistoryError(
+            f"HAR needs {_MIN_FIT_ROWS} complete rows, got {int(ok.sum())}; load more history"
+        )
+    coef, *_ = np.linalg.lstsq(x[ok], y[ok], rcond=None)
+    z = frame["log_return"].to_numpy()[ok] / np.exp(x[ok] @ coef)
+    return HarFit(coef=coef, z_quantiles=np.quantile(z, QUANTILES))
+
+
 def _har_fit_predict(past: pd.DataFrame, rows: pd.DatetimeIndex, history: pd.DataFrame) -> np.ndarray:
-    prev = past.shift(1)  # regressors known at the end of the previous candle
-    fit = prev.loc[history.index]
-    x = _har_design(fit)
-    y = np.log(np.maximum(history["bar_range"].to_numpy(np.float64), _RANGE_FLOOR))
-    ok = np.isfinite(x).all(axis=1) & np.isfinite(y) & history["log_return"].notna().to_numpy()
-    beta, *_ = np.linalg.lstsq(x[ok], y[ok], rcond=None)
-    scale_fit = np.exp(x[ok] @ beta)
-    z = history["log_return"].to_numpy()[ok] / scale_fit
-    zq = np.quantile(z, QUANTILES)
-    scale = np.exp(_har_design(prev.reindex(rows)) @ beta)
-    return scale[:, None] * zq[None, :]
+    return fit_har(history).predict(past.shift(1).reindex(rows))
 
 
 def har(vol: pd.DataFrame, start=None, end=None, fit_window: pd.Timedelta = FIT_WINDOW) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from make_us_rich.baselines import fit_har
 from make_us_rich.contract import INPUT_NAME, OUTPUT_NAME
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 from make_us_rich.inference import onnx_session
@@ -16,7 +17,8 @@ from make_us_rich.preprocessing.volatility import add_volatility_features
 from make_us_rich.scoring import QUANTILES
 from make_us_rich.training import quantile_model as qm
 
-TINY = qm.QuantileConfig(sequence_length=12, lstm_units=8, max_epochs=2, patience=2, batch_size=64)
+TINY = qm.QuantileConfig(sequence_length=12, lstm_units=8, max_epochs=2, patience=2, batch_size=64,
+                          calibrate=True, blend_har=True)
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +78,15 @@ def test_untrained_model_forecasts_the_train_quantiles_scaled_by_current_volatil
     w = qm.make_quantile_windows(split[0], 12)
     z = w.y / w.norm_vol
     scaler = qm.fit_input_scaler(w.X, TINY)
-    model = qm.build_quantile_model(TINY, scaler, z)
+    expected = np.quantile(z, QUANTILES)
+    zero = qm.build_quantile_model(TINY.with_overrides(median="zero"), scaler, z)
+    np.testing.assert_allclose(
+        zero.core.predict(w.X[:50], verbose=0), np.tile(np.where(np.arange(5) == 2, 0.0, expected), (50, 1)),
+        rtol=1e-4, atol=1e-5,
+    )
+    model = qm.build_quantile_model(TINY.with_overrides(median="learned"), scaler, z)
     zq = np.asarray(model.core.predict(w.X[:50], verbose=0))
-    np.testing.assert_allclose(zq, np.tile(np.quantile(z, QUANTILES), (50, 1)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(zq, np.tile(expected, (50, 1)), rtol=1e-4, atol=1e-5)
     # the served closes are last close * exp(norm_vol * z)
     closes, median = (np.asarray(a) for a in model.serving(w.X[:50]))
     last = w.X[:50, -1, qm.QUANTILE_FEATURES.index("close")][:, None]
@@ -89,6 +97,28 @@ def test_untrained_model_forecasts_the_train_quantiles_scaled_by_current_volatil
 def test_training_lowers_the_validation_pinball_or_keeps_the_start(trained):
     assert trained.extra["best_val_loss"] <= trained.extra["initial_val_loss"]
     assert len(trained.history["val_loss"]) >= 1
+
+
+def test_served_returns_average_the_lstm_and_the_har_baseline(trained, split):
+    w = qm.make_quantile_windows(split[1], TINY.sequence_length)
+    lstm = np.asarray(trained.core.predict(w.X, verbose=0), dtype=np.float64) * w.norm_vol[:, None]
+    har = fit_har(split[0]).predict(split[1].reindex(w.index - pd.Timedelta(hours=1)))
+    np.testing.assert_allclose(trained.predict_returns(w).to_numpy(), (lstm + har) / 2, rtol=1e-4, atol=1e-7)
+
+
+def test_spread_calibration_lowers_validation_pinball_and_keeps_order(trained, split):
+    s = np.array(trained.extra["spread_scale"])
+    assert s[2] == 1.0 and ((s >= 0.5) & (s <= 2.0)).all()
+    assert s[0] >= s[1] and s[4] >= s[3]
+    w = qm.make_quantile_windows(split[0], TINY.sequence_length)
+    n_val = trained.extra["n_val"]
+    X_val, z_val = w.X[-n_val:], (w.y / w.norm_vol)[-n_val:]
+    layer = trained.core.get_layer("z_quantiles")
+    calibrated = qm.pinball_loss(z_val, trained.core.predict(X_val, verbose=0)).numpy().mean()
+    layer.scale.assign(np.ones(5, dtype="float32"))
+    raw = qm.pinball_loss(z_val, trained.core.predict(X_val, verbose=0)).numpy().mean()
+    layer.scale.assign(s.astype("float32"))
+    assert calibrated <= raw
 
 
 def test_onnx_signature_and_parity_on_real_and_random_windows(trained, onnx_bytes, split):
@@ -107,6 +137,16 @@ def test_onnx_signature_and_parity_on_real_and_random_windows(trained, onnx_byte
     q_onnx, _ = qm.onnx_quantiles(session, real.X)
     last = real.X[:, -1, qm.QUANTILE_FEATURES.index("close")][:, None].astype(np.float64)
     np.testing.assert_allclose(np.log(q_onnx / last), trained.predict_returns(real.X), atol=2e-6)
+
+
+def test_predictions_table_in_price_units(trained, split):
+    w = qm.make_quantile_windows(split[1], TINY.sequence_length)
+    table = trained.predictions(w)
+    assert list(table.columns) == ["timestamp", "last_close", "close", "q05", "q25", "q50", "q75", "q95"]
+    assert table["timestamp"].iloc[0] == w.index[0].strftime("%Y-%m-%dT%H:%M:%SZ")
+    np.testing.assert_allclose(table["close"], split[1]["close"].reindex(w.index), rtol=1e-6)
+    expected = table["last_close"].to_numpy()[:, None] * np.exp(trained.predict_returns(w).to_numpy())
+    np.testing.assert_allclose(table[["q05", "q25", "q50", "q75", "q95"]], expected, rtol=1e-5)
 
 
 def test_quantiles_are_monotone_on_random_inputs(trained, onnx_bytes):
@@ -130,7 +170,7 @@ def test_same_seed_same_model(split, trained):
 
 
 def test_zero_median_keeps_the_last_close(split):
-    cfg = TINY.with_overrides(median="zero", max_epochs=1)
+    cfg = TINY.with_overrides(median="zero", max_epochs=1, blend_har=False)
     model = qm.train_quantile_model(split[0], cfg)
     w = qm.make_quantile_windows(split[1], cfg.sequence_length)
     _, median = (np.asarray(a) for a in model.serving(w.X))
