@@ -55,71 +55,70 @@ def split_dataset(features: Input[Dataset], test_size: float, train: Output[Data
 
 
 @dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
-def scale_features(
+def make_sequences(
     train: Input[Dataset],
     test: Input[Dataset],
-    train_scaled: Output[Dataset],
-    test_scaled: Output[Dataset],
-    scaler: Output[Model],
-):
-    from make_us_rich.stages import scale_stage
-
-    scaler.metadata.update(scale_stage(train.path, test.path, train_scaled.path, test_scaled.path, scaler.path))
-
-
-@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
-def make_sequences(
-    train_scaled: Input[Dataset],
-    test_scaled: Input[Dataset],
     sequence_length: int,
     val_size: float,
-    interval: str,
     sequences: Output[Dataset],
 ):
     from make_us_rich.stages import sequences_stage
 
     sequences.metadata.update(
-        sequences_stage(train_scaled.path, test_scaled.path, sequences.path, sequence_length,
-                        val_size, interval=interval)
+        sequences_stage(train.path, test.path, sequences.path, sequence_length, val_size)
     )
+
+
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def scale_features(sequences: Input[Dataset], inputs: str, scaler: Output[Model]):
+    """MinMax(-1, 1) fit on the train windows' stationary inputs (``inputs`` comma-separated)."""
+    from make_us_rich.params import BY_NAME
+    from make_us_rich.stages import scale_stage
+
+    scaler.metadata.update(scale_stage(sequences.path, scaler.path, BY_NAME["inputs"].parse(inputs)))
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
 def train_lstm(
     sequences: Input[Dataset],
+    scaler: Input[Model],
+    train: Input[Dataset],
     sequence_length: int,
-    lstm_units: str,
-    dropout: float,
+    lstm_units: int,
+    inputs: str,
+    median: str,
+    calibrate: bool,
+    blend_har: bool,
     learning_rate: float,
     batch_size: int,
     max_epochs: int,
     patience: int,
-    head: str,
     seed: int,
     test_size: float,
     val_size: float,
     model: Output[Model],
 ):
-    """Train the LSTM: one input per TrainConfig field (``lstm_units`` like "64" or "128,128");
+    """Train the quantile LSTM: one input per TrainConfig field (``inputs`` comma-separated);
     tests/pipeline/test_params.py checks that none is missing."""
     from make_us_rich.params import train_config
     from make_us_rich.stages import train_stage
 
     config = train_config(
-        sequence_length=sequence_length, lstm_units=lstm_units, dropout=dropout,
-        learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
-        patience=patience, head=head, seed=seed, test_size=test_size, val_size=val_size,
+        sequence_length=sequence_length, lstm_units=lstm_units, inputs=inputs, median=median,
+        calibrate=calibrate, blend_har=blend_har, learning_rate=learning_rate,
+        batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed,
+        test_size=test_size, val_size=val_size,
     )
-    summary = train_stage(sequences.path, config, model.path)
+    summary = train_stage(sequences.path, scaler.path, config, model.path, train_csv=train.path)
     model.metadata.update({k: summary[k] for k in ("epochs_run", "best_epoch", "seconds", "best_val_loss")})
     model.metadata["framework"] = "keras"
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
-def convert_to_onnx(model: Input[Model], scaler: Input[Model], test: Input[Dataset], onnx_model: Output[Model]):
+def convert_to_onnx(model: Input[Model], sequences: Input[Dataset], onnx_model: Output[Model]):
     from make_us_rich.stages import convert_stage
 
-    parity = convert_stage(model.path, scaler.path, test.path, onnx_model.path)
+    parity = convert_stage(model.path, sequences.path, onnx_model.path)
     onnx_model.metadata.update({"framework": "onnx", "parity_max_rel_error": parity["max_rel_error"]})
 
 
@@ -135,19 +134,21 @@ def evaluate_and_gate(
     interval: str,
     source: str,
     gate_tolerance: float,
+    coverage_min: float,
+    coverage_max: float,
     artifacts: Output[Model],
     metrics: Output[Metrics],
     report: Output[HTML],
     summary: Output[Markdown],
 ) -> bool:
-    """Evaluate vs the baselines, gate, and assemble the publishable artifact folder."""
+    """Evaluate beside the baselines, gate, and assemble the publishable artifact folder."""
     from make_us_rich.stages import evaluate_stage
     from make_us_rich.training.report import log_kfp_metrics, write_report
 
     result = evaluate_stage(
         onnx_model.path, scaler.path, model.path, klines.path, train.path, test.path,
         artifacts.path, symbol=symbol, source=source, interval=interval,
-        gate_tolerance=gate_tolerance,
+        gate_tolerance=gate_tolerance, coverage_min=coverage_min, coverage_max=coverage_max,
     )
     log_kfp_metrics(result, metrics)
     write_report(artifacts.path, report.path, summary.path)

@@ -1,4 +1,4 @@
-"""``hourly-training``: fetch -> features -> split -> scale -> sequences -> train -> ONNX ->
+"""``hourly-training``: fetch -> features -> split -> sequences -> scale -> train -> ONNX ->
 evaluate + gate -> publish, for every symbol in parallel (``dsl.ParallelFor``).
 
 * The parameters' defaults come from :mod:`make_us_rich.params` (declared once, shared with
@@ -41,7 +41,7 @@ S3_SECRET_KEYS = {
 
 @dsl.pipeline(
     name=PIPELINE_NAME,
-    description="Retrain the next-hour close forecaster of each symbol and publish it through "
+    description="Retrain the next-hour quantile forecaster of each symbol and publish it through "
     "the promotion gate (make-us-rich).",
 )
 def hourly_training(
@@ -54,15 +54,19 @@ def hourly_training(
     test_size: float = D["test_size"],
     val_size: float = D["val_size"],
     sequence_length: int = D["sequence_length"],
-    lstm_units: str = D["lstm_units"],
-    dropout: float = D["dropout"],
+    lstm_units: int = D["lstm_units"],
+    inputs: str = D["inputs"],
+    median: str = D["median"],
+    calibrate: bool = D["calibrate"],
+    blend_har: bool = D["blend_har"],
     learning_rate: float = D["learning_rate"],
     batch_size: int = D["batch_size"],
     max_epochs: int = D["max_epochs"],
     patience: int = D["patience"],
-    head: str = D["head"],
     seed: int = D["seed"],
     gate_tolerance: float = D["gate_tolerance"],
+    coverage_min: float = D["coverage_min"],
+    coverage_max: float = D["coverage_max"],
     store_uri: str = "s3://mlpipeline/make-us-rich",
     s3_endpoint: str = "",
     s3_region: str = "us-east-1",
@@ -80,30 +84,32 @@ def hourly_training(
 
         features = extract_features(klines=fetch.outputs["klines"]).set_display_name("extract features")
         split = split_dataset(features=features.outputs["features"], test_size=test_size).set_display_name("split 90/10")
-        scaled = scale_features(
-            train=split.outputs["train"], test=split.outputs["test"]
-        ).set_display_name("scale (-1, 1)")
         sequences = make_sequences(
-            train_scaled=scaled.outputs["train_scaled"], test_scaled=scaled.outputs["test_scaled"],
-            sequence_length=sequence_length, val_size=val_size, interval=interval,
+            train=split.outputs["train"], test=split.outputs["test"],
+            sequence_length=sequence_length, val_size=val_size,
         ).set_display_name("make sequences")
+        scaled = scale_features(
+            sequences=sequences.outputs["sequences"], inputs=inputs
+        ).set_display_name("scale (-1, 1)")
         train = train_lstm(
-            sequences=sequences.outputs["sequences"], sequence_length=sequence_length,
-            lstm_units=lstm_units, dropout=dropout, learning_rate=learning_rate,
-            batch_size=batch_size, max_epochs=max_epochs, patience=patience, head=head, seed=seed,
-            test_size=test_size, val_size=val_size,
+            sequences=sequences.outputs["sequences"], scaler=scaled.outputs["scaler"],
+            train=split.outputs["train"], sequence_length=sequence_length, lstm_units=lstm_units,
+            inputs=inputs, median=median, calibrate=calibrate, blend_har=blend_har,
+            learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
+            patience=patience, seed=seed, test_size=test_size, val_size=val_size,
         ).set_display_name("train LSTM")
         train.set_cpu_request("1").set_cpu_limit("2").set_memory_request("2G").set_memory_limit("4G")
         kubernetes.set_timeout(train, TRAIN_TIMEOUT_SECONDS)
 
         onnx = convert_to_onnx(
-            model=train.outputs["model"], scaler=scaled.outputs["scaler"], test=split.outputs["test"]
+            model=train.outputs["model"], sequences=sequences.outputs["sequences"]
         ).set_display_name("convert to ONNX")
         evaluation = evaluate_and_gate(
             onnx_model=onnx.outputs["onnx_model"], scaler=scaled.outputs["scaler"],
             model=train.outputs["model"], klines=fetch.outputs["klines"],
             train=split.outputs["train"], test=split.outputs["test"], symbol=symbol,
             interval=interval, source=source, gate_tolerance=gate_tolerance,
+            coverage_min=coverage_min, coverage_max=coverage_max,
         ).set_display_name("evaluate + gate")
         publish = publish_model(
             artifacts=evaluation.outputs["artifacts"], symbol=symbol, store_uri=store_uri,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -134,28 +135,39 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scores_line(test: dict) -> str:
+    """One line of a model's key test scores (runs, versions)."""
+    ratio = test.get("ratio") or {}
+    cov = ((test.get("model") or {}).get("intervals") or {}).get("90", {}).get("coverage")
+
+    def f(v, fmt="{:.4f}"):
+        return "n/a" if v is None else fmt.format(v)
+
+    return (f"pinball/A {f(ratio.get('pinball_vs_empirical'))}  pinball/GARCH "
+            f"{f(ratio.get('pinball_vs_garch_t'))}  cov90 {f(cov, '{:.3f}')}  "
+            f"RMSE/persistence {f(ratio.get('median_rmse_vs_persistence'))}")
+
+
+def _print_evaluation(symbol: str, test: dict) -> None:
+    from make_us_rich.training.report import text_table
+
+    print(f"\n{symbol}: {test['n']} forecast hours {test['period'][0]} .. {test['period'][1]}")
+    print(f"  {test['units']}; bp = 1e-4; pinball ratio = model / baseline (< 1: the model is better)")
+    print(text_table(test))
+    price = test["price"]
+    print(f"  median close in price units: RMSE {price['model']['rmse']:.2f} vs persistence "
+          f"{price['persistence']['rmse']:.2f}")
+    if test.get("pinball_ratio_ci95"):
+        ci = test["pinball_ratio_ci95"]
+        print(f"  pinball ratio vs empirical {ci['ratio']:.4f}, block-bootstrap 95 % interval "
+              f"{ci['low']:.4f}-{ci['high']:.4f}")
+
+
 def _print_training_summary(run) -> None:
     m = run.metrics
-    test = m["test"]
-    rows = [
-        ("RMSE", "rmse", "{:.2f}"),
-        ("MAE", "mae", "{:.2f}"),
-        ("MAPE %", "mape", "{:.4f}"),
-        ("direction", "directional_accuracy", "{:.1%}"),
-        ("calls %", "direction_call_rate", "{:.1%}"),
-    ]
-    print(f"\n{m['symbol']} test set: {test['n']} hours, prices in quote currency")
-    print(f"  {'metric':<10} {'model':>12} {'persistence':>12} {'ratio':>8}")
-    for label, key, fmt in rows:
-        model, pers = test["model"][key], test["persistence"][key]
-        ratio = test["ratio"].get(key)
-        print(
-            f"  {label:<10} {fmt.format(model) if model is not None else 'n/a':>12} "
-            f"{fmt.format(pers) if pers is not None else 'n/a':>12} "
-            f"{f'{ratio:.4f}' if ratio is not None else '':>8}"
-        )
+    _print_evaluation(m["symbol"], m["test"])
     t = m["training"]
-    best = "untrained = persistence" if t["best_epoch"] == 0 else str(t["best_epoch"])
+    best = "untrained = empirical quantiles" if t["best_epoch"] == 0 else str(t["best_epoch"])
     print(
         f"  training: {t['epochs_run']} epoch(s) in {t['seconds']:.1f} s, best epoch {best}; "
         f"ONNX parity max rel. error {m['parity']['max_rel_error']:.1e}"
@@ -223,12 +235,11 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if not versions:
         print(f"no versions of {args.symbol} in {store.uri}")
         return 0
-    print(f"{'version':<36} {'status':<9} {'triton':>6} {'rmse ratio':>10}")
+    print(f"{'version':<36} {'status':<10} {'triton':>6}  test scores")
     for m in versions:
-        ratio = (m.get("metrics") or {}).get("ratio", {}).get("rmse")
         mark = "  <- latest" if m["version"] == latest.get("version") else ""
-        print(f"{m['version']:<36} {m['status']:<9} {m.get('triton_version') or '':>6} "
-              f"{ratio if ratio is None else f'{ratio:.4f}':>10}{mark}")
+        print(f"{m['version']:<36} {m['status']:<10} {m.get('triton_version') or '':>6}  "
+              f"{_scores_line(m.get('metrics') or {})}{mark}")
     return 0
 
 
@@ -256,10 +267,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.url, args.symbol, source=args.source, api_url=args.api_url,
         token=os.environ.get("MKRICH_SERVING_TOKEN"), end=args.end,
     )
-    print(f"{result['symbol']} next close ({result['for_hour']}): {result['predicted_close']:.2f}")
-    print(f"  last close ({result['last_hour']}): {result['last_close']:.2f}  "
-          f"change {result['predicted_close'] - result['last_close']:+.2f}")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['symbol']} next close ({result['for_hour']}): {result['predicted_close']:,.2f}")
+    q = result.get("quantiles")
+    if q:
+        print(f"  50 %: {q['q25']:,.2f} - {q['q75']:,.2f}   90 %: {q['q05']:,.2f} - {q['q95']:,.2f}")
+    print(f"  last close ({result['last_hour']}): {result['last_close']:,.2f}  "
+          f"median change {result['predicted_close'] - result['last_close']:+,.2f}")
     print(f"  model {result['model']} version {result['model_version']} at {args.url}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from make_us_rich.data import load_klines, normalize_symbol
+    from make_us_rich.evaluation import evaluate_folder, load_window
+
+    symbol = normalize_symbol(args.symbol)
+    period = (args.start, args.end, args.days)
+    klines, report = load_klines(
+        args.source, symbol, interval=args.interval,
+        **load_window(args.start, args.end, args.days, args.history_days),
+        max_missing_fraction=args.max_missing_fraction,
+        progress=not args.no_progress, api_url=args.api_url or None,
+    )
+    test, out = evaluate_folder(args.model, klines, symbol, args.out, period=period)
+    _print_report(symbol, report)
+    _print_evaluation(symbol, test)
+    print(f"wrote {out}/: metrics.json predictions.csv fan_chart.png calibration.png")
     return 0
 
 
@@ -304,15 +340,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                        pipeline_root=args.pipeline_root, **params)
     print(f"\npipeline finished in {result['seconds']:.0f} s; artifacts under {result['run_dir']}")
     print(f"model store: {result['store']}\n")
-    print(f"  {'symbol':<9} {'status':<9} {'RMSE model':>11} {'persistence':>11} {'ratio':>7}  version")
     for symbol, info in result["symbols"].items():
         newest = info["newest"] or {}
-        test = newest.get("metrics") or {}
-        rmse = test.get("model", {}).get("rmse")
-        pers = test.get("persistence", {}).get("rmse")
-        ratio = test.get("ratio", {}).get("rmse")
-        print(f"  {symbol:<9} {newest.get('status', '?'):<9} {rmse or float('nan'):>11.2f} "
-              f"{pers or float('nan'):>11.2f} {ratio or float('nan'):>7.4f}  {newest.get('version')}")
+        print(f"  {symbol:<9} {newest.get('status', '?'):<10} {newest.get('version')}")
+        print(f"  {'':<9} {_scores_line(newest.get('metrics') or {})}")
         if info["artifacts"]:
             print(f"  {'':<9} artifacts: {info['artifacts']}")
     print("\nserve them: mkrich serve --store", args.store, "--symbols", ",".join(symbols))
@@ -436,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="fast", help="fast (default), large or tiny; the flags below override it")
     from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, add_arguments
 
-    add_arguments(p, TRAIN_PARAMS + GATE_PARAMS[:1])
+    add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
     p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
     p.set_defaults(func=cmd_train)
 
@@ -492,7 +523,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="binance", help="where the last window comes from: binance or sample")
     p.add_argument("--end", help="last candle's open time (default: latest available)")
     p.add_argument("--api-url", help="Binance REST base URL (default: $BINANCE_API_URL or Binance)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON (for scripts)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a trained model out of sample on any period, beside the baselines",
+        description="Walk-forward evaluation of a model folder (`mkrich train --out` or a "
+        "pipeline run's artifacts) on klines from --source: each hour of the period (--start/"
+        "--end, or the last --days up to --end; default: the last 30 days) is forecast only from "
+        "the hours before it, by the model and by the baselines (persistence, empirical "
+        "quantiles, GARCH-t, HAR). Writes metrics.json, predictions.csv and the plots to --out.",
+    )
+    _add_source_options(p, default_source="sample")
+    p.add_argument("--model", required=True, help="model folder (holds model.onnx and model_card.json)")
+    p.add_argument("--history-days", type=float, default=60.0,
+                   help="days loaded before the period for the volatility features and the "
+                   "baselines' fits (default 60)")
+    p.add_argument("--out", required=True, help="output folder (replaced as a whole)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
         "run",

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from make_us_rich.preprocessing.features import FEATURE_COLUMNS
+from make_us_rich.preprocessing.windows import QUANTILE_FEATURES
+from make_us_rich.scoring import QUANTILE_COLUMNS, QUANTILES
 
 DATATYPE = "FP32"  # Open Inference Protocol name of float32
 OPSET = 17
-FEATURES: tuple[str, ...] = FEATURE_COLUMNS
+FEATURES: tuple[str, ...] = QUANTILE_FEATURES
 MODEL_FILE = "model.onnx"
 #: The artifact folder of one model: what the evaluate stage writes and the store publishes.
 REQUIRED_FILES: tuple[str, ...] = (
-    MODEL_FILE, "scaler.pkl", "scaler.json", "metrics.json", "history.json", "model_card.json",
+    MODEL_FILE, "scaler.pkl", "scaler.json", "metrics.json", "predictions.csv", "history.json",
+    "model_card.json",
 )
-OPTIONAL_FILES: tuple[str, ...] = ("training_curves.png", "predictions.png")
+OPTIONAL_FILES: tuple[str, ...] = ("training_curves.png", "fan_chart.png", "calibration.png")
 ARTIFACT_FILES: tuple[str, ...] = REQUIRED_FILES + OPTIONAL_FILES
 
 
@@ -47,14 +49,20 @@ class Tensor:
 
 #: ONNX input: float32 ``[batch, sequence_length, n_features]``, raw features oldest hour first.
 INPUT = Tensor("window", (-1, "L", "F"), "raw feature windows, oldest hour first (no scaling needed)")
-#: ONNX outputs, in the graph's order. The first is the point forecast every client relies on.
+#: ONNX outputs, in the graph's order.
 OUTPUTS: tuple[Tensor, ...] = (
-    Tensor("next_close", (-1, 1), "next close in quote currency"),
+    Tensor("next_close", (-1, 1), "median forecast of the next close in quote currency (the point forecast)"),
+    Tensor(
+        "quantile_close", (-1, len(QUANTILES)),
+        "next close at the quantiles " + ", ".join(f"{q:g}" for q in QUANTILES) + " (columns "
+        + " ".join(QUANTILE_COLUMNS) + "), monotone, in quote currency",
+    ),
 )
 INPUT_NAME = INPUT.name
 OUTPUT_NAMES: tuple[str, ...] = tuple(t.name for t in OUTPUTS)
-#: The point forecast (kept by every model version for compatibility).
-OUTPUT_NAME = OUTPUTS[0].name
+#: The point forecast (every model version has it: clients of the first models keep working).
+OUTPUT_NAME = "next_close"
+QUANTILE_OUTPUT_NAME = "quantile_close"
 
 
 def model_name(symbol: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from make_us_rich.store.model_store import DEFAULT_KEEP
 from make_us_rich.training.config import TrainConfig
-from make_us_rich.training.evaluate import DEFAULT_TOLERANCE
+from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,17 @@ class Param:
         return self.default
 
     def parse(self, text: str) -> Any:
-        """A CLI value: for a tuple, comma-separated integers."""
+        """A CLI (or pipeline) value: a tuple as comma-separated items, a bool as true/false."""
         if self.type is tuple:
-            return tuple(int(v) for v in text.split(",") if v.strip())
+            item = type(self.default[0]) if self.default else str
+            return tuple(item(v.strip()) for v in str(text).split(",") if v.strip())
+        if self.type is bool:
+            if isinstance(text, bool):
+                return text
+            value = str(text).strip().lower()
+            if value not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{self.name} takes true or false, not {text!r}")
+            return value in ("true", "1", "yes")
         return self.type(text)
 
 
@@ -70,13 +78,18 @@ DATA_PARAMS: tuple[Param, ...] = (
 )
 #: The training hyperparameters (from TrainConfig).
 TRAIN_PARAMS: tuple[Param, ...] = _train_params()
-#: The promotion gate and publishing.
+#: The promotion gate.
 GATE_PARAMS: tuple[Param, ...] = (
     Param("gate_tolerance", float, DEFAULT_TOLERANCE,
-          "how much worse than the baseline a model may be and still be published (0.02 = 2 %)"),
+          "how much worse than a baseline a model may be and still be published: mean pinball "
+          "loss vs the empirical quantiles, median RMSE vs persistence (0.02 = 2 %)"),
+    Param("coverage_min", float, COVERAGE_BAND[0], "lowest accepted test coverage of the 90 % interval"),
+    Param("coverage_max", float, COVERAGE_BAND[1], "highest accepted test coverage of the 90 % interval"),
+)
+STORE_PARAMS: tuple[Param, ...] = (
     Param("keep", int, DEFAULT_KEEP, "model versions to retain per symbol in the store"),
 )
-PIPELINE_PARAMS: tuple[Param, ...] = DATA_PARAMS + TRAIN_PARAMS + GATE_PARAMS
+PIPELINE_PARAMS: tuple[Param, ...] = DATA_PARAMS + TRAIN_PARAMS + GATE_PARAMS + STORE_PARAMS
 PIPELINE_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in PIPELINE_PARAMS}
 BY_NAME: dict[str, Param] = {p.name: p for p in PIPELINE_PARAMS}
 
@@ -103,8 +116,8 @@ def given(args: argparse.Namespace, params: tuple[Param, ...], *, pipeline: bool
 
 
 def train_config(**values: Any) -> TrainConfig:
-    """A TrainConfig from pipeline parameters (``lstm_units`` as "64" or "128,128")."""
-    units = values.get("lstm_units")
-    if isinstance(units, str):
-        values["lstm_units"] = BY_NAME["lstm_units"].parse(units)
+    """A TrainConfig from pipeline parameters (tuples as comma-separated strings)."""
+    for name, value in values.items():
+        if BY_NAME[name].type is tuple and isinstance(value, str):
+            values[name] = BY_NAME[name].parse(value)
     return TrainConfig.from_dict(values)

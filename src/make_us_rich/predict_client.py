@@ -10,12 +10,16 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from make_us_rich import contract
 from make_us_rich.data import interval_ms, load_klines, normalize_symbol
 from make_us_rich.errors import MakeUsRichError
 from make_us_rich.preprocessing import extract_features_from_dataset
+from make_us_rich.preprocessing.volatility import add_volatility_features
+from make_us_rich.preprocessing.windows import HISTORY_DAYS
+from make_us_rich.scoring import QUANTILE_COLUMNS
 
 
 class ServerError(MakeUsRichError, RuntimeError):
@@ -62,7 +66,7 @@ def predict_next_close(
     meta = _call(f"{base}/v2/models/{name}", token=token)
     seq_len = int(meta["inputs"][0]["shape"][1])
     step = interval_ms(interval)
-    days = math.ceil((seq_len + 2) * step / 86_400_000) + 1
+    days = HISTORY_DAYS + math.ceil((seq_len + 2) * step / 86_400_000) + 1
     klines, _ = load_klines(source, sym, interval=interval, days=days, end=end, api_url=api_url)
     window = klines.tail(seq_len)
     if len(window) < seq_len:
@@ -73,16 +77,24 @@ def predict_next_close(
             f"the last {seq_len} candles have a gap (at {window['timestamp'][gaps.reindex(window.index, fill_value=False)].iloc[0]}); "
             "the exchange had an outage - try again after the next candle"
         )
-    features = extract_features_from_dataset(window).to_numpy("float32")[None]
+    table = add_volatility_features(extract_features_from_dataset(klines), klines).tail(seq_len)
+    features = table[list(contract.FEATURES)].to_numpy("float32")[None]
+    if not np.isfinite(features).all():
+        raise MakeUsRichError(
+            f"the features of the last {seq_len} candles are incomplete (the volatility features "
+            f"need {HISTORY_DAYS} days of history without long gaps); try a later end time"
+        )
     answer = _call(f"{base}/v2/models/{name}/infer", v2_request(features), token=token)
     outputs = {o["name"]: o["data"] for o in answer["outputs"]}
     predicted = float(outputs[contract.OUTPUT_NAME][0])
+    quantiles = outputs.get(contract.QUANTILE_OUTPUT_NAME)
     last_time = window["timestamp"].iloc[-1]
     return {
         "symbol": sym,
         "model": name,
         "model_version": answer.get("model_version"),
         "predicted_close": predicted,
+        "quantiles": dict(zip(QUANTILE_COLUMNS, map(float, quantiles), strict=True)) if quantiles else None,
         "last_close": float(window["close"].iloc[-1]),
         "last_hour": last_time.isoformat(),
         "for_hour": (last_time + pd.Timedelta(milliseconds=step)).isoformat(),

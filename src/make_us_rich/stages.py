@@ -26,22 +26,21 @@ from make_us_rich.data import DataReport, load_klines, read_klines_csv, write_kl
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 from make_us_rich.io import atomic_path, read_json, write_json
 from make_us_rich.preprocessing import (
-    check_history,
     extract_features_from_dataset,
     load_scaler,
-    make_windows,
-    raw_windows,
     save_scaler,
-    scale_data,
     split_data,
 )
+from make_us_rich.preprocessing.split import holdout_size
+from make_us_rich.preprocessing.volatility import add_volatility_features
+from make_us_rich.preprocessing.windows import make_quantile_windows, stationary_inputs
 from make_us_rich.training.config import TrainConfig
-from make_us_rich.training.evaluate import DEFAULT_TOLERANCE
+from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 
 KLINES_FILE = "klines.csv"
 REPORT_FILE = "report.json"
 #: What each stage leaves in its folder when the chain runs in one process (``run_stages``).
-STAGE_NAMES = ("fetch", "features", "split", "scale", "sequences", "train", "convert", "evaluate")
+STAGE_NAMES = ("fetch", "features", "split", "sequences", "scale", "train", "convert", "evaluate")
 
 
 def resolve_end(end: str | None) -> str | None:
@@ -113,9 +112,9 @@ def fetch_stage(
 
 def features_stage(klines_dir: str | Path, out_csv: str | Path) -> dict[str, Any]:
     """Stage 2: klines (validated by the fetch stage, with the run's interval and limits)
-    -> feature table."""
+    -> feature table: price and calendar features, then the causal volatility features."""
     klines = read_klines_csv(Path(klines_dir) / KLINES_FILE)
-    features = extract_features_from_dataset(klines)
+    features = add_volatility_features(extract_features_from_dataset(klines), klines)
     _write_table(features, out_csv)
     return {"rows": len(features), "features": list(features.columns)}
 
@@ -131,86 +130,95 @@ def split_stage(
             "train_period": _span(train), "test_period": _span(test)}
 
 
-def scale_stage(
+def sequences_stage(
     train_csv: str | Path,
     test_csv: str | Path,
-    train_out: str | Path,
-    test_out: str | Path,
-    scaler_dir: str | Path,
-) -> dict[str, Any]:
-    """Stage 4: MinMax(-1, 1) fit on train only; writes scaled tables and the scaler."""
-    train_s, test_s, scaler = scale_data(read_table(train_csv), read_table(test_csv))
-    _write_table(train_s, train_out)
-    _write_table(test_s, test_out)
-    save_scaler(scaler, scaler_dir)
-    return {"features": list(train_s.columns)}
-
-
-def sequences_stage(
-    train_scaled_csv: str | Path,
-    test_scaled_csv: str | Path,
     out_npz: str | Path,
-    sequence_length: int = 24,
+    sequence_length: int = 48,
     val_size: float = 0.2,
-    target_column: str = "close",
-    interval: str = "1h",
 ) -> dict[str, Any]:
-    """Stage 5: windows for train/validation (latest) and test, with 0/1 weights that leave out
-    windows across a gap in the candles."""
-    train, test = read_table(train_scaled_csv), read_table(test_scaled_csv)
-    if len(test) <= sequence_length or len(train) - sequence_length < 2:
+    """Stage 4: raw windows and next-hour log-return targets for train / validation (the latest
+    ``val_size`` of the train windows) and test (windows whose forecast hour is in the test
+    period; their history may reach back into train, which is the past). Windows across a gap
+    in the candles or over the volatility warm-up are left out."""
+    train, test = read_table(train_csv), read_table(test_csv)
+    tr = make_quantile_windows(train, sequence_length)
+    te = make_quantile_windows(pd.concat([train, test]), sequence_length).since(test.index[0])
+    n_val = holdout_size(len(tr.y), val_size)
+    if len(tr.y) - n_val < 1 or len(te.y) < 1:
         raise InsufficientHistoryError(
-            f"{len(train)} train and {len(test)} test rows are too few for windows of "
-            f"sequence_length={sequence_length}; fetch more history or lower sequence_length"
+            f"{len(tr.y)} train and {len(te.y)} test windows of {sequence_length} h: too few to train "
+            "and evaluate; load more history (the volatility features need ~30 days of warm-up)"
         )
-    w = make_windows(train, test, sequence_length, val_size=val_size,
-                     target_column=target_column, interval=interval)
+    cut = len(tr.y) - n_val
     with atomic_path(out_npz) as tmp, tmp.open("wb") as fh:
         np.savez(
-            fh, X_train=w["X_train"], y_train=w["y_train"], X_val=w["X_val"], y_val=w["y_val"],
-            X_test=w["X_test"], y_test=w["y_test"], w_train=w["w_train"], w_val=w["w_val"],
-            target_index=np.int64(train.columns.get_loc(target_column)),
+            fh, X_train=tr.X[:cut], y_train=tr.y[:cut], X_val=tr.X[cut:], y_val=tr.y[cut:],
+            X_test=te.X, y_test=te.y, t_test=te.index.asi8,
         )
-    gaps = int((w["w_train"] == 0).sum() + (w["w_val"] == 0).sum())
-    return {"train_windows": len(w["X_train"]), "val_windows": len(w["X_val"]),
-            "test_windows": len(w["X_test"]), "windows_across_gaps": gaps}
+    return {"train_windows": cut, "val_windows": n_val, "test_windows": len(te.y),
+            "train_rows": len(train), "test_rows": len(test)}
+
+
+def scale_stage(sequences_npz: str | Path, scaler_dir: str | Path, inputs: tuple[str, ...]) -> dict[str, Any]:
+    """Stage 5: MinMax(-1, 1) fit on the train windows only (not validation, not test), on the
+    stationary inputs the LSTM reads (each window divided by its trailing volatility)."""
+    from sklearn.preprocessing import MinMaxScaler
+
+    from make_us_rich.preprocessing.scaling import FEATURE_RANGE
+
+    with np.load(sequences_npz) as z:
+        X = stationary_inputs(z["X_train"], tuple(inputs))
+    scaler = MinMaxScaler(feature_range=FEATURE_RANGE).fit(X.reshape(-1, X.shape[2]))
+    save_scaler(scaler, scaler_dir)
+    return {"inputs": list(inputs), "fit_rows": int(X.shape[0] * X.shape[1])}
 
 
 def train_stage(
     sequences_npz: str | Path,
+    scaler_dir: str | Path,
     config: dict[str, Any] | TrainConfig,
     model_dir: str | Path,
     *,
+    train_csv: str | Path | None = None,
     progress: bool = False,
     tensorboard_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Stage 6: fit the LSTM; writes ``model.keras``, ``history.json``, ``training.json`` and
-    ``config.json``."""
-    from make_us_rich.training.train import TrainingData, train_model
+    """Stage 6: fit the quantile LSTM on pinball loss, early-stopping on the validation windows
+    (the untrained, empirically calibrated model counts as epoch 0). Writes the serving graph
+    ``model.keras`` (raw windows -> prices), ``history.json``, ``training.json`` and
+    ``config.json``. ``train_csv`` (the train features) is needed with ``blend_har``."""
+    from make_us_rich.training.quantile_train import fit_quantile_model
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     with np.load(sequences_npz) as z:
-        data = TrainingData(z["X_train"], z["y_train"], z["X_val"], z["y_val"], int(z["target_index"]),
-                            z["w_train"], z["w_val"])
-        windows = {"train_windows": len(z["X_train"]), "val_windows": len(z["X_val"]),
-                   "test_windows": len(z["X_test"])}
-    if data.X_train.shape[1] != cfg.sequence_length:
+        data = {k: z[k] for k in ("X_train", "y_train", "X_val", "y_val")}
+        n_test = len(z["y_test"])
+    if data["X_train"].shape[1] != cfg.sequence_length:
         raise ConfigError(
-            f"windows have length {data.X_train.shape[1]} but the config says "
+            f"windows have length {data['X_train'].shape[1]} but the config says "
             f"sequence_length={cfg.sequence_length}"
         )
-    trained = train_model(data, cfg, progress=progress, tensorboard_dir=tensorboard_dir)
+    if cfg.blend_har and train_csv is None:
+        raise ConfigError("blend_har needs the train features (train_csv) to fit the HAR model")
+    trained = fit_quantile_model(
+        data, load_scaler(scaler_dir), cfg, train_features=read_table(train_csv) if cfg.blend_har else None,
+        progress=progress, tensorboard_dir=tensorboard_dir,
+    )
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trained.model.save(out / "model.keras")
+    trained.serving.save(out / "model.keras")
     summary = {
         "epochs_run": trained.epochs_run,
         "best_epoch": trained.best_epoch,
         "seconds": round(trained.seconds, 3),
         "seconds_per_epoch": round(trained.seconds / max(trained.epochs_run, 1), 3),
-        "initial_val_loss": trained.extra["initial_val_loss"],
-        "best_val_loss": trained.extra["best_val_loss"],
-        **windows,
+        "initial_val_loss": trained.initial_val_loss,
+        "best_val_loss": trained.best_val_loss,
+        "train_windows": len(data["y_train"]),
+        "val_windows": len(data["y_val"]),
+        "test_windows": n_test,
+        **({"spread_scale": trained.spread_scale} if trained.spread_scale is not None else {}),
     }
     write_json(out / "history.json", trained.history)
     write_json(out / "training.json", summary)
@@ -218,28 +226,18 @@ def train_stage(
     return summary
 
 
-def convert_stage(
-    model_dir: str | Path,
-    scaler_dir: str | Path,
-    test_raw_csv: str | Path,
-    out_dir: str | Path,
-    target_column: str = "close",
-) -> dict[str, Any]:
+def convert_stage(model_dir: str | Path, sequences_npz: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Stage 7: self-contained ONNX with parity on the real test windows (raises on failure,
     writing nothing). Writes ``model.onnx`` and ``parity.json``."""
-    import keras
-
-    import make_us_rich.training.model  # noqa: F401 - registers the custom layer for loading
     from make_us_rich.contract import MODEL_FILE
     from make_us_rich.io import atomic_write_bytes
     from make_us_rich.training.export import export_onnx
+    from make_us_rich.training.quantile_train import load_serving_model
 
-    model = keras.models.load_model(Path(model_dir) / "model.keras")
-    test = read_table(test_raw_csv)
-    X_raw, _, _ = raw_windows(test, model.input_shape[1], target_column)
-    model_bytes, parity = export_onnx(
-        model, load_scaler(scaler_dir), test.columns.get_loc(target_column), X_raw
-    )
+    model = load_serving_model(Path(model_dir) / "model.keras")
+    with np.load(sequences_npz) as z:
+        X_test = z["X_test"]
+    model_bytes, parity = export_onnx(model, X_test)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / MODEL_FILE, model_bytes)
@@ -252,22 +250,25 @@ def evaluate_stage(
     scaler_dir: str | Path,
     model_dir: str | Path,
     klines_dir: str | Path,
-    train_raw_csv: str | Path,
-    test_raw_csv: str | Path,
+    train_csv: str | Path,
+    test_csv: str | Path,
     out_dir: str | Path,
     *,
     symbol: str,
     source: str,
     interval: str = "1h",
     gate_tolerance: float = DEFAULT_TOLERANCE,
+    coverage_min: float = COVERAGE_BAND[0],
+    coverage_max: float = COVERAGE_BAND[1],
 ) -> dict[str, Any]:
-    """Stage 8a: evaluate the exported model against the baselines, gate, and write the full
-    artifact folder (what ``publish_stage`` takes). Returns metrics.json's content."""
+    """Stage 8a: evaluate the exported model on the test period beside the baselines, gate, and
+    write the full artifact folder (what ``publish_stage`` takes). Returns metrics.json's
+    content."""
     from make_us_rich.contract import MODEL_FILE
     from make_us_rich.training.artifacts import write_artifacts
 
     model_dir, onnx_dir = Path(model_dir), Path(onnx_dir)
-    train, test = read_table(train_raw_csv), read_table(test_raw_csv)
+    train, test = read_table(train_csv), read_table(test_csv)
     data = {
         "source": source,
         "start": _span(train)[0],
@@ -288,8 +289,10 @@ def evaluate_stage(
         parity=read_json(onnx_dir / "parity.json"),
         history=read_json(model_dir / "history.json"),
         training=read_json(model_dir / "training.json"),
-        test_raw=test,
+        features=pd.concat([train, test]),
+        test_start=test.index[0],
         gate_tolerance=gate_tolerance,
+        coverage_band=(coverage_min, coverage_max),
     )
 
 
@@ -316,6 +319,7 @@ def run_stages(
     max_missing_fraction: float = 0.01,
     api_url: str | None = None,
     gate_tolerance: float = DEFAULT_TOLERANCE,
+    coverage_band: tuple[float, float] = COVERAGE_BAND,
     klines: tuple[pd.DataFrame, DataReport] | None = None,
     work_dir: str | Path | None = None,
     progress: bool = False,
@@ -323,7 +327,7 @@ def run_stages(
     client: object | None = None,
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Fetch -> features -> split -> scale -> sequences -> train -> ONNX -> evaluate + gate, in
+    """Fetch -> features -> split -> sequences -> scale -> train -> ONNX -> evaluate + gate, in
     this process, over the stages' own files (in ``work_dir``, default a temporary folder), the
     same chain the pipeline runs as components. Writes the artifact folder ``out_dir`` and
     returns metrics.json's content. ``klines`` (already loaded, with their report) skips the
@@ -341,22 +345,20 @@ def run_stages(
                 start=start, end=end, max_missing_fraction=max_missing_fraction, api_url=api_url,
                 progress=progress, client=client,
             )
-        check_history(info["rows_out"], config.sequence_length, config.test_size, config.val_size)
         done("fetch", info)
         done("features", features_stage(w / "klines", w / "features.csv"))
         done("split", split_stage(w / "features.csv", w / "train.csv", w / "test.csv", config.test_size))
-        done("scale", scale_stage(w / "train.csv", w / "test.csv", w / "train_scaled.csv",
-                                  w / "test_scaled.csv", w / "scaler"))
-        done("sequences", sequences_stage(w / "train_scaled.csv", w / "test_scaled.csv",
-                                          w / "sequences.npz", config.sequence_length,
-                                          config.val_size, interval=interval))
-        done("train", train_stage(w / "sequences.npz", config, w / "model", progress=progress,
+        done("sequences", sequences_stage(w / "train.csv", w / "test.csv", w / "sequences.npz",
+                                          config.sequence_length, config.val_size))
+        done("scale", scale_stage(w / "sequences.npz", w / "scaler", config.inputs))
+        done("train", train_stage(w / "sequences.npz", w / "scaler", config, w / "model",
+                                  train_csv=w / "train.csv", progress=progress,
                                   tensorboard_dir=tensorboard_dir))
-        done("convert", convert_stage(w / "model", w / "scaler", w / "test.csv", w / "onnx"))
+        done("convert", convert_stage(w / "model", w / "sequences.npz", w / "onnx"))
         metrics = evaluate_stage(
-            w / "onnx", w / "scaler", w / "model", w / "klines", w / "train.csv", w / "test.csv",
-            out_dir, symbol=symbol, source=str(source), interval=interval,
-            gate_tolerance=gate_tolerance,
+            w / "onnx", w / "scaler", w / "model", w / "klines", w / "train.csv", w / "test.csv", out_dir,
+            symbol=symbol, source=str(source), interval=interval, gate_tolerance=gate_tolerance,
+            coverage_min=coverage_band[0], coverage_max=coverage_band[1],
         )
         done("evaluate", metrics)
     return metrics

@@ -50,7 +50,7 @@ def test_cli_flags_are_generated_from_the_declarations():
         dests = {a.dest for a in _subparser(command)._actions}
         assert {p.name for p in PIPELINE_PARAMS} <= dests, command
     train = {a.dest: a for a in _subparser("train")._actions}
-    for p in (*TRAIN_PARAMS, GATE_PARAMS[0]):
+    for p in (*TRAIN_PARAMS, *GATE_PARAMS):
         assert p.name in train and p.cli_flag in train[p.name].option_strings
         assert p.help.split(" (")[0][:20] in train[p.name].help
 

@@ -3,12 +3,13 @@
 
 ====================  =====================================================================
 ``model.onnx``        self-contained forecaster (raw windows in, prices out)
-``scaler.pkl``        fitted MinMaxScaler (scikit-learn pickle)
+``scaler.pkl``        the MinMaxScaler of the LSTM's inputs (folded into the graph; for reference)
 ``scaler.json``       its parameters as plain JSON
-``metrics.json``      test metrics vs the baselines, gate decision, parity, training summary
+``metrics.json``      test scores beside the baselines, gate decision, parity, training summary
+``predictions.csv``   one row per test hour: last close, actual close, quantile closes
 ``history.json``      train/validation loss per epoch
 ``model_card.json``   what the model is: data, features, signature, hyperparameters, versions...
-``training_curves.png``, ``predictions.png``
+``training_curves.png``, ``fan_chart.png``, ``calibration.png``
 ====================  =====================================================================
 
 The folder is written beside its destination and swapped in as a whole: never half-written.
@@ -24,19 +25,21 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from make_us_rich import __version__, contract
 from make_us_rich.data import normalize_symbol
-from make_us_rich.data.klines import interval_ms
-from make_us_rich.errors import InsufficientHistoryError
-from make_us_rich.io import atomic_write_bytes, sha256, write_json
-from make_us_rich.preprocessing import contiguous_windows, raw_windows, save_scaler
+from make_us_rich.io import atomic_path, atomic_write_bytes, sha256, write_json
+from make_us_rich.preprocessing import save_scaler
 from make_us_rich.training.config import TrainConfig
-from make_us_rich.training.evaluate import DEFAULT_TOLERANCE, evaluate_forecast, promotion_gate
+from make_us_rich.training.evaluate import (
+    COVERAGE_BAND,
+    DEFAULT_TOLERANCE,
+    evaluate_model,
+    promotion_gate,
+)
 
-MODEL_CARD_SCHEMA = "make-us-rich/model-card/v2"
+MODEL_CARD_SCHEMA = "make-us-rich/model-card/v3"
 ARTIFACTS = contract.ARTIFACT_FILES
 _VERSIONED = (
     "numpy", "pandas", "scikit-learn", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx",
@@ -66,33 +69,20 @@ def write_artifacts(
     parity: dict[str, Any],
     history: dict[str, list[float]],
     training: dict[str, Any],
-    test_raw: pd.DataFrame,
+    features: pd.DataFrame,
+    test_start,
     gate_tolerance: float = DEFAULT_TOLERANCE,
-    target_column: str = "close",
+    coverage_band: tuple[float, float] = COVERAGE_BAND,
 ) -> dict[str, Any]:
-    """Evaluate the exported model on the raw test rows against persistence, apply the gate and
-    write every artifact into ``out_dir`` (replaced as a whole). Returns metrics.json's content."""
-    from make_us_rich.inference import onnx_session, predict_all
-    from make_us_rich.training.plots import plot_predictions, plot_training_curves
+    """Evaluate the exported model on the test period (forecast hours from ``test_start`` on,
+    ``features`` holding the history before it) beside the baselines, apply the gate and write
+    every artifact into ``out_dir`` (replaced as a whole). Returns metrics.json's content."""
+    from make_us_rich.training.plots import plot_calibration, plot_fan_chart, plot_training_curves
 
     sym = normalize_symbol(symbol)
-    feature_names = list(test_raw.columns)
-    target = feature_names.index(target_column)
-    X_raw, y_raw, times = raw_windows(test_raw, config.sequence_length, target_column)
-    # Windows across a gap in the candles would compare multi-hour moves: leave them out.
-    keep = contiguous_windows(
-        test_raw.index, config.sequence_length, pd.Timedelta(milliseconds=interval_ms(interval))
-    )
-    if not keep.all():
-        X_raw, y_raw, times = X_raw[keep], y_raw[keep], times[keep]
-    if len(X_raw) == 0:
-        raise InsufficientHistoryError("every test window spans a gap in the candles; use another period")
-    # Evaluate what will be served: the exported ONNX model on raw windows.
-    outputs = predict_all(onnx_session(model_bytes), np.ascontiguousarray(X_raw))
-    predicted = outputs[contract.OUTPUT_NAME].reshape(-1)
-    last_close = X_raw[:, -1, target]
-    test_metrics = evaluate_forecast(y_raw, predicted, last_close)
-    gate = promotion_gate(test_metrics, bool(parity.get("passed")), gate_tolerance)
+    evaluation = evaluate_model(model_bytes, features, config.sequence_length, start=test_start)
+    test_metrics = evaluation.metrics
+    gate = promotion_gate(test_metrics, bool(parity.get("passed")), gate_tolerance, coverage_band)
     metrics = {
         "symbol": sym,
         "test": test_metrics,
@@ -107,15 +97,14 @@ def write_artifacts(
         atomic_write_bytes(staging / contract.MODEL_FILE, model_bytes)
         save_scaler(scaler, staging)
         write_json(staging / "metrics.json", metrics)
+        write_predictions(evaluation.predictions, staging / "predictions.csv")
         write_json(staging / "history.json", history)
         plot_training_curves(
             history, training["best_epoch"], staging / "training_curves.png",
             initial_val_loss=training.get("initial_val_loss"),
         )
-        plot_predictions(
-            times, y_raw, predicted, last_close, sym, staging / "predictions.png",
-            rmse=(test_metrics["model"]["rmse"], test_metrics["persistence"]["rmse"]),
-        )
+        plot_fan_chart(evaluation.predictions, sym, staging / "fan_chart.png")
+        plot_calibration(evaluation.reliability, sym, staging / "calibration.png")
         card = {
             "schema": MODEL_CARD_SCHEMA,
             "symbol": sym,
@@ -123,10 +112,10 @@ def write_artifacts(
             "model_name": contract.model_name(sym),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "data": data,
-            "features": feature_names,
-            "target": target_column,
+            "features": list(contract.FEATURES),
+            "target": "log return to the next close (quantiles " + ", ".join(f"{q:g}" for q in contract.QUANTILES) + ")",
             "sequence_length": config.sequence_length,
-            **contract.signature(config.sequence_length, len(feature_names)),
+            **contract.signature(config.sequence_length, len(contract.FEATURES)),
             "opset": contract.OPSET,
             "hyperparameters": config.to_dict(),
             "metrics": test_metrics,
@@ -140,13 +129,20 @@ def write_artifacts(
         }
         write_json(staging / "model_card.json", card)
         staging.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
-        _swap_into_place(staging, out)
+        swap_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return metrics
 
 
-def _swap_into_place(staging: Path, out: Path) -> None:
+def write_predictions(predictions: pd.DataFrame, path: str | Path) -> None:
+    """``predictions.csv``: one row per forecast hour (``timestamp`` of the forecast candle, UTC
+    ISO 8601), ``last_close``, ``close`` (actual) and the quantile closes, 10 significant digits."""
+    with atomic_path(path) as tmp:
+        predictions.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def swap_into_place(staging: Path, out: Path) -> None:
     """Replace ``out`` by the complete ``staging`` folder; an older ``out`` is kept until the new
     one is in place, then removed."""
     if not out.exists():

@@ -10,6 +10,7 @@ from typing import Any
 
 from make_us_rich.errors import ConfigError
 from make_us_rich.preprocessing.pipeline import DEFAULT_TEST_SIZE, DEFAULT_VAL_SIZE
+from make_us_rich.preprocessing.windows import INPUT_KINDS
 
 
 def _opt(default: Any, help: str, **cli: Any) -> Any:
@@ -20,43 +21,52 @@ def _opt(default: Any, help: str, **cli: Any) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one model is trained. Defaults: the ``fast`` preset (see README "Choosing the
-    defaults": quality per minute measured on ../shared/data)."""
+    """How one quantile forecaster is trained. Defaults: chosen on validation periods of
+    ../shared/data by ``bench/bench_quantile.py`` (see the README's benchmarks)."""
 
-    sequence_length: int = _opt(24, "hours of history in one window")
-    lstm_units: tuple[int, ...] = _opt(
-        (64,), "units of each LSTM layer; several values stack layers, e.g. 128,128", flag="--units"
+    sequence_length: int = _opt(48, "hours of history in one window")
+    lstm_units: int = _opt(32, "units of the LSTM layer", flag="--units")
+    inputs: tuple[str, ...] = _opt(
+        tuple(INPUT_KINDS),
+        "the LSTM's inputs, comma-separated (volatilities, returns and activity ratios of the "
+        "features stage, made stationary by the trailing volatility)",
     )
-    dropout: float = _opt(0.0, "dropout after each LSTM layer")
+    median: str = _opt(
+        "learned",
+        "learned: the median return is trained like the other quantiles; zero: the median close "
+        "is persistence and only the spread is learned",
+        choices=("learned", "zero"),
+    )
+    calibrate: bool = _opt(
+        False, "after training, rescale each quantile's distance from the median on the validation windows"
+    )
+    blend_har: bool = _opt(
+        False, "serve the average of the LSTM's quantiles and a linear HAR model's (in the graph)"
+    )
     learning_rate: float = _opt(1e-3, "Adam learning rate")
-    batch_size: int = _opt(64, "batch size")
-    max_epochs: int = _opt(30, "maximum epochs (early stopping usually ends training sooner)", flag="--epochs")
-    patience: int = _opt(5, "epochs without validation-loss improvement before stopping (best weights restored)")
-    head: str = _opt(
-        "delta",
-        "delta: a change added to the last close, starting at zero, so the untrained model is "
-        "persistence; level: the scaled close itself",
-        choices=("delta", "level"),
-    )
+    batch_size: int = _opt(128, "batch size")
+    max_epochs: int = _opt(20, "maximum epochs (early stopping usually ends training sooner)", flag="--epochs")
+    patience: int = _opt(3, "epochs without validation-loss improvement before stopping (best weights restored)")
     seed: int = _opt(42, "random seed (Python, NumPy, TensorFlow)")
     test_size: float = _opt(DEFAULT_TEST_SIZE, "fraction of the rows held out, chronologically last, for the test")
     val_size: float = _opt(DEFAULT_VAL_SIZE, "fraction of the train windows, the latest, used for early stopping")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
         problems = []
         if self.sequence_length < 1:
             problems.append("sequence_length must be >= 1")
-        if not self.lstm_units or min(self.lstm_units) < 1:
-            problems.append("lstm_units needs at least one layer of >= 1 unit")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append("dropout must be in [0, 1)")
+        if self.lstm_units < 1:
+            problems.append("lstm_units must be >= 1")
+        unknown = sorted(set(self.inputs) - set(INPUT_KINDS))
+        if unknown or not self.inputs:
+            problems.append(f"inputs must be a non-empty subset of {list(INPUT_KINDS)} (unknown: {unknown})")
+        if self.median not in ("learned", "zero"):
+            problems.append("median must be 'learned' or 'zero'")
         if self.learning_rate <= 0:
             problems.append("learning_rate must be > 0")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 0:
             problems.append("batch_size and max_epochs must be >= 1, patience >= 0")
-        if self.head not in ("delta", "level"):
-            problems.append("head must be 'delta' or 'level'")
         for name in ("test_size", "val_size"):
             if not 0.0 < getattr(self, name) < 1.0:
                 problems.append(f"{name} must be in (0, 1)")
@@ -65,7 +75,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["lstm_units"] = list(self.lstm_units)
+        d["inputs"] = list(self.inputs)
         return d
 
     @classmethod
@@ -83,12 +93,10 @@ class TrainConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-#: Named presets. ``fast`` is the default; ``large`` is the original seed project's model
-#: (2 x LSTM(128) on 120-hour windows), ~19x slower per epoch for no measured gain.
+#: Named presets. ``fast`` is the default; ``tiny`` is for tests and demos (seconds, not quality).
 PRESETS: dict[str, TrainConfig] = {
     "fast": TrainConfig(),
-    "large": TrainConfig(sequence_length=120, lstm_units=(128, 128), dropout=0.2),
-    "tiny": TrainConfig(sequence_length=12, lstm_units=(8,), max_epochs=2, patience=1),
+    "tiny": TrainConfig(sequence_length=12, lstm_units=8, batch_size=64, max_epochs=2, patience=1),
 }
 
 

@@ -1,8 +1,14 @@
-"""Honest evaluation: the model beside the naive persistence baseline, in price units, and the
-promotion gate. Pure numpy: no TensorFlow, so the pipeline's gate step and tests run anywhere.
+"""Honest evaluation of the quantile forecaster and the promotion gate. No TensorFlow: the
+exported ONNX model (what is served) is scored with onnxruntime, so the pipeline's gate step,
+``mkrich evaluate`` and the tests run anywhere.
 
-Persistence predicts that the next close equals the last close. A forecaster that does not beat
-it (or at least match it) has learned nothing useful about the next hour.
+Every forecast hour is scored walk-forward: the model and each baseline see only the candles
+before it. Scores are in log-return units (the target: the log return to the next close):
+pinball loss per quantile and mean, CRPS from the quantiles, coverage and width of the 90 % and
+50 % intervals, RMSE/MAE of the median; point errors of the median close are also given in price
+units beside persistence. Baselines, computed by our code (:mod:`make_us_rich.baselines`):
+persistence (point), empirical quantiles of the last 720 returns (A), GARCH(1,1) Student-t and
+the linear HAR model, both refit monthly.
 """
 
 from __future__ import annotations
@@ -11,64 +17,106 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from make_us_rich.errors import ConfigError
+from make_us_rich.errors import ConfigError, InsufficientHistoryError
 
-DEFAULT_TOLERANCE = 0.02  # the model may be at most 2 % worse than persistence in RMSE
-
-
-def _errors(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    err = y_pred - y_true
-    return {
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mae": float(np.mean(np.abs(err))),
-        "mape": float(np.mean(np.abs(err) / np.abs(y_true)) * 100.0),
-    }
+DEFAULT_TOLERANCE = 0.02  # at most 2 % worse than the baselines the gate compares with
+#: accepted test coverage of the 90 % interval
+COVERAGE_BAND = (0.85, 0.95)
+#: the baseline the gate compares pinball loss with (A: empirical quantiles)
+GATE_BASELINE = "empirical"
+#: bootstrap blocks: a week of hours keeps the serial dependence of hourly returns
+CI_BLOCK = 168
 
 
-#: A predicted change smaller than this (relative to the price) is "no call": float32 rounding
-#: in the exported graph is ~1e-7, and a model that stays at persistence calls no direction.
-CALL_THRESHOLD = 1e-6
+@dataclass
+class Evaluation:
+    """Scores of one period and the per-hour forecasts behind them."""
+
+    metrics: dict[str, Any]
+    #: one row per forecast hour: timestamp, last_close, close, q05..q95 (price units)
+    predictions: pd.DataFrame
+    #: calibration: observed share below each quantile level, model and baselines
+    reliability: pd.DataFrame
 
 
-def directional_accuracy(y_true: np.ndarray, y_pred: np.ndarray, last: np.ndarray) -> tuple[float | None, float]:
-    """``(accuracy, call_rate)``: among the hours in which the close moved and the model called a
-    move (predicted change above :data:`CALL_THRESHOLD`), the share with the right sign; and the
-    share of hours with a call. Accuracy is ``None`` when the model made no call."""
-    moved = y_true != last
-    called = np.abs(y_pred - last) > CALL_THRESHOLD * np.abs(last)
-    judged = moved & called
-    call_rate = float(np.mean(called))
-    if not judged.any():
-        return None, call_rate
-    hits = np.sign(y_pred[judged] - last[judged]) == np.sign(y_true[judged] - last[judged])
-    return float(np.mean(hits)), call_rate
-
-
-def evaluate_forecast(
-    y_true: np.ndarray, y_pred: np.ndarray, last_close: np.ndarray
-) -> dict[str, Any]:
-    """Metrics of ``y_pred`` and of persistence (``last_close``) against ``y_true``, all in price
-    units, with the ratios model / persistence.
-
-    Persistence never predicts a move, so its directional accuracy is ``None`` (not 0 or 0.5),
-    and so is a model's that calls no move.
-    """
-    y_true, y_pred, last = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (y_true, y_pred, last_close))
-    if not (len(y_true) == len(y_pred) == len(last)) or len(y_true) == 0:
-        raise ConfigError("y_true, y_pred and last_close must be non-empty and of equal length")
-    if not (np.isfinite(y_true).all() and np.isfinite(y_pred).all() and np.isfinite(last).all()):
-        raise ConfigError("predictions or targets contain NaN/inf")
-    model = _errors(y_true, y_pred)
-    model["directional_accuracy"], model["direction_call_rate"] = directional_accuracy(
-        y_true, y_pred, last
+def evaluate_model(
+    model_bytes: bytes,
+    features: pd.DataFrame,
+    sequence_length: int,
+    *,
+    start=None,
+    end=None,
+    baselines: bool = True,
+) -> Evaluation:
+    """Score the ONNX model on every forecast hour of ``features`` in ``[start, end]`` (the
+    features stage's table, with enough history before ``start`` for the windows, the
+    volatility features and the baselines' fits), beside the baselines."""
+    from make_us_rich import contract
+    from make_us_rich.baselines import BASELINES
+    from make_us_rich.inference import onnx_session, predict_all
+    from make_us_rich.preprocessing.windows import make_quantile_windows
+    from make_us_rich.scoring import (
+        QUANTILE_COLUMNS,
+        pinball_ratio_ci,
+        point_errors,
+        reliability,
+        score,
     )
-    persistence = _errors(y_true, last)
-    persistence["directional_accuracy"], persistence["direction_call_rate"] = None, 0.0
-    ratio = {
-        k: (model[k] / persistence[k] if persistence[k] > 0 else None) for k in ("rmse", "mae", "mape")
+
+    windows = make_quantile_windows(features, sequence_length)
+    if start is not None:
+        windows = windows.since(start)
+    if end is not None:
+        windows = windows.until(end)
+    if len(windows.y) == 0:
+        raise InsufficientHistoryError(
+            f"no complete window to forecast between {start} and {end}; choose a longer period "
+            "or load more history before it (windows skip gaps and the volatility warm-up)"
+        )
+    out = predict_all(onnx_session(model_bytes), np.ascontiguousarray(windows.X, dtype=np.float32))
+    q_close = out[contract.QUANTILE_OUTPUT_NAME].astype(np.float64)
+    last = windows.last_close
+    q_ret = np.log(q_close / last[:, None])
+    y = windows.y
+    close = last * np.exp(y)
+
+    forecasts = {"model": pd.DataFrame(q_ret, index=windows.index, columns=list(QUANTILE_COLUMNS))}
+    if baselines:
+        for name, fn in BASELINES.items():
+            forecasts[name] = fn(features, windows.index[0], windows.index[-1]).reindex(windows.index)
+    scores = {name: score(y, q) for name, q in forecasts.items()}
+    model = scores["model"]
+    ratio: dict[str, float | None] = {}
+    for name in ("empirical", "garch_t", "har"):
+        if name in scores and scores[name]["mean_pinball"] > 0:
+            ratio[f"pinball_vs_{name}"] = model["mean_pinball"] / scores[name]["mean_pinball"]
+    if "persistence" in scores and scores["persistence"]["median"]["rmse"] > 0:
+        ratio["median_rmse_vs_persistence"] = model["median"]["rmse"] / scores["persistence"]["median"]["rmse"]
+    ci = None
+    if GATE_BASELINE in forecasts and len(y) >= 2 * CI_BLOCK:
+        ci = pinball_ratio_ci(y, q_ret, forecasts[GATE_BASELINE].to_numpy(), block=CI_BLOCK)
+    median_close = q_close[:, QUANTILE_COLUMNS.index("q50")]
+    price = {"model": point_errors(close, median_close), "persistence": point_errors(close, last)}
+    price["ratio_rmse"] = price["model"]["rmse"] / price["persistence"]["rmse"] if price["persistence"]["rmse"] > 0 else None
+    metrics = {
+        "n": len(y),
+        "period": [windows.index[0].isoformat(), windows.index[-1].isoformat()],
+        "units": "log return to the next close",
+        "model": model,
+        "baselines": {k: v for k, v in scores.items() if k != "model"},
+        "ratio": ratio,
+        "pinball_ratio_ci95": ci,
+        "price": price,
     }
-    return {"n": len(y_true), "model": model, "persistence": persistence, "ratio": ratio}
+    predictions = pd.DataFrame(q_close, columns=list(QUANTILE_COLUMNS))
+    predictions.insert(0, "timestamp", windows.index.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    predictions.insert(1, "last_close", last)
+    predictions.insert(2, "close", close)
+    calib = pd.concat({name: reliability(y, q)["observed"] for name, q in forecasts.items() if name != "persistence"}, axis=1)
+    calib.insert(0, "level", reliability(y, q_ret)["level"])
+    return Evaluation(metrics, predictions, calib)
 
 
 @dataclass
@@ -77,37 +125,47 @@ class GateDecision:
 
     passed: bool
     tolerance: float
+    coverage_band: tuple[float, float]
     reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["coverage_band"] = list(self.coverage_band)
+        return d
 
 
 def promotion_gate(
-    metrics: dict[str, Any], parity_passed: bool, tolerance: float = DEFAULT_TOLERANCE
+    metrics: dict[str, Any],
+    parity_passed: bool,
+    tolerance: float = DEFAULT_TOLERANCE,
+    coverage_band: tuple[float, float] = COVERAGE_BAND,
 ) -> GateDecision:
-    """A model is published only if its ONNX export passed numeric parity *and* its test RMSE is
-    at most ``(1 + tolerance)`` x the persistence RMSE."""
+    """A model is published only if its ONNX export passed parity, its mean pinball loss is at
+    most ``(1 + tolerance)`` x the empirical-quantile baseline's, its 90 % interval covers
+    within ``coverage_band`` on the test period, and its median's RMSE is at most
+    ``(1 + tolerance)`` x persistence's."""
     if tolerance < 0:
         raise ConfigError(f"gate tolerance must be >= 0, got {tolerance}")
-    reasons = []
-    ok = True
-    if parity_passed:
-        reasons.append("ONNX parity passed")
-    else:
-        ok = False
-        reasons.append("ONNX parity failed")
-    ratio = metrics["ratio"]["rmse"]
+    low, high = coverage_band
+    if not 0.0 <= low < high <= 1.0:
+        raise ConfigError(f"the coverage band must satisfy 0 <= min < max <= 1, got {coverage_band}")
     limit = 1.0 + tolerance
-    if ratio is None:
-        ok = False
-        reasons.append("persistence RMSE is 0: the test period has no price moves to judge on")
-    elif ratio <= limit:
-        reasons.append(f"RMSE ratio model/persistence {ratio:.4f} <= {limit:.4f}")
-    else:
-        ok = False
-        reasons.append(
-            f"RMSE ratio model/persistence {ratio:.4f} > {limit:.4f}: worse than persistence by "
-            f"more than {tolerance:.1%}"
-        )
-    return GateDecision(passed=ok, tolerance=tolerance, reasons=reasons)
+    checks: list[tuple[bool, str]] = [(bool(parity_passed), f"ONNX parity {'passed' if parity_passed else 'failed'}")]
+    ratio = metrics["ratio"]
+
+    def against(key: str, label: str) -> None:
+        value = ratio.get(key)
+        if value is None:
+            checks.append((False, f"{label}: no score (the test period has no moves to judge on)"))
+        else:
+            checks.append((value <= limit, f"{label} {value:.4f} {'<=' if value <= limit else '>'} {limit:.4f}"))
+
+    against(f"pinball_vs_{GATE_BASELINE}", "mean pinball ratio vs empirical quantiles")
+    cov = metrics["model"]["intervals"]["90"]["coverage"]
+    inside = low <= cov <= high
+    checks.append((inside, f"90 % interval coverage {cov:.3f} {'within' if inside else 'outside'} {low:.2f}-{high:.2f}"))
+    against("median_rmse_vs_persistence", "median RMSE ratio vs persistence")
+    return GateDecision(
+        passed=all(ok for ok, _ in checks), tolerance=tolerance, coverage_band=(low, high),
+        reasons=[text for _, text in checks],
+    )

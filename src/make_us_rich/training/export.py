@@ -1,13 +1,14 @@
 """Stage 7: a self-contained ONNX model, checked for validity and numeric parity.
 
-The exported graph folds the MinMax scaling of the inputs and the inverse scaling of the output
-around the trained network, so it takes *raw* feature windows float32
-``[batch, sequence_length, n_features]`` (input ``window``, batch dynamic) and returns the next
-close in price units float32 ``[batch, 1]`` (output ``next_close``), opset 17.
+The Keras serving graph already holds everything (volatility normalization, the MinMax scaler,
+the LSTM and the way back to prices), so the export takes *raw* feature windows float32
+``[batch, sequence_length, n_features]`` (input ``window``, batch dynamic) and returns the
+outputs of :data:`make_us_rich.contract.OUTPUTS` in price units, opset 17.
 
 A conversion that fails ``onnx.checker`` or parity raises :class:`ExportError` and writes nothing.
-Parity: onnxruntime on raw windows vs (scikit-learn scaler -> Keras -> inverse scaling) in
-float64 on the same windows; max relative error <= ``PARITY_RTOL`` (1e-4).
+Parity: onnxruntime vs Keras on the same real windows, every output; max relative error <=
+``PARITY_RTOL`` (1e-4). Node and tensor names are canonicalized, so the same weights give the
+same bytes whichever process converts them.
 """
 
 from __future__ import annotations
@@ -16,14 +17,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from sklearn.preprocessing import MinMaxScaler
 
 from make_us_rich import contract
-from make_us_rich.contract import INPUT_NAME, OPSET, OUTPUT_NAME
 from make_us_rich.errors import MakeUsRichError
-from make_us_rich.inference import onnx_session
-from make_us_rich.inference import predict as onnx_predict
+from make_us_rich.inference import onnx_session, predict_all
 
 PARITY_RTOL = 1e-4
 
@@ -44,41 +41,37 @@ class ParityReport:
         return asdict(self)
 
 
-def fold_scaling(model, scaler: MinMaxScaler, target_index: int):
-    """Wrap a Keras model on scaled windows into one on raw windows returning price units."""
+def in_contract_order(model):
+    """The Keras model with its outputs in the order of :data:`contract.OUTPUTS` (outputs are
+    matched by the names of the layers that produce them)."""
     import keras
 
-    seq_len, n_features = model.input_shape[1:]
-    if n_features != len(scaler.scale_):
-        raise ExportError(f"model expects {n_features} features, the scaler has {len(scaler.scale_)}")
-    raw = keras.Input((seq_len, n_features), name=INPUT_NAME)
-    scaled = keras.layers.Rescaling(
-        scale=scaler.scale_.astype("float32"), offset=scaler.min_.astype("float32"), name="minmax"
-    )(raw)
-    y_scaled = model(scaled)
-    s, m = float(scaler.scale_[target_index]), float(scaler.min_[target_index])
-    price = keras.layers.Rescaling(scale=1.0 / s, offset=-m / s, name=OUTPUT_NAME)(y_scaled)
-    return keras.Model(raw, price, name="make_us_rich_forecaster")
+    by_name = dict(zip(model.output_names, model.outputs, strict=True))
+    missing = [n for n in contract.OUTPUT_NAMES if n not in by_name]
+    if missing:
+        raise ExportError(f"the model has no output(s) {missing}; it has {list(by_name)}")
+    return keras.Model(model.inputs, [by_name[n] for n in contract.OUTPUT_NAMES], name=model.name)
 
 
-def to_onnx(model, scaler: MinMaxScaler, target_index: int) -> bytes:
+def to_onnx(model) -> bytes:
     """Convert with tf2onnx (opset 17, dynamic batch named ``batch``) and run ``onnx.checker``."""
     import onnx
     import tensorflow as tf
     import tf2onnx
 
-    full = fold_scaling(model, scaler, target_index)
-    seq_len, n_features = full.input_shape[1:]
-    spec = (tf.TensorSpec((None, seq_len, n_features), tf.float32, name=INPUT_NAME),)
+    ordered = in_contract_order(model)
+    seq_len, n_features = ordered.input_shape[1:]
+    spec = (tf.TensorSpec((None, seq_len, n_features), tf.float32, name=contract.INPUT_NAME),)
     try:
-        proto, _ = tf2onnx.convert.from_keras(full, input_signature=spec, opset=OPSET)
+        proto, _ = tf2onnx.convert.from_keras(ordered, input_signature=spec, opset=contract.OPSET)
     except Exception as exc:  # tf2onnx raises many types
         raise ExportError(f"tf2onnx could not convert the model: {exc}") from exc
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
-    if names != ([INPUT_NAME], list(contract.OUTPUT_NAMES)):
-        raise ExportError(f"unexpected ONNX signature {names}; expected ([{INPUT_NAME}], {list(contract.OUTPUT_NAMES)})")
+    expected = ([contract.INPUT_NAME], list(contract.OUTPUT_NAMES))
+    if names != expected:
+        raise ExportError(f"unexpected ONNX signature {names}; expected {expected}")
     proto.producer_name = "make-us-rich"
     _canonical_names(proto)
     try:
@@ -102,7 +95,7 @@ def _canonical_names(proto) -> None:
            for node in graph.node for a in node.attribute):
         return  # subgraphs may refer to outer names: leave such a graph as converted
     keep = {v.name for v in (*graph.input, *graph.output)}
-    known = {name: name for name in keep}  # name -> structural label while ordering
+    known = {v.name: v.name for v in graph.input}  # available name -> structural label
     for init in graph.initializer:
         if init.name not in keep:
             known[init.name] = "c" + hashlib.sha256(init.SerializeToString(deterministic=True).replace(
@@ -121,8 +114,8 @@ def _canonical_names(proto) -> None:
         pending.remove(node)
         ordered.append(node)
         for out in node.output:
-            if out and out not in keep:
-                known[out] = f"v{len(ordered)}.{list(node.output).index(out)}"
+            if out:
+                known[out] = out if out in keep else f"v{len(ordered)}.{list(node.output).index(out)}"
     names: dict[str, str] = {}
 
     def canon(name: str) -> str:
@@ -161,48 +154,30 @@ def _canonical_names(proto) -> None:
     graph.value_info.extend(infos)
 
 
-def reference_predict(model, scaler: MinMaxScaler, target_index: int, raw_windows: np.ndarray) -> np.ndarray:
-    """The unexported path: scikit-learn scaling (float64) -> Keras -> inverse scaling."""
-    n, seq_len, n_features = raw_windows.shape
-    flat = raw_windows.reshape(-1, n_features).astype(np.float64)
-    names = getattr(scaler, "feature_names_in_", None)
-    scaled = scaler.transform(pd.DataFrame(flat, columns=names) if names is not None else flat)
-    scaled = scaled.reshape(n, seq_len, n_features).astype(np.float32)
-    y_scaled = np.asarray(model(scaled, training=False), dtype=np.float64).reshape(-1)
-    return (y_scaled - scaler.min_[target_index]) / scaler.scale_[target_index]
-
-
-def check_parity(
-    model_bytes: bytes,
-    model,
-    scaler: MinMaxScaler,
-    target_index: int,
-    raw_windows: np.ndarray,
-    rtol: float = PARITY_RTOL,
-) -> ParityReport:
-    """Compare the ONNX model (onnxruntime) with :func:`reference_predict` on real windows."""
+def check_parity(model_bytes: bytes, model, raw_windows: np.ndarray, rtol: float = PARITY_RTOL) -> ParityReport:
+    """onnxruntime vs the Keras serving graph on the same raw windows, every output."""
     windows = np.ascontiguousarray(raw_windows, dtype=np.float32)
-    onnx_out = onnx_predict(onnx_session(model_bytes), windows).reshape(-1)
-    ref = reference_predict(model, scaler, target_index, windows)
-    abs_err = np.abs(onnx_out.astype(np.float64) - ref)
-    rel_err = abs_err / np.maximum(np.abs(ref), 1e-12)
-    max_rel = float(rel_err.max()) if len(rel_err) else float("nan")
+    got = predict_all(onnx_session(model_bytes), windows)
+    ref = dict(zip(contract.OUTPUT_NAMES, in_contract_order(model)(windows, training=False), strict=True))
+    a = np.hstack([got[n].reshape(len(windows), -1) for n in contract.OUTPUT_NAMES]).astype(np.float64)
+    b = np.hstack([np.asarray(ref[n], dtype=np.float64).reshape(len(windows), -1) for n in contract.OUTPUT_NAMES])
+    abs_err = np.abs(a - b)
+    rel = abs_err / np.maximum(np.abs(b), 1e-12)
+    max_rel = float(rel.max()) if rel.size else float("nan")
     return ParityReport(
         n_windows=len(windows),
-        max_abs_error=float(abs_err.max()) if len(abs_err) else float("nan"),
+        max_abs_error=float(abs_err.max()) if abs_err.size else float("nan"),
         max_rel_error=max_rel,
         rtol=rtol,
-        passed=bool(len(rel_err)) and bool(np.isfinite(onnx_out).all()) and max_rel <= rtol,
+        passed=bool(rel.size) and bool(np.isfinite(a).all()) and max_rel <= rtol,
     )
 
 
-def export_onnx(
-    model, scaler: MinMaxScaler, target_index: int, raw_windows: np.ndarray, rtol: float = PARITY_RTOL
-) -> tuple[bytes, ParityReport]:
+def export_onnx(model, raw_windows: np.ndarray, rtol: float = PARITY_RTOL) -> tuple[bytes, ParityReport]:
     """Convert and verify. Raises :class:`ExportError` when parity fails: no model that only
     looks fine ever leaves this function."""
-    model_bytes = to_onnx(model, scaler, target_index)
-    parity = check_parity(model_bytes, model, scaler, target_index, raw_windows, rtol)
+    model_bytes = to_onnx(model)
+    parity = check_parity(model_bytes, model, raw_windows, rtol)
     if not parity.passed:
         raise ExportError(
             f"ONNX parity failed on {parity.n_windows} windows: max relative error "

@@ -1,5 +1,5 @@
-"""What a run shows in the Kubeflow dashboard: metrics (model vs persistence), an HTML page with
-the metrics table and the plots embedded, and a Markdown summary."""
+"""How a run's results read, in one place: the table of the model beside the baselines (for
+``mkrich train``/``evaluate``, the Kubeflow dashboard's Markdown and HTML, and the KFP metrics)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,70 @@ import json
 from pathlib import Path
 from typing import Any
 
-_ROWS = (("RMSE", "rmse", "{:.2f}"), ("MAE", "mae", "{:.2f}"), ("MAPE %", "mape", "{:.4f}"),
-         ("direction", "directional_accuracy", "{:.1%}"))
+#: (column title, key in metrics["test"]): the model, then the baselines
+COLUMNS = (("model", "model"), ("empirical (A)", "empirical"), ("GARCH-t", "garch_t"),
+           ("HAR", "har"), ("persistence", "persistence"))
+#: (row label, how to read one score dict, format); returns in basis points (1e-4)
+ROWS = (
+    ("mean pinball (bp)", lambda s: s["mean_pinball"] * 1e4, "{:.3f}"),
+    ("CRPS (bp)", lambda s: s["crps"] * 1e4, "{:.3f}"),
+    ("90 % coverage", lambda s: s["intervals"]["90"]["coverage"], "{:.3f}"),
+    ("50 % coverage", lambda s: s["intervals"]["50"]["coverage"], "{:.3f}"),
+    ("90 % width (bp)", lambda s: s["intervals"]["90"]["width"] * 1e4, "{:.1f}"),
+    ("median RMSE (bp)", lambda s: s["median"]["rmse"] * 1e4, "{:.2f}"),
+)
+#: files of the artifact folder shown as pictures, with their titles
+PICTURES = (("fan_chart.png", "Test period: the forecast's 50 % and 90 % intervals and the actual close"),
+            ("calibration.png", "Calibration: observed share below each quantile"),
+            ("training_curves.png", "Training curves"))
 
 
-def _fmt(value: Any, fmt: str) -> str:
-    return "n/a" if value is None else fmt.format(value)
+def table(test: dict[str, Any]) -> list[list[str]]:
+    """Header and rows of the results table (strings), model beside every baseline scored."""
+    columns = [(title, key) for title, key in COLUMNS if key == "model" or key in test["baselines"]]
+    scores = {key: test["model"] if key == "model" else test["baselines"][key] for _, key in columns}
+    rows = [["metric", *[title for title, _ in columns]]]
+    for label, read, fmt in ROWS:
+        row = [label]
+        for _, key in columns:
+            try:
+                row.append(fmt.format(read(scores[key])))
+            except (KeyError, TypeError):
+                row.append("n/a")
+        rows.append(row)
+    ratio = test["ratio"]
+    rows.append(["pinball ratio", "", *[
+        f"{ratio[f'pinball_vs_{key}']:.4f}" if ratio.get(f"pinball_vs_{key}") is not None else ""
+        for _, key in columns[1:]
+    ]])
+    return rows
+
+
+def text_table(test: dict[str, Any]) -> str:
+    rows = table(test)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows
+    )
 
 
 def metric_values(metrics: dict[str, Any]) -> dict[str, float]:
     """Flat numeric metrics for ``Output[Metrics].log_metric`` (None values left out)."""
     test = metrics["test"]
-    flat = {}
-    for side in ("model", "persistence"):
-        for key, value in test[side].items():
-            if value is not None:
-                flat[f"{side}_{key}"] = float(value)
+    flat: dict[str, float] = {}
+    for name, score in (("model", test["model"]), *test["baselines"].items()):
+        flat[f"{name}_mean_pinball"] = score["mean_pinball"]
+        flat[f"{name}_coverage90"] = score["intervals"]["90"]["coverage"]
+        flat[f"{name}_coverage50"] = score["intervals"]["50"]["coverage"]
     for key, value in test["ratio"].items():
         if value is not None:
             flat[f"ratio_{key}"] = float(value)
+    flat["price_ratio_rmse"] = float(test["price"]["ratio_rmse"] or 0.0)
     flat["gate_passed"] = 1.0 if metrics["gate"]["passed"] else 0.0
     flat["parity_max_rel_error"] = float(metrics["parity"]["max_rel_error"])
     flat["best_epoch"] = float(metrics["training"]["best_epoch"])
-    return flat
+    return {k: float(v) for k, v in flat.items()}
 
 
 def log_kfp_metrics(metrics: dict[str, Any], output) -> None:
@@ -40,41 +81,34 @@ def log_kfp_metrics(metrics: dict[str, Any], output) -> None:
 
 
 def markdown_summary(metrics: dict[str, Any]) -> str:
-    test = metrics["test"]
+    rows = table(metrics["test"])
     lines = [
         f"### {metrics['symbol']}: gate {'PASSED' if metrics['gate']['passed'] else 'REJECTED'}",
         "",
-        "| metric | model | persistence | ratio |",
-        "|---|---|---|---|",
+        f"Test period {metrics['test']['period'][0]} .. {metrics['test']['period'][1]}, "
+        f"{metrics['test']['n']} hours; {metrics['test']['units']}.",
+        "",
+        "| " + " | ".join(rows[0]) + " |",
+        "|" + "---|" * len(rows[0]),
+        *["| " + " | ".join(r) + " |" for r in rows[1:]],
+        "",
+        *[f"- {r}" for r in metrics["gate"]["reasons"]],
     ]
-    for label, key, fmt in _ROWS:
-        ratio = test["ratio"].get(key)
-        lines.append(
-            f"| {label} | {_fmt(test['model'][key], fmt)} | {_fmt(test['persistence'][key], fmt)} "
-            f"| {'' if ratio is None else f'{ratio:.4f}'} |"
-        )
-    lines += ["", *[f"- {r}" for r in metrics["gate"]["reasons"]]]
     return "\n".join(lines) + "\n"
 
 
 def write_report(artifacts_dir: str | Path, html_path: str | Path, markdown_path: str | Path | None = None) -> None:
-    """HTML page (metrics + embedded PNGs) and Markdown summary from an artifact folder."""
+    """HTML page (table + embedded PNGs) and Markdown summary from an artifact folder."""
     folder = Path(artifacts_dir)
     metrics = json.loads((folder / "metrics.json").read_text())
-    md = markdown_summary(metrics)
     images = "".join(
         f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" style="max-width:100%" '
         f'src="data:image/png;base64,{base64.b64encode((folder / name).read_bytes()).decode()}"/>'
-        for name, title in (("predictions.png", "Test period: actual vs model vs persistence"),
-                            ("training_curves.png", "Training curves"))
-        if (folder / name).is_file()
+        for name, title in PICTURES if (folder / name).is_file()
     )
-    rows = "".join(
-        f"<tr><td>{label}</td><td>{_fmt(metrics['test']['model'][key], fmt)}</td>"
-        f"<td>{_fmt(metrics['test']['persistence'][key], fmt)}</td>"
-        f"<td>{'' if metrics['test']['ratio'].get(key) is None else format(metrics['test']['ratio'][key], '.4f')}</td></tr>"
-        for label, key, fmt in _ROWS
-    )
+    rows = table(metrics["test"])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    head = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) + "</tr>"
     verdict = "PASSED" if metrics["gate"]["passed"] else "REJECTED"
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>make-us-rich run</title>"
@@ -82,9 +116,10 @@ def write_report(artifacts_dir: str | Path, html_path: str | Path, markdown_path
         "td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}</style></head><body>"
         f"<h2>{html.escape(metrics['symbol'])}: gate {verdict}</h2>"
         f"<p>{'<br/>'.join(html.escape(r) for r in metrics['gate']['reasons'])}</p>"
-        "<table><tr><th>metric</th><th>model</th><th>persistence</th><th>ratio</th></tr>"
-        f"{rows}</table>{images}</body></html>"
+        f"<p>Test period {html.escape(' .. '.join(metrics['test']['period']))}, {metrics['test']['n']} hours; "
+        f"{html.escape(metrics['test']['units'])} (bp = 1e-4).</p>"
+        f"<table>{head}{body}</table>{images}</body></html>"
     )
     Path(html_path).write_text(page)
     if markdown_path:
-        Path(markdown_path).write_text(md)
+        Path(markdown_path).write_text(markdown_summary(metrics))

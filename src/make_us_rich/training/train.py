@@ -1,56 +1,17 @@
-"""Stage 6: fit the LSTM with early stopping on validation loss (best weights restored),
-deterministically for a seed, keeping the loss of every epoch."""
+"""Stage 6 helpers: early stopping that counts the untrained model as epoch 0, an epoch progress
+bar, and seeding for deterministic training."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-
-from make_us_rich.preprocessing import PreprocessResult
-from make_us_rich.training.config import TrainConfig
-from make_us_rich.training.model import build_model, keras
-
-
-@dataclass
-class TrainingData:
-    """What training needs: scaled windows and where the target sits among the features."""
-
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
-    target_index: int
-    #: 0/1 weights: windows across a gap in the candles do not count
-    w_train: np.ndarray | None = None
-    w_val: np.ndarray | None = None
-
-    @classmethod
-    def from_preprocess(cls, prep: PreprocessResult) -> TrainingData:
-        return cls(prep.X_train, prep.y_train, prep.X_val, prep.y_val,
-                   prep.feature_names.index(prep.target_column), prep.w_train, prep.w_val)
-
-
-@dataclass
-class TrainResult:
-    model: Any  # keras.Model on scaled windows
-    history: dict[str, list[float]]
-    best_epoch: int  # 1-based; 0 = the untrained model was best (persistence, delta head)
-    epochs_run: int
-    seconds: float
-    config: TrainConfig
-    extra: dict[str, Any] = field(default_factory=dict)
+import keras
 
 
 class BestWeights(keras.callbacks.Callback):
     """Early stopping on validation loss that also considers the model *before* training.
 
-    With the ``delta`` head the untrained model is exactly persistence, so "epoch 0" is the
-    baseline to beat: if no epoch improves on it, the initial weights are restored and the
-    model stays persistence rather than becoming worse than it on validation data.
+    The quantile head starts at the train quantiles of the normalized returns, so the untrained
+    model is the empirical-quantile forecast scaled by current volatility: "epoch 0" is the
+    baseline to beat. If no epoch improves on it, the initial weights are restored.
     """
 
     def __init__(self, validation: tuple, patience: int, batch_size: int) -> None:  # (X, y[, w])
@@ -113,47 +74,3 @@ def seed_everything(seed: int) -> None:
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def train_model(
-    data: TrainingData | PreprocessResult,
-    config: TrainConfig,
-    *,
-    progress: bool = False,
-    tensorboard_dir: str | Path | None = None,
-) -> TrainResult:
-    """Train on ``data.X_train``/``y_train``, early-stopping on ``X_val``/``y_val``."""
-    if isinstance(data, PreprocessResult):
-        data = TrainingData.from_preprocess(data)
-    seed_everything(config.seed)
-    model = build_model(config, data.X_train.shape[2], data.target_index)
-    validation = (data.X_val, data.y_val) if data.w_val is None else (data.X_val, data.y_val, data.w_val)
-    stopper = BestWeights(validation, config.patience, config.batch_size)
-    callbacks: list[keras.callbacks.Callback] = [stopper]
-    if progress:
-        callbacks.append(_EpochProgress(config.max_epochs, "training"))
-    if tensorboard_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
-    started = time.perf_counter()
-    fit = model.fit(
-        data.X_train,
-        data.y_train,
-        sample_weight=data.w_train,
-        validation_data=validation,
-        epochs=config.max_epochs,
-        batch_size=config.batch_size,
-        shuffle=True,  # windows are independent samples; the splits stay chronological
-        callbacks=callbacks,
-        verbose=0,
-    )
-    seconds = time.perf_counter() - started
-    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
-    return TrainResult(
-        model=model,
-        history=history,
-        best_epoch=stopper.best_epoch,
-        epochs_run=len(history["val_loss"]),
-        seconds=seconds,
-        config=config,
-        extra={"initial_val_loss": stopper.initial_val_loss, "best_val_loss": stopper.best},
-    )

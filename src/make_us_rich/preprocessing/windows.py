@@ -1,0 +1,126 @@
+"""Stage 5 of the quantile forecaster: raw feature windows and their targets, and the
+stationary transform of a window (no TensorFlow: the data stages, the evaluation and the
+serving side all use it; the model runs the same transform as a Keras layer, tested equal).
+
+A window holds :data:`QUANTILE_FEATURES` (the features stage's columns) of ``L`` consecutive
+candles, oldest first; its target is the log return of the candle after it. Windows across a
+gap in the candles, or over the volatility features' warm-up (NaN), are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from make_us_rich.errors import ConfigError, InsufficientHistoryError
+from make_us_rich.preprocessing.features import FEATURE_COLUMNS
+from make_us_rich.preprocessing.sequences import contiguous_windows, create_sequences
+from make_us_rich.preprocessing.volatility import NORM_VOL, VOLATILITY_FEATURES
+
+#: Columns of a served window: the calendar/price features, then the volatility features.
+QUANTILE_FEATURES: tuple[str, ...] = FEATURE_COLUMNS + VOLATILITY_FEATURES
+TARGET = "log_return"
+#: How each input the LSTM reads is made stationary (``v`` = ``norm_vol`` at the last step):
+#: ``log_vol``: log(x / v), volatilities; ``vol``: x / v, signed returns; ``log``: log(x), ratios.
+INPUT_KINDS: dict[str, str] = {
+    "range_vol_6h": "log_vol",
+    "range_vol_24h": "log_vol",
+    "range_vol_7d": "log_vol",
+    "range_vol_30d": "log_vol",
+    "bar_range": "log_vol",
+    "hour_vol": "log_vol",
+    "log_return": "vol",
+    "return_24h": "vol",
+    "volume_ratio": "log",
+    "trades_ratio": "log",
+}
+KIND_ORDER = ("log_vol", "vol", "log")
+#: days before a window's first row that make every feature as complete as in training (the
+#: longest rolling windows, range volatility and hour-of-day volatility, span 30 days)
+HISTORY_DAYS = 32
+#: the candle interval the volatility features are built for
+STEP = pd.Timedelta(hours=1)
+#: floor before a log (a candle with high == low, an hour without trades)
+LOG_FLOOR = 1e-2
+
+
+@dataclass
+class QuantileWindows:
+    """Raw windows and their next-candle log-return targets (valid windows only)."""
+
+    X: np.ndarray  # float32 [n, L, F], raw features
+    y: np.ndarray  # float64 [n], log return of the candle after the window
+    index: pd.DatetimeIndex  # open time of the forecast candle (the target row)
+
+    @property
+    def norm_vol(self) -> np.ndarray:
+        return self.X[:, -1, QUANTILE_FEATURES.index(NORM_VOL)].astype(np.float64)
+
+    @property
+    def last_close(self) -> np.ndarray:
+        return self.X[:, -1, QUANTILE_FEATURES.index("close")].astype(np.float64)
+
+    def since(self, start) -> QuantileWindows:
+        keep = self.index >= pd.Timestamp(start)
+        return QuantileWindows(self.X[keep], self.y[keep], self.index[keep])
+
+    def until(self, end) -> QuantileWindows:
+        keep = self.index <= pd.Timestamp(end)
+        return QuantileWindows(self.X[keep], self.y[keep], self.index[keep])
+
+
+def make_quantile_windows(features: pd.DataFrame, sequence_length: int) -> QuantileWindows:
+    """Windows of :data:`QUANTILE_FEATURES` whose rows and target are consecutive candles, hold
+    no NaN (volatility warm-up, gaps) and have a finite target. The last window (no target yet)
+    is not included; serve it with ``features.iloc[-L:]``."""
+    missing = [c for c in QUANTILE_FEATURES if c not in features]
+    if missing:
+        raise ConfigError(
+            f"features lack column(s) {missing}; build them with the features stage "
+            "(extract_features_from_dataset + add_volatility_features)"
+        )
+    frame = features[list(QUANTILE_FEATURES)]
+    X, y = create_sequences(frame, TARGET, sequence_length)
+    ok = contiguous_windows(frame.index, sequence_length, STEP) & np.isfinite(y)
+    bad_row = ~np.isfinite(frame.to_numpy(np.float64)).all(axis=1)
+    bad = np.concatenate([[0], np.cumsum(bad_row)])
+    ok &= (bad[sequence_length : sequence_length + len(y)] - bad[: len(y)]) == 0
+    if not ok.any():
+        raise InsufficientHistoryError(
+            f"no complete {sequence_length} h window with a next candle in {len(frame)} rows "
+            "(the volatility features need about 30 days of warm-up); load more history"
+        )
+    keep = np.flatnonzero(ok)
+    return QuantileWindows(
+        X=np.ascontiguousarray(X[keep]),
+        y=frame[TARGET].to_numpy(np.float64)[keep + sequence_length],
+        index=frame.index[keep + sequence_length],
+    )
+
+
+def input_groups(inputs: tuple[str, ...]) -> dict[str, list[int]]:
+    """Window columns of each kind of stationary input, in :data:`KIND_ORDER`."""
+    unknown = sorted(set(inputs) - set(INPUT_KINDS))
+    if unknown:
+        raise ConfigError(f"unknown model input(s) {unknown}; choose from {list(INPUT_KINDS)}")
+    return {kind: [QUANTILE_FEATURES.index(c) for c in inputs if INPUT_KINDS[c] == kind] for kind in KIND_ORDER}
+
+
+def stationary_inputs(X: np.ndarray, inputs: tuple[str, ...]) -> np.ndarray:
+    """Raw windows ``[n, L, F]`` -> the LSTM's inputs ``[n, L, len(inputs)]`` (grouped by kind),
+    divided by the last step's ``norm_vol``: what the model's first layer computes."""
+    v = X[:, -1:, QUANTILE_FEATURES.index(NORM_VOL)][..., None].astype(np.float64)
+    parts = []
+    for kind, idx in input_groups(tuple(inputs)).items():
+        if not idx:
+            continue
+        cols = X[:, :, idx].astype(np.float64)
+        if kind == "log_vol":
+            parts.append(np.log(np.maximum(cols / v, LOG_FLOOR)))
+        elif kind == "vol":
+            parts.append(cols / v)
+        else:
+            parts.append(np.log(np.maximum(cols, LOG_FLOOR)))
+    return np.concatenate(parts, axis=2)
