@@ -54,37 +54,40 @@ def fake_binance(btcusdt_2023, sample_btceur):
 
 # --------------------------------------------------------------------------- trained models
 TINY_SEQ = 12
+#: days of the sample a tiny model trains on: the volatility features need ~30 days of warm-up
+TINY_DAYS = 75
 
 
 @pytest.fixture(scope="session")
 def tiny_config():
-    from make_us_rich.training import TrainConfig
+    from make_us_rich.training import preset
 
-    return TrainConfig(sequence_length=TINY_SEQ, lstm_units=(8,), max_epochs=2, patience=2, batch_size=32)
+    return preset("tiny")
 
 
 @pytest.fixture(scope="session")
 def trained_artifacts(tmp_path_factory, tiny_config):
-    """A real model trained on 25 days of the BTCEUR sample (gate: accepted)."""
+    """A real quantile model trained on 75 days of the BTCEUR sample (gate: accepted)."""
     pytest.importorskip("tensorflow")
     from make_us_rich.training.workflow import train_symbol
 
     out = tmp_path_factory.mktemp("artifacts") / "btceur"
-    run = train_symbol("sample", "BTCEUR", out, tiny_config, days=25)
+    run = train_symbol("sample", "BTCEUR", out, tiny_config, days=TINY_DAYS)
     assert run.passed_gate, run.metrics["gate"]
     return out
 
 
 @pytest.fixture(scope="session")
 def rejected_artifacts(tmp_path_factory, tiny_config):
-    """A real model that fails the gate: a 'level' head after one epoch is far off persistence."""
+    """A real model that fails the gate: its 90 % interval cannot cover within a band of
+    0.99-1.0 (and the gate tolerates nothing)."""
     pytest.importorskip("tensorflow")
     from make_us_rich.training.workflow import train_symbol
 
     out = tmp_path_factory.mktemp("artifacts") / "btceur-rejected"
-    cfg = tiny_config.with_overrides(head="level", max_epochs=1)
-    run = train_symbol("sample", "BTCEUR", out, cfg, days=25, gate_tolerance=0.0)
-    assert not run.passed_gate, run.metrics["test"]["ratio"]
+    run = train_symbol("sample", "BTCEUR", out, tiny_config, days=TINY_DAYS, gate_tolerance=0.0,
+                       coverage_band=(0.99, 1.0))
+    assert not run.passed_gate, run.metrics["gate"]
     return out
 
 

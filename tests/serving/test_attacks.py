@@ -224,7 +224,7 @@ def btcusdt_artifacts(tmp_path_factory, tiny_config):
 
     out = tmp_path_factory.mktemp("artifacts") / "btcusdt"
     # a wide gate: the test needs a second accepted symbol, not a good model
-    train_symbol("sample", "BTCUSDT", out, tiny_config, days=25, gate_tolerance=10.0)
+    train_symbol("sample", "BTCUSDT", out, tiny_config, days=75, gate_tolerance=10.0)
     return out
 
 

@@ -56,7 +56,7 @@ def evaluate_model(
     from make_us_rich import contract
     from make_us_rich.baselines import BASELINES
     from make_us_rich.inference import onnx_session, predict_all
-    from make_us_rich.preprocessing.windows import make_quantile_windows
+    from make_us_rich.preprocessing.windows import STEP, make_quantile_windows
     from make_us_rich.scoring import (
         QUANTILE_COLUMNS,
         pinball_ratio_ci,
@@ -77,10 +77,11 @@ def evaluate_model(
         )
     out = predict_all(onnx_session(model_bytes), np.ascontiguousarray(windows.X, dtype=np.float32))
     q_close = out[contract.QUANTILE_OUTPUT_NAME].astype(np.float64)
-    last = windows.last_close
+    # prices in float64 from the table (the windows are float32, as the model reads them)
+    last = features["close"].reindex(windows.index - STEP).to_numpy(np.float64)
+    close = features["close"].reindex(windows.index).to_numpy(np.float64)
     q_ret = np.log(q_close / last[:, None])
     y = windows.y
-    close = last * np.exp(y)
 
     forecasts = {"model": pd.DataFrame(q_ret, index=windows.index, columns=list(QUANTILE_COLUMNS))}
     if baselines:
