@@ -98,8 +98,8 @@ class QuantileConfig:
     spread calibration                   0.9643  ``calibrate``
     ===================================  ======  ===================================
 
-    ``max_epochs`` 20 with ``patience`` 3 never bound (40 gave identical models); one retrain
-    on a year takes 12-53 s on the shared 2-core machine. The 720 h normalization window and
+    ``max_epochs`` 20 with ``patience`` 3 did not bind on validation (40 gave identical models);
+    one retrain on a year takes 12-53 s on the shared 2-core machine. The 720 h normalization window and
     the feature windows were not varied (fixed in :mod:`~make_us_rich.preprocessing.volatility`).
     Differences below ~0.003 are within noise (block-bootstrap intervals are +-0.01-0.03).
     """
@@ -108,8 +108,9 @@ class QuantileConfig:
     lstm_units: int = 32
     #: the LSTM's inputs, each transformed as :data:`INPUT_KINDS` says
     inputs: tuple[str, ...] = tuple(INPUT_KINDS)
-    #: ``learned``: the median is trained like the other quantiles; ``zero``: the median return
-    #: is 0 (the median close is persistence) and only the spread is learned
+    #: ``learned``: the median is trained like the other quantiles; ``zero``: the LSTM's median
+    #: return is 0 and only the spread is learned (with ``blend_har`` the served median is half
+    #: of HAR's median return, close to 0)
     median: str = "zero"
     #: after training, scale each quantile's distance from the median so that it minimizes the
     #: pinball loss on the early-stopping windows (:class:`SpreadScale`; 1 = off)
