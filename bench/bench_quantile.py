@@ -138,37 +138,22 @@ def evaluate_period(features: pd.DataFrame, start: str, end: str, config, label:
 
 
 def inference_latency(features: pd.DataFrame, config) -> dict:
-    """Single-window onnxruntime latency (median ms) of the quantile model vs today's point
-    model (the ``fast`` preset), untrained weights: latency does not depend on training."""
+    """Single-window onnxruntime latency (median ms) of the quantile model, untrained weights:
+    latency does not depend on training."""
     from make_us_rich import contract
     from make_us_rich.inference import onnx_session
-    from make_us_rich.preprocessing import preprocess
-    from make_us_rich.training import preset
     from make_us_rich.training import quantile_model as qm
     from make_us_rich.training.export import to_onnx
-    from make_us_rich.training.model import build_model
-    from make_us_rich.training.workflow import raw_test_windows
 
     year = features[features.index >= pd.Timestamp("2023-01-01", tz="UTC")]
     w = qm.make_quantile_windows(year, config.sequence_length)
-    model = qm.build_quantile_model(config, qm.fit_input_scaler(w.X, config), w.y / w.norm_vol)
-    quantile_session = onnx_session(qm.to_onnx(model))
-
-    cfg = preset("fast")
-    klines_like = year[["open", "high", "low", "close"]].reset_index()
-    prep = preprocess(klines_like, cfg.sequence_length)
-    target = prep.feature_names.index("close")
-    point = build_model(cfg, prep.X_train.shape[2], target)
-    point_session = onnx_session(to_onnx(point, prep.scaler, target))
-    X_point, _, _ = raw_test_windows(prep, cfg.test_size)
-    out = {}
-    for name, session, x in (("point_fast", point_session, X_point[:1]), ("quantile", quantile_session, w.X[:1])):
-        feed = {contract.INPUT_NAME: np.ascontiguousarray(x)}
-        session.run(None, feed)
-        out[f"{name}_b1_ms"] = timeit(lambda f=feed, s=session: s.run(None, f), 500)[0] * 1e3
-    out["ratio"] = out["quantile_b1_ms"] / out["point_fast_b1_ms"]
-    print(f"single-window onnxruntime: quantile {out['quantile_b1_ms']:.3f} ms vs today's "
-          f"{out['point_fast_b1_ms']:.3f} ms (x{out['ratio']:.2f})", flush=True)
+    har = qm.fit_har(year[list(qm.QUANTILE_FEATURES)]) if config.blend_har else None
+    model = qm.build_quantile_model(config, qm.fit_input_scaler(w.X, config.inputs), w.y / w.norm_vol, har)
+    session = onnx_session(to_onnx(model.serving))
+    feed = {contract.INPUT_NAME: np.ascontiguousarray(w.X[:1])}
+    session.run(None, feed)
+    out = {"quantile_b1_ms": timeit(lambda: session.run(None, feed), 500)[0] * 1e3}
+    print(f"single-window onnxruntime: quantile model {out['quantile_b1_ms']:.3f} ms", flush=True)
     return out
 
 
@@ -185,9 +170,9 @@ def main() -> None:
     if missing:
         print(f"benchmark data missing for {missing} in {shared_dir()} (set MKRICH_SHARED_DATA); skipped")
         sys.exit(0)
-    from make_us_rich.training.quantile_model import QuantileConfig
+    from make_us_rich.training.config import TrainConfig
 
-    base = QuantileConfig(max_epochs=2, patience=1) if args.quick else QuantileConfig()
+    base = TrainConfig(max_epochs=2, patience=1) if args.quick else TrainConfig()
     features = {s: load_features(s) for s in args.symbols}
     payload: dict = {"benchmark": "quantile", "targets": TARGETS, "machine": machine(),
                      "base_config": base.to_dict(), "validation": {}, "test": {}}

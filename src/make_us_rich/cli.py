@@ -103,23 +103,20 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from make_us_rich import stages
     from make_us_rich.data import normalize_symbol
     from make_us_rich.io import write_json
-    from make_us_rich.preprocessing import check_history
+    from make_us_rich.training.config import TrainConfig
 
     out = Path(args.out)
     klines, report = _load(args)
-    check_history(len(klines), args.sequence_length, args.test_size, args.val_size)
     stages.write_fetched(klines, report, out / "klines")
     stages.features_stage(out / "klines", out / "features.csv")
     split = stages.split_stage(out / "features.csv", out / "train.csv", out / "test.csv", args.test_size)
-    stages.scale_stage(out / "train.csv", out / "test.csv", out / "train_scaled.csv",
-                       out / "test_scaled.csv", out / "scaler")
-    windows = stages.sequences_stage(out / "train_scaled.csv", out / "test_scaled.csv",
-                                     out / "sequences.npz", args.sequence_length, args.val_size,
-                                     interval=args.interval)
-    scaled = stages.read_table(out / "train_scaled.csv")
+    windows = stages.sequences_stage(out / "train.csv", out / "test.csv", out / "sequences.npz",
+                                     args.sequence_length, args.val_size)
+    stages.scale_stage(out / "sequences.npz", out / "scaler", TrainConfig().inputs)
+    columns = list(stages.read_table(out / "train.csv").columns)
     summary = {"symbol": normalize_symbol(args.symbol), "source": args.source, "data": report.to_dict(),
                **split, **windows, "sequence_length": args.sequence_length,
-               "n_features": scaled.shape[1], "feature_names": list(scaled.columns)}
+               "n_features": len(columns), "feature_names": columns}
     write_json(out / "summary.json", summary)
     _print_report(summary["symbol"], report)
     print(
@@ -131,7 +128,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         f"val {windows['val_windows']}, test {windows['test_windows']}"
     )
     print(f"wrote {out}/: the stage files of the pipeline (klines/ features.csv train.csv "
-          "test.csv train_scaled.csv test_scaled.csv scaler/ sequences.npz summary.json)")
+          "test.csv sequences.npz scaler/ summary.json)")
     return 0
 
 

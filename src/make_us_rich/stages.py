@@ -33,7 +33,7 @@ from make_us_rich.preprocessing import (
 )
 from make_us_rich.preprocessing.split import holdout_size
 from make_us_rich.preprocessing.volatility import add_volatility_features
-from make_us_rich.preprocessing.windows import make_quantile_windows, stationary_inputs
+from make_us_rich.preprocessing.windows import fit_input_scaler, make_quantile_windows
 from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 
@@ -163,13 +163,9 @@ def sequences_stage(
 def scale_stage(sequences_npz: str | Path, scaler_dir: str | Path, inputs: tuple[str, ...]) -> dict[str, Any]:
     """Stage 5: MinMax(-1, 1) fit on the train windows only (not validation, not test), on the
     stationary inputs the LSTM reads (each window divided by its trailing volatility)."""
-    from sklearn.preprocessing import MinMaxScaler
-
-    from make_us_rich.preprocessing.scaling import FEATURE_RANGE
-
     with np.load(sequences_npz) as z:
-        X = stationary_inputs(z["X_train"], tuple(inputs))
-    scaler = MinMaxScaler(feature_range=FEATURE_RANGE).fit(X.reshape(-1, X.shape[2]))
+        X = z["X_train"]
+    scaler = fit_input_scaler(X, tuple(inputs))
     save_scaler(scaler, scaler_dir)
     return {"inputs": list(inputs), "fit_rows": int(X.shape[0] * X.shape[1])}
 
@@ -188,7 +184,7 @@ def train_stage(
     (the untrained, empirically calibrated model counts as epoch 0). Writes the serving graph
     ``model.keras`` (raw windows -> prices), ``history.json``, ``training.json`` and
     ``config.json``. ``train_csv`` (the train features) is needed with ``blend_har``."""
-    from make_us_rich.training.quantile_train import fit_quantile_model
+    from make_us_rich.training.quantile_model import fit_quantile_model
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     with np.load(sequences_npz) as z:
@@ -208,17 +204,18 @@ def train_stage(
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     trained.serving.save(out / "model.keras")
+    epochs = len(trained.history["val_loss"])
     summary = {
-        "epochs_run": trained.epochs_run,
+        "epochs_run": epochs,
         "best_epoch": trained.best_epoch,
         "seconds": round(trained.seconds, 3),
-        "seconds_per_epoch": round(trained.seconds / max(trained.epochs_run, 1), 3),
-        "initial_val_loss": trained.initial_val_loss,
-        "best_val_loss": trained.best_val_loss,
+        "seconds_per_epoch": round(trained.seconds / max(epochs, 1), 3),
+        "initial_val_loss": trained.extra["initial_val_loss"],
+        "best_val_loss": trained.extra["best_val_loss"],
         "train_windows": len(data["y_train"]),
         "val_windows": len(data["y_val"]),
         "test_windows": n_test,
-        **({"spread_scale": trained.spread_scale} if trained.spread_scale is not None else {}),
+        **({"spread_scale": trained.extra["spread_scale"]} if "spread_scale" in trained.extra else {}),
     }
     write_json(out / "history.json", trained.history)
     write_json(out / "training.json", summary)
@@ -232,7 +229,7 @@ def convert_stage(model_dir: str | Path, sequences_npz: str | Path, out_dir: str
     from make_us_rich.contract import MODEL_FILE
     from make_us_rich.io import atomic_write_bytes
     from make_us_rich.training.export import export_onnx
-    from make_us_rich.training.quantile_train import load_serving_model
+    from make_us_rich.training.quantile_model import load_serving_model
 
     model = load_serving_model(Path(model_dir) / "model.keras")
     with np.load(sequences_npz) as z:

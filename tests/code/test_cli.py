@@ -48,7 +48,8 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, fake_binance, capsys):
     assert "Traceback" not in err
     assert not (tmp_path / "x.csv").exists()
     rc = main(["preprocess", "--days", "10", "--sequence-length", "120", "--out", str(tmp_path)])
-    assert rc == 2 and "need at least 1201" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "no complete 120 h window" in err and "load more history" in err
 
 
 def test_preprocess_writes_artifacts(tmp_path, capsys):
@@ -59,12 +60,17 @@ def test_preprocess_writes_artifacts(tmp_path, capsys):
     seq = np.load(tmp_path / "sequences.npz")
     assert seq["X_train"].shape == (summary["train_windows"], 24, summary["n_features"])
     scaler = load_scaler(tmp_path / "scaler" / "scaler.json")
-    train = pd.read_csv(tmp_path / "train_scaled.csv", index_col=0)  # the pipeline's stage files
+    train = pd.read_csv(tmp_path / "train.csv", index_col=0)  # the pipeline's stage files
     assert train.shape == (3974, summary["n_features"])
-    # train.csv is scaled with the saved scaler, fit on train only: it spans exactly [-1, 1]
+    # the scaler is fit on the train windows' stationary inputs only: they span exactly [-1, 1]
+    from make_us_rich.preprocessing.windows import stationary_inputs
+    from make_us_rich.training import TrainConfig
+
+    x = stationary_inputs(seq["X_train"], TrainConfig().inputs).reshape(-1, scaler.n_features_in_)
+    scaled = scaler.transform(x)
     varying = scaler.data_range_ > 0
-    np.testing.assert_allclose(train.to_numpy().min(axis=0)[varying], -1.0, atol=1e-9)
-    np.testing.assert_allclose(train.to_numpy().max(axis=0)[varying], 1.0, atol=1e-9)
+    np.testing.assert_allclose(scaled.min(axis=0)[varying], -1.0, atol=1e-9)
+    np.testing.assert_allclose(scaled.max(axis=0)[varying], 1.0, atol=1e-9)
 
 
 def test_console_script_and_no_tensorflow_import():
@@ -87,11 +93,11 @@ def test_train_command_writes_artifacts_and_a_summary(tmp_path, capsys):
     import pytest
 
     pytest.importorskip("tensorflow")
-    rc = main(["train", "--source", "sample", "--symbol", "BTCUSDT", "--days", "25",
+    rc = main(["train", "--source", "sample", "--symbol", "BTCUSDT", "--days", "75",
                "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "BTCUSDT test set:" in out and "persistence" in out and "gate: " in out
+    assert "BTCUSDT: " in out and "forecast hours" in out and "persistence" in out and "gate: " in out
     assert (tmp_path / "m" / "model.onnx").is_file()
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
     assert card["hyperparameters"]["sequence_length"] == 12

@@ -69,20 +69,20 @@ def test_adding_an_output_is_a_change_to_the_contract_and_the_model_only(monkeyp
     monkeypatch.setattr(contract, "OUTPUTS", outputs)
     monkeypatch.setattr(contract, "OUTPUT_NAMES", tuple(t.name for t in outputs))
 
-    old_model = onnx_session(_onnx_model(outputs[:1]))
+    old_model = onnx_session(_onnx_model(outputs[:-1]))
     with pytest.raises(ModelSignatureError, match="next_close_high"):
         check_signature(old_model, L, F)  # a model without the new output is refused
 
     session = onnx_session(_onnx_model(outputs))
     check_signature(session, L, F)
     got = predict_all(session, _windows())
-    assert list(got) == ["next_close", "next_close_high"]
-    np.testing.assert_allclose(got["next_close_high"], got["next_close"] * 1.01, rtol=1e-6)
+    assert list(got) == [*(t.name for t in outputs[:-1]), "next_close_high"]
+    np.testing.assert_allclose(got["next_close_high"], got["next_close"] * (1 + 0.01 * (len(outputs) - 1)), rtol=1e-6)
 
     config = contract.triton_config("btceur-close", L, F, "{ latest: { num_versions: 1 } }")
     assert 'name: "next_close_high" data_type: TYPE_FP32 dims: [ -1, 1 ]' in config
     card = contract.signature(L, F)
-    assert [o["name"] for o in card["outputs"]] == ["next_close", "next_close_high"]
+    assert [o["name"] for o in card["outputs"]] == [*(t.name for t in outputs[:-1]), "next_close_high"]
     assert card["input"]["shape"] == [-1, L, F]
 
 

@@ -18,7 +18,7 @@ pytest.importorskip("tensorflow", reason="the train extra is not installed")
 from make_us_rich import stages
 from make_us_rich.inference import onnx_session, predict_all
 from make_us_rich.training.export import ExportError, check_parity, export_onnx
-from make_us_rich.training.quantile_train import load_serving_model
+from make_us_rich.training.quantile_model import load_serving_model
 from make_us_rich.training.workflow import ARTIFACTS, train_symbol
 
 DAYS = 75

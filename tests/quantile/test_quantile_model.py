@@ -11,13 +11,15 @@ pytest.importorskip("tensorflow")
 from make_us_rich.baselines import fit_har
 from make_us_rich.contract import INPUT_NAME, OUTPUT_NAME
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
-from make_us_rich.inference import onnx_session
+from make_us_rich.inference import onnx_session, predict_all
 from make_us_rich.preprocessing.features import extract_features_from_dataset
 from make_us_rich.preprocessing.volatility import add_volatility_features
 from make_us_rich.scoring import QUANTILES
 from make_us_rich.training import quantile_model as qm
+from make_us_rich.training.config import TrainConfig
+from make_us_rich.training.export import check_parity, export_onnx
 
-TINY = qm.QuantileConfig(sequence_length=12, lstm_units=8, max_epochs=2, patience=2, batch_size=64,
+TINY = TrainConfig(sequence_length=12, lstm_units=8, max_epochs=2, patience=2, batch_size=64,
                           calibrate=True, blend_har=True)
 
 
@@ -41,7 +43,7 @@ def trained(split):
 @pytest.fixture(scope="module")
 def onnx_bytes(trained, split):
     windows = qm.make_quantile_windows(split[1], TINY.sequence_length)
-    model_bytes, parity = qm.export_quantile_onnx(trained, windows.X)
+    model_bytes, parity = export_onnx(trained.serving, windows.X)
     assert parity.passed and parity.n_windows == len(windows.y)
     return model_bytes
 
@@ -77,7 +79,7 @@ def test_windows_hold_the_next_return_and_skip_warmup_and_gaps(features):
 def test_untrained_model_forecasts_the_train_quantiles_scaled_by_current_volatility(split):
     w = qm.make_quantile_windows(split[0], 12)
     z = w.y / w.norm_vol
-    scaler = qm.fit_input_scaler(w.X, TINY)
+    scaler = qm.fit_input_scaler(w.X, TINY.inputs)
     expected = np.quantile(z, QUANTILES)
     zero = qm.build_quantile_model(TINY.with_overrides(median="zero"), scaler, z)
     np.testing.assert_allclose(
@@ -130,30 +132,21 @@ def test_onnx_signature_and_parity_on_real_and_random_windows(trained, onnx_byte
     shapes = {o.name: o.shape[1:] for o in outputs}
     assert shapes == {qm.QUANTILE_OUTPUT_NAME: [len(QUANTILES)], OUTPUT_NAME: [1]}
     windows = random_windows(256, seed=5, spread=0.5)
-    report = qm.check_quantile_parity(onnx_bytes, trained, windows)
+    report = check_parity(onnx_bytes, trained.serving, windows)
     assert report.passed, report
     # in return units too, where a price-level tolerance would hide errors
     real = qm.make_quantile_windows(split[1], TINY.sequence_length)
-    q_onnx, _ = qm.onnx_quantiles(session, real.X)
+    q_onnx = predict_all(session, real.X)[qm.QUANTILE_OUTPUT_NAME]
     last = real.X[:, -1, qm.QUANTILE_FEATURES.index("close")][:, None].astype(np.float64)
     np.testing.assert_allclose(np.log(q_onnx / last), trained.predict_returns(real.X), atol=2e-6)
-
-
-def test_predictions_table_in_price_units(trained, split):
-    w = qm.make_quantile_windows(split[1], TINY.sequence_length)
-    table = trained.predictions(w)
-    assert list(table.columns) == ["timestamp", "last_close", "close", "q05", "q25", "q50", "q75", "q95"]
-    assert table["timestamp"].iloc[0] == w.index[0].strftime("%Y-%m-%dT%H:%M:%SZ")
-    np.testing.assert_allclose(table["close"], split[1]["close"].reindex(w.index), rtol=1e-6)
-    expected = table["last_close"].to_numpy()[:, None] * np.exp(trained.predict_returns(w).to_numpy())
-    np.testing.assert_allclose(table[["q05", "q25", "q50", "q75", "q95"]], expected, rtol=1e-5)
 
 
 def test_quantiles_are_monotone_on_random_inputs(trained, onnx_bytes):
     session = onnx_session(onnx_bytes)
     for seed in range(3):
         x = random_windows(512, seed)
-        q, median = qm.onnx_quantiles(session, x)
+        out = predict_all(session, x)
+        q, median = out[qm.QUANTILE_OUTPUT_NAME], out[OUTPUT_NAME]
         finite = np.isfinite(q).all(axis=1)
         assert finite.mean() > 0.5
         assert (np.diff(q[finite], axis=1) >= 0).all()
@@ -179,6 +172,6 @@ def test_zero_median_keeps_the_last_close(split):
 
 def test_bad_config_is_rejected():
     with pytest.raises(ConfigError, match="inputs"):
-        qm.QuantileConfig(inputs=("open",))
+        TrainConfig(inputs=("open",))
     with pytest.raises(ConfigError, match="median"):
-        qm.QuantileConfig(median="mean")
+        TrainConfig(median="mean")

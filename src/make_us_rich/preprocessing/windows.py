@@ -124,3 +124,13 @@ def stationary_inputs(X: np.ndarray, inputs: tuple[str, ...]) -> np.ndarray:
         else:
             parts.append(np.log(np.maximum(cols, LOG_FLOOR)))
     return np.concatenate(parts, axis=2)
+
+
+def fit_input_scaler(X: np.ndarray, inputs: tuple[str, ...]):
+    """MinMax(-1, 1) on the stationary inputs of raw windows ``X`` (the train windows only)."""
+    from sklearn.preprocessing import MinMaxScaler
+
+    from make_us_rich.preprocessing.scaling import FEATURE_RANGE
+
+    t = stationary_inputs(X, tuple(inputs))
+    return MinMaxScaler(feature_range=FEATURE_RANGE).fit(t.reshape(-1, t.shape[2]))

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,116 +41,27 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import MinMaxScaler
 
+from make_us_rich import contract
 from make_us_rich.baselines import HAR_REGRESSORS, RANGE_FLOOR, HarFit, fit_har
-from make_us_rich.contract import INPUT_NAME, OPSET, OUTPUT_NAME
+from make_us_rich.contract import INPUT_NAME, OUTPUT_NAME
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
-from make_us_rich.inference import onnx_session
-from make_us_rich.preprocessing.features import FEATURE_COLUMNS
-from make_us_rich.preprocessing.scaling import FEATURE_RANGE
-from make_us_rich.preprocessing.sequences import contiguous_windows, create_sequences
 from make_us_rich.preprocessing.split import holdout_size
-from make_us_rich.preprocessing.volatility import NORM_VOL, VOLATILITY_FEATURES
+from make_us_rich.preprocessing.volatility import NORM_VOL
+from make_us_rich.preprocessing.windows import (
+    KIND_ORDER,
+    LOG_FLOOR,
+    QUANTILE_FEATURES,
+    QuantileWindows,
+    fit_input_scaler,
+    input_groups,
+    make_quantile_windows,
+)
 from make_us_rich.scoring import QUANTILE_COLUMNS, QUANTILES
-from make_us_rich.training.export import PARITY_RTOL, ExportError, ParityReport
+from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.model import LastValue
 from make_us_rich.training.train import BestWeights, seed_everything
 
-#: ONNX output: float32 ``[batch, len(QUANTILES)]`` quantile closes in price units.
-QUANTILE_OUTPUT_NAME = "quantile_close"
-#: Columns of the served window: the features stage's columns, then the volatility features.
-QUANTILE_FEATURES: tuple[str, ...] = FEATURE_COLUMNS + VOLATILITY_FEATURES
-TARGET = "log_return"
-#: How each input the LSTM reads is made stationary (``v`` = ``norm_vol`` at the last step):
-#: ``log_vol``: log(x / v), volatilities; ``vol``: x / v, signed returns; ``log``: log(x), ratios.
-INPUT_KINDS: dict[str, str] = {
-    "range_vol_6h": "log_vol",
-    "range_vol_24h": "log_vol",
-    "range_vol_7d": "log_vol",
-    "range_vol_30d": "log_vol",
-    "bar_range": "log_vol",
-    "hour_vol": "log_vol",
-    "log_return": "vol",
-    "return_24h": "vol",
-    "volume_ratio": "log",
-    "trades_ratio": "log",
-}
-_KIND_ORDER = ("log_vol", "vol", "log")
-#: floor before a log (a candle with high == low, an hour without trades)
-LOG_FLOOR = 1e-2
-_STEP = pd.Timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class QuantileConfig:
-    """Defaults of the quantile forecaster, chosen on validation quarters only (2022 Q3 and Q4,
-    BTCUSDT and BTCEUR, each trained on the year before; bench/bench_quantile.py), by the mean
-    pinball loss ratio vs the empirical-quantile baseline A over those 4 periods:
-
-    ===================================  ======  ===================================
-    variant                              ratio   note
-    ===================================  ======  ===================================
-    median zero + HAR average (default)  0.9593  ``blend_har`` in the graph
-    learned median + HAR average         0.9594
-    median zero, LSTM alone              0.9616  the median close is persistence
-    learned median, LSTM alone           0.9616
-    24 h window                          0.9645
-    LSTM(16)                             0.9655
-    without volume / trade ratios        0.9655
-    spread calibration                   0.9643  ``calibrate``
-    ===================================  ======  ===================================
-
-    ``max_epochs`` 20 with ``patience`` 3 did not bind on validation (40 gave identical models);
-    one retrain on a year takes 12-53 s on the shared 2-core machine. The 720 h normalization window and
-    the feature windows were not varied (fixed in :mod:`~make_us_rich.preprocessing.volatility`).
-    Differences below ~0.003 are within noise (block-bootstrap intervals are +-0.01-0.03).
-    """
-
-    sequence_length: int = 48
-    lstm_units: int = 32
-    #: the LSTM's inputs, each transformed as :data:`INPUT_KINDS` says
-    inputs: tuple[str, ...] = tuple(INPUT_KINDS)
-    #: ``learned``: the median is trained like the other quantiles; ``zero``: the LSTM's median
-    #: return is 0 and only the spread is learned (with ``blend_har`` the served median is half
-    #: of HAR's median return, close to 0)
-    median: str = "zero"
-    #: after training, scale each quantile's distance from the median so that it minimizes the
-    #: pinball loss on the early-stopping windows (:class:`SpreadScale`; 1 = off)
-    calibrate: bool = False
-    #: serve the average of the LSTM's quantiles and those of a linear HAR fit on the same
-    #: training rows (:class:`HarQuantiles`, in the graph); the LSTM stays the learned core
-    blend_har: bool = True
-    learning_rate: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 20
-    patience: int = 3
-    #: latest fraction of the training windows used for early stopping
-    val_size: float = 0.2
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "inputs", tuple(self.inputs))
-        problems = []
-        unknown = sorted(set(self.inputs) - set(INPUT_KINDS))
-        if unknown or not self.inputs:
-            problems.append(f"inputs must be a non-empty subset of {list(INPUT_KINDS)} (unknown: {unknown})")
-        if self.median not in ("learned", "zero"):
-            problems.append("median must be 'learned' or 'zero'")
-        if self.sequence_length < 1 or self.lstm_units < 1:
-            problems.append("sequence_length and lstm_units must be >= 1")
-        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 0 or self.learning_rate <= 0:
-            problems.append("batch_size, max_epochs >= 1, patience >= 0, learning_rate > 0")
-        if not 0.0 < self.val_size < 1.0:
-            problems.append("val_size must be in (0, 1)")
-        if problems:
-            raise ConfigError("invalid quantile config: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["inputs"] = list(self.inputs)
-        return d
-
-    def with_overrides(self, **overrides: Any) -> QuantileConfig:
-        return replace(self, **overrides)
+QUANTILE_OUTPUT_NAME = contract.QUANTILE_OUTPUT_NAME
 
 
 @keras.saving.register_keras_serializable(package="make_us_rich")
@@ -166,7 +78,7 @@ class VolatilityTransform(keras.layers.Layer):
         ops = keras.ops
         v = x[:, -1:, self.norm_index : self.norm_index + 1]
         parts = []
-        for kind in _KIND_ORDER:
+        for kind in KIND_ORDER:
             idx = self.groups.get(kind)
             if not idx:
                 continue
@@ -302,48 +214,6 @@ def pinball_loss(y_true, y_pred):
 
 
 @dataclass
-class QuantileWindows:
-    """Raw windows and their next-hour log-return targets (valid windows only)."""
-
-    X: np.ndarray  # float32 [n, L, F], raw features
-    y: np.ndarray  # float64 [n], log return of the candle after the window
-    index: pd.DatetimeIndex  # open time of the forecast candle (the target row)
-
-    @property
-    def norm_vol(self) -> np.ndarray:
-        return self.X[:, -1, QUANTILE_FEATURES.index(NORM_VOL)].astype(np.float64)
-
-
-def make_quantile_windows(features: pd.DataFrame, sequence_length: int) -> QuantileWindows:
-    """Windows of :data:`QUANTILE_FEATURES` whose rows and target are consecutive candles, hold
-    no NaN (volatility warm-up, gaps) and have a finite target. The last window (no target yet)
-    is not included; serve it with ``features.iloc[-L:]``."""
-    missing = [c for c in QUANTILE_FEATURES if c not in features]
-    if missing:
-        raise ConfigError(
-            f"features lack column(s) {missing}; build them with extract_features_from_dataset "
-            "and add_volatility_features"
-        )
-    frame = features[list(QUANTILE_FEATURES)]
-    X, y = create_sequences(frame, TARGET, sequence_length)
-    ok = contiguous_windows(frame.index, sequence_length, _STEP) & np.isfinite(y)
-    bad_row = ~np.isfinite(frame.to_numpy(np.float64)).all(axis=1)
-    bad = np.concatenate([[0], np.cumsum(bad_row)])
-    ok &= (bad[sequence_length : sequence_length + len(y)] - bad[: len(y)]) == 0
-    if not ok.any():
-        raise InsufficientHistoryError(
-            f"no complete {sequence_length} h window with a next candle in {len(frame)} rows "
-            "(the volatility features need about 15 days of warm-up); load more history"
-        )
-    keep = np.flatnonzero(ok)
-    return QuantileWindows(
-        X=np.ascontiguousarray(X[keep]),
-        y=frame[TARGET].to_numpy(np.float64)[keep + sequence_length],
-        index=frame.index[keep + sequence_length],
-    )
-
-
-@dataclass
 class QuantileModel:
     """A trained quantile forecaster: ``core`` maps raw windows to normalized quantiles ``z``,
     ``returns`` to log-return quantiles, ``serving`` to closes (what is exported)."""
@@ -352,7 +222,7 @@ class QuantileModel:
     returns: keras.Model
     serving: keras.Model
     scaler: MinMaxScaler  # fit on the transformed train windows
-    config: QuantileConfig
+    config: TrainConfig
     history: dict[str, list[float]]
     best_epoch: int
     seconds: float
@@ -368,25 +238,6 @@ class QuantileModel:
             return pd.DataFrame(q, index=windows.index, columns=list(QUANTILE_COLUMNS))
         return q
 
-    def predictions(self, windows: QuantileWindows) -> pd.DataFrame:
-        """The ``predictions.csv`` table of issue 11 from the served (price) graph: one row per
-        forecast candle, ``timestamp`` (its open time, UTC ISO 8601), ``last_close``, ``close``
-        (actual) and :data:`QUANTILE_COLUMNS` in price units."""
-        closes, _ = self.serving.predict(windows.X, batch_size=1024, verbose=0)
-        last = windows.X[:, -1, QUANTILE_FEATURES.index("close")].astype(np.float64)
-        table = pd.DataFrame(np.asarray(closes, dtype=np.float64), columns=list(QUANTILE_COLUMNS))
-        table.insert(0, "timestamp", windows.index.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        table.insert(1, "last_close", last)
-        table.insert(2, "close", last * np.exp(windows.y))
-        return table
-
-
-def _groups(inputs: tuple[str, ...]) -> dict[str, list[int]]:
-    return {
-        kind: [QUANTILE_FEATURES.index(c) for c in inputs if INPUT_KINDS[c] == kind]
-        for kind in _KIND_ORDER
-    }
-
 
 def _inverse_softplus(x: np.ndarray) -> np.ndarray:
     x = np.maximum(x, 1e-3)
@@ -394,7 +245,7 @@ def _inverse_softplus(x: np.ndarray) -> np.ndarray:
 
 
 def build_quantile_model(
-    config: QuantileConfig, scaler: MinMaxScaler, z_train: np.ndarray, har: HarFit | None = None
+    config: TrainConfig, scaler: MinMaxScaler, z_train: np.ndarray, har: HarFit | None = None
 ) -> QuantileModel:
     """The three graphs sharing one set of layers; the head's bias starts at the quantiles of
     the train targets ``z_train``, so the untrained model is calibrated on train. With ``har``,
@@ -402,7 +253,7 @@ def build_quantile_model(
     n_features = len(QUANTILE_FEATURES)
     norm, close = QUANTILE_FEATURES.index(NORM_VOL), QUANTILE_FEATURES.index("close")
     raw = keras.Input((config.sequence_length, n_features), name=INPUT_NAME)
-    x = VolatilityTransform(_groups(config.inputs), norm, name="volatility_normalize")(raw)
+    x = VolatilityTransform(input_groups(config.inputs), norm, name="volatility_normalize")(raw)
     x = keras.layers.Rescaling(
         scale=scaler.scale_.astype("float32"), offset=scaler.min_.astype("float32"), name="minmax"
     )(x)
@@ -434,13 +285,6 @@ def build_quantile_model(
     return QuantileModel(core, returns, serving, scaler, config, {}, 0, 0.0)
 
 
-def fit_input_scaler(X: np.ndarray, config: QuantileConfig) -> MinMaxScaler:
-    """MinMax(-1, 1) on the transformed train windows (the same layer the graph runs)."""
-    layer = VolatilityTransform(_groups(config.inputs), QUANTILE_FEATURES.index(NORM_VOL))
-    t = np.asarray(layer(X.astype("float32")), dtype=np.float64)
-    return MinMaxScaler(feature_range=FEATURE_RANGE).fit(t.reshape(-1, t.shape[2]))
-
-
 _SCALE_GRID = np.round(np.arange(0.5, 2.0001, 0.01), 2)
 
 
@@ -464,99 +308,70 @@ def calibrate_spread(model: QuantileModel, X_val: np.ndarray, z_val: np.ndarray)
     return scales
 
 
-def train_quantile_model(features: pd.DataFrame, config: QuantileConfig = QuantileConfig()) -> QuantileModel:
-    """Train on the windows of ``features`` (the train period; features + volatility features),
-    early-stopping on the latest ``config.val_size`` of them. Deterministic for a seed."""
-    windows = make_quantile_windows(features, config.sequence_length)
-    n = len(windows.y)
-    n_val = holdout_size(n, config.val_size)
-    if n - n_val < config.batch_size:
+def fit_quantile_model(
+    data: dict[str, np.ndarray],
+    scaler: MinMaxScaler,
+    config: TrainConfig,
+    *,
+    train_features: pd.DataFrame | None = None,
+    progress: bool = False,
+    tensorboard_dir: str | Path | None = None,
+) -> QuantileModel:
+    """Fit on raw windows and log-return targets ``X_train, y_train, X_val, y_val`` (targets are
+    divided by each window's trailing volatility, as the graph multiplies its outputs back),
+    early-stopping on the validation windows. ``train_features`` (the train period's feature
+    table) fits the in-graph HAR when ``config.blend_har``. Deterministic for a seed."""
+    from make_us_rich.training.train import _EpochProgress
+
+    norm = QUANTILE_FEATURES.index(NORM_VOL)
+    X_train, X_val = data["X_train"], data["X_val"]
+    z_train = data["y_train"] / X_train[:, -1, norm].astype(np.float64)
+    z_val = data["y_val"] / X_val[:, -1, norm].astype(np.float64)
+    if len(z_train) < config.batch_size:
         raise InsufficientHistoryError(
-            f"{n - n_val} training windows are too few (need at least batch_size="
-            f"{config.batch_size}); load more history"
+            f"{len(z_train)} training windows are too few (need at least batch_size="
+            f"{config.batch_size}); load more history or lower batch_size"
         )
-    z = windows.y / windows.norm_vol
-    cut = n - n_val
+    if config.blend_har and train_features is None:
+        raise ConfigError("blend_har needs the train period's features to fit the HAR model")
     seed_everything(config.seed)
-    scaler = fit_input_scaler(windows.X[:cut], config)
-    har = fit_har(features[list(QUANTILE_FEATURES)]) if config.blend_har else None
-    model = build_quantile_model(config, scaler, z[:cut], har)
-    validation = (windows.X[cut:], z[cut:])
+    har = fit_har(train_features[list(QUANTILE_FEATURES)]) if config.blend_har else None
+    model = build_quantile_model(config, scaler, z_train, har)
+    validation = (X_val, z_val)
     stopper = BestWeights(validation, config.patience, config.batch_size)
+    callbacks: list = [stopper]
+    if progress:
+        callbacks.append(_EpochProgress(config.max_epochs, "training"))
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
     started = time.perf_counter()
     fit = model.core.fit(
-        windows.X[:cut], z[:cut], validation_data=validation, epochs=config.max_epochs,
-        batch_size=config.batch_size, shuffle=True, callbacks=[stopper], verbose=0,
+        X_train, z_train, validation_data=validation, epochs=config.max_epochs,
+        batch_size=config.batch_size, shuffle=True, callbacks=callbacks, verbose=0,
     )
     model.seconds = time.perf_counter() - started
     model.history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     model.best_epoch = stopper.best_epoch
     model.extra = {"initial_val_loss": stopper.initial_val_loss, "best_val_loss": stopper.best,
-                   "n_train": cut, "n_val": n_val}
+                   "n_train": len(z_train), "n_val": len(z_val)}
     if config.calibrate:
-        model.extra["spread_scale"] = calibrate_spread(model, *validation).tolist()
+        model.extra["spread_scale"] = calibrate_spread(model, X_val, z_val).tolist()
     return model
 
 
-def to_onnx(model: QuantileModel) -> bytes:
-    """The serving graph through tf2onnx (opset 17, batch dynamic), checked by ``onnx.checker``."""
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-
-    seq_len, n_features = model.serving.input_shape[1:]
-    spec = (tf.TensorSpec((None, seq_len, n_features), tf.float32, name=INPUT_NAME),)
-    try:
-        proto, _ = tf2onnx.convert.from_keras(model.serving, input_signature=spec, opset=OPSET)
-    except Exception as exc:  # tf2onnx raises many types
-        raise ExportError(f"tf2onnx could not convert the quantile model: {exc}") from exc
-    for value in (*proto.graph.input, *proto.graph.output):
-        value.type.tensor_type.shape.dim[0].dim_param = "batch"
-    names = ([i.name for i in proto.graph.input], sorted(o.name for o in proto.graph.output))
-    expected = ([INPUT_NAME], sorted([QUANTILE_OUTPUT_NAME, OUTPUT_NAME]))
-    if names != expected:
-        raise ExportError(f"unexpected ONNX signature {names}; expected {expected}")
-    proto.producer_name = "make-us-rich"
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"onnx.checker rejected the quantile model: {exc}") from exc
-    return proto.SerializeToString()
+def train_quantile_model(features: pd.DataFrame, config: TrainConfig | None = None) -> QuantileModel:
+    """In memory, for benchmarks and notebooks: the windows of ``features`` (the train period),
+    the latest ``config.val_size`` for early stopping, the scaler fit on the rest, then
+    :func:`fit_quantile_model` - what the sequences, scale and train stages do over files."""
+    config = config or TrainConfig()
+    windows = make_quantile_windows(features, config.sequence_length)
+    cut = len(windows.y) - holdout_size(len(windows.y), config.val_size)
+    data = {"X_train": windows.X[:cut], "y_train": windows.y[:cut],
+            "X_val": windows.X[cut:], "y_val": windows.y[cut:]}
+    scaler = fit_input_scaler(data["X_train"], config.inputs)
+    return fit_quantile_model(data, scaler, config, train_features=features)
 
 
-def onnx_quantiles(session, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(quantile_close [n, 5], next_close [n, 1])`` from an onnxruntime session."""
-    q, m = session.run([QUANTILE_OUTPUT_NAME, OUTPUT_NAME], {INPUT_NAME: windows})
-    return q, m
-
-
-def check_quantile_parity(model_bytes: bytes, model: QuantileModel, raw_windows: np.ndarray,
-                          rtol: float = PARITY_RTOL) -> ParityReport:
-    """onnxruntime vs the Keras serving graph on the same raw windows, every output."""
-    windows = np.ascontiguousarray(raw_windows, dtype=np.float32)
-    onnx_q, onnx_m = onnx_quantiles(onnx_session(model_bytes), windows)
-    ref_q, ref_m = (np.asarray(a, dtype=np.float64) for a in model.serving(windows, training=False))
-    got, ref = np.hstack([onnx_q, onnx_m]).astype(np.float64), np.hstack([ref_q, ref_m])
-    abs_err = np.abs(got - ref)
-    rel = abs_err / np.maximum(np.abs(ref), 1e-12)
-    max_rel = float(rel.max()) if rel.size else float("nan")
-    return ParityReport(
-        n_windows=len(windows),
-        max_abs_error=float(abs_err.max()) if abs_err.size else float("nan"),
-        max_rel_error=max_rel,
-        rtol=rtol,
-        passed=bool(rel.size) and bool(np.isfinite(got).all()) and max_rel <= rtol,
-    )
-
-
-def export_quantile_onnx(model: QuantileModel, raw_windows: np.ndarray,
-                         rtol: float = PARITY_RTOL) -> tuple[bytes, ParityReport]:
-    """Convert and verify; raises :class:`ExportError` when parity fails."""
-    model_bytes = to_onnx(model)
-    parity = check_quantile_parity(model_bytes, model, raw_windows, rtol)
-    if not parity.passed:
-        raise ExportError(
-            f"ONNX parity failed on {parity.n_windows} windows: max relative error "
-            f"{parity.max_rel_error:.3g} > {rtol:g}"
-        )
-    return model_bytes, parity
+def load_serving_model(path: str | Path):
+    """The serving graph saved by the train stage (the custom layers are registered here)."""
+    return keras.models.load_model(path)
