@@ -17,8 +17,8 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
     store = tmp_path / "store"
     rc = main([
         "run", "--symbols", "BTCEUR,BTCUSDT", "--store", str(store),
-        "--pipeline-root", str(tmp_path / "root"), "--lookback-days", "25",
-        "--sequence-length", "12", "--units", "8", "--epochs", "2", "--patience", "2",
+        "--pipeline-root", str(tmp_path / "root"), "--lookback-days", "75",
+        "--sequence-length", "12", "--units", "8", "--epochs", "2", "--patience", "2", "--batch-size", "64",
     ])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -46,4 +46,4 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
         assert {"model_rmse", "persistence_rmse", "ratio_rmse", "gate_passed"} <= set(metrics)
         assert "<img" in (ev / "report").read_text() and "persistence" in (ev / "summary").read_text()
         card = json.loads(Path(ev / "artifacts" / "model_card.json").read_text())
-        assert card["data"]["source"] == "sample" and card["data"]["rows"] == 600
+        assert card["data"]["source"] == "sample" and card["data"]["rows"] == 1800

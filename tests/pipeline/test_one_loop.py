@@ -27,11 +27,11 @@ def _without_timing(payload: dict) -> dict:
 def test_cli_and_pipeline_write_the_same_artifacts(tmp_path):
     from make_us_rich.cli import main
 
-    flags = ["--sequence-length", "12", "--units", "8", "--epochs", "2", "--patience", "2", "--seed", "7"]
-    assert main(["train", "--source", "sample", "--symbol", "BTCEUR", "--days", "25", "--no-progress",
+    flags = ["--sequence-length", "12", "--units", "8", "--epochs", "2", "--patience", "2", "--batch-size", "64", "--seed", "7"]
+    assert main(["train", "--source", "sample", "--symbol", "BTCEUR", "--days", "75", "--no-progress",
                  "--out", str(tmp_path / "cli"), *flags]) == 0
     assert main(["run", "--symbols", "BTCEUR", "--store", str(tmp_path / "store"),
-                 "--pipeline-root", str(tmp_path / "root"), "--lookback-days", "25", *flags]) == 0
+                 "--pipeline-root", str(tmp_path / "root"), "--lookback-days", "75", *flags]) == 0
     cli = tmp_path / "cli"
     kfp = next((tmp_path / "root").glob("hourly-training-*/**/evaluate-and-gate/artifacts"))
 
@@ -42,6 +42,6 @@ def test_cli_and_pipeline_write_the_same_artifacts(tmp_path):
     assert _without_timing(cards[0]) == _without_timing(cards[1])
     # the data report is the fetch stage's own, integers and all, both ways
     validation = cards[0]["data"]["validation"]
-    assert isinstance(validation["rows_out"], int) and validation["rows_out"] == 600
+    assert isinstance(validation["rows_out"], int) and validation["rows_out"] == 1800
     metrics = [json.loads((d / "metrics.json").read_text()) for d in (cli, kfp)]
     assert _without_timing(metrics[0]) == _without_timing(metrics[1])

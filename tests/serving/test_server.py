@@ -97,26 +97,35 @@ def server(store_dir):
 
 
 def test_v2_infer_matches_onnxruntime(server, store_dir, windows):
-    from make_us_rich.inference import onnx_session, predict
+    from make_us_rich.inference import onnx_session, predict_all
 
     status, body = server.infer(windows)
     assert status == 200, body
-    out = body["outputs"][0]
-    assert out["name"] == "next_close" and out["shape"] == [3, 1] and out["datatype"] == "FP32"
+    outs = {o["name"]: o for o in body["outputs"]}
+    assert list(outs) == ["next_close", "quantile_close"]
+    assert outs["next_close"]["shape"] == [3, 1] and outs["quantile_close"]["shape"] == [3, 5]
+    assert all(o["datatype"] == "FP32" for o in outs.values())
     store = ModelStore(store_dir)
     latest = store.latest("BTCEUR")
     assert body["model_version"] == latest["version"] and body["model_name"] == NAME
     session = onnx_session(store.read("BTCEUR", latest["version"], "model.onnx"))
-    np.testing.assert_allclose(out["data"], predict(session, windows)[:, 0], rtol=1e-6)
+    expected = predict_all(session, windows)
+    for name, out in outs.items():
+        np.testing.assert_allclose(np.reshape(out["data"], out["shape"]), expected[name], rtol=1e-6)
+    q = np.reshape(outs["quantile_close"]["data"], (3, 5))
+    assert (np.diff(q, axis=1) >= 0).all()
 
 
 def test_v1_predict_and_metadata(server, windows):
     status, body = http("POST", f"{server.url}/v1/models/{NAME}:predict", {"instances": windows.tolist()})
     assert status == 200 and len(body["predictions"]) == 3
+    assert np.shape(body["quantile_close"]) == (3, 5)  # every further output under its name
+    np.testing.assert_allclose(body["predictions"], np.asarray(body["quantile_close"])[:, 2], rtol=1e-6)
     status, meta = http("GET", f"{server.url}/v2/models/{NAME}")
     assert status == 200
-    assert meta["inputs"] == [{"name": "window", "datatype": "FP32", "shape": [-1, 12, 10]}]
-    assert meta["outputs"] == [{"name": "next_close", "datatype": "FP32", "shape": [-1, 1]}]
+    assert meta["inputs"] == [{"name": "window", "datatype": "FP32", "shape": [-1, 12, 21]}]
+    assert meta["outputs"] == [{"name": "next_close", "datatype": "FP32", "shape": [-1, 1]},
+                               {"name": "quantile_close", "datatype": "FP32", "shape": [-1, 5]}]
     assert len(meta["versions"]) == 1
     status, health = http("GET", f"{server.url}/v2/health/ready")
     assert status == 200 and health["ready"] is True
@@ -127,13 +136,13 @@ def test_v1_predict_and_metadata(server, windows):
 @pytest.mark.parametrize(
     "body, status, message",
     [
-        ({"inputs": [{"name": "window", "shape": [1, 12, 10], "datatype": "FP32", "data": [1.0]}]}, 400, "needs 120"),
-        ({"inputs": [{"name": "window", "shape": [1, 5, 10], "datatype": "FP32", "data": [1.0] * 50}]}, 400, "expected shape"),
-        ({"inputs": [{"name": "window", "shape": [1, 12, 10], "datatype": "BYTES", "data": ["a"] * 120}]}, 400, "datatype must be FP32"),
-        ({"inputs": [{"name": "window", "shape": [1, 12, 10], "datatype": "FP32", "data": ["NaN"] * 120}]}, 400, "data must be numbers"),
-        ({"inputs": [{"name": "window", "shape": [1, 12, 10], "datatype": "FP32", "data": [1e39] * 120}]}, 400, "NaN or infinity"),
-        ({"inputs": [{"name": "window", "shape": [0, 12, 10], "datatype": "FP32", "data": []}]}, 400, "empty batch"),
-        ({"inputs": [{"name": "other", "shape": [1, 12, 10], "datatype": "FP32", "data": [1.0] * 120}]}, 400, "unknown input"),
+        ({"inputs": [{"name": "window", "shape": [1, 12, 21], "datatype": "FP32", "data": [1.0]}]}, 400, "needs 252"),
+        ({"inputs": [{"name": "window", "shape": [1, 5, 21], "datatype": "FP32", "data": [1.0] * 105}]}, 400, "expected shape"),
+        ({"inputs": [{"name": "window", "shape": [1, 12, 21], "datatype": "BYTES", "data": ["a"] * 252}]}, 400, "datatype must be FP32"),
+        ({"inputs": [{"name": "window", "shape": [1, 12, 21], "datatype": "FP32", "data": ["NaN"] * 252}]}, 400, "data must be numbers"),
+        ({"inputs": [{"name": "window", "shape": [1, 12, 21], "datatype": "FP32", "data": [1e39] * 252}]}, 400, "NaN or infinity"),
+        ({"inputs": [{"name": "window", "shape": [0, 12, 21], "datatype": "FP32", "data": []}]}, 400, "empty batch"),
+        ({"inputs": [{"name": "other", "shape": [1, 12, 21], "datatype": "FP32", "data": [1.0] * 252}]}, 400, "unknown input"),
         ({"instances": []}, 422, "inputs"),
     ],
 )
@@ -161,6 +170,9 @@ def test_mkrich_predict_against_the_server(server, sample_btceur):
     assert result["model"] == NAME and result["last_hour"] == "2023-12-31T23:00:00+00:00"
     assert result["for_hour"] == "2024-01-01T00:00:00+00:00"
     assert abs(result["predicted_close"] / result["last_close"] - 1) < 0.05
+    q = result["quantiles"]
+    assert list(q) == ["q05", "q25", "q50", "q75", "q95"] and q["q05"] < q["q25"] <= q["q50"] <= q["q75"] < q["q95"]
+    assert q["q50"] == pytest.approx(result["predicted_close"], rel=1e-6)
     assert result["last_close"] == sample_btceur["close"].iloc[-1]
 
 

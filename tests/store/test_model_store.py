@@ -53,7 +53,7 @@ def test_publish_accepted_model(store, trained_artifacts):
     assert store.backend.get("triton/btceur-close/1/model.onnx") == onnx
     config = store.backend.get("triton/btceur-close/config.pbtxt").decode()
     assert 'name: "btceur-close"' in config and 'platform: "onnxruntime_onnx"' in config
-    assert "dims: [ -1, 12, 10 ]" in config and 'name: "window"' in config
+    assert "dims: [ -1, 12, 21 ]" in config and 'name: "window"' in config
     assert store.triton_uri.endswith("/triton")
 
 
@@ -68,7 +68,7 @@ def test_rejected_model_is_stored_but_never_latest(store, trained_artifacts, rej
     first = store.publish(trained_artifacts, "BTCEUR")
     rejected = store.publish(rejected_artifacts, "BTCEUR")
     assert rejected.status == "rejected" and not rejected.latest and rejected.triton_version is None
-    assert any("worse than persistence" in r for r in rejected.reasons)
+    assert any("outside 0.99-1.00" in r for r in rejected.reasons)
     assert store.latest("BTCEUR")["version"] == first.version
     statuses = {m["version"]: m["status"] for m in store.versions("BTCEUR")}
     assert statuses == {first.version: "accepted", rejected.version: "rejected"}
