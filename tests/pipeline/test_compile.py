@@ -12,10 +12,10 @@ STAGES = {
     "fetch-klines": None,
     "extract-features": ["fetch-klines"],
     "split-dataset": ["extract-features"],
-    "scale-features": ["split-dataset"],
-    "make-sequences": ["scale-features"],
-    "train-lstm": ["make-sequences"],
-    "convert-to-onnx": ["scale-features", "split-dataset", "train-lstm"],
+    "make-sequences": ["split-dataset"],
+    "scale-features": ["make-sequences"],
+    "train-lstm": ["make-sequences", "scale-features", "split-dataset"],
+    "convert-to-onnx": ["make-sequences", "train-lstm"],
     "evaluate-and-gate": ["convert-to-onnx", "fetch-klines", "scale-features", "split-dataset", "train-lstm"],
     "publish-model": ["evaluate-and-gate"],
 }
@@ -78,7 +78,8 @@ def test_pipeline_parameters_and_defaults(compiled):
     params = ir["root"]["inputDefinitions"]["parameters"]
     assert params["symbols"]["defaultValue"] == ["BTCEUR"]
     assert params["source"]["defaultValue"] == "binance"
-    assert params["sequence_length"]["defaultValue"] == 24
+    assert params["sequence_length"]["defaultValue"] == 48
+    assert params["coverage_min"]["defaultValue"] == 0.85 and params["blend_har"]["defaultValue"] is True
     assert params["gate_tolerance"]["defaultValue"] == 0.02
     assert {"lookback_days", "lstm_units", "learning_rate", "store_uri", "s3_secret"} <= set(params)
 

@@ -29,7 +29,7 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
         assert len(versions) == 1
         manifest = versions[0]
         assert manifest["sequence_length"] == 12
-        assert manifest["metrics"]["persistence"]["rmse"] > 0
+        assert manifest["metrics"]["baselines"]["persistence"]["mean_pinball"] > 0
         if manifest["status"] == "accepted":
             assert s.latest(symbol)["version"] == manifest["version"]
         else:
@@ -43,7 +43,9 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
     for ev in evaluations:
         output = json.loads((ev / "executor_output.json").read_text())
         metrics = output["artifacts"]["metrics"]["artifacts"][0]["metadata"]
-        assert {"model_rmse", "persistence_rmse", "ratio_rmse", "gate_passed"} <= set(metrics)
-        assert "<img" in (ev / "report").read_text() and "persistence" in (ev / "summary").read_text()
+        assert {"model_mean_pinball", "empirical_mean_pinball", "garch_t_mean_pinball",
+                "ratio_pinball_vs_empirical", "model_coverage90", "gate_passed"} <= set(metrics)
+        report = (ev / "report").read_text()
+        assert report.count("<img") == 3 and "GARCH-t" in report and "persistence" in (ev / "summary").read_text()
         card = json.loads(Path(ev / "artifacts" / "model_card.json").read_text())
         assert card["data"]["source"] == "sample" and card["data"]["rows"] == 1800

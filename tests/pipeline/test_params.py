@@ -35,7 +35,7 @@ def test_pipeline_signature_is_the_declared_parameters():
 def test_train_component_takes_every_trainconfig_field():
     from make_us_rich.components import train_lstm
 
-    inputs = set(train_lstm.component_spec.inputs) - {"sequences"}
+    inputs = set(train_lstm.component_spec.inputs) - {"sequences", "scaler", "train"}
     assert inputs == {f.name for f in fields(TrainConfig)}
 
 
@@ -59,9 +59,10 @@ def test_cli_values_reach_the_pipeline_typed(tmp_path):
     from make_us_rich.cli import _pipeline_params
 
     args = build_parser().parse_args(
-        ["run", "--units", "32,16", "--head", "level", "--dropout", "0.1", "--epochs", "3"]
+        ["run", "--units", "16", "--inputs", "bar_range,log_return", "--median", "learned",
+         "--blend-har", "false", "--epochs", "3"]
     )
     params = _pipeline_params(args)
-    assert params["lstm_units"] == "32,16" and params["head"] == "level"
-    assert params["dropout"] == 0.1 and params["max_epochs"] == 3
+    assert params["lstm_units"] == 16 and params["inputs"] == "bar_range,log_return"
+    assert params["median"] == "learned" and params["blend_har"] is False and params["max_epochs"] == 3
     assert "sequence_length" not in params  # unset: the pipeline's (declared) default applies

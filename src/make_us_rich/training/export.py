@@ -94,6 +94,13 @@ def _canonical_names(proto) -> None:
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
            for node in graph.node for a in node.attribute):
         return  # subgraphs may refer to outer names: leave such a graph as converted
+    for node in graph.node:  # constant tensors inside attributes carry counter-made names too
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                a.t.name = ""
+            for t in a.tensors:
+                t.name = ""
+        node.doc_string = ""
     keep = {v.name for v in (*graph.input, *graph.output)}
     known = {v.name: v.name for v in graph.input}  # available name -> structural label
     for init in graph.initializer:
@@ -106,12 +113,23 @@ def _canonical_names(proto) -> None:
         return (node.op_type, tuple(known.get(n, "") for n in node.input), attrs, node.domain)
 
     pending, ordered = list(graph.node), []
+    first: dict[tuple, Any] = {}  # structural key -> the node that computes it
+    alias: dict[str, str] = {}  # output of a dropped duplicate -> the same value's first name
     while pending:
         ready = [n for n in pending if all(not i or i in known for i in n.input)]
         if not ready:
             return  # not a DAG over known names: leave it as converted
         node = min(ready, key=key)
         pending.remove(node)
+        k = key(node)
+        twin = first.get(k)
+        if twin is not None and not set(node.output) & keep:
+            # the same op on the same inputs (tf2onnx repeats Shape/Slice/... pieces): one copy,
+            # else which twin comes first would depend on tf2onnx's counters
+            for out, same in zip(node.output, twin.output, strict=True):
+                alias[out], known[out] = same, known[same]
+            continue
+        first.setdefault(k, node)
         ordered.append(node)
         for out in node.output:
             if out:
@@ -119,6 +137,7 @@ def _canonical_names(proto) -> None:
     names: dict[str, str] = {}
 
     def canon(name: str) -> str:
+        name = alias.get(name, name)
         if not name or name in keep:
             return name
         return names.setdefault(name, f"t{len(names)}")
