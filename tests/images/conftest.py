@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from image_helpers import ENGINE, REPO, SIZES
 
 from make_us_rich.images import ROLES, image
+
+from .image_helpers import ENGINE, REPO, SIZES
 
 
 @pytest.fixture(scope="session")

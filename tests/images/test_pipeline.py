@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_helpers import RESTRICTED
 
 from make_us_rich.predict_client import v2_request
 from make_us_rich.store import ModelStore
+
+from .image_helpers import RESTRICTED
 
 SYMBOL = "BTCEUR"
 PARAMS = {"source": "sample", "lookback_days": 25.0, "sequence_length": 12, "lstm_units": "8",

@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import uuid
 
 import pytest
-from image_helpers import REPO, run
 
 from make_us_rich.testing.fake_binance import FakeBinance
+
+from .image_helpers import REPO, run
 
 HAS_TF = "import importlib.util as u; print(u.find_spec('tensorflow') is not None)"
 
@@ -80,7 +82,7 @@ def test_code_edit_keeps_the_dependency_layers(engine, images, tmp_path):
             (context / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, context / name)
     edited = context / "src" / "make_us_rich" / "images.py"
-    edited.write_text(edited.read_text() + "\n# an edit\n")
+    edited.write_text(edited.read_text() + f"\n# an edit {uuid.uuid4()}\n")  # new to the cache
     tag = "localhost/make-us-rich-layer-probe:test"
     out = subprocess.run(["podman", "build", "--format", "docker", "--pull=never", "--target", "trainer",
                           "-t", tag, str(context)], capture_output=True, text=True, timeout=900)
