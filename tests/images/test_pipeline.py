@@ -55,6 +55,17 @@ def monkeypatch_session():
         yield mp
 
 
+def test_the_compiled_pipeline_names_the_built_images(images, tmp_path):
+    import yaml
+    from make_us_rich.pipelines.runner import compile_pipeline
+
+    ir = compile_pipeline(tmp_path)[0]
+    spec = next(yaml.safe_load_all(ir.read_text()))  # then the platform spec
+    executors = spec["deploymentSpec"]["executors"]
+    named = {e["container"]["image"] for e in executors.values()}
+    assert named == {images["data"], images["trainer"]}
+
+
 @pytest.fixture(scope="session")
 def in_images(images, docker_api, s3_server, bucket, tmp_path_factory):
     """One run of the pipeline with every component in its image."""
