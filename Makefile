@@ -79,7 +79,7 @@ compile: $(STAMP) ## compile the pipeline (pipelines/compiled/) and refresh mani
 serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOLS=...)
 	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOLS) --port $(PORT)
 
-images: ## build the three images with docker or podman (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG; PUSH=1 pushes)
+images: ## build the role images (data, trainer, server) with docker or podman (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG; PUSH=1 pushes)
 	PUSH="$(PUSH)" .ci/images.sh build
 
 # Where no Docker engine runs: podman (installed on first use, as root) with its own config and

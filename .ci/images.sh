@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROLES=(data trainer server)
+# the roles of make_us_rich.images (one Dockerfile target each)
+read -ra ROLES <<< "$(python3 -c 'import ast, sys; print(*next(ast.literal_eval(n.value) for n in ast.parse(open(sys.argv[1]).read()).body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ROLES"))' src/make_us_rich/images.py)"
 STATE=${MKRICH_PODMAN_DIR:-$PWD/.cache/podman}
 BASE=$(awk '/^FROM / {print $2; exit}' Dockerfile)
 APT_PACKAGES=(podman buildah debootstrap fuse-overlayfs uidmap slirp4netns runc)
