@@ -37,9 +37,9 @@ def bucket(s3_server):
     import boto3
 
     name = f"models-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", **{
-        "aws_access_key_id": AWS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": AWS["AWS_SECRET_ACCESS_KEY"],
-    }).create_bucket(Bucket=name)
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1",
+                 aws_access_key_id=AWS["AWS_ACCESS_KEY_ID"],
+                 aws_secret_access_key=AWS["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=name)
     return name
 
 
