@@ -18,7 +18,7 @@ STORE    ?= $(or $(MKRICH_STORE),runs/store)
 PORT     ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: help install tools test lint format run train serve compile images bench clean
+.PHONY: help install tools test lint format run train serve compile images test-images bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -79,14 +79,15 @@ compile: $(STAMP) ## compile the pipeline (pipelines/compiled/) and refresh mani
 serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOLS=...)
 	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOLS) --port $(PORT)
 
-images: ## build (and with PUSH=1 push) the three images; needs Docker (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG)
-	@command -v docker >/dev/null || { echo "make images needs a Docker engine; none here"; exit 1; }
-	@set -e; registry=$${MKRICH_IMAGE_REGISTRY:-ghcr.io/make-us-rich}; \
-	tag=$${MKRICH_IMAGE_TAG:-$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)}; \
-	for role in data trainer server; do \
-	  docker build --target $$role -t $$registry/make-us-rich-$$role:$$tag . ; \
-	  if [ -n "$(PUSH)" ]; then docker push $$registry/make-us-rich-$$role:$$tag; fi; \
-	done
+images: ## build the role images (data, trainer, server) with docker or podman (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG; PUSH=1 pushes)
+	PUSH="$(PUSH)" .ci/images.sh build
+
+# Where no Docker engine runs: podman (installed on first use, as root) with its own config and
+# storage (.cache/podman), and a locally made base image, since no registry can be reached.
+test-images: $(STAMP) ## build the images and run them: smoke per role, the pipeline in its images, serving
+	.ci/images.sh prepare
+	.ci/images.sh build
+	eval "$$(.ci/images.sh env)" && $(PY) -m pytest tests/images $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/results/
 	$(PY) bench/bench_preprocessing.py
