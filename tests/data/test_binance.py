@@ -1,6 +1,6 @@
 """python-binance against a Binance-compatible HTTP server on 127.0.0.1 (real HTTP, real client).
 
-The server serves real klines (BTCUSDT 2023 from ../shared/data); faults are scripted on it.
+The server serves real klines (BTCUSDT 2023: tests/fixtures + the bundled sample); faults are scripted on it.
 Waits are recorded through the client's ``sleep`` hook (which still sleeps, briefly)."""
 
 from __future__ import annotations
