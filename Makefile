@@ -65,8 +65,8 @@ format: $(STAMP) ## ruff format + fixes
 	$(VENV)/bin/ruff check --fix src tests bench serving components pipelines
 	$(VENV)/bin/ruff format src tests bench serving components pipelines
 
-run: $(STAMP) ## the Kubeflow pipeline on this machine (kfp.local), offline on the sample (SOURCE=, SYMBOLS=, STORE=)
-	$(VENV)/bin/mkrich run --source $(SOURCE) --symbols $(SYMBOLS) --store $(STORE)
+run: $(STAMP) ## the Kubeflow pipeline on this machine (kfp.local), offline on the sample (SOURCE=, SYMBOLS=, STORE=, V=1: kfp.local output live)
+	$(VENV)/bin/mkrich run --source $(SOURCE) --symbols $(SYMBOLS) --store $(STORE) $(if $(V),-v)
 
 train: $(STAMP) ## train + publish one symbol without Kubeflow (mkrich train / publish)
 	$(VENV)/bin/mkrich train --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from make_us_rich import __version__
 from make_us_rich.contract import model_name as contract_model_name
-from make_us_rich.errors import MakeUsRichError
+from make_us_rich.errors import ConfigError, MakeUsRichError
 
 log = logging.getLogger("make_us_rich.cli")
 
@@ -258,10 +258,26 @@ def cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_port_free(port: int) -> None:
+    """A taken port is a one-line error that says what to do, before the server starts."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            raise ConfigError(
+                f"port {port} is in use (another mkrich serve?): stop it, or choose another "
+                "port with --port N (make serve PORT=N)"
+            ) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from make_us_rich.serving.server import serve
 
     symbols = [x for x in args.symbols.split(",") if x.strip()]
+    _check_port_free(args.port)
     print(f"serving {', '.join(symbols)} from {args.store} on http://127.0.0.1:{args.port}", flush=True)
     serve(args.store, symbols, port=args.port, reload_interval=args.reload_interval,
           max_batch=args.max_batch, max_body=args.max_body)
@@ -335,11 +351,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = _pipeline_params(args)
     symbols = [normalize_symbol(s) for s in params.pop("symbols")]
     source = params.pop("source")
-    print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}", flush=True)
+    if source == "binance":
+        from make_us_rich.data.binance import BinanceClient
+
+        BinanceClient(api_url=params.get("api_url"), timeout=5.0).ping()
+    print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}"
+          f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
     result = run_local(symbols, source=source, store_uri=args.store,
-                       pipeline_root=args.pipeline_root, **params)
-    print(f"\npipeline finished in {result['seconds']:.0f} s; artifacts under {result['run_dir']}")
-    print(f"model store: {result['store']}\n")
+                       pipeline_root=args.pipeline_root, verbose=args.verbose > 0, **params)
+    print(f"\npipeline finished in {result['seconds']:.0f} s")
     print(f"  {'symbol':<9} {'status':<9} {'RMSE model':>11} {'persistence':>11} {'ratio':>7}  version")
     for symbol, info in result["symbols"].items():
         newest = info["newest"] or {}
@@ -349,9 +369,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         ratio = test.get("ratio", {}).get("rmse")
         print(f"  {symbol:<9} {newest.get('status', '?'):<9} {rmse or float('nan'):>11.2f} "
               f"{pers or float('nan'):>11.2f} {ratio or float('nan'):>7.4f}  {newest.get('version')}")
+    print(f"\nmodel store: {result['store']}")
+    for symbol, info in result["symbols"].items():
         if info["artifacts"]:
-            print(f"  {'':<9} artifacts: {info['artifacts']}")
-    print("\nserve them: mkrich serve --store", args.store, "--symbols", ",".join(symbols))
+            print(f"artifacts ({symbol}): {info['artifacts']}")
+    print(f"kfp.local log: {result['log']}")
+    print("serve them: mkrich serve --store", args.store, "--symbols", ",".join(symbols))
     return 0
 
 
@@ -533,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
         "runs in a subprocess, artifacts go under --pipeline-root, models to --store.",
     )
     _add_pipeline_options(p, cluster=False)
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="show kfp.local's output (executor inputs, component logs) live")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to IR YAML and Pipeline/PipelineVersion manifests")

@@ -95,3 +95,34 @@ def test_train_command_writes_artifacts_and_a_summary(tmp_path, capsys):
     assert (tmp_path / "m" / "model.onnx").is_file()
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
     assert card["hyperparameters"]["sequence_length"] == 12
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_with_binance_unreachable_says_what_to_do(capsys):
+    """SOURCE=binance without a reachable API: one line at once, not a pipeline step retried."""
+    rc = main(["run", "--source", "binance", "--api-url", f"http://127.0.0.1:{_closed_port()}/api"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "is unreachable" in err and "BINANCE_API_URL" in err and "SOURCE=sample" in err
+
+
+def test_serve_on_a_taken_port_says_what_to_do(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc = main(["serve", "--store", str(tmp_path), "--port", str(port)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == (
+        f"error: port {port} is in use (another mkrich serve?): stop it, or choose another "
+        "port with --port N (make serve PORT=N)"
+    )
