@@ -126,3 +126,10 @@ def test_serve_on_a_taken_port_says_what_to_do(tmp_path, capsys):
         f"error: port {port} is in use (another mkrich serve?): stop it, or choose another "
         "port with --port N (make serve PORT=N)"
     )
+
+
+def test_serve_on_an_empty_store_says_what_to_do(tmp_path, capsys):
+    rc = main(["serve", "--store", str(tmp_path / "empty"), "--port", str(_closed_port())])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "no accepted model for BTCEUR" in err and "train and publish one first" in err
