@@ -208,7 +208,7 @@ def run_local(
     started = time.time()
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     log_path = root / f".kfp-local-{started:.0f}.log"
-    error = None
+    error, cause = None, None
     with log_path.open("w") as log:
         tee = _LogTee(log, echo=terminal if verbose else None)
         with (
@@ -223,8 +223,8 @@ def run_local(
             handlers = logging.getLogger().handlers[:]
             try:
                 hourly_training(symbols=list(symbols), source=source, store_uri=store_abs, **params)
-            except RuntimeError as exc:
-                error = "; ".join(failed) or f"the pipeline failed: {tee.last_error() or exc}"
+            except Exception as exc:  # kfp.local raises RuntimeError for a failed task
+                error, cause = "; ".join(failed) or f"the pipeline failed: {tee.last_error() or exc}", exc
             finally:
                 # kfp.local swaps the root logger's handlers per task; with parallel tasks it can
                 # leave one behind that writes to this (soon closed) log
@@ -233,7 +233,7 @@ def run_local(
     run_dirs = sorted((p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     log_file = log_path.rename((run_dirs[-1] if run_dirs else root) / "kfp-local.log")
     if error:
-        raise PipelineRunError(f"{error} (full log: {log_file})")
+        raise PipelineRunError(f"{error} (full log: {log_file})") from cause
     store = ModelStore(store_abs)
     artifacts = {}
     if run_dirs:
