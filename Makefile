@@ -17,11 +17,13 @@ RUN_DIR  ?= runs/$(SYMBOL)
 STORE    ?= $(or $(MKRICH_STORE),runs/store)
 PORT     ?= 8080
 PYTEST_ARGS ?=
+RUN_ARGS ?=
+DOCS_PORT ?= 8000
 
-.PHONY: help install tools test lint format run train serve compile images test-images bench clean
+.PHONY: help install tools test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make-us-rich needs Python >= 3.11 (set PYTHON=python3.11)")'
@@ -55,18 +57,27 @@ $(CHECKOV):
 
 tools: $(KUBECTL) $(HELM) $(CHECKOV) ## fetch kubectl, helm and checkov into .cache/tools
 
-test: $(STAMP) tools ## run the test suite (installs the project and the checking tools on first use)
+test: $(STAMP) tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest $(PYTEST_ARGS)
 
+docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: broken links fail)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP) ## the documentation site with live reload on http://127.0.0.1:8000 (DOCS_PORT=)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-assets: $(STAMP) ## re-make the pictures of the docs (docs/assets) from a real run on the sample
+	$(PY) docs/make_assets.py
+
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check src tests bench serving components pipelines
+	$(VENV)/bin/ruff check src tests bench serving components pipelines docs
 
 format: $(STAMP) ## ruff format + fixes
-	$(VENV)/bin/ruff check --fix src tests bench serving components pipelines
-	$(VENV)/bin/ruff format src tests bench serving components pipelines
+	$(VENV)/bin/ruff check --fix src tests bench serving components pipelines docs
+	$(VENV)/bin/ruff format src tests bench serving components pipelines docs
 
-run: $(STAMP) ## the Kubeflow pipeline on this machine (kfp.local), offline on the sample (SOURCE=, SYMBOLS=, STORE=)
-	$(VENV)/bin/mkrich run --source $(SOURCE) --symbols $(SYMBOLS) --store $(STORE)
+run: $(STAMP) ## the Kubeflow pipeline on this machine (kfp.local), offline on the sample (SOURCE=, SYMBOLS=, STORE=, RUN_ARGS=, V=1: kfp.local output live)
+	$(VENV)/bin/mkrich run --source $(SOURCE) --symbols $(SYMBOLS) --store $(STORE) $(if $(V),-v) $(RUN_ARGS)
 
 train: $(STAMP) ## train + publish one symbol without Kubeflow (mkrich train / publish)
 	$(VENV)/bin/mkrich train --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)
@@ -98,5 +109,5 @@ bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/res
 	$(PY) bench/bench_quality.py
 
 clean: ## remove caches and run outputs (keeps .venv)
-	rm -rf runs .pytest_cache .ruff_cache .hypothesis bench/results
+	rm -rf runs site .pytest_cache .ruff_cache .hypothesis bench/results
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -4,8 +4,15 @@ or the hourly recurring run), and compile it (IR YAML and Kubernetes manifests).
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import io
 import json
+import logging
+import re
+import sys
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,10 @@ DEFAULT_EXPERIMENT = "make-us-rich"
 
 class ClusterError(MakeUsRichError, RuntimeError):
     """The Kubeflow Pipelines API could not be reached or refused the request."""
+
+
+class PipelineRunError(MakeUsRichError, RuntimeError):
+    """A step of a local run failed; the message names it and the log file."""
 
 
 # ------------------------------------------------------------------------------- compile
@@ -55,20 +66,113 @@ def compile_pipeline(out_dir: str | Path = "pipelines/compiled", version: str | 
 
 
 # ------------------------------------------------------------------------------- local
+def _step_numbers(outputs: dict[str, Any], limit: int = 6) -> str:
+    """The key numbers of a finished step, from its outputs: scalar artifact metadata (of a
+    Metrics artifact only the ratios), prefixed by the artifact's name when there are several,
+    and string parameter outputs (e.g. publish's ``accepted:<version>``)."""
+    artifacts = {n: v for n, v in outputs.items() if getattr(v, "metadata", None)}
+    several = sum(type(v).__name__ != "Metrics" for v in artifacts.values()) > 1
+    items: dict[str, str] = {}
+    for name, value in outputs.items():
+        if name not in artifacts:
+            if isinstance(value, str):
+                items.setdefault(name, value)
+            continue
+        is_metrics = type(value).__name__ == "Metrics"
+        for key, v in value.metadata.items():
+            if not isinstance(v, bool | int | float) or (is_metrics and not key.startswith("ratio_")):
+                continue
+            label = f"{name}.{key}" if several and not is_metrics else key
+            items.setdefault(key if is_metrics else label, f"{label}={v:.4g}" if type(v) is float else f"{label}={v}")
+    return " ".join(list(items.values())[:limit])
+
+
+def _iteration(*values: Any) -> int | None:
+    """Which ParallelFor iteration (= which symbol) a task belongs to, from its artifact URIs."""
+    for value in values:
+        for item in (value.values() if isinstance(value, dict) else [value]):
+            found = re.search(r"iteration-(\d+)", str(getattr(item, "uri", "")))
+            if found:
+                return int(found.group(1))
+    return None
+
+
+class _LogTee(io.TextIOBase):
+    """kfp.local's output (executor inputs, streamed component logs) goes to the log file; with
+    ``echo`` also to the terminal. The last lines are kept to name the error of a failed step."""
+
+    def __init__(self, log, echo=None):
+        self.log, self.echo, self.tail = log, echo, collections.deque(maxlen=200)
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        if self.echo is not None:
+            self.echo.write(text)
+        self.tail.extend(text.splitlines())
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        if self.echo is not None:
+            self.echo.flush()
+
+    def last_error(self) -> str:
+        """The last exception line (``pkg.SomeError: message``) written so far."""
+        for line in reversed(self.tail):
+            if re.match(r"\s*([\w.]+\.)?[A-Z]\w*(Error|Exception): ", line):
+                return line.strip()
+        return ""
+
+
+@contextlib.contextmanager
+def _report_steps(symbols: list[str], report, tee: _LogTee):
+    """Call ``report(line)`` as each step finishes: step, symbol, seconds, key numbers; a failed
+    step is recorded with its error (read from its own output, before later logs follow)."""
+    from kfp.local import task_dispatcher
+
+    original = task_dispatcher.run_single_task_implementation
+    failed: list[str] = []
+
+    def run(*args, **kwargs):
+        started = time.time()
+        outputs, status = original(*args, **kwargs)
+        step = kwargs.get("component_name", "?").removeprefix("comp-")
+        index = _iteration(kwargs.get("arguments", {}), outputs)
+        symbol = symbols[index] if index is not None and index < len(symbols) else ",".join(symbols)
+        ok = getattr(status, "name", str(status)) == "SUCCESS"
+        if not ok:
+            failed.append(f"{step} ({symbol}) failed: {tee.last_error() or 'see the log'}")
+        report(f"  {'ok ' if ok else 'FAILED'} {step:<18} {symbol:<8} {time.time() - started:5.1f} s  "
+               f"{_step_numbers(outputs) if ok else ''}".rstrip())
+        return outputs, status
+
+    task_dispatcher.run_single_task_implementation = run
+    try:
+        yield failed
+    finally:
+        task_dispatcher.run_single_task_implementation = original
+
+
 def run_local(
     symbols: list[str],
     *,
     source: str = "sample",
     store_uri: str = "runs/store",
     pipeline_root: str | Path = "runs/pipeline",
+    verbose: bool = False,
+    report=None,
     **params: Any,
 ) -> dict[str, Any]:
     """Execute the pipeline here with ``kfp.local`` (``SubprocessRunner``, current environment)
-    and return, per symbol, the store's view after the run."""
+    and return, per symbol, the store's view after the run. kfp.local's own output goes to
+    ``kfp-local.log`` in the run's folder (and to the terminal with ``verbose``); ``report``
+    gets one line per finished step."""
     from kfp import local
 
     from make_us_rich.store import ModelStore
 
+    terminal = sys.stdout  # kfp.local's output is redirected below; progress lines are not
+    report = report or (lambda line: print(line, file=terminal, flush=True))
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     store_abs = store_uri if "://" in store_uri else str(Path(store_uri).resolve())
@@ -76,11 +180,34 @@ def run_local(
                raise_on_error=True)
     started = time.time()
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with _resolve_time_placeholders(now):
-        hourly_training(symbols=list(symbols), source=source, store_uri=store_abs, **params)
+    log_path = root / f".kfp-local-{started:.0f}.log"
+    error, cause = None, None
+    with log_path.open("w") as log:
+        tee = _LogTee(log, echo=terminal if verbose else None)
+        with (
+            _resolve_time_placeholders(now),
+            _report_steps(list(symbols), report, tee) as failed,
+            contextlib.redirect_stdout(tee),
+            contextlib.redirect_stderr(tee),
+            warnings.catch_warnings(),
+        ):
+            warnings.showwarning = lambda msg, cat, fn, ln, *a, **k: tee.write(
+                warnings.formatwarning(msg, cat, fn, ln))
+            handlers = logging.getLogger().handlers[:]
+            try:
+                hourly_training(symbols=list(symbols), source=source, store_uri=store_abs, **params)
+            except Exception as exc:  # kfp.local raises RuntimeError for a failed task
+                error, cause = "; ".join(failed) or f"the pipeline failed: {tee.last_error() or exc}", exc
+            finally:
+                # kfp.local swaps the root logger's handlers per task; with parallel tasks it can
+                # leave one behind that writes to this (soon closed) log
+                logging.getLogger().handlers[:] = handlers
     seconds = time.time() - started
+    run_dirs = sorted((p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    log_file = log_path.rename((run_dirs[-1] if run_dirs else root) / "kfp-local.log")
+    if error:
+        raise PipelineRunError(f"{error} (full log: {log_file})") from cause
     store = ModelStore(store_abs)
-    run_dirs = sorted(root.glob(f"{PIPELINE_NAME}-*"), key=lambda p: p.stat().st_mtime)
     artifacts = {}
     if run_dirs:
         for metrics_file in run_dirs[-1].glob("**/evaluate-and-gate/artifacts/metrics.json"):
@@ -94,7 +221,8 @@ def run_local(
             "artifacts": str(artifacts.get(symbol, "")),
         }
     return {"seconds": seconds, "store": store.uri, "pipeline_root": str(root),
-            "run_dir": str(run_dirs[-1]) if run_dirs else None, "symbols": results}
+            "run_dir": str(run_dirs[-1]) if run_dirs else None, "log": str(log_file),
+            "symbols": results}
 
 
 # ------------------------------------------------------------------------------- cluster

@@ -1,8 +1,7 @@
-"""Shared fixtures: real klines (bundled sample and ../shared/data) and a fake Binance API."""
+"""Shared fixtures: real klines (bundled sample and tests/fixtures) and a fake Binance API."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -12,12 +11,7 @@ from make_us_rich.data import load_klines, read_klines_csv, validate_klines
 from make_us_rich.testing.fake_binance import FakeBinance
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """The real klines of ../shared/data (override with MKRICH_SHARED_DATA)."""
-    env = os.environ.get("MKRICH_SHARED_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -31,19 +25,18 @@ def sample_btcusdt() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def btcusdt_all_raw() -> pd.DataFrame:
-    """BTCUSDT 1h 2018-2023 as read from ../shared/data (typed, not validated)."""
-    path = shared_data_dir() / "BTCUSDT_1h_until_2023.csv.gz"
-    if not path.is_file():
-        pytest.fail(f"real klines not found at {path}; set MKRICH_SHARED_DATA to their folder")
-    return read_klines_csv(path)
+def btcusdt_2018h1_raw() -> pd.DataFrame:
+    """Real BTCUSDT 1h klines of 2018 H1 as read (typed, not validated): Binance outages
+    (87 missing hours in 4 gaps, the largest 75) and 2 irregular close times."""
+    return read_klines_csv(FIXTURES / "BTCUSDT_1h_2018H1.csv.gz")
 
 
 @pytest.fixture(scope="session")
-def btcusdt_2023(btcusdt_all_raw) -> pd.DataFrame:
-    """One real year (2023) of validated BTCUSDT klines, all 12 columns (8759 candles)."""
-    year = btcusdt_all_raw[btcusdt_all_raw["timestamp"] >= pd.Timestamp("2023-01-01", tz="UTC")]
-    return validate_klines(year)[0]
+def btcusdt_2023(sample_btcusdt) -> pd.DataFrame:
+    """One real year (2023) of validated BTCUSDT klines, all 12 columns (8759 candles):
+    the H1 fixture followed by the bundled H2 sample."""
+    first_half = read_klines_csv(FIXTURES / "BTCUSDT_1h_2023H1.csv.gz")
+    return validate_klines(pd.concat([first_half, sample_btcusdt], ignore_index=True))[0]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from make_us_rich import __version__
 from make_us_rich.contract import model_name as contract_model_name
-from make_us_rich.errors import MakeUsRichError
+from make_us_rich.errors import ConfigError, MakeUsRichError
 
 log = logging.getLogger("make_us_rich.cli")
 
@@ -240,12 +240,28 @@ def cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """A taken port is a one-line error that says what to do, before the server starts."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise ConfigError(
+                f"port {port} is in use (another mkrich serve?): stop it, or choose another "
+                "port with --port N (make serve PORT=N)"
+            ) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from make_us_rich.serving.server import serve
 
     symbols = [x.strip() for x in args.symbols.split(",") if x.strip()] if args.symbols else None
     host = f"[{args.host}]" if ":" in args.host else args.host
     where = " (all interfaces)" if args.host in ("0.0.0.0", "::") else ""
+    _check_port_free(args.port, args.host)
 
     def announce(models) -> None:
         print(f"serving {', '.join(m.name for m in models)} from {args.store} on "
@@ -332,18 +348,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = _pipeline_params(args)
     symbols = [normalize_symbol(s) for s in params.pop("symbols")]
     source = params.pop("source")
-    print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}", flush=True)
+    if source == "binance":
+        from make_us_rich.data.binance import BinanceClient
+
+        BinanceClient(api_url=params.get("api_url"), timeout=5.0).ping()
+    print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}"
+          f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
     result = run_local(symbols, source=source, store_uri=args.store,
-                       pipeline_root=args.pipeline_root, **params)
-    print(f"\npipeline finished in {result['seconds']:.0f} s; artifacts under {result['run_dir']}")
-    print(f"model store: {result['store']}\n")
+                       pipeline_root=args.pipeline_root, verbose=args.verbose > 0, **params)
+    print(f"\npipeline finished in {result['seconds']:.0f} s")
     for symbol, info in result["symbols"].items():
         newest = info["newest"] or {}
         print(f"  {symbol:<9} {newest.get('status', '?'):<10} {newest.get('version')}")
         print(f"  {'':<9} {_scores_line(newest.get('metrics') or {})}")
+    print(f"\nmodel store: {result['store']}")
+    for symbol, info in result["symbols"].items():
         if info["artifacts"]:
-            print(f"  {'':<9} artifacts: {info['artifacts']}")
-    print("\nserve them: mkrich serve --store", args.store, "--symbols", ",".join(symbols))
+            print(f"artifacts ({symbol}): {info['artifacts']}")
+    print(f"kfp.local log: {result['log']}")
+    print("serve them: mkrich serve --store", args.store, "--symbols", ",".join(symbols))
     return 0
 
 
@@ -547,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
         "runs in a subprocess, artifacts go under --pipeline-root, models to --store.",
     )
     _add_pipeline_options(p, cluster=False)
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="show kfp.local's output (executor inputs, component logs) live")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="compile the pipeline to IR YAML and Pipeline/PipelineVersion manifests")

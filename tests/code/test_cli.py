@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from make_us_rich.cli import main
 from make_us_rich.data import read_klines_csv
@@ -101,3 +104,70 @@ def test_train_command_writes_artifacts_and_a_summary(tmp_path, capsys):
     assert (tmp_path / "m" / "model.onnx").is_file()
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
     assert card["hyperparameters"]["sequence_length"] == 12
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_with_binance_unreachable_says_what_to_do(capsys):
+    """SOURCE=binance without a reachable API: one line at once, not a pipeline step retried."""
+    rc = main(["run", "--source", "binance", "--api-url", f"http://127.0.0.1:{_closed_port()}/api"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "is unreachable" in err and "BINANCE_API_URL" in err and "SOURCE=sample" in err
+
+
+def test_serve_on_a_taken_port_says_what_to_do(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc = main(["serve", "--store", str(tmp_path), "--port", str(port)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == (
+        f"error: port {port} is in use (another mkrich serve?): stop it, or choose another "
+        "port with --port N (make serve PORT=N)"
+    )
+
+
+def test_serve_on_an_empty_store_says_what_to_do(tmp_path, capsys):
+    rc = main(["serve", "--store", str(tmp_path / "empty"), "--port", str(_closed_port())])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "no accepted model for BTCEUR" in err and "train and publish one first" in err
+
+
+def _older_python() -> str | None:
+    """A working interpreter older than 3.11, if this machine has one."""
+    import glob
+    import shutil
+
+    for minor in (10, 9, 8):
+        candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/3.{minor}.*/bin/python3")))
+        candidates.append(shutil.which(f"python3.{minor}") or "")
+        for found in filter(None, candidates):
+            if subprocess.run([found, "-c", "pass"], capture_output=True).returncode == 0:
+                return found
+    return None
+
+
+def test_make_with_python_older_than_3_11_says_what_to_do(tmp_path):
+    """The first thing `make run` / `make test` does on a fresh machine: check the interpreter."""
+    import shutil
+
+    old = _older_python()
+    if old is None or shutil.which("make") is None:
+        pytest.skip("no Python < 3.11 (or no make) on this machine to try the check with")
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(["make", "-C", str(repo), "install", f"PYTHON={old}", f"VENV={tmp_path / 'venv'}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "make-us-rich needs Python >= 3.11 (set PYTHON=python3.11)" in done.stderr
+    assert not (tmp_path / "venv").exists()

@@ -1,6 +1,6 @@
 """python-binance against a Binance-compatible HTTP server on 127.0.0.1 (real HTTP, real client).
 
-The server serves real klines (BTCUSDT 2023 from ../shared/data); faults are scripted on it.
+The server serves real klines (BTCUSDT 2023: tests/fixtures + the bundled sample); faults are scripted on it.
 Waits are recorded through the client's ``sleep`` hook (which still sleeps, briefly)."""
 
 from __future__ import annotations
@@ -182,3 +182,15 @@ def test_the_still_open_candle_is_dropped(btcusdt_2023):
         # an explicit end at the open candle's open time still excludes it
         at = client.get_data("BTCUSDT", "1h", "2023-06-30T00:00Z", "2023-06-30T12:00Z")
         assert at["timestamp"].iloc[-1] == pd.Timestamp("2023-06-30T11:00Z")
+
+
+def test_ping_reaches_the_api_or_says_what_to_do(fake_binance):
+    import socket
+
+    BinanceClient(api_url=fake_binance.api_url).ping()
+    assert [path for path, _ in fake_binance.requests] == ["/api/v3/ping"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with pytest.raises(FetchError, match=r"unreachable .*BINANCE_API_URL.*--source sample"):
+        BinanceClient(api_url=f"http://127.0.0.1:{closed}/api", timeout=2.0).ping()

@@ -73,16 +73,16 @@ def test_validate_clean_real_data_changes_nothing(sample_btcusdt):
     assert report.rows_in == report.rows_out == len(sample_btcusdt)
 
 
-def test_real_outage_gaps_are_counted_not_filled(btcusdt_all_raw):
-    out, report = validate_klines(btcusdt_all_raw)
-    # ../shared/data/README.md: 163 missing hours in 27 gaps, the largest 75 hours.
-    assert (report.missing_candles, report.gaps, report.largest_gap_candles) == (163, 27, 75)
-    assert len(out) == len(btcusdt_all_raw)
-    assert report.irregular_close_time == 12
+def test_real_outage_gaps_are_counted_not_filled(btcusdt_2018h1_raw):
+    out, report = validate_klines(btcusdt_2018h1_raw, max_missing_fraction=0.05)
+    # 2018 H1: outages of 1 h (01-04), 75 h (02-08..11), 10 h (06-26) and 1 h (06-27).
+    assert (report.missing_candles, report.gaps, report.largest_gap_candles) == (87, 4, 75)
+    assert len(out) == len(btcusdt_2018h1_raw)
+    assert report.irregular_close_time == 2
 
 
-def test_too_many_missing_candles_is_an_error(btcusdt_all_raw):
-    y2018 = btcusdt_all_raw[btcusdt_all_raw["timestamp"] < pd.Timestamp("2018-03-01", tz="UTC")]
+def test_too_many_missing_candles_is_an_error(btcusdt_2018h1_raw):
+    y2018 = btcusdt_2018h1_raw[btcusdt_2018h1_raw["timestamp"] < pd.Timestamp("2018-03-01", tz="UTC")]
     with pytest.raises(DataValidationError, match=r"candles are missing .* over the limit of 1\.00%"):
         validate_klines(y2018)
     # ... and accepted when the caller explicitly tolerates more.

@@ -11,6 +11,8 @@ from make_us_rich.data import SAMPLE_SYMBOLS, load_klines, parse_source, sample_
 from make_us_rich.data.klines import write_klines_csv
 from make_us_rich.errors import ConfigError, DataValidationError
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
 
 def test_parse_source():
     assert parse_source("sample").kind == "sample"
@@ -31,9 +33,23 @@ def test_bundled_sample_is_real_and_complete(symbol):
     assert len(klines) == 184 * 24 and report.missing_candles == 0 and report.repairs == []
 
 
-def test_sample_matches_shared_data(sample_btcusdt, btcusdt_all_raw):
-    tail = btcusdt_all_raw.iloc[-len(sample_btcusdt):].reset_index(drop=True)
+def test_sample_continues_the_2023_fixture(sample_btcusdt, btcusdt_2023):
+    """The bundled H2 sample and tests/fixtures' H1 join into one gapless-but-for-outages year."""
+    assert len(btcusdt_2023) == 8759  # 365 days minus the real outage hour of 2023-03-24
+    tail = btcusdt_2023.iloc[-len(sample_btcusdt):].reset_index(drop=True)
     pd.testing.assert_frame_equal(sample_btcusdt, tail)
+
+
+def test_fixtures_are_slices_of_the_shared_data():
+    """Provenance of tests/fixtures: byte-identical rows of ../shared/data (checked where it exists)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
+    make_fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_fixtures)
+    if not make_fixtures.shared_dir().is_dir():
+        pytest.skip(f"{make_fixtures.shared_dir()} absent: provenance not re-checked on this clone")
+    assert make_fixtures.main(["--check"]) == 0
 
 
 def test_sample_errors():
@@ -55,7 +71,7 @@ def test_windows_on_replay_sources(sample_btceur):
         load_klines("sample", "BTCEUR", start="2023-08-01", days=3)
 
 
-def test_csv_source_in_the_shared_format(tmp_path, sample_btcusdt, btcusdt_all_raw):
+def test_csv_source_in_the_shared_format(tmp_path, sample_btcusdt):
     path = write_klines_csv(sample_btcusdt, tmp_path / "k.csv")
     klines, _ = load_klines(f"csv:{path}", "BTCUSDT")
     pd.testing.assert_frame_equal(klines, sample_btcusdt)

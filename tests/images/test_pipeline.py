@@ -57,6 +57,7 @@ def monkeypatch_session():
 
 def test_the_compiled_pipeline_names_the_built_images(images, tmp_path):
     import yaml
+
     from make_us_rich.pipelines.runner import compile_pipeline
 
     ir = compile_pipeline(tmp_path)[0]
@@ -70,6 +71,7 @@ def test_the_compiled_pipeline_names_the_built_images(images, tmp_path):
 def in_images(images, docker_api, s3_server, bucket, tmp_path_factory):
     """One run of the pipeline with every component in its image."""
     from kfp import local
+
     from make_us_rich.pipelines.hourly_training import hourly_training
     from make_us_rich.pipelines.runner import _resolve_time_placeholders
 

@@ -23,6 +23,15 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "pipeline finished" in out and "BTCEUR" in out and "BTCUSDT" in out
+    # one short line per finished step and symbol; kfp.local's dumps only in the run's log file
+    steps = [line.split() for line in out.splitlines() if line.startswith("  ok ")]
+    assert len(steps) == 2 * 9 and {(s[1], s[2]) for s in steps} >= {
+        ("fetch-klines", "BTCEUR"), ("train-lstm", "BTCUSDT"), ("publish-model", "BTCEUR")}
+    fetch = next(s for s in steps if s[1:3] == ["fetch-klines", "BTCEUR"])
+    assert "rows_out=600" in fetch
+    assert "executor_input" not in out and len(out.splitlines()) < 40
+    log = Path(out.split("kfp.local log: ")[1].splitlines()[0])
+    assert log.parent.parent == tmp_path / "root" and "Got executor_input" in log.read_text()
     s = ModelStore(store)
     for symbol in ("BTCEUR", "BTCUSDT"):
         versions = s.versions(symbol)
@@ -49,3 +58,19 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
         assert report.count("<img") == 3 and "GARCH-t" in report and "persistence" in (ev / "summary").read_text()
         card = json.loads(Path(ev / "artifacts" / "model_card.json").read_text())
         assert card["data"]["source"] == "sample" and card["data"]["rows"] == 1800
+
+
+def test_a_failing_step_is_one_line_naming_it_and_the_log(tmp_path, capsys):
+    """Two days of klines cannot hold the test windows: make-sequences fails (no retries)."""
+    from make_us_rich.cli import main
+
+    rc = main(["run", "--store", str(tmp_path / "store"), "--pipeline-root", str(tmp_path / "root"),
+               "--lookback-days", "2"])
+    captured = capsys.readouterr()
+    assert rc == 2, captured.out
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error: make-sequences (BTCEUR) failed: ") and "InsufficientHistoryError" in err
+    log = Path(err.split("(full log: ")[1].rstrip(")"))
+    assert log.is_file() and "InsufficientHistoryError" in log.read_text()
+    assert "FAILED make-sequences" in captured.out

@@ -87,6 +87,21 @@ class BinanceClient:
             self._client.API_URL = self.api_url
 
     # ------------------------------------------------------------------ public API
+    def ping(self) -> None:
+        """One quick request, so that an unreachable API fails at once with what to do instead
+        of after the retries of a fetch (or inside a pipeline step)."""
+        import requests
+        from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+        try:
+            self._client.ping()
+        except (requests.RequestException, BinanceAPIException, BinanceRequestException) as exc:
+            raise FetchError(
+                f"Binance API at {self._client.API_URL} is unreachable ({type(exc).__name__}); "
+                "check the network, or set BINANCE_API_URL (e.g. https://api.binance.us/api), "
+                "or run offline on the bundled sample (SOURCE=sample / --source sample)"
+            ) from None
+
     def get_data(
         self,
         symbol: str,
