@@ -21,8 +21,8 @@ from make_us_rich.store import ModelStore
 from .image_helpers import RESTRICTED
 
 SYMBOL = "BTCEUR"
-PARAMS = {"source": "sample", "lookback_days": 25.0, "sequence_length": 12, "lstm_units": "8",
-          "max_epochs": 2, "patience": 2}
+PARAMS = {"source": "sample", "lookback_days": 75.0, "sequence_length": 12, "lstm_units": 8,
+          "batch_size": 64, "max_epochs": 2, "patience": 2}
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # moto's test values
 
 
@@ -110,7 +110,7 @@ def test_pipeline_in_its_images_publishes_to_s3(in_images, s3_client_env):
     versions = store.versions(SYMBOL)
     assert len(versions) == 1
     manifest = versions[0]
-    assert manifest["status"] == "accepted", manifest  # the tiny delta-head model passes the gate
+    assert manifest["status"] == "accepted", manifest  # the tiny quantile model passes the gate
     assert store.latest(SYMBOL)["version"] == manifest["version"]
     store.read(SYMBOL, manifest["version"], "model.onnx", manifest["files"]["model.onnx"]["sha256"])
     # every step's outputs were written by the containers, as uid 10001
@@ -175,11 +175,15 @@ def _wait_ready(engine: str, name: str, url: str, seconds: float = 120) -> None:
 def test_server_image_answers_like_onnxruntime_in_process(served, in_images, s3_client_env, sample_btceur):
     import urllib.request
 
-    from make_us_rich.inference import onnx_session, predict
+    from make_us_rich import contract
+    from make_us_rich.inference import onnx_session, predict_all
     from make_us_rich.preprocessing import extract_features_from_dataset
+    from make_us_rich.preprocessing.volatility import add_volatility_features
 
     seq = PARAMS["sequence_length"]
-    features = extract_features_from_dataset(sample_btceur.tail(seq + 4)).to_numpy(np.float32)
+    k = sample_btceur.tail(24 * 40).reset_index(drop=True)
+    table = add_volatility_features(extract_features_from_dataset(k), k)[list(contract.FEATURES)]
+    features = table.to_numpy(np.float32)[-(seq + 4):]
     windows = np.stack([features[i : i + seq] for i in range(5)])
     request = urllib.request.Request(f"{served}/v2/models/{SYMBOL.lower()}-close/infer",
                                      data=json.dumps(v2_request(windows)).encode(), method="POST",
@@ -190,6 +194,8 @@ def test_server_image_answers_like_onnxruntime_in_process(served, in_images, s3_
     latest = store.latest(SYMBOL)
     assert body["model_version"] == latest["version"]
     session = onnx_session(store.read(SYMBOL, latest["version"], "model.onnx"))
-    expected = predict(session, windows)[:, 0]
-    served_values = np.asarray(body["outputs"][0]["data"], dtype=np.float32)
-    np.testing.assert_array_equal(served_values, expected)  # identical, not merely close
+    expected = predict_all(session, windows)
+    answers = {o["name"]: np.reshape(np.asarray(o["data"], dtype=np.float32), o["shape"]) for o in body["outputs"]}
+    assert list(answers) == list(contract.OUTPUT_NAMES)
+    for name, values in answers.items():
+        np.testing.assert_array_equal(values, expected[name])  # identical, not merely close

@@ -60,7 +60,7 @@ def test_data_image_fetches_from_the_binance_api(engine, images, sample_btceur):
 def test_trainer_image_trains_and_exports(engine, images):
     """A real (tiny) training, ONNX export and parity check as uid 10001 on a read-only root."""
     out = run(engine, images["trainer"], "train", "--source", "sample", "--symbol", "BTCEUR",
-              "--days", "25", "--sequence-length", "12", "--units", "8", "--epochs", "1",
+              "--days", "75", "--sequence-length", "12", "--units", "8", "--epochs", "1", "--batch-size", "64",
               "--no-progress", "--out", "/tmp/model", timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "parity" in out.stdout + out.stderr
