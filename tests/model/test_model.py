@@ -189,3 +189,20 @@ def test_mkrich_evaluate_scores_any_period_walk_forward(trained_artifacts, tmp_p
     # a model of another symbol is refused with a clear message
     assert main(["evaluate", "--model", str(trained_artifacts), "--source", "sample", "--symbol", "BTCUSDT",
                  "--days", "5", "--no-progress", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_conversion_bytes_do_not_depend_on_what_the_process_converted_before(work, tiny_config):
+    """tf2onnx names nodes and constants with process-wide counters; the export canonicalizes
+    them, so a model converted after others gives the bytes a fresh process gives."""
+    from make_us_rich.preprocessing.windows import fit_input_scaler
+    from make_us_rich.training import quantile_model as qm
+    from make_us_rich.training.export import to_onnx
+
+    first = to_onnx(load_serving_model(work / "model" / "model.keras"))
+    with np.load(work / "sequences.npz") as z:
+        X = z["X_train"]
+    other_cfg = tiny_config.with_overrides(median="learned", blend_har=False)
+    other = qm.build_quantile_model(other_cfg, fit_input_scaler(X, other_cfg.inputs), np.linspace(-2, 2, 50))
+    to_onnx(other.serving)
+    assert to_onnx(load_serving_model(work / "model" / "model.keras")) == first
+    assert first == (work / "onnx" / "model.onnx").read_bytes()

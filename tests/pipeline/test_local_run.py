@@ -28,7 +28,7 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
     assert len(steps) == 2 * 9 and {(s[1], s[2]) for s in steps} >= {
         ("fetch-klines", "BTCEUR"), ("train-lstm", "BTCUSDT"), ("publish-model", "BTCEUR")}
     fetch = next(s for s in steps if s[1:3] == ["fetch-klines", "BTCEUR"])
-    assert "rows_out=600" in fetch
+    assert "rows_out=1800" in fetch
     assert "executor_input" not in out and len(out.splitlines()) < 40
     log = Path(out.split("kfp.local log: ")[1].splitlines()[0])
     assert log.parent.parent == tmp_path / "root" and "Got executor_input" in log.read_text()

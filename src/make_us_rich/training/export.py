@@ -105,8 +105,10 @@ def _canonical_names(proto) -> None:
     known = {v.name: v.name for v in graph.input}  # available name -> structural label
     for init in graph.initializer:
         if init.name not in keep:
-            known[init.name] = "c" + hashlib.sha256(init.SerializeToString(deterministic=True).replace(
-                init.name.encode(), b"")).hexdigest()[:16]
+            unnamed = onnx.TensorProto()
+            unnamed.CopyFrom(init)
+            unnamed.name = ""
+            known[init.name] = "c" + hashlib.sha256(unnamed.SerializeToString(deterministic=True)).hexdigest()[:16]
 
     def key(node) -> tuple:
         attrs = b"".join(a.SerializeToString(deterministic=True) for a in node.attribute)
