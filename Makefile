@@ -106,7 +106,7 @@ bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/res
 	$(PY) bench/bench_training.py
 	$(PY) bench/bench_serving.py
 	$(PY) bench/bench_run.py
-	$(PY) bench/bench_quality.py
+	$(PY) bench/bench_quantile.py
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf runs site .pytest_cache .ruff_cache .hypothesis bench/results
