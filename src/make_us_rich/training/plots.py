@@ -17,6 +17,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, ax, path: str | Path, legend: str = "best") -> Path:
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc=legend)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_training_curves(
     history: dict[str, list[float]],
     best_epoch: int,
@@ -38,12 +47,7 @@ def plot_training_curves(
     ax.set_xlabel("epoch")
     ax.set_ylabel("pinball loss (normalized returns)")
     ax.set_title("Training curves")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, ax, path)
 
 
 def plot_fan_chart(predictions: pd.DataFrame, symbol: str, path: str | Path, hours: int = 24 * 14) -> Path:
@@ -60,13 +64,8 @@ def plot_fan_chart(predictions: pd.DataFrame, symbol: str, path: str | Path, hou
     inside = ((tail["close"] >= tail["q05"]) & (tail["close"] <= tail["q95"])).mean()
     ax.set_title(f"{symbol}: next-hour close, forecast intervals ({inside:.0%} of closes inside the 90 % band)")
     ax.set_ylabel("price")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, ax, path, legend="upper left")
 
 
 def plot_calibration(reliability: pd.DataFrame, symbol: str, path: str | Path) -> Path:
@@ -83,9 +82,4 @@ def plot_calibration(reliability: pd.DataFrame, symbol: str, path: str | Path) -
     ax.set_title(f"{symbol}: calibration on the test period")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, ax, path)
