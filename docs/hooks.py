@@ -40,13 +40,20 @@ PARAMETER_MEANING = {
     "max_missing_fraction": "fail the fetch when more than this fraction of candles is missing",
     "test_size": "chronological share of rows held out for the test period",
     "val_size": "latest share of the training windows used for validation / early stopping",
-    "dropout": "dropout between LSTM layers",
     "store_uri": "model store as seen from the cluster: `s3://bucket/prefix` or a folder",
     "s3_endpoint": "S3 endpoint for publishing, e.g. `http://minio-service.kubeflow:9000`",
     "s3_region": "S3 region for publishing",
     "s3_secret": "Secret holding `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` for publish (optional)",
     "rollout_isvc": "InferenceService to roll after an accepted model (Triton loads models only at start)",
 }
+
+
+def _plain_help(text: str | None) -> str:
+    """A flag's help as prose: argparse's ``%%`` unescaped, the ``(default: …)`` the CLI appends
+    dropped (the table has its own default column)."""
+    import re
+
+    return re.sub(r"\s*\(default: [^()]*\)$", "", (text or "").replace("%%", "%"))
 
 
 def _cli_flags() -> dict[str, tuple[str, str]]:
@@ -57,7 +64,7 @@ def _cli_flags() -> dict[str, tuple[str, str]]:
 
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     submit = subparsers.choices["submit"]
-    flags = {a.dest: (a.option_strings[-1], a.help or "") for a in submit._actions if a.option_strings}
+    flags = {a.dest: (a.option_strings[-1], _plain_help(a.help)) for a in submit._actions if a.option_strings}
     flags.setdefault("store_uri", flags.get("store", ("", "")))
     return flags
 

@@ -3,8 +3,8 @@
 ``<!-- expect -->`` block after one must match its output (``…`` matches anything).
 
 Only the environment differs from a user's shell, to keep the run isolated and short: a free port
-instead of 8080 (the text's ``8080`` is replaced), a temporary store and pipeline root, 25 days of
-the sample (``RUN_ARGS``), and a serving token so that the auth examples are exercised.
+instead of 8080 (the text's ``8080`` is replaced), a temporary store and pipeline root, 75 days of
+the sample (``RUN_ARGS``: the volatility features need ~30 days of warm-up before the first window), and a serving token so that the auth examples are exercised.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def quickstart(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("quickstart")
     port = free_port()
     env = user_env(tmp, port, STORE=str(tmp / "store"),
-                   RUN_ARGS=f"--pipeline-root {tmp / 'pipeline'} --lookback-days 25")
+                   RUN_ARGS=f"--pipeline-root {tmp / 'pipeline'} --lookback-days 75")
     return tmp / "store", run_page("quickstart.md", REPO, env, port)
 
 
@@ -119,7 +119,10 @@ def test_quickstart_runs_as_written(quickstart):
     run, serve = outputs[0], outputs[1]
     assert "pipeline finished" in run and re.search(r"BTCEUR\s+accepted", run), run
     assert len(re.findall(r"^  ok  ", run, re.M)) == 9
-    assert re.search(r"^BTCEUR next close \(.*\): \d+\.\d\d$", serve, re.M), serve
+    number = r"\d{1,3}(?:,\d{3})*\.\d\d"
+    assert re.search(rf"^BTCEUR next close \(.*\): {number}$", serve, re.M), serve
+    assert re.search(rf"^  50 %: {number} - {number}   90 %: {number} - {number}$", serve, re.M), serve
+    assert '"quantile_close"' in serve
     assert '"name":"btceur-close"' in serve
     assert (store / "models" / "BTCEUR" / "latest.json").is_file()
 
