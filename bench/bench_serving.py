@@ -40,7 +40,11 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def load(url: str, **kw) -> dict:
-    args = [sys.executable, str(HERE / "load_client.py"), "--url", url]
+    from make_us_rich import contract
+    from make_us_rich.training import TrainConfig
+
+    args = [sys.executable, str(HERE / "load_client.py"), "--url", url,
+            "--seq-len", str(TrainConfig().sequence_length), "--features", str(len(contract.FEATURES))]
     for k, v in kw.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
@@ -59,7 +63,9 @@ def main() -> None:
     store.publish(work / "model", "BTCEUR")
 
     session = onnx_session((work / "model" / "model.onnx").read_bytes())
-    window = np.ones((1, 24, 10), dtype=np.float32)
+    from make_us_rich import contract
+
+    window = np.ones((1, preset("fast").sequence_length, len(contract.FEATURES)), dtype=np.float32)
     inproc_ms = timeit(lambda: predict(session, window), 2000)[0] * 1e3
 
     port = free_port()

@@ -39,8 +39,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.0, help="requests/s in total (0: closed loop)")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--max-requests", type=int, default=50_000)
-    ap.add_argument("--seq-len", type=int, default=24)
-    ap.add_argument("--features", type=int, default=10)
+    ap.add_argument("--seq-len", type=int, default=48)
+    ap.add_argument("--features", type=int, default=21)
     args = ap.parse_args()
     parts = urlsplit(args.url)
     path = f"/v2/models/{args.model}/infer"

@@ -461,9 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "preprocess",
-        help="features -> chronological split -> scaling -> windows, written to a folder",
-        description="Run the preprocessing stages on klines and write scaled train/test "
-        "tables, the fitted scaler (pickle + JSON) and the windows (sequences.npz).",
+        help="features -> chronological split -> windows -> scaler, the stage files written to a folder",
+        description="Run the data stages of the pipeline on klines and write their files: "
+        "klines/, features.csv, train.csv, test.csv, the windows (sequences.npz), the scaler of "
+        "the LSTM's inputs (scaler/) and summary.json.",
     )
     _add_source_options(p, default_source="sample")
     from make_us_rich.params import BY_NAME
@@ -477,14 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="fetch -> preprocess -> train LSTM -> ONNX -> evaluate vs persistence -> gate",
+        help="fetch -> features -> windows -> train the quantile LSTM -> ONNX -> evaluate beside the baselines -> gate",
         description="Train one model on one machine and write every artifact (model.onnx, "
-        "scaler.pkl/json, metrics.json, history.json, model_card.json, PNG plots) into --out. "
+        "scaler.pkl/json, metrics.json, predictions.csv, history.json, model_card.json, PNG plots) into --out. "
         "Defaults: the 'fast' preset; the whole file for replay sources, 365 days for binance.",
     )
     _add_source_options(p, default_source="sample")
     p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
-    p.add_argument("--preset", default="fast", help="fast (default), large or tiny; the flags below override it")
+    p.add_argument("--preset", default="fast", help="fast (default) or tiny (seconds, for trials); the flags below override it")
     from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, add_arguments
 
     add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
