@@ -207,10 +207,13 @@ def default_store() -> str:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from make_us_rich.observability import push_publish
     from make_us_rich.store import ModelStore
 
     store = ModelStore(args.store, keep=args.keep)
     result = store.publish(args.artifacts, args.symbol)
+    if push_publish(store, result.symbol, args.artifacts):
+        print("  metrics pushed to the Pushgateway")
     print(f"{result.symbol} {result.version}: {result.status.upper()} -> {result.uri}")
     for reason in result.reasons:
         print(f"  gate: {reason}")
@@ -343,7 +346,8 @@ def _pipeline_params(args: argparse.Namespace) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from make_us_rich.data import normalize_symbol
-    from make_us_rich.pipelines.runner import run_local
+    from make_us_rich.observability import push_failure
+    from make_us_rich.pipelines.runner import PipelineRunError, run_local
 
     params = _pipeline_params(args)
     symbols = [normalize_symbol(s) for s in params.pop("symbols")]
@@ -354,8 +358,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         BinanceClient(api_url=params.get("api_url"), timeout=5.0).ping()
     print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}"
           f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
-    result = run_local(symbols, source=source, store_uri=args.store,
-                       pipeline_root=args.pipeline_root, verbose=args.verbose > 0, **params)
+    try:
+        result = run_local(symbols, source=source, store_uri=args.store,
+                           pipeline_root=args.pipeline_root, verbose=args.verbose > 0, **params)
+    except PipelineRunError:
+        push_failure(symbols)  # when a Pushgateway is configured: the PipelineRunFailed alert
+        raise
     print(f"\npipeline finished in {result['seconds']:.0f} s")
     for symbol, info in result["symbols"].items():
         newest = info["newest"] or {}
