@@ -10,11 +10,9 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,39 +20,9 @@ import yaml
 from monitoring import ALERTING, Daemon, free_port
 
 from make_us_rich.store import ModelStore
+from make_us_rich.testing.webhook import WebhookReceiver
 
 pytest.importorskip("kserve")
-
-
-class Receiver:
-    """An Alertmanager webhook receiver: keeps every notification it gets."""
-
-    def __init__(self) -> None:
-        self.notifications: list[dict] = []
-        received = self.notifications
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, status: str, alertname: str, timeout: float = 120.0) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for note in list(self.notifications):
-                for alert in note["alerts"]:
-                    if alert["status"] == status and alert["labels"]["alertname"] == alertname:
-                        return alert
-            time.sleep(0.5)
-        raise AssertionError(f"no {status} {alertname} at the receiver; got {self.notifications}")
 
 
 def stale_rules(age_limit: float) -> dict:
@@ -79,13 +47,13 @@ def test_stale_model_alert_reaches_the_receiver_and_resolves(tmp_path, trained_a
     serve = subprocess.Popen([str(Path(sys.executable).parent / "mkrich"), "serve", "--store", str(tmp_path / "store"),
                               "--symbols", "BTCEUR", "--port", str(port), "--reload-interval", "0.5"],
                              stdout=log, stderr=subprocess.STDOUT)
-    receiver = Receiver()
+    receiver = WebhookReceiver().start()
     daemons: list[Daemon] = []
     try:
         (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
             "route": {"receiver": "hook", "group_by": ["alertname", "symbol"], "group_wait": "1s",
                       "group_interval": "1s", "repeat_interval": "1h"},
-            "receivers": [{"name": "hook", "webhook_configs": [{"url": receiver.url, "send_resolved": True}]}],
+            "receivers": [{"name": "hook", "webhook_configs": [{"url": receiver.hook_url, "send_resolved": True}]}],
         }))
         alertmanager = Daemon("prometheus-alertmanager", f"--config.file={tmp_path / 'alertmanager.yml'}",
                               f"--storage.path={tmp_path / 'am'}", "--cluster.listen-address=")
@@ -132,4 +100,4 @@ def test_stale_model_alert_reaches_the_receiver_and_resolves(tmp_path, trained_a
             daemon.stop()
         serve.terminate()
         serve.wait(timeout=20)
-        receiver.server.shutdown()
+        receiver.stop()
