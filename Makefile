@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 DOCS_PORT ?= 8000
 
-.PHONY: help install tools test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
+.PHONY: help install tools monitoring-tools test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,7 +57,22 @@ $(CHECKOV):
 
 tools: $(KUBECTL) $(HELM) $(CHECKOV) ## fetch kubectl, helm and checkov into .cache/tools
 
-test: $(STAMP) tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
+# The monitoring binaries the alerting tests run (promtool, Prometheus, Pushgateway, Alertmanager),
+# from Debian. Installed as root when missing (CI); elsewhere a hint, and those tests skip.
+MONITORING_BINS := promtool prometheus prometheus-pushgateway prometheus-alertmanager
+MONITORING_PKGS := prometheus prometheus-pushgateway prometheus-alertmanager
+
+monitoring-tools: ## apt-install Prometheus, promtool, Pushgateway and Alertmanager when missing (as root)
+	@missing="$$(for b in $(MONITORING_BINS); do command -v $$b >/dev/null || echo $$b; done)"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(MONITORING_PKGS) (missing: $$missing)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(MONITORING_PKGS); \
+	else \
+		echo "missing $$missing: sudo apt-get install $(MONITORING_PKGS) (the alerting tests skip without them, fail with CI=true)"; \
+	fi
+
+test: $(STAMP) tools monitoring-tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest $(PYTEST_ARGS)
 
 docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: broken links fail)

@@ -9,7 +9,8 @@ evaluate + gate -> publish, for every symbol in parallel (``dsl.ParallelFor``).
 * Training has CPU/memory requests and limits and a timeout.
 * Publishing reads S3 credentials from the Secret ``s3_secret`` (optional: a local folder
   store needs none); with ``rollout_isvc`` set, an accepted model rolls that InferenceService
-  (Triton loads its repository only at pod start).
+  (Triton loads its repository only at pod start). With the optional Secret
+  ``mkrich-pushgateway`` (key ``url``), publish pushes the run's metrics to that Pushgateway.
 """
 
 
@@ -26,6 +27,7 @@ from make_us_rich.components import (
     split_dataset,
     train_lstm,
 )
+from make_us_rich.observability import PUSHGATEWAY_ENV
 from make_us_rich.params import PIPELINE_DEFAULTS as D  # every training parameter declared once
 
 PIPELINE_NAME = "hourly-training"
@@ -33,6 +35,8 @@ PIPELINE_NAME = "hourly-training"
 #: (The 5-field "0 * * * *" would mean every minute at second 0.)
 HOURLY_CRON = "0 0 * * * *"
 TRAIN_TIMEOUT_SECONDS = 1800
+#: optional Secret whose key ``url`` turns on the Pushgateway metrics of publish
+PUSHGATEWAY_SECRET = "mkrich-pushgateway"
 S3_SECRET_KEYS = {
     "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
@@ -116,6 +120,8 @@ def hourly_training(
             keep=keep, s3_endpoint=s3_endpoint, s3_region=s3_region, rollout_isvc=rollout_isvc,
         ).set_display_name("publish model")
         kubernetes.use_secret_as_env(publish, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
+        kubernetes.use_secret_as_env(publish, secret_name=PUSHGATEWAY_SECRET,
+                                     secret_key_to_env={"url": PUSHGATEWAY_ENV}, optional=True)
 
         for task in (fetch, features, split, scaled, sequences, train, onnx, evaluation, publish):
             task.set_caching_options(False)

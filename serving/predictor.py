@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from kserve.errors import InvalidInput
 
 from make_us_rich import contract
 from make_us_rich.inference import check_signature, onnx_session, predict_all
+from make_us_rich.serving import metrics
 from make_us_rich.serving.tensors import (
     DEFAULT_MAX_BATCH,
     BadRequest,
@@ -39,6 +41,7 @@ from make_us_rich.serving.tensors import (
 from make_us_rich.store import ModelStore, StoreError
 
 log = logging.getLogger(__name__)
+_CLOSE = contract.FEATURES.index("close")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class LoadedModel:
     sequence_length: int
     n_features: int
     session: Any
+    created: float | None = None  # Unix time the model was trained (model card), for its age
 
 
 def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = None) -> LoadedModel:
@@ -67,7 +71,24 @@ def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = 
         expected = [2, *t.dims(seq_len, n_features)[1:]]
         if list(probe[t.name].shape) != expected or not np.isfinite(probe[t.name]).all():
             raise ValueError(f"model {version} answers a probe window with {t.name}={probe[t.name].tolist()}")
-    return LoadedModel(symbol, version, pointer.get("triton_version"), seq_len, n_features, session)
+    return LoadedModel(symbol, version, pointer.get("triton_version"), seq_len, n_features, session,
+                       _created(store, symbol, pointer))
+
+
+def _created(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> float | None:
+    """The model card's ``created`` (training time), else the pointer's ``published``: the age
+    alert must not depend on an optional file."""
+    stamp = pointer.get("published")
+    card_sum = pointer["checksums"].get("model_card.json")
+    if card_sum:
+        try:
+            stamp = json.loads(store.read(symbol, pointer["version"], "model_card.json", card_sum)).get("created") or stamp
+        except (StoreError, ValueError) as exc:
+            log.warning("%s %s: no creation time from the model card (%s)", symbol, pointer["version"], exc)
+    try:
+        return datetime.fromisoformat(stamp).timestamp() if stamp else None
+    except (TypeError, ValueError):
+        return None
 
 
 class _Refused(Exception):
@@ -120,6 +141,7 @@ class ForecastModel(Model):
         except Exception as exc:  # a broken model file: one line from the CLI, not a traceback
             raise StoreError(f"cannot serve the latest {self.symbol} model of {self.store.uri}: {exc}") from exc
         log.info("%s: serving version %s", self.name, self.current.version)
+        self._loaded(None)
         self.ready = True
         return True
 
@@ -144,10 +166,13 @@ class ForecastModel(Model):
                 raise _Refused(message) from exc
             old, self.current = self.current, new  # atomic swap; in-flight requests keep `old`
             self._set_error(None)
+            self._loaded(old)
+            metrics.RELOADS.labels(self.symbol).inc()
             log.info("%s: swapped %s -> %s", self.name, old.version if old else None, new.version)
             return True
         except Exception as exc:
             self.poll_failures += 1
+            metrics.RELOAD_FAILURES.labels(self.symbol).inc()
             message = str(exc) if isinstance(exc, _Refused) else f"cannot read latest: {exc}"
             if message != self.last_reload_error:
                 log.error("%s: %s; still serving %s", self.name, message,
@@ -163,6 +188,11 @@ class ForecastModel(Model):
         if message is None and self.last_reload_error:
             log.warning("%s: reload recovered (was: %s)", self.name, self.last_reload_error)
         self.last_reload_error = message
+        metrics.RELOAD_FAILING.labels(self.symbol).set(0 if message is None else 1)
+
+    def _loaded(self, old: LoadedModel | None) -> None:
+        m = self.current
+        metrics.model_loaded(self.symbol, self.name, m.version, m.created, old.version if old else None, time.time())
 
     def start_watcher(self) -> None:
         if self.reload_interval <= 0 or self._watcher:
@@ -246,10 +276,19 @@ class ForecastModel(Model):
     def predict(self, payload: _Prepared, headers: dict[str, str] | None = None):
         return payload, predict_all(payload.model.session, payload.windows)
 
+    def _observe(self, windows: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+        """Count the forecasts; keep the last window's forecast and its last close."""
+        metrics.PREDICTIONS.labels(self.symbol).inc(len(windows))
+        quantiles = outputs[contract.QUANTILE_OUTPUT_NAME][-1]
+        for label, column in metrics.FORECAST_QUANTILES.items():
+            metrics.LAST_FORECAST.labels(self.symbol, label).set(float(quantiles[column]))
+        metrics.LAST_CLOSE.labels(self.symbol).set(float(windows[-1, -1, _CLOSE]))
+
     def postprocess(self, result, headers: dict[str, str] | None = None):
         """v2: every output of the contract; v1: ``predictions`` (the point forecast, one per
         window) and each further output under its own name."""
         prepared, outputs = result
+        self._observe(prepared.windows, outputs)
         if prepared.v2:
             infer_outputs = []
             for name, out in outputs.items():

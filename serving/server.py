@@ -20,6 +20,7 @@ from typing import Any
 
 from make_us_rich.data import normalize_symbol
 from make_us_rich.errors import ConfigError
+from make_us_rich.serving import metrics
 from make_us_rich.serving.tensors import DEFAULT_MAX_BATCH, BadRequest, check_binary_framing
 from make_us_rich.store import ModelStore, StoreError
 
@@ -108,8 +109,9 @@ class GuardMiddleware:
     """
 
     def __init__(self, app, max_body: int = DEFAULT_MAX_BODY, token: str | None = None,
-                 body_timeout: float = DEFAULT_BODY_TIMEOUT) -> None:
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT, known=lambda name: False) -> None:
         self.app = app
+        self.known = known  # model name -> served?, for the metrics' model label
         self.max_body = max_body
         self.token = token
         self.body_timeout = body_timeout
@@ -120,7 +122,17 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         method, path = scope.get("method", ""), scope.get("path", "")
         answer: dict[str, Any] = {}
+        if _is_inference_path(path):
+            started = time.perf_counter()
+            try:
+                return await self._guard(scope, receive, send, method, path, answer)
+            finally:
+                model = metrics.request_label(path, self.known)
+                metrics.REQUESTS.labels(model, str(answer.get("status", 500))).inc()
+                metrics.LATENCY.labels(model).observe(time.perf_counter() - started)
+        return await self._guard(scope, receive, send, method, path, answer)
 
+    async def _guard(self, scope, receive, send, method: str, path: str, answer: dict[str, Any]):
         async def watched_send(message):
             if message["type"] == "http.response.start":
                 answer["status"] = message["status"]
@@ -132,6 +144,7 @@ class GuardMiddleware:
             body = await self._admit(scope, receive)
         except _Refuse as refusal:
             self.rejections(refusal.status, method, path, refusal.reason)
+            answer["status"] = refusal.status
             return await _send_json(send, refusal.status, {"error": refusal.reason}, refusal.headers)
         replayed = False
 
@@ -346,7 +359,8 @@ def serve(
         return {"store": store_uri, "models": [m.status() for m in models],
                 "discovery_errors": discovery.errors if discovery else {}}
 
-    app.add_middleware(GuardMiddleware, max_body=max_body, token=token, body_timeout=body_timeout)
+    app.add_middleware(GuardMiddleware, max_body=max_body, token=token, body_timeout=body_timeout,
+                       known=lambda name: by_name(name) is not None)
     logging.getLogger("kserve").addFilter(_QuietClientErrors())
     for model in models:
         model.start_watcher()

@@ -207,10 +207,13 @@ def default_store() -> str:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from make_us_rich.observability import push_publish
     from make_us_rich.store import ModelStore
 
     store = ModelStore(args.store, keep=args.keep)
     result = store.publish(args.artifacts, args.symbol)
+    if push_publish(store, result.symbol, args.artifacts):
+        print("  metrics pushed to the Pushgateway")
     print(f"{result.symbol} {result.version}: {result.status.upper()} -> {result.uri}")
     for reason in result.reasons:
         print(f"  gate: {reason}")
@@ -329,6 +332,10 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
     else:
         _add_store_option(p)
         p.add_argument("--pipeline-root", default="runs/pipeline", help="where kfp.local keeps artifacts")
+        p.add_argument("--notify-url", default=os.environ.get("MKRICH_NOTIFY_URL"),
+                       help="webhook to post the run summary to (default $MKRICH_NOTIFY_URL; none: print only)")
+        p.add_argument("--notify-format", choices=("slack", "json"), default="slack",
+                       help="slack: incoming-webhook {\"text\": ...}; json: the summary itself (default slack)")
 
 
 def _pipeline_params(args: argparse.Namespace) -> dict:
@@ -343,7 +350,9 @@ def _pipeline_params(args: argparse.Namespace) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from make_us_rich.data import normalize_symbol
-    from make_us_rich.pipelines.runner import run_local
+    from make_us_rich.notify import run_summary
+    from make_us_rich.observability import push_failure
+    from make_us_rich.pipelines.runner import PipelineRunError, run_local
 
     params = _pipeline_params(args)
     symbols = [normalize_symbol(s) for s in params.pop("symbols")]
@@ -354,8 +363,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         BinanceClient(api_url=params.get("api_url"), timeout=5.0).ping()
     print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}"
           f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
-    result = run_local(symbols, source=source, store_uri=args.store,
-                       pipeline_root=args.pipeline_root, verbose=args.verbose > 0, **params)
+    try:
+        result = run_local(symbols, source=source, store_uri=args.store,
+                           pipeline_root=args.pipeline_root, verbose=args.verbose > 0, **params)
+    except PipelineRunError as exc:
+        push_failure(symbols)  # when a Pushgateway is configured: the PipelineRunFailed alert
+        _notify(args, run_summary("failed", {s: {} for s in symbols}, error=str(exc)))
+        raise
     print(f"\npipeline finished in {result['seconds']:.0f} s")
     for symbol, info in result["symbols"].items():
         newest = info["newest"] or {}
@@ -367,7 +381,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"artifacts ({symbol}): {info['artifacts']}")
     print(f"kfp.local log: {result['log']}")
     print("serve them: mkrich serve --store", args.store, "--symbols", ",".join(symbols))
+    _notify(args, run_summary("succeeded", result["symbols"]))
     return 0
+
+
+def _notify(args: argparse.Namespace, summary: dict) -> None:
+    from make_us_rich.notify import body, post, text
+
+    print(f"\nrun summary\n{text(summary)}")
+    if args.notify_url and post(args.notify_url, body(summary, args.notify_format)):
+        print("run summary sent to the webhook")
 
 
 def _cluster_kwargs(args: argparse.Namespace) -> dict:

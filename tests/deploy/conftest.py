@@ -61,8 +61,15 @@ def rendered(manifests_copy) -> dict[str, list[dict]]:
         "namespace: kubeflow-user-example-com\n"
         "resources: [../local-kind]\ncomponents: [../../components/kfp-native-pipeline]\n"
     )
+    alerting = manifests_copy / "overlays" / "alerting-test"
+    alerting.mkdir()
+    (alerting / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "namespace: kubeflow-user-example-com\n"
+        "resources: [../local-kind]\ncomponents: [../../components/alerting]\n"
+    )
     out = {}
-    for name in ("base", "overlays/local-kind", "overlays/prod", "overlays/native-test"):
+    for name in ("base", "overlays/local-kind", "overlays/prod", "overlays/native-test", "overlays/alerting-test"):
         out[f"kustomize:{name}"] = docs(run(kubectl, "kustomize", str(manifests_copy / name)))
     chart = str(REPO / "charts" / "make-us-rich")
     variants = {
@@ -72,6 +79,8 @@ def rendered(manifests_copy) -> dict[str, list[dict]]:
         "own-secret": ["--set", "s3.createSecret=true", "--set", "s3.accessKeyId=id",
                        "--set", "s3.secretAccessKey=key", "--set", "triton.enabled=false",
                        "--set", "predictor.enabled=true"],
+        "alerting": ["--set", "predictor.enabled=true", "--set", "alerting.enabled=true",
+                     "--set", "symbols={BTCEUR,BTCUSDT}", "--set", "alerting.labels.release=kube-prometheus-stack"],
     }
     for name, args in variants.items():
         out[f"helm:{name}"] = docs(run(helm, "template", "mkrich", chart, "--namespace", "make-us-rich", *args))

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import K8S_VERSION, REPO, run, tool
 
-CUSTOM = {"InferenceService", "Pipeline", "PipelineVersion"}
+CUSTOM = {"InferenceService", "Pipeline", "PipelineVersion", "PrometheusRule", "PodMonitor"}
 SCHEMAS = Path(__file__).parent / "schemas"
 
 

@@ -13,23 +13,29 @@ pytest.importorskip("tensorflow")
 def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
     from make_us_rich.cli import main
     from make_us_rich.store import ModelStore
+    from make_us_rich.testing.webhook import WebhookReceiver
 
     store = tmp_path / "store"
-    rc = main([
-        "run", "--symbols", "BTCEUR,BTCUSDT", "--store", str(store),
-        "--pipeline-root", str(tmp_path / "root"), "--lookback-days", "75",
-        "--sequence-length", "12", "--units", "8", "--epochs", "2", "--patience", "2", "--batch-size", "64",
-    ])
-    out = capsys.readouterr().out
-    assert rc == 0, out
+    with WebhookReceiver() as hook:
+        rc = main([
+            "run", "--symbols", "BTCEUR,BTCUSDT", "--store", str(store),
+            "--pipeline-root", str(tmp_path / "root"), "--lookback-days", "75",
+            "--sequence-length", "12", "--units", "8", "--epochs", "2", "--patience", "2", "--batch-size", "64",
+            "--notify-url", hook.hook_url, "--notify-format", "json",
+        ])
+        out = capsys.readouterr().out
+        assert rc == 0, out
+        (summary,) = hook.wait(1)
+    assert summary["status"] == "succeeded" and "run summary sent to the webhook" in out
+    assert [s["symbol"] for s in summary["symbols"]] == ["BTCEUR", "BTCUSDT"]
     assert "pipeline finished" in out and "BTCEUR" in out and "BTCUSDT" in out
     # one short line per finished step and symbol; kfp.local's dumps only in the run's log file
     steps = [line.split() for line in out.splitlines() if line.startswith("  ok ")]
     assert len(steps) == 2 * 9 and {(s[1], s[2]) for s in steps} >= {
         ("fetch-klines", "BTCEUR"), ("train-lstm", "BTCUSDT"), ("publish-model", "BTCEUR")}
     fetch = next(s for s in steps if s[1:3] == ["fetch-klines", "BTCEUR"])
-    assert "rows_out=1800" in fetch
-    assert "executor_input" not in out and len(out.splitlines()) < 40
+    assert "rows_out=1800" in fetch, fetch  # 75 days of hours
+    assert "executor_input" not in out and len(out.splitlines()) < 60
     log = Path(out.split("kfp.local log: ")[1].splitlines()[0])
     assert log.parent.parent == tmp_path / "root" and "Got executor_input" in log.read_text()
     s = ModelStore(store)
@@ -37,6 +43,9 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
         versions = s.versions(symbol)
         assert len(versions) == 1
         manifest = versions[0]
+        sent = next(x for x in summary["symbols"] if x["symbol"] == symbol)
+        assert (sent["status"], sent["version"]) == (manifest["status"], manifest["version"])
+        assert sent["gate_reasons"] == manifest["gate"]["reasons"] and sent["data"]["rows"] == 1800
         assert manifest["sequence_length"] == 12
         assert manifest["metrics"]["baselines"]["persistence"]["mean_pinball"] > 0
         if manifest["status"] == "accepted":
@@ -61,12 +70,17 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
 
 
 def test_a_failing_step_is_one_line_naming_it_and_the_log(tmp_path, capsys):
-    """Two days of klines cannot hold the test windows: make-sequences fails (no retries)."""
+    """Two days of klines cannot hold the test windows: make-sequences fails (no retries); the
+    run summary says so."""
     from make_us_rich.cli import main
+    from make_us_rich.testing.webhook import WebhookReceiver
 
-    rc = main(["run", "--store", str(tmp_path / "store"), "--pipeline-root", str(tmp_path / "root"),
-               "--lookback-days", "2"])
-    captured = capsys.readouterr()
+    with WebhookReceiver() as hook:
+        rc = main(["run", "--store", str(tmp_path / "store"), "--pipeline-root", str(tmp_path / "root"),
+                   "--lookback-days", "2", "--notify-url", hook.hook_url])
+        captured = capsys.readouterr()
+        (sent,) = hook.wait(1)
+    assert sent["text"].startswith("hourly-training run failed: make-sequences (BTCEUR) failed")
     assert rc == 2, captured.out
     err = captured.err.strip()
     assert len(err.splitlines()) == 1

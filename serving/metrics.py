@@ -1,0 +1,63 @@
+"""Prometheus metrics of the predictor, beside KServe's own ``request_*_seconds`` on ``/metrics``.
+
+They are what the alert rules (manifests/components/alerting) read: the served version and its
+creation time (model age = ``time() - mkrich_model_created_timestamp_seconds``: the hourly loop
+stalled when it grows past 2 h), the reload loop's successes and failures, the predictions and
+the last forecast beside the last close (forecast vs actual on the dashboard), and every
+inference request's status and latency as the endpoint answered it (KServe counts no errors).
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from make_us_rich.scoring import QUANTILES
+
+# 0.5 s is the p99 alert threshold: buckets around it
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: the quantiles of ``quantile_close`` exported as the last forecast (median and the 90 % band)
+FORECAST_QUANTILES = {f"{q:g}": i for i, q in enumerate(QUANTILES) if q in (0.05, 0.5, 0.95)}
+
+MODEL_INFO = Gauge("mkrich_model_info", "the served model version (value 1)", ["symbol", "model", "version"])
+MODEL_CREATED = Gauge("mkrich_model_created_timestamp_seconds",
+                      "when the served model was trained (model card 'created'), Unix time", ["symbol"])
+RELOADS = Counter("mkrich_model_reloads", "new model versions swapped in by the reload loop", ["symbol"])
+RELOAD_FAILURES = Counter("mkrich_model_reload_failures",
+                          "reload polls that failed (store unreadable or new model refused)", ["symbol"])
+RELOAD_FAILING = Gauge("mkrich_model_reload_failing", "1 while the last reload poll failed", ["symbol"])
+LAST_RELOAD = Gauge("mkrich_model_last_reload_timestamp_seconds",
+                    "when the served model was last loaded successfully, Unix time", ["symbol"])
+PREDICTIONS = Counter("mkrich_predictions", "forecasts served (one per window)", ["symbol"])
+LAST_FORECAST = Gauge("mkrich_forecast_close", "the last forecast of the next close (last window of the "
+                      "last request) at a quantile", ["symbol", "quantile"])
+LAST_CLOSE = Gauge("mkrich_last_close", "the close of the last hour of the last window forecast", ["symbol"])
+REQUESTS = Counter("mkrich_inference_requests", "inference requests by model and HTTP status", ["model", "code"])
+LATENCY = Histogram("mkrich_inference_request_duration_seconds", "inference request latency (whole request)",
+                    ["model"], buckets=LATENCY_BUCKETS)
+
+_MODEL_IN_PATH = re.compile(r"^/v[12]/models/([^/:]+)")
+
+
+def model_loaded(symbol: str, model: str, version: str, created: float | None, previous: str | None,
+                 at: float) -> None:
+    if previous is not None and previous != version:
+        try:
+            MODEL_INFO.remove(symbol, model, previous)
+        except KeyError:
+            pass
+    MODEL_INFO.labels(symbol, model, version).set(1)
+    if created is not None:
+        MODEL_CREATED.labels(symbol).set(created)
+    LAST_RELOAD.labels(symbol).set(at)
+    RELOAD_FAILURES.labels(symbol)  # exported at 0 from the start: rate() sees the first failure
+    RELOADS.labels(symbol)
+    RELOAD_FAILING.labels(symbol).set(0)
+
+
+def request_label(path: str, known) -> str:
+    """The model a request path names, if served (``known(name)``); else ``other``, so that
+    made-up names cannot grow the label set."""
+    match = _MODEL_IN_PATH.match(path)
+    return match.group(1) if match and known(match.group(1)) else "other"

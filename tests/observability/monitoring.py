@@ -1,0 +1,71 @@
+"""The monitoring binaries (Debian's prometheus, prometheus-pushgateway, prometheus-alertmanager:
+`make monitoring-tools` installs them), run on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ALERTING = REPO / "manifests" / "components" / "alerting"
+
+
+def binary(name: str) -> str:
+    """The path of ``name``; missing: a skip on a workstation, a failure in CI (``CI=true``)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} not found; run `make monitoring-tools` (apt-installs prometheus, prometheus-pushgateway, prometheus-alertmanager)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """A monitoring binary on a free loopback port, stopped at the end; output in ``self.log``."""
+
+    def __init__(self, name: str, *args: str, ready_path: str = "/-/ready") -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(tempfile.mkdtemp(prefix=f"mkrich-{name}-")) / "out.log"
+        cmd = [binary(name), f"--web.listen-address=127.0.0.1:{self.port}", *args]
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + ready_path, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{name} not ready in time:\n{self.log.read_text()}")
+
+    def get(self, path: str) -> str:
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return r.read().decode()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
