@@ -6,7 +6,9 @@ workaround is no longer needed (remove it) or no longer works (fix it).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 #: What :func:`mark_secret_key_names` marks in the compiled Kubernetes manifests.
 SECRET_KEY_LINE = "secretKey: AWS_SECRET_ACCESS_KEY\n"
@@ -40,6 +42,28 @@ def resolve_time_placeholders(now: str) -> Iterator[None]:
         yield
     finally:
         placeholder_utils.resolve_individual_placeholder = original
+
+
+@contextlib.contextmanager
+def on_task_finished(callback: Callable[[dict, Any, Any, float], None]) -> Iterator[None]:
+    """Call ``callback(kwargs, outputs, status, seconds)`` as each task of a kfp.local run
+    finishes (kfp.local 2.17 has no event hook; ``mkrich run`` prints one line per step from
+    it), by wrapping ``kfp.local.task_dispatcher.run_single_task_implementation``."""
+    from kfp.local import task_dispatcher
+
+    original = task_dispatcher.run_single_task_implementation
+
+    def run(*args, **kwargs):
+        started = time.time()
+        outputs, status = original(*args, **kwargs)
+        callback(kwargs, outputs, status, time.time() - started)
+        return outputs, status
+
+    task_dispatcher.run_single_task_implementation = run
+    try:
+        yield
+    finally:
+        task_dispatcher.run_single_task_implementation = original
 
 
 def mark_secret_key_names(manifest_text: str) -> str:

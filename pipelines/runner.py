@@ -19,7 +19,7 @@ from typing import Any
 
 from make_us_rich.errors import ConfigError, MakeUsRichError
 from make_us_rich.pipelines.hourly_training import HOURLY_CRON, PIPELINE_NAME, hourly_training
-from make_us_rich.pipelines.kfp_compat import mark_secret_key_names
+from make_us_rich.pipelines.kfp_compat import mark_secret_key_names, on_task_finished
 from make_us_rich.pipelines.kfp_compat import (
     resolve_time_placeholders as _resolve_time_placeholders,
 )
@@ -128,29 +128,20 @@ class _LogTee(io.TextIOBase):
 def _report_steps(symbols: list[str], report, tee: _LogTee):
     """Call ``report(line)`` as each step finishes: step, symbol, seconds, key numbers; a failed
     step is recorded with its error (read from its own output, before later logs follow)."""
-    from kfp.local import task_dispatcher
-
-    original = task_dispatcher.run_single_task_implementation
     failed: list[str] = []
 
-    def run(*args, **kwargs):
-        started = time.time()
-        outputs, status = original(*args, **kwargs)
+    def finished(kwargs: dict, outputs, status, seconds: float) -> None:
         step = kwargs.get("component_name", "?").removeprefix("comp-")
         index = _iteration(kwargs.get("arguments", {}), outputs)
         symbol = symbols[index] if index is not None and index < len(symbols) else ",".join(symbols)
         ok = getattr(status, "name", str(status)) == "SUCCESS"
         if not ok:
             failed.append(f"{step} ({symbol}) failed: {tee.last_error() or 'see the log'}")
-        report(f"  {'ok ' if ok else 'FAILED'} {step:<18} {symbol:<8} {time.time() - started:5.1f} s  "
+        report(f"  {'ok ' if ok else 'FAILED'} {step:<18} {symbol:<8} {seconds:5.1f} s  "
                f"{_step_numbers(outputs) if ok else ''}".rstrip())
-        return outputs, status
 
-    task_dispatcher.run_single_task_implementation = run
-    try:
+    with on_task_finished(finished):
         yield failed
-    finally:
-        task_dispatcher.run_single_task_implementation = original
 
 
 def run_local(

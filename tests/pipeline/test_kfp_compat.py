@@ -54,3 +54,20 @@ def test_secret_key_names_are_marked_in_the_compiled_manifest(tmp_path):
 def test_marking_fails_loudly_when_the_compiler_output_changes():
     with pytest.raises(RuntimeError, match="kfp_compat"):
         mark_secret_key_names("secretKeyRef: {key: AWS_SECRET_ACCESS_KEY}\n")
+
+
+def test_the_task_hook_still_finds_kfp_locals_dispatcher_and_is_undone():
+    """``mkrich run``'s step lines wrap kfp.local's task dispatcher (no public hook in 2.17): if
+    this fails, kfp.local changed the function or its keyword arguments; adapt on_task_finished."""
+    import inspect
+
+    from kfp.local import task_dispatcher
+
+    from make_us_rich.pipelines.kfp_compat import on_task_finished
+
+    original = task_dispatcher.run_single_task_implementation
+    assert {"component_name", "arguments"} <= set(inspect.signature(original).parameters)
+    seen = []
+    with on_task_finished(lambda kwargs, outputs, status, seconds: seen.append(kwargs)):
+        assert task_dispatcher.run_single_task_implementation is not original
+    assert task_dispatcher.run_single_task_implementation is original
