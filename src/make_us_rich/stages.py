@@ -39,8 +39,6 @@ from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 
 KLINES_FILE = "klines.csv"
 REPORT_FILE = "report.json"
-#: What each stage leaves in its folder when the chain runs in one process (``run_stages``).
-STAGE_NAMES = ("fetch", "features", "split", "sequences", "scale", "train", "convert", "evaluate")
 
 
 def resolve_end(end: str | None) -> str | None:

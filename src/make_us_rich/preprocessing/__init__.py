@@ -27,7 +27,6 @@ from make_us_rich.preprocessing.scaling import (
 from make_us_rich.preprocessing.sequences import (
     contiguous_windows,
     create_sequences,
-    raw_windows,
     split_sequences,
 )
 from make_us_rich.preprocessing.split import split_data
@@ -44,7 +43,6 @@ __all__ = [
     "load_scaler",
     "make_windows",
     "preprocess",
-    "raw_windows",
     "required_rows",
     "save_scaler",
     "scale_data",

@@ -88,10 +88,3 @@ def contiguous_windows(index: pd.DatetimeIndex, sequence_length: int, step: pd.T
     cum = np.concatenate([[0], np.cumsum(broken)])
     # window i uses rows i .. i+L (target included): the steps i .. i+L-1
     return (cum[sequence_length : sequence_length + n] - cum[:n]) == 0
-
-
-def raw_windows(table: pd.DataFrame, sequence_length: int, target_column: str = "close"):
-    """Windows of an *unscaled* feature table (what the served model receives), their targets
-    and the open times of the targets."""
-    X, y = create_sequences(table, target_column, sequence_length)
-    return X, y, table.index[sequence_length:]

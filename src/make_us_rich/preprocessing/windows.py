@@ -58,10 +58,6 @@ class QuantileWindows:
     def norm_vol(self) -> np.ndarray:
         return self.X[:, -1, QUANTILE_FEATURES.index(NORM_VOL)].astype(np.float64)
 
-    @property
-    def last_close(self) -> np.ndarray:
-        return self.X[:, -1, QUANTILE_FEATURES.index("close")].astype(np.float64)
-
     def since(self, start) -> QuantileWindows:
         keep = self.index >= pd.Timestamp(start)
         return QuantileWindows(self.X[keep], self.y[keep], self.index[keep])

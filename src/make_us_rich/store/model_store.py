@@ -45,6 +45,7 @@ from typing import Any
 from make_us_rich import contract
 from make_us_rich.data import normalize_symbol
 from make_us_rich.errors import ConfigError, MakeUsRichError
+from make_us_rich.io import json_bytes
 from make_us_rich.store.backends import Backend, ObjectNotFound, StoreError, open_backend
 
 #: Files a published version must contain (what ``mkrich train --out`` writes).
@@ -288,7 +289,7 @@ class ModelStore:
                 "metrics": metrics.get("test"),
                 "files": uploaded,
             }
-            put(self._version_key(sym, version, "manifest.json"), _json_bytes(manifest))
+            put(self._version_key(sym, version, "manifest.json"), json_bytes(manifest))
             _checkpoint("manifest")
             if accepted:
                 complete = {m["version"] for m in self.versions(sym)}
@@ -307,7 +308,7 @@ class ModelStore:
                     "metrics": metrics.get("test"),
                     "promoted": promoted,
                 }
-                self._put_verified(self._latest_key(sym), _json_bytes(pointer))
+                self._put_verified(self._latest_key(sym), json_bytes(pointer))
                 _checkpoint("pointer")
         except (StoreError, PublishError) as exc:
             # Take back the manifest (best effort), so that readers of `versions` do not see a
@@ -407,10 +408,6 @@ def _promoted(version: str, pointer: dict[str, Any] | None) -> bool:
     if "promoted" not in pointer:
         return version <= pointer["version"]
     return version == pointer["version"] or version in pointer["promoted"]
-
-
-def _json_bytes(payload: Any) -> bytes:
-    return (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode()
 
 
 def _read_artifacts(folder: Path, symbol: str) -> dict[str, bytes]:
