@@ -109,7 +109,8 @@ def train_lstm(
         batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed,
         test_size=test_size, val_size=val_size,
     )
-    summary = train_stage(sequences.path, scaler.path, config, model.path, train_csv=train.path)
+    summary = train_stage(sequences.path, scaler.path, config, model.path, train_csv=train.path,
+                          progress="lines")
     model.metadata.update({k: summary[k] for k in ("epochs_run", "best_epoch", "seconds", "best_val_loss")})
     model.metadata["framework"] = "keras"
 

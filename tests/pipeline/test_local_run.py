@@ -12,6 +12,7 @@ pytest.importorskip("tensorflow")
 
 def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
     from make_us_rich.cli import main
+    from make_us_rich.progress import parse_epoch
     from make_us_rich.store import ModelStore
     from make_us_rich.testing.webhook import WebhookReceiver
 
@@ -38,6 +39,9 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
     assert "executor_input" not in out and len(out.splitlines()) < 60
     log = Path(out.split("kfp.local log: ")[1].splitlines()[0])
     assert log.parent.parent == tmp_path / "root" and "Got executor_input" in log.read_text()
+    # the train step logs its epochs: what mkrich run's live bar reads on a terminal
+    epochs = {parse_epoch(line) for line in log.read_text().splitlines()} - {None}
+    assert (1, 2) in epochs, "no epoch lines in the train step's log"
     s = ModelStore(store)
     for symbol in ("BTCEUR", "BTCUSDT"):
         versions = s.versions(symbol)
