@@ -6,11 +6,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from console_helpers import ADMIN, MEMBER, OTHER, Console, missing, settings_for
+from console_helpers import ADMIN, MEMBER, OTHER, Console, free_port, missing, settings_for
 
 from make_us_rich.console import migrate
 from make_us_rich.console.auth import create_user
 from make_us_rich.console.db import make_engine, session_factory
+from make_us_rich.console.dev import start_server
+from make_us_rich.store import ModelStore
 from make_us_rich.testing.postgres import PostgresServer, PostgresUnavailable
 
 
@@ -66,3 +68,23 @@ def make_console(engine, db_url, tmp_path):
     yield make
     for console in started:
         console.stop()
+
+
+@pytest.fixture(scope="session")
+def console_store(tmp_path_factory, trained_artifacts, rejected_artifacts):
+    """A store with a rejected and then an accepted (serving) BTCEUR model."""
+    path = tmp_path_factory.mktemp("console") / "store"
+    store = ModelStore(path)
+    store.publish(rejected_artifacts, "BTCEUR")
+    store.publish(trained_artifacts, "BTCEUR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_server(console_store):
+    """The real `mkrich serve` on a free loopback port (what `make console` starts)."""
+    pytest.importorskip("kserve")
+    proc, url = start_server(str(console_store), free_port())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -23,29 +23,6 @@ pytest.importorskip("kserve")
 FORECAST_HOUR = "2024-01-01T00:00:00+00:00"
 
 
-@pytest.fixture(scope="module")
-def console_store(tmp_path_factory, trained_artifacts, rejected_artifacts):
-    """A store with a rejected and then an accepted (serving) BTCEUR model."""
-    path = tmp_path_factory.mktemp("console") / "store"
-    store = ModelStore(path)
-    store.publish(rejected_artifacts, "BTCEUR")
-    store.publish(trained_artifacts, "BTCEUR")
-    return path
-
-
-@pytest.fixture(scope="module")
-def model_server(console_store):
-    """The real `mkrich serve` on a free loopback port (what `make console` starts)."""
-    from console_helpers import free_port
-
-    from make_us_rich.console.dev import start_server
-
-    proc, url = start_server(str(console_store), free_port())
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 def set_quota(engine, user_id: int, value: int) -> None:
     with session_factory(engine)() as db:
         db.execute(update(User).where(User.id == user_id).values(monthly_quota=value))
