@@ -247,6 +247,11 @@ def test_open_redirect_is_refused(make_console, users):
         answer = c.post("/login", data={"email": MEMBER[0], "password": MEMBER[1], "csrf": csrf(page.text),
                                         "next": "https://evil.example/"})
         assert answer.headers["location"] == "/"
+    from make_us_rich.console.app import _safe_next
+
+    for bad in ("/\t/evil.example", "/\\evil.example", "//evil.example", "/x//evil", "javascript:alert(1)", "/\n"):
+        assert _safe_next(bad) == "/", bad
+    assert _safe_next("/symbols/BTCEUR") == "/symbols/BTCEUR"
 
 
 def test_api_tokens_forged_expired_revoked(make_console, engine, users):

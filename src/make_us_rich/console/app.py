@@ -5,6 +5,7 @@ call the modules (:mod:`.auth`, :mod:`.tokens`, :mod:`.quota`, :mod:`.gateway`,
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -444,9 +445,13 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~%?=&-]{0,500}")
+
+
 def _safe_next(target: str | None) -> str:
-    """Only a local path is a place to go after signing in (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a local path is a place to go after signing in (no open redirect: no ``//host``,
+    no backslash, no whitespace or control character that a browser would drop)."""
+    if not target or not _LOCAL_PATH.fullmatch(target) or "//" in target:
         return "/"
     return target
 
