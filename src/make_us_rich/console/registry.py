@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from make_us_rich import contract
-from make_us_rich.store import ModelStore
+from make_us_rich.store import MalformedPointer, ModelStore
 
 PLOTS = contract.OPTIONAL_FILES
 
@@ -37,7 +37,10 @@ def _metrics_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def symbol_versions(store: ModelStore, symbol: str) -> dict[str, Any]:
-    latest = store._latest_or_none(symbol)
+    try:
+        latest = store.latest(symbol)
+    except MalformedPointer:
+        latest = None
     latest_version = latest["version"] if latest else None
     versions = []
     for m in reversed(store.versions(symbol)):
