@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,6 +43,8 @@ def test_migrate_and_create_admin(db_url):
         assert admin.role == "admin" and admin.password_hash.startswith("$argon2id$")
         assert verify_password(admin.password_hash, password)
     engine.dispose()
+    if db_url.startswith("sqlite"):
+        assert (Path(db_url.removeprefix("sqlite:///")).stat().st_mode & 0o777) == 0o600
     again = run("console", "create-admin", "--email", "root@example.com", "--db", db_url,
                 env={"MKRICH_CONSOLE_ADMIN_PASSWORD": password})
     assert again.returncode == 2 and "exists already" in again.stderr
