@@ -29,6 +29,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from make_us_rich.console import auth, gateway, migrate, quota, registry, tokens
 from make_us_rich.console.db import ROLES, ApiToken, User, make_engine, session_factory, utcnow
 from make_us_rich.console.settings import Settings
+from make_us_rich.data import normalize_symbol
 from make_us_rich.errors import ConfigError
 from make_us_rich.store import ModelStore, StoreError
 
@@ -62,10 +63,13 @@ class HTTPProblem(Exception):
 
 
 class LoginRequired(Exception):
-    pass
+    """No valid session: pages redirect to /login, JSON callers get 401."""
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
+    """Refuses oversized or unsized bodies before any route reads them, and puts the security
+    headers on every answer (errors and static files included)."""
+
     async def dispatch(self, request: Request, call_next):
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
@@ -430,11 +434,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     def _symbol_or_problem(raw: str, served: bool = True) -> str:
         try:
-            if served:
-                return gateway.check_symbol(raw, store)
-            from make_us_rich.data import normalize_symbol
-
-            return normalize_symbol(raw)
+            return gateway.check_symbol(raw, store) if served else normalize_symbol(raw)
         except gateway.UnknownSymbol as exc:
             raise HTTPProblem(404, str(exc)) from None
         except ConfigError as exc:
