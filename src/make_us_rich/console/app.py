@@ -262,7 +262,8 @@ def create_app(settings: Settings) -> FastAPI:
             current(request, db)
         sym = _symbol_or_problem(symbol)
         try:
-            data = {"symbol": sym, "candles": gateway.candles(settings, sym)}
+            data = {"symbol": sym, "candles": gateway.candles(settings, sym),
+                    "quality": registry.quality(store, sym)}
             data["forecast"] = gateway.forecast(settings, store, sym)
         except gateway.ForecastUnavailable as exc:
             raise HTTPProblem(502, str(exc)) from None

@@ -56,6 +56,24 @@ def symbol_versions(store: ModelStore, symbol: str) -> dict[str, Any]:
     return {"symbol": symbol, "latest": latest_version, "versions": versions}
 
 
+def quality(store: ModelStore, symbol: str) -> dict[str, Any]:
+    """How good the serving model was on its test period: the gate's ratios (below 1 beats the
+    baseline) and the 90 % interval's coverage."""
+    try:
+        pointer = store.latest(symbol)
+    except MalformedPointer:
+        pointer = None
+    metrics = (pointer or {}).get("metrics") or {}
+    ratio = metrics.get("ratio") or {}
+    coverage = (((metrics.get("model") or {}).get("intervals") or {}).get("90") or {}).get("coverage")
+    return {
+        "pinball_vs_empirical": ratio.get("pinball_vs_empirical"),
+        "median_rmse_vs_persistence": ratio.get("median_rmse_vs_persistence"),
+        "coverage_90": coverage,
+        "test_period": metrics.get("period"),
+    }
+
+
 def registry(store: ModelStore) -> list[dict[str, Any]]:
     return [symbol_versions(store, s) for s in all_symbols(store)]
 
