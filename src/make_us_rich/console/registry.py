@@ -1,0 +1,88 @@
+"""The model registry as the console shows it, read through :class:`ModelStore`: every version
+of every symbol, its status (accepted / rejected / incomplete, and which one is ``latest``), the
+gate's reasons and the test metrics beside the baselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from make_us_rich import contract
+from make_us_rich.store import MalformedPointer, ModelStore
+
+PLOTS = contract.OPTIONAL_FILES
+
+
+def all_symbols(store: ModelStore) -> list[str]:
+    """Symbols with any stored version (also those whose models were all rejected)."""
+    return sorted({parts[1] for k in store.backend.list("models") if len(parts := k.split("/")) >= 3})
+
+
+def _flat(scores: dict[str, Any]) -> dict[str, float]:
+    row = {k: v for k, v in scores.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    for level, interval in sorted((scores.get("intervals") or {}).items()):
+        if isinstance(interval, dict) and isinstance(interval.get("coverage"), int | float):
+            row[f"coverage {level} %"] = interval["coverage"]
+    return row
+
+
+def _metrics_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per forecaster on the test period: the model first, then the baselines."""
+    if not metrics or not isinstance(metrics.get("model"), dict):
+        return []
+    rows = [{"name": "model", **_flat(metrics["model"])}]
+    for name, scores in (metrics.get("baselines") or {}).items():
+        if isinstance(scores, dict):
+            rows.append({"name": name, **_flat(scores)})
+    return rows
+
+
+def symbol_versions(store: ModelStore, symbol: str) -> dict[str, Any]:
+    try:
+        latest = store.latest(symbol)
+    except MalformedPointer:
+        latest = None
+    latest_version = latest["version"] if latest else None
+    versions = []
+    for m in reversed(store.versions(symbol)):
+        versions.append({
+            "version": m["version"],
+            "status": "serving" if m["version"] == latest_version else m["status"],
+            "published": m.get("published"),
+            "reasons": list((m.get("gate") or {}).get("reasons") or []),
+            "gate_passed": bool((m.get("gate") or {}).get("passed")),
+            "metrics": _metrics_rows(m.get("metrics")),
+            "plots": [p for p in PLOTS if p in (m.get("files") or {})],
+        })
+    return {"symbol": symbol, "latest": latest_version, "versions": versions}
+
+
+def quality(store: ModelStore, symbol: str) -> dict[str, Any]:
+    """How good the serving model was on its test period: the gate's ratios (below 1 beats the
+    baseline) and the 90 % interval's coverage."""
+    try:
+        pointer = store.latest(symbol)
+    except MalformedPointer:
+        pointer = None
+    metrics = (pointer or {}).get("metrics") or {}
+    ratio = metrics.get("ratio") or {}
+    coverage = (((metrics.get("model") or {}).get("intervals") or {}).get("90") or {}).get("coverage")
+    return {
+        "pinball_vs_empirical": ratio.get("pinball_vs_empirical"),
+        "median_rmse_vs_persistence": ratio.get("median_rmse_vs_persistence"),
+        "coverage_90": coverage,
+        "test_period": metrics.get("period"),
+    }
+
+
+def registry(store: ModelStore) -> list[dict[str, Any]]:
+    return [symbol_versions(store, s) for s in all_symbols(store)]
+
+
+def plot(store: ModelStore, symbol: str, version: str, name: str) -> bytes:
+    """A training plot of a version, checked against its manifest's checksum."""
+    if name not in PLOTS:
+        raise FileNotFoundError(name)
+    info = store.manifest(symbol, version)["files"].get(name)
+    if info is None:
+        raise FileNotFoundError(name)
+    return store.read(symbol, version, name, info["sha256"])
