@@ -14,7 +14,7 @@ from monitoring import ALERTING, binary
 TESTS = Path(__file__).parent / "alerts_test.yml"
 RUNBOOK = "https://github.com/make-us-rich/make-us-rich/blob/main/docs/operations.md#"
 #: the runbook sections of docs/operations.md, one per alert
-ANCHORS = {"model-stale", "reload-failing", "endpoint-errors", "endpoint-latency", "no-predictions",
+ANCHORS = {"model-stale", "reload-failing", "reload-loop-down", "endpoint-errors", "endpoint-latency", "no-predictions",
            "gate-rejected", "pipeline-failed", "pipeline-stalled"}
 
 
@@ -50,7 +50,7 @@ def test_rules_are_valid(tmp_path):
 def test_every_alert_is_documented():
     found = alerts(rule_groups())
     assert {a["alert"] for a in found} >= {
-        "MkrichModelStale", "MkrichModelReloadFailing", "MkrichEndpointErrorRate", "MkrichEndpointLatencyHigh",
+        "MkrichModelStale", "MkrichModelReloadFailing", "MkrichReloadLoopDown", "MkrichEndpointErrorRate", "MkrichEndpointLatencyHigh",
         "MkrichNoPredictions", "MkrichGateRejectedRepeatedly", "MkrichPipelineRunFailed", "MkrichPipelineStalled",
     }
     anchors = set()
