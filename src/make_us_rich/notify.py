@@ -79,8 +79,11 @@ def store_results(store_uri: str, symbols: list[str], since: str | None = None) 
     exit task cannot take the ParallelFor's outputs (see docs/operations.md)."""
     from make_us_rich.store import ModelStore
 
+    try:
+        start = _utc(since) if since else None
+    except ValueError:
+        raise ValueError(f"the run's creation time {since!r} is not an ISO 8601 time") from None
     store = ModelStore(store_uri)
-    start = _utc(since) if since else None
     results: dict[str, dict[str, Any]] = {}
     for symbol in symbols:
         versions = [m for m in store.versions(symbol) if start is None or _utc(m["published"]) >= start]
@@ -119,7 +122,7 @@ def notify_pipeline_run(state: str, symbols: list[str], store_uri: str, *, since
     except Exception as exc:  # the summary must still go out
         log.error("could not read the run's results from the store %s: %s", store_uri, exc)
         results = {s: {} for s in symbols}
-        error = "; ".join(x for x in (error, f"store unreadable: {type(exc).__name__}: {exc}") if x)
+        error = "; ".join(x for x in (error, f"results not read from the store: {type(exc).__name__}: {exc}") if x)
     summary = run_summary(status, results, error=error or None, run_url=link)
     url = os.environ.get(NOTIFY_ENV, "").strip()
     if not url:

@@ -127,4 +127,7 @@ def test_exit_task_never_fails_on_the_webhook_or_the_store(tmp_path, receiver, m
     assert "MKRICH_NOTIFY_FORMAT must be one of slack, json, got 'teams'" in caplog.text
     assert "run summary not delivered to the webhook at http://127.0.0.1" in caplog.text
     assert summary["symbols"] == [{"symbol": "BTCEUR", "status": "not published"}]
-    assert "store unreadable" in summary["error"]  # said in the summary, not raised
+    assert "results not read from the store" in summary["error"]  # said in the summary, not raised
+
+    summary, _ = notify_pipeline_run("SUCCEEDED", ["BTCEUR"], str(tmp_path / "empty"), since="{{$.pipeline_job_create_time_utc}}")
+    assert "the run's creation time '{{$.pipeline_job_create_time_utc}}' is not an ISO 8601 time" in summary["error"]
