@@ -86,7 +86,8 @@ def store_results(store_uri: str, symbols: list[str], since: str | None = None) 
     store = ModelStore(store_uri)
     results: dict[str, dict[str, Any]] = {}
     for symbol in symbols:
-        versions = [m for m in store.versions(symbol) if start is None or _utc(m["published"]) >= start]
+        versions = [m for m in store.versions(symbol)
+                    if start is None or (m.get("published") and _utc(m["published"]) >= start)]
         newest = versions[-1] if versions else None
         card = None
         if newest and "model_card.json" in newest.get("files", {}):
