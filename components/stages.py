@@ -221,4 +221,4 @@ def notify_run(
     print(f"run summary\n{text(summary)}\n{outcome}")
     if failed:
         push_failure(symbols)
-    return json.dumps(summary)
+    return json.dumps({**summary, "delivery": outcome})

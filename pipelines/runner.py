@@ -256,7 +256,8 @@ def _notify_env(url: str | None, fmt: str) -> Iterator[None]:
 
 
 def _exit_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The run summary the exit task (``notify-run``) returned, from its executor output."""
+    """The run summary the exit task (``notify-run``) returned, from its executor output, with
+    what became of it (``delivery``)."""
     for output in run_dir.glob("**/notify-run/executor_output.json"):
         value = json.loads(output.read_text()).get("parameterValues", {}).get("Output")
         if value:

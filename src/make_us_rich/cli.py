@@ -395,7 +395,7 @@ def _print_summary(summary: dict | None) -> None:
     if summary is None:
         print("\nno run summary: the exit task did not run (see the kfp.local log)")
     else:
-        print(f"\nrun summary\n{text(summary)}")
+        print(f"\nrun summary\n{text(summary)}\n({summary.get('delivery', 'delivery unknown')})")
 
 
 def _cluster_kwargs(args: argparse.Namespace) -> dict:

@@ -120,7 +120,7 @@ def test_pipeline_in_its_images_publishes_to_s3(in_images, s3_client_env):
     # the exit handler, in the data image, read the run's result back from S3
     notify = json.loads((run_dir / "notify-run" / "executor_output.json").read_text())
     summary = json.loads(notify["parameterValues"]["Output"])
-    assert summary["status"] == "succeeded", summary
+    assert summary["status"] == "succeeded" and summary["delivery"].startswith("no webhook configured"), summary
     assert [(s["symbol"], s["status"], s["version"]) for s in summary["symbols"]] == [
         (SYMBOL, "accepted", manifest["version"])]
     evaluation = next(run_dir.glob("**/evaluate-and-gate"))
