@@ -4,7 +4,7 @@ Trains the default quantile model (preset ``fast``) on the whole BTCEUR sample w
 train``'s chain of stages, copies every plot it writes (``training_curves.png``, ``fan_chart.png``,
 ``calibration.png``) into ``docs/assets/``, removes pictures a run no longer makes, and records the
 run's figures in ``docs/assets/run.json``, so that the numbers quoted beside the pictures can be
-checked.
+checked. Then the picture of the dashboard (``dashboard.png``, docs/dashboard_assets.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> int:
         plots = sorted(run.out_dir.glob("*.png"))
         for png in plots:
             shutil.copyfile(png, ASSETS / png.name)
-    for stale in set(ASSETS.glob("*.png")) - {ASSETS / p.name for p in plots}:
+    for stale in set(ASSETS.glob("*.png")) - {ASSETS / p.name for p in plots} - {ASSETS / "dashboard.png"}:
         stale.unlink()
         print(f"removed {stale} (no longer made by a run)")
     metrics, card = run.metrics, run.card
@@ -53,7 +53,9 @@ def main() -> int:
           f"pinball/GARCH {ratio.get('pinball_vs_garch_t')}, pinball/HAR {ratio.get('pinball_vs_har')}, "
           f"cov90 {cov90}, median RMSE {price.get('model', {}).get('rmse')} vs persistence "
           f"{price.get('persistence', {}).get('rmse')}; gate passed: {metrics.get('gate', {}).get('passed')}")
-    return 0
+    from dashboard_assets import main as dashboard_picture  # docs/ is this script's folder
+
+    return dashboard_picture([])
 
 
 if __name__ == "__main__":

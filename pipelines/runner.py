@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,10 @@ class ClusterError(MakeUsRichError, RuntimeError):
 
 
 class PipelineRunError(MakeUsRichError, RuntimeError):
-    """A step of a local run failed; the message names it and the log file."""
+    """A step of a local run failed; the message names it and the log file. ``summary`` is the
+    run summary the exit task built (None if it did not run)."""
+
+    summary: dict[str, Any] | None = None
 
 
 # ------------------------------------------------------------------------------- compile
@@ -78,7 +82,7 @@ def _step_numbers(outputs: dict[str, Any], limit: int = 6) -> str:
     items: dict[str, str] = {}
     for name, value in outputs.items():
         if name not in artifacts:
-            if isinstance(value, str):
+            if isinstance(value, str) and len(value) <= 80:  # not the exit task's summary
                 items.setdefault(name, value)
             continue
         is_metrics = type(value).__name__ == "Metrics"
@@ -236,13 +240,19 @@ def run_local(
     verbose: bool = False,
     report=None,
     live: bool | None = None,
+    notify_url: str | None = None,
+    notify_format: str = "slack",
     **params: Any,
 ) -> dict[str, Any]:
     """Execute the pipeline here with ``kfp.local`` (``SubprocessRunner``, current environment)
-    and return, per symbol, the store's view after the run. kfp.local's own output goes to
+    and return, per symbol, the store's view after the run, and the run summary its exit task
+    built (and posted to ``notify_url`` when given). kfp.local's own output goes to
     ``kfp-local.log`` in the run's folder (and to the terminal with ``verbose``); ``report``
     gets one line per finished step; ``live`` (default: on a terminal, without ``verbose``)
-    redraws a status line with the running step and its epoch bar."""
+    redraws a status line with the running step and its epoch bar.
+
+    The webhook reaches the exit task as on a cluster, through its environment (there from the
+    Secret ``mkrich-notify``), never as a pipeline parameter: those are logged."""
     from kfp import local
 
     from make_us_rich.store import ModelStore
@@ -264,6 +274,7 @@ def run_local(
     with log_path.open("w") as log:
         tee = _LogTee(log, echo=terminal if verbose else None, watch=status.watch)
         with (
+            _notify_env(notify_url, notify_format),
             _resolve_time_placeholders(now),
             _report_steps(list(symbols), report, tee, status) as failed,
             contextlib.redirect_stdout(tee),
@@ -284,8 +295,11 @@ def run_local(
     seconds = time.time() - started
     run_dirs = sorted((p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     log_file = log_path.rename((run_dirs[-1] if run_dirs else root) / "kfp-local.log")
+    summary = _exit_summary(run_dirs[-1]) if run_dirs else None
     if error:
-        raise PipelineRunError(f"{error} (full log: {log_file})") from cause
+        failure = PipelineRunError(f"{error} (full log: {log_file})")
+        failure.summary = summary
+        raise failure from cause
     store = ModelStore(store_abs)
     artifacts = {}
     if run_dirs:
@@ -301,7 +315,42 @@ def run_local(
         }
     return {"seconds": seconds, "store": store.uri, "pipeline_root": str(root),
             "run_dir": str(run_dirs[-1]) if run_dirs else None, "log": str(log_file),
-            "symbols": results}
+            "symbols": results, "summary": summary}
+
+
+@contextlib.contextmanager
+def _notify_env(url: str | None, fmt: str) -> Iterator[None]:
+    """The exit task's webhook settings for the duration of a local run (kfp.local's
+    subprocesses inherit this environment)."""
+    import os
+
+    from make_us_rich.notify import FORMAT_ENV, FORMATS, NOTIFY_ENV
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"notification format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    saved = {k: os.environ.get(k) for k in (NOTIFY_ENV, FORMAT_ENV)}
+    os.environ.pop(NOTIFY_ENV, None)
+    if url:
+        os.environ[NOTIFY_ENV] = url
+    os.environ[FORMAT_ENV] = fmt
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _exit_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run summary the exit task (``notify-run``) returned, from its executor output, with
+    what became of it (``delivery``)."""
+    for output in run_dir.glob("**/notify-run/executor_output.json"):
+        value = json.loads(output.read_text()).get("parameterValues", {}).get("Output")
+        if value:
+            return json.loads(value)
+    return None
 
 
 # ------------------------------------------------------------------------------- cluster

@@ -81,6 +81,8 @@ def rendered(manifests_copy) -> dict[str, list[dict]]:
                        "--set", "predictor.enabled=true"],
         "alerting": ["--set", "predictor.enabled=true", "--set", "alerting.enabled=true",
                      "--set", "symbols={BTCEUR,BTCUSDT}", "--set", "alerting.labels.release=kube-prometheus-stack"],
+        "alerting-no-triton": ["--set", "predictor.enabled=true", "--set", "alerting.enabled=true",
+                               "--set", "triton.enabled=false"],
     }
     for name, args in variants.items():
         out[f"helm:{name}"] = docs(run(helm, "template", "mkrich", chart, "--namespace", "make-us-rich", *args))
