@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from make_us_rich.testing import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "manifests" / "components" / "alerting" / "dashboard.json"
@@ -47,12 +48,6 @@ def dashboard_queries(path: Path = DASHBOARD) -> list[dict]:
         panels.append({"title": panel["title"], "unit": panel.get("fieldConfig", {}).get("defaults", {}).get("unit", ""),
                        "targets": targets})
     return panels
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, what: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
@@ -166,17 +161,17 @@ def run(seconds: float, tmp: Path) -> tuple[dict, list[dict]]:
     second = train("BTCEUR", "BTCEUR-2")
     windows = {s: _windows(s, config.sequence_length) for s in SYMBOLS}
     try:
-        gateway = f"127.0.0.1:{_free_port()}"
+        gateway = f"127.0.0.1:{free_port()}"
         procs.start("pushgateway", [_binary("prometheus-pushgateway"), f"--web.listen-address={gateway}",
                                     "--persistence.file="], f"http://{gateway}/-/ready")
         os.environ["MKRICH_PUSHGATEWAY_URL"] = f"http://{gateway}"
         for symbol in SYMBOLS:
             result = publish_stage(first[symbol], symbol, str(store))
-        serve = f"127.0.0.1:{_free_port()}"
+        serve = f"127.0.0.1:{free_port()}"
         procs.start("serve", [str(Path(sys.executable).parent / "mkrich"), "serve", "--store", str(store),
                               "--symbols", ",".join(SYMBOLS), "--port", serve.split(":")[1],
                               "--reload-interval", "1"], f"http://{serve}/v2/health/ready")
-        prom = f"127.0.0.1:{_free_port()}"
+        prom = f"127.0.0.1:{free_port()}"
         (tmp / "prometheus.yml").write_text(json.dumps({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [

@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from console_helpers import ADMIN, MEMBER, OTHER, Console, free_port, missing, settings_for
+from console_helpers import ADMIN, MEMBER, OTHER, Console, settings_for
 
 from make_us_rich.console import migrate
 from make_us_rich.console.auth import create_user
 from make_us_rich.console.db import make_engine, session_factory
 from make_us_rich.console.dev import start_server
 from make_us_rich.store import ModelStore
+from make_us_rich.testing import free_port, missing_tool
 from make_us_rich.testing.postgres import PostgresServer, PostgresUnavailable
 
 
@@ -21,7 +22,7 @@ def postgres():
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as exc:
-        missing(str(exc))
+        missing_tool(str(exc))
     yield server
     server.stop()
 

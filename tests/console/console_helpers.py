@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import threading
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from make_us_rich.console.app import create_app
 from make_us_rich.console.settings import Settings
+from make_us_rich.testing import free_port
 
 SECRET = "console-tests-" + "k" * 40
 ADMIN = ("admin@example.com", "admin-password-123")
 MEMBER = ("member@example.com", "member-password-123")
 OTHER = ("other@example.com", "other-password-1234")
-
-
-def missing(message: str):
-    """A tool that is not there: a skip on a workstation, a failure in CI (``CI=true``)."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Console:

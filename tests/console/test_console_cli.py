@@ -12,12 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from console_helpers import SECRET, create_token, free_port, login
+from console_helpers import SECRET, create_token, login
 from sqlalchemy import select
 
 from make_us_rich.console import migrate
 from make_us_rich.console.auth import verify_password
 from make_us_rich.console.db import User, make_engine, session_factory
+from make_us_rich.testing import free_port
 
 MKRICH = [sys.executable, "-m", "make_us_rich.cli"]
 

@@ -94,7 +94,7 @@ def test_concurrent_api_calls_get_exactly_the_units_left(make_console, engine, u
 
 
 def test_inference_down_is_502_and_counts_nothing(make_console, engine, users, console_store):
-    from console_helpers import free_port
+    from make_us_rich.testing import free_port
 
     console = make_console(store=console_store, inference_url=f"http://127.0.0.1:{free_port()}")
     token = create_token(signed_in(console, MEMBER))

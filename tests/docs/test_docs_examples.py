@@ -13,13 +13,14 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from make_us_rich.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -51,12 +52,6 @@ def marked_blocks(page: str) -> list[tuple[Block, Block | None]]:
             following = all_blocks[i + 1] if i + 1 < len(all_blocks) else None
             found.append((block, following if following and following.marker == "expect" else None))
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_page(page: str, cwd: Path, env: dict[str, str], port: int) -> list[str]:

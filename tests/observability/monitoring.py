@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -13,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
+from make_us_rich.testing import free_port, missing_tool
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTING = REPO / "manifests" / "components" / "alerting"
@@ -25,15 +23,7 @@ def binary(name: str) -> str:
     if found:
         return found
     message = f"{name} not found; run `make monitoring-tools` (apt-installs prometheus, prometheus-pushgateway, prometheus-alertmanager)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    missing_tool(message)
 
 
 class Daemon:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,16 +20,11 @@ import pytest
 
 from make_us_rich.predict_client import predict_next_close, v2_request
 from make_us_rich.store import ModelStore
+from make_us_rich.testing import free_port
 
 pytest.importorskip("kserve")
 
 NAME = "btceur-close"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body=None, headers=None, raw: bytes | None = None):

@@ -10,11 +10,12 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from make_us_rich.testing import free_port
 
 INSTALL_HINT = "run `make db-tools` (apt-installs postgresql)"
 
@@ -35,18 +36,12 @@ def bin_dir() -> Path:
     raise PostgresUnavailable(f"PostgreSQL is not installed: {INSTALL_HINT}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PostgresServer:
     """``with PostgresServer() as pg: url = pg.create_database("t1")``."""
 
     def __init__(self, user: str = "nobody") -> None:
         self.bin = bin_dir()
-        self.port = _free_port()
+        self.port = free_port()
         self.password = secrets.token_hex(16)
         self._run_as = pwd.getpwnam(user) if os.geteuid() == 0 else None
         self.root = Path(tempfile.mkdtemp(prefix="mkrich-pg-"))
