@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 DOCS_PORT ?= 8000
 
-.PHONY: help install tools monitoring-tools test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
+.PHONY: help install tools monitoring-tools browser-tools test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,7 +72,21 @@ monitoring-tools: ## apt-install Prometheus, promtool, Pushgateway and Alertmana
 		echo "missing $$missing: sudo apt-get install $(MONITORING_PKGS) (the alerting tests skip without them, fail with CI=true)"; \
 	fi
 
-test: $(STAMP) tools monitoring-tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
+# The browser the console's browser tests drive (Playwright through executable_path; Playwright's
+# own browser download is not reachable), from Debian, with a font for readable screenshots.
+# Installed as root when missing (CI); elsewhere a hint, and those tests skip.
+BROWSER_PKGS := chromium fonts-dejavu-core
+
+browser-tools: ## apt-install Debian's chromium (for the console's browser tests) when missing (as root)
+	@if command -v chromium >/dev/null && [ -d /usr/share/fonts/truetype/dejavu ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(BROWSER_PKGS)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS); \
+	else \
+		echo "missing chromium: sudo apt-get install $(BROWSER_PKGS) (the browser tests skip without it, fail with CI=true)"; \
+	fi
+
+test: $(STAMP) tools monitoring-tools browser-tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest $(PYTEST_ARGS)
 
 docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: broken links fail)
@@ -105,7 +119,7 @@ compile: $(STAMP) ## compile the pipeline (pipelines/compiled/) and refresh mani
 serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOLS=...)
 	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOLS) --port $(PORT)
 
-images: ## build the role images (data, trainer, server) with docker or podman (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG; PUSH=1 pushes)
+images: ## build the role images (data, trainer, server, console) with docker or podman (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG, MKRICH_IMAGE_ROLES; PUSH=1 pushes)
 	PUSH="$(PUSH)" .ci/images.sh build
 
 # Where no Docker engine runs: podman (installed on first use, as root) with its own config and
