@@ -19,8 +19,9 @@ PORT     ?= 8080
 PYTEST_ARGS ?=
 RUN_ARGS ?=
 DOCS_PORT ?= 8000
+CONSOLE_PORT ?= 8000
 
-.PHONY: help install tools monitoring-tools browser-tools test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
+.PHONY: help install tools monitoring-tools db-tools browser-tools console test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -86,7 +87,18 @@ browser-tools: ## apt-install Debian's chromium (for the console's browser tests
 		echo "missing chromium: sudo apt-get install $(BROWSER_PKGS) (the browser tests skip without it, fail with CI=true)"; \
 	fi
 
-test: $(STAMP) tools monitoring-tools browser-tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
+# PostgreSQL for the console's database tests (they start their own server on a temporary data
+# directory as a non-root user): Debian's package, installed as root when missing.
+db-tools: ## apt-install PostgreSQL when missing (as root; the console's tests run a real server)
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing postgresql"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	else \
+		echo "PostgreSQL missing: sudo apt-get install postgresql (the console's PostgreSQL tests skip without it, fail with CI=true)"; \
+	fi
+
+test: $(STAMP) tools monitoring-tools db-tools browser-tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest $(PYTEST_ARGS)
 
 docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: broken links fail)
@@ -115,6 +127,9 @@ train: $(STAMP) ## train + publish one symbol without Kubeflow (mkrich train / p
 compile: $(STAMP) ## compile the pipeline (pipelines/compiled/) and refresh manifests/components/kfp-native-pipeline/
 	$(VENV)/bin/mkrich compile --out pipelines/compiled
 	cp pipelines/compiled/hourly-training.k8s.yaml manifests/components/kfp-native-pipeline/hourly-training.k8s.yaml
+
+console: $(STAMP) ## the forecast console on http://127.0.0.1:8000 with mkrich serve beside it (publishes a sample model first if the store is empty; CONSOLE_PORT=, STORE=)
+	$(VENV)/bin/mkrich console --with-server --store $(STORE) --port $(CONSOLE_PORT)
 
 serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOLS=...)
 	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOLS) --port $(PORT)

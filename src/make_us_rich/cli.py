@@ -623,6 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--symbols", default="BTCEUR,BTCUSDT", help="sample symbols to serve")
     p.set_defaults(func=cmd_fake_binance)
+
+    from make_us_rich.console.cli import add_parser as add_console_parser
+
+    add_console_parser(sub)
     return parser
 
 

@@ -1,0 +1,212 @@
+"""Accounts and sign-in: Argon2 password hashes, throttling with exponential back-off, sessions
+kept server side (the cookie carries a signed random id), CSRF tokens bound to the session.
+
+An unknown e-mail, a disabled account and a wrong password get the same answer in about the same
+time: the password is always verified against a hash (a dummy one when there is no account)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+
+from make_us_rich.console.db import EMAIL_MAX, ROLES, LoginThrottle, Session, User, utcnow
+from make_us_rich.console.settings import Settings
+from make_us_rich.errors import ConfigError
+
+PASSWORD_MIN = 12
+PASSWORD_MAX = 1024
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(24))
+
+
+class InvalidInput(ConfigError):
+    """A form value the console refuses (shown to the user as a 400)."""
+
+
+def normalize_email(email: str) -> str:
+    value = (email or "").strip().lower()
+    if not value or len(value) > EMAIL_MAX or "@" not in value or any(c.isspace() for c in value):
+        raise InvalidInput(f"an e-mail address of at most {EMAIL_MAX} characters is needed")
+    return value
+
+
+def check_password_rules(password: str) -> None:
+    if not (PASSWORD_MIN <= len(password) <= PASSWORD_MAX):
+        raise InvalidInput(f"the password must have {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+
+
+def hash_password(password: str) -> str:
+    check_password_rules(password)
+    return _hasher.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def create_user(db: DbSession, email: str, password: str, role: str = "member",
+                monthly_quota: int = 1000) -> User:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    if monthly_quota < 0 or monthly_quota > 10**9:
+        raise InvalidInput("the monthly quota must be between 0 and 1000000000")
+    email = normalize_email(email)
+    if db.scalar(select(User.id).where(User.email == email)) is not None:
+        raise InvalidInput(f"a user {email} exists already")
+    user = User(email=email, password_hash=hash_password(password), role=role,
+                monthly_quota=monthly_quota, disabled=False, created_at=utcnow())
+    db.add(user)
+    db.flush()
+    return user
+
+
+# --------------------------------------------------------------------------- throttling
+def throttle_keys(email: str, address: str | None) -> list[str]:
+    return [f"account:{email[:EMAIL_MAX]}", f"address:{address or 'unknown'}"]
+
+
+def blocked_for(db: DbSession, keys: list[str], now: datetime | None = None) -> float:
+    """Seconds until every key may try again (0: now)."""
+    now = now or utcnow()
+    rows = db.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys))).all()
+    waits = [(r.blocked_until - now).total_seconds() for r in rows if r.blocked_until and r.blocked_until > now]
+    return max(waits, default=0.0)
+
+
+def record_failure(db: DbSession, settings: Settings, keys: list[str]) -> None:
+    """One more failure per key; from the limit on, each failure doubles the wait."""
+    now = utcnow()
+    for key in keys:
+        limit = settings.account_max_failures if key.startswith("account:") else settings.address_max_failures
+        row = db.get(LoginThrottle, key)
+        if row is None:
+            row = LoginThrottle(key=key, failures=0, updated_at=now)
+            db.add(row)
+            try:
+                db.flush()
+            except IntegrityError:  # a concurrent first failure of the same key
+                db.rollback()
+                row = db.get(LoginThrottle, key)
+        row.failures += 1
+        row.updated_at = now
+        if row.failures >= limit:
+            wait = min(settings.backoff_seconds * 2 ** (row.failures - limit), settings.backoff_max_seconds)
+            row.blocked_until = now + timedelta(seconds=wait)
+
+
+def clear_failures(db: DbSession, key: str) -> None:
+    db.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+
+
+@dataclass
+class SignIn:
+    user: User | None
+    retry_after: float = 0.0
+
+
+def authenticate(db: DbSession, settings: Settings, email: str, password: str, address: str | None) -> SignIn:
+    """The user for ``email``/``password``, or ``SignIn(None)`` (wrong, unknown or disabled: one
+    answer), or ``SignIn(None, retry_after)`` while throttled (the password is not even tried)."""
+    key_email = (email or "").strip().lower()
+    keys = throttle_keys(key_email, address)
+    wait = blocked_for(db, keys)
+    if wait > 0:
+        return SignIn(None, wait)
+    user = db.scalar(select(User).where(User.email == key_email)) if key_email else None
+    ok = verify_password(user.password_hash if user else None, password)
+    if not ok or user is None or user.disabled:
+        record_failure(db, settings, keys)
+        db.commit()
+        return SignIn(None)
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    clear_failures(db, keys[0])
+    db.commit()
+    return SignIn(user)
+
+
+# --------------------------------------------------------------------------- sessions
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class Sessions:
+    """Signed cookie values <-> session rows."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.signer = TimestampSigner(settings.secret, salt="mkrich-console-session")
+        self.pre_signer = TimestampSigner(settings.secret, salt="mkrich-console-pre")
+        self.max_age = int(settings.session_hours * 3600)
+
+    def start(self, db: DbSession, user: User, old_cookie: str | None) -> str:
+        """A new session for ``user`` (a new id on every sign-in); the old one is ended."""
+        if old_cookie:
+            self.end(db, old_cookie)
+        raw = secrets.token_urlsafe(32)
+        now = utcnow()
+        db.add(Session(id_hash=_sha256(raw), user_id=user.id, created_at=now,
+                       expires_at=now + timedelta(seconds=self.max_age)))
+        db.commit()
+        return self.signer.sign(raw).decode()
+
+    def raw_id(self, cookie: str | None) -> str | None:
+        if not cookie or len(cookie) > 200:
+            return None
+        try:
+            return self.signer.unsign(cookie, max_age=self.max_age).decode()
+        except (BadSignature, SignatureExpired):
+            return None
+
+    def user(self, db: DbSession, cookie: str | None) -> tuple[User, str] | None:
+        """The signed-in user and the session's raw id, or ``None``."""
+        raw = self.raw_id(cookie)
+        if raw is None:
+            return None
+        row = db.get(Session, _sha256(raw))
+        if row is None or row.expires_at <= utcnow():
+            return None
+        user = db.get(User, row.user_id)
+        if user is None or user.disabled:
+            return None
+        return user, raw
+
+    def end(self, db: DbSession, cookie: str | None) -> None:
+        raw = self.raw_id(cookie)
+        if raw is not None:
+            db.execute(delete(Session).where(Session.id_hash == _sha256(raw)))
+            db.commit()
+
+    # CSRF: an HMAC of the session id (signed in) or of a signed pre-session nonce (sign-in form)
+    def new_pre(self) -> tuple[str, str]:
+        nonce = secrets.token_urlsafe(24)
+        return nonce, self.pre_signer.sign(nonce).decode()
+
+    def pre_nonce(self, cookie: str | None) -> str | None:
+        if not cookie or len(cookie) > 200:
+            return None
+        try:
+            return self.pre_signer.unsign(cookie, max_age=self.max_age).decode()
+        except (BadSignature, SignatureExpired):
+            return None
+
+    def csrf_token(self, seed: str) -> str:
+        return hmac.new(self.settings.secret.encode(), f"csrf:{seed}".encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, seed: str | None, token: str | None) -> bool:
+        if not seed or not token:
+            return False
+        return hmac.compare_digest(self.csrf_token(seed), token)

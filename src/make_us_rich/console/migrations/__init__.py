@@ -1,0 +1,1 @@
+"""Alembic migrations of the console's schema (run by :mod:`make_us_rich.console.migrate`)."""

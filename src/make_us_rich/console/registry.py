@@ -1,0 +1,60 @@
+"""The model registry as the console shows it, read through :class:`ModelStore`: every version
+of every symbol, its status (accepted / rejected / incomplete, and which one is ``latest``), the
+gate's reasons and the test metrics beside the baselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from make_us_rich import contract
+from make_us_rich.store import ModelStore
+
+PLOTS = contract.OPTIONAL_FILES
+
+
+def all_symbols(store: ModelStore) -> list[str]:
+    """Symbols with any stored version (also those whose models were all rejected)."""
+    return sorted({parts[1] for k in store.backend.list("models") if len(parts := k.split("/")) >= 3})
+
+
+def _metrics_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per forecaster: the model first, then the baselines it is gated against."""
+    if not metrics:
+        return []
+    rows = []
+    for name, scores in (metrics.get("forecasters") or metrics.get("baselines") or {}).items():
+        if isinstance(scores, dict):
+            rows.append({"name": name, **{k: v for k, v in scores.items() if isinstance(v, int | float)}})
+    model = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    return [{"name": "model", **model}, *rows] if model else rows
+
+
+def symbol_versions(store: ModelStore, symbol: str) -> dict[str, Any]:
+    latest = store._latest_or_none(symbol)
+    latest_version = latest["version"] if latest else None
+    versions = []
+    for m in reversed(store.versions(symbol)):
+        versions.append({
+            "version": m["version"],
+            "status": "serving" if m["version"] == latest_version else m["status"],
+            "published": m.get("published"),
+            "reasons": list((m.get("gate") or {}).get("reasons") or []),
+            "gate_passed": bool((m.get("gate") or {}).get("passed")),
+            "metrics": _metrics_rows(m.get("metrics")),
+            "plots": [p for p in PLOTS if p in (m.get("files") or {})],
+        })
+    return {"symbol": symbol, "latest": latest_version, "versions": versions}
+
+
+def registry(store: ModelStore) -> list[dict[str, Any]]:
+    return [symbol_versions(store, s) for s in all_symbols(store)]
+
+
+def plot(store: ModelStore, symbol: str, version: str, name: str) -> bytes:
+    """A training plot of a version, checked against its manifest's checksum."""
+    if name not in PLOTS:
+        raise FileNotFoundError(name)
+    info = store.manifest(symbol, version)["files"].get(name)
+    if info is None:
+        raise FileNotFoundError(name)
+    return store.read(symbol, version, name, info["sha256"])

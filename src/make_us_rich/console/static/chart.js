@@ -1,0 +1,90 @@
+// The symbol page's chart: candles and the next hour's forecast (median and 50 %/90 % intervals)
+// drawn with TradingView Lightweight Charts (vendored). A static file: the CSP forbids inline scripts.
+(function () {
+  "use strict";
+  var el = document.getElementById("chart");
+  if (!el) { return; }
+  var LWC = window.LightweightCharts;
+  var fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+
+  function text(id, value) {
+    var node = document.getElementById(id);
+    if (node) { node.textContent = value; }
+  }
+
+  function fail(message) {
+    el.dataset.state = "error";
+    var box = document.getElementById("chart-error");
+    box.textContent = message;
+    box.hidden = false;
+  }
+
+  function age(iso) {
+    if (!iso) { return "unknown"; }
+    var hours = (Date.now() - Date.parse(iso)) / 3600000;
+    return hours < 48 ? hours.toFixed(1) + " h" : (hours / 24).toFixed(1) + " days";
+  }
+
+  function draw(data) {
+    var candles = data.candles;
+    var f = data.forecast;
+    var last = candles[candles.length - 1];
+    var previous = candles.length > 1 ? candles[candles.length - 2] : last;
+    var change = last.close - previous.close;
+    text("last-close", fmt.format(f.last_close));
+    text("change", (change >= 0 ? "+" : "") + fmt.format(change) + " (" +
+      (100 * change / previous.close).toFixed(2) + " %)");
+    text("median", fmt.format(f.median));
+    text("interval-50", fmt.format(f.interval_50[0]) + " – " + fmt.format(f.interval_50[1]));
+    text("interval-90", fmt.format(f.interval_90[0]) + " – " + fmt.format(f.interval_90[1]));
+    text("forecast-time", f.forecast_time.replace("T", " ").replace("+00:00", " UTC"));
+    text("model-version", f.model_version || "unknown");
+    text("model-age", age(f.model_created));
+
+    var chart = LWC.createChart(el, {
+      autoSize: true,
+      layout: { background: { color: "#ffffff" }, textColor: "#222" },
+      timeScale: { timeVisible: true, secondsVisible: false },
+      rightPriceScale: { scaleMargins: { top: 0.1, bottom: 0.1 } }
+    });
+    var series = chart.addSeries(LWC.CandlestickSeries, {
+      upColor: "#26a69a", downColor: "#ef5350", borderVisible: false,
+      wickUpColor: "#26a69a", wickDownColor: "#ef5350"
+    });
+    series.setData(candles);
+    var at = Math.floor(Date.parse(f.forecast_time) / 1000);
+    function fan(value, color, width, title) {
+      var line = chart.addSeries(LWC.LineSeries, {
+        color: color, lineWidth: width, lastValueVisible: true, priceLineVisible: false, title: title
+      });
+      line.setData([{ time: last.time, value: last.close }, { time: at, value: value }]);
+      return line;
+    }
+    fan(f.interval_90[0], "rgba(33,150,243,0.45)", 1, "5 %");
+    fan(f.interval_90[1], "rgba(33,150,243,0.45)", 1, "95 %");
+    fan(f.interval_50[0], "rgba(33,150,243,0.8)", 2, "25 %");
+    fan(f.interval_50[1], "rgba(33,150,243,0.8)", 2, "75 %");
+    var median = fan(f.median, "#0d47a1", 3, "median");
+    LWC.createSeriesMarkers(median, [{ time: at, position: "inBar", color: "#0d47a1", shape: "circle", text: "forecast" }]);
+    chart.timeScale().fitContent();
+    window.mkrichChart = {
+      candles: candles,
+      forecast: {
+        time: at, forecast_time: f.forecast_time, median: f.median, quantiles: f.quantiles,
+        interval_50: f.interval_50, interval_90: f.interval_90, last_close: f.last_close,
+        model_version: f.model_version
+      }
+    };
+    el.dataset.state = "drawn";
+  }
+
+  fetch(el.dataset.src, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    .then(function (response) {
+      return response.json().then(function (body) {
+        if (!response.ok) { throw new Error(body.error || ("HTTP " + response.status)); }
+        return body;
+      });
+    })
+    .then(draw)
+    .catch(function (err) { fail("The chart could not be drawn: " + err.message); });
+})();
