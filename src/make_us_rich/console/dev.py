@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 from make_us_rich.console.settings import Settings
 from make_us_rich.errors import ConfigError, MakeUsRichError
@@ -88,8 +89,8 @@ def run_with_server(settings: Settings, host: str, port: int) -> int:
 
     ensure_model(settings.store)
     ensure_admin(settings.db_url)
-    server_port = _free_port(int(settings.inference_url.rsplit(":", 1)[-1].strip("/") or 8080)
-                             if settings.inference_url.startswith("http://127.0.0.1:") else 8080)
+    wanted = urlsplit(settings.inference_url)
+    server_port = _free_port(wanted.port if wanted.hostname == "127.0.0.1" and wanted.port else 8080)
     proc, url = start_server(settings.store, server_port)
     try:
         serve(settings.with_(inference_url=url), host, port,

@@ -47,7 +47,8 @@ def forecast(settings: Settings, store: ModelStore, symbol: str) -> dict[str, An
     """The next hour's forecast of ``symbol`` (an already checked symbol)."""
     try:
         raw = predict_next_close(settings.inference_url, symbol, source=settings.source,
-                                 api_url=settings.binance_api_url, token=settings.inference_token)
+                                 api_url=settings.binance_api_url, token=settings.inference_token,
+                                 end=settings.end)
     except ServerError as exc:
         raise ForecastUnavailable(f"the inference endpoint failed: {exc}") from None
     except MakeUsRichError as exc:
@@ -83,7 +84,7 @@ def candles(settings: Settings, symbol: str) -> list[dict[str, Any]]:
     """The last ``chart_days`` of klines as chart candles (time in epoch seconds)."""
     try:
         klines, _ = load_klines(settings.source, symbol, days=settings.chart_days,
-                                api_url=settings.binance_api_url)
+                                api_url=settings.binance_api_url, end=settings.end)
     except MakeUsRichError as exc:
         raise ForecastUnavailable(f"no klines for {symbol}: {exc}") from None
     return [

@@ -79,6 +79,8 @@ def used(db: DbSession, user_id: int, now: datetime | None = None) -> int:
 
 def token_usage(db: DbSession, token_ids: list[int], now: datetime | None = None) -> dict[int, int]:
     month = month_of(now or utcnow())
+    if not token_ids:
+        return {}
     rows = db.execute(select(TokenUsage.token_id, TokenUsage.used).where(
-        TokenUsage.token_id.in_(token_ids), TokenUsage.month == month)) if token_ids else []
-    return dict(rows)
+        TokenUsage.token_id.in_(token_ids), TokenUsage.month == month))
+    return {token_id: count for token_id, count in rows}

@@ -17,16 +17,23 @@ def all_symbols(store: ModelStore) -> list[str]:
     return sorted({parts[1] for k in store.backend.list("models") if len(parts := k.split("/")) >= 3})
 
 
+def _flat(scores: dict[str, Any]) -> dict[str, float]:
+    row = {k: v for k, v in scores.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    for level, interval in sorted((scores.get("intervals") or {}).items()):
+        if isinstance(interval, dict) and isinstance(interval.get("coverage"), int | float):
+            row[f"coverage {level} %"] = interval["coverage"]
+    return row
+
+
 def _metrics_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """One row per forecaster: the model first, then the baselines it is gated against."""
-    if not metrics:
+    """One row per forecaster on the test period: the model first, then the baselines."""
+    if not metrics or not isinstance(metrics.get("model"), dict):
         return []
-    rows = []
-    for name, scores in (metrics.get("forecasters") or metrics.get("baselines") or {}).items():
+    rows = [{"name": "model", **_flat(metrics["model"])}]
+    for name, scores in (metrics.get("baselines") or {}).items():
         if isinstance(scores, dict):
-            rows.append({"name": name, **{k: v for k, v in scores.items() if isinstance(v, int | float)}})
-    model = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-    return [{"name": "model", **model}, *rows] if model else rows
+            rows.append({"name": name, **_flat(scores)})
+    return rows
 
 
 def symbol_versions(store: ModelStore, symbol: str) -> dict[str, Any]:

@@ -53,6 +53,8 @@ class Settings:
     store: str = "runs/store"
     source: str = "sample"
     binance_api_url: str | None = None
+    #: the last hour the window may end at (ISO 8601, UTC); default now (Binance) or the replay's end
+    end: str | None = None
     secure_cookies: bool = False
     #: sign-in failures before back-off starts, per account and per client address
     account_max_failures: int = 5
@@ -84,6 +86,7 @@ class Settings:
             "store": env.get("MKRICH_STORE") or "runs/store",
             "source": env.get("MKRICH_CONSOLE_SOURCE") or "sample",
             "binance_api_url": env.get("BINANCE_API_URL") or None,
+            "end": env.get("MKRICH_CONSOLE_END") or None,
             "secure_cookies": _flag("MKRICH_CONSOLE_SECURE_COOKIES"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

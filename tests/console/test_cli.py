@@ -1,0 +1,103 @@
+"""``mkrich console``, ``migrate``, ``create-admin`` and ``--with-server`` (what ``make console``
+runs) as subprocesses, as a person runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from console_helpers import SECRET, create_token, free_port, login
+from sqlalchemy import select
+
+from make_us_rich.console import migrate
+from make_us_rich.console.auth import verify_password
+from make_us_rich.console.db import User, make_engine, session_factory
+
+MKRICH = [sys.executable, "-m", "make_us_rich.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MKRICH_CONSOLE_")}
+    return subprocess.run([*MKRICH, *args], capture_output=True, text=True, timeout=120,
+                          env={**clean, **(env or {})}, stdin=subprocess.DEVNULL, **kw)
+
+
+def test_migrate_and_create_admin(db_url):
+    done = run("console", "migrate", "--db", db_url)
+    assert done.returncode == 0, done.stderr
+    assert f"database at revision {migrate.head()} (head)" in done.stdout
+    password = "a-long-admin-password"
+    created = run("console", "create-admin", "--email", "Root@Example.com", "--db", db_url,
+                  env={"MKRICH_CONSOLE_ADMIN_PASSWORD": password})
+    assert created.returncode == 0, created.stderr
+    assert password not in created.stdout + created.stderr
+    engine = make_engine(db_url)
+    with session_factory(engine)() as db:
+        admin = db.scalar(select(User).where(User.email == "root@example.com"))
+        assert admin.role == "admin" and admin.password_hash.startswith("$argon2id$")
+        assert verify_password(admin.password_hash, password)
+    engine.dispose()
+    again = run("console", "create-admin", "--email", "root@example.com", "--db", db_url,
+                env={"MKRICH_CONSOLE_ADMIN_PASSWORD": password})
+    assert again.returncode == 2 and "exists already" in again.stderr
+
+
+def test_create_admin_never_takes_the_password_as_an_argument(tmp_path):
+    db = f"sqlite:///{tmp_path}/c.db"
+    no_password = run("console", "create-admin", "--email", "a@example.com", "--db", db)
+    assert no_password.returncode == 2 and "MKRICH_CONSOLE_ADMIN_PASSWORD" in no_password.stderr
+    flag = run("console", "create-admin", "--email", "a@example.com", "--password", "x" * 20, "--db", db)
+    assert flag.returncode == 2 and "unrecognized arguments" in flag.stderr
+    short = run("console", "create-admin", "--email", "a@example.com", "--db", db,
+                env={"MKRICH_CONSOLE_ADMIN_PASSWORD": "short"})
+    assert short.returncode == 2 and "12 to 1024 characters" in short.stderr
+
+
+def test_bad_database_url_is_one_clear_line(tmp_path):
+    done = run("console", "migrate", "--db", "mysql://x@localhost/db")
+    assert done.returncode == 2 and "not supported" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_make_console_script(tmp_path, console_store):
+    """``mkrich console --with-server`` (make console) on a store with a model: the admin is
+    created from the environment, mkrich serve starts beside the console, the API answers
+    through it, and Ctrl-C stops both."""
+    port, serve_port = free_port(), free_port()
+    env = {"MKRICH_CONSOLE_DB": f"sqlite:///{tmp_path}/console.db", "MKRICH_CONSOLE_SECRET": SECRET,
+           "MKRICH_CONSOLE_ADMIN_EMAIL": "boss@example.com", "MKRICH_CONSOLE_ADMIN_PASSWORD": "boss-password-123",
+           "MKRICH_CONSOLE_INFERENCE_URL": f"http://127.0.0.1:{serve_port}"}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MKRICH_CONSOLE_")}
+    log = tmp_path / "console.log"
+    proc = subprocess.Popen([*MKRICH, "console", "--with-server", "--store", str(console_store), "--port", str(port)],
+                            env={**clean, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while f"open {url}/" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.time() < deadline, log.read_text()
+            time.sleep(0.2)
+        for _ in range(50):
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert "created administrator boss@example.com" in log.read_text()
+        with httpx.Client(base_url=url) as c:
+            assert login(c, "boss@example.com", "boss-password-123").status_code == 303
+            token = create_token(c)
+            answer = c.get("/api/v1/forecast/BTCEUR", headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200, answer.text
+        assert httpx.get(f"http://127.0.0.1:{serve_port}/v2/health/ready").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{serve_port}/v2/health/ready", timeout=2)

@@ -1,0 +1,85 @@
+"""The schema comes from the Alembic migrations (upgrade from empty, no drift against the models)
+and the quota holds under concurrency: on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+from make_us_rich.console import migrate, quota
+from make_us_rich.console.db import Base, Usage, make_engine, session_factory
+
+
+def test_upgrade_from_empty_matches_the_models(db_url):
+    engine = make_engine(db_url)
+    assert migrate.current(engine) is None
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == migrate.head()
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}),
+                                Base.metadata)
+    assert diff == [], diff
+    assert set(inspect(engine).get_table_names()) >= set(Base.metadata.tables)
+    migrate.upgrade(engine)  # idempotent
+    with engine.begin() as connection:
+        from alembic import command
+
+        command.downgrade(migrate.config(connection), "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    engine.dispose()
+
+
+@pytest.mark.parametrize("left", [0, 3])
+def test_concurrent_calls_take_exactly_the_units_left(engine, users, left):
+    """20 threads, each with its own connection, race for the member's last ``left`` units."""
+    Db = session_factory(engine)
+    member = users["member"]  # quota 5
+    with Db() as db:
+        for _ in range(5 - left):
+            assert quota.take(db, member)
+    n = 20
+    barrier = threading.Barrier(n)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            with Db() as db:
+                barrier.wait()
+                results.append(quota.take(db, member))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert results.count(True) == left and len(results) == n
+    with Db() as db:
+        assert db.scalar(select(Usage.used).where(Usage.user_id == member)) == 5
+        assert quota.used(db, member) == 5
+        quota.give_back(db, member)
+        assert quota.used(db, member) == 4
+        assert quota.take(db, member) and not quota.take(db, member)
+
+
+def test_months_are_counted_apart(engine, users):
+    Db = session_factory(engine)
+    with Db() as db:
+        for _ in range(5):
+            assert quota.take(db, users["member"], now=datetime(2026, 1, 31, 23, 59))
+        assert not quota.take(db, users["member"], now=datetime(2026, 1, 31, 23, 59))
+        assert quota.take(db, users["member"], now=datetime(2026, 2, 1, 0, 0))
+
+
+def test_retry_after_is_the_start_of_next_month_utc():
+    assert quota.next_month_start(datetime(2026, 12, 31, 23, 0)) == datetime(2027, 1, 1)
+    assert quota.next_month_start(datetime(2026, 2, 10)) == datetime(2026, 3, 1)
+    assert quota.retry_after_seconds(datetime(2026, 11, 30, 23, 59, 30)) == 30
