@@ -103,6 +103,8 @@ CMD ["--port", "8080"]
 # only migrates (the Kubernetes init container). MKRICH_CONSOLE_DB and MKRICH_CONSOLE_SECRET come
 # from the environment (Kubernetes Secrets); a SQLite file needs a writable volume.
 FROM runtime AS console
+# no generated session key in a container: MKRICH_CONSOLE_SECRET must be given
+ENV MKRICH_CONSOLE_REQUIRE_SECRET=1
 COPY --from=build-console /opt/venv /opt/venv
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-cache-dir --no-deps --no-index --find-links /wheels make-us-rich

@@ -105,3 +105,13 @@ def test_console_image_serves_the_probes(engine, images, volume):
         assert status == 200 and 'name="password"' in body
     finally:
         subprocess.run([engine, "rm", "--force", name], capture_output=True)
+
+
+def test_console_image_requires_the_session_secret(engine, images, volume):
+    """No generated key in a container: without MKRICH_CONSOLE_SECRET it says what to set."""
+    out = run(engine, images["console"], "--host", "127.0.0.1", "--port", str(_free_port()),
+              options=("--env", "MKRICH_CONSOLE_DB=sqlite:////data/console.db",
+                       "--volume", f"{volume}:/data"), timeout=120)
+    assert out.returncode != 0
+    assert "MKRICH_CONSOLE_SECRET is required" in out.stdout + out.stderr, out.stdout + out.stderr
+    assert not (volume / "console.db").exists()  # refused before touching the database
