@@ -18,6 +18,7 @@ STORE    ?= $(or $(MKRICH_STORE),runs/store)
 PORT     ?= 8080
 PYTEST_ARGS ?=
 RUN_ARGS ?=
+STEPS ?=
 DOCS_PORT ?= 8000
 CONSOLE_PORT ?= 8000
 
@@ -107,8 +108,8 @@ docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict
 docs-serve: $(STAMP) ## the documentation site with live reload on http://127.0.0.1:8000 (DOCS_PORT=)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
-docs-assets: $(STAMP) ## re-make the pictures of the docs (docs/assets) from a real run on the sample
-	$(PY) docs/make_assets.py
+docs-assets: $(STAMP) browser-tools ## re-make the pictures of the docs (docs/assets): a real run on the sample, and the console in Chromium (STEPS=plots or console)
+	$(PY) docs/make_assets.py $(STEPS)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests bench serving components pipelines docs

@@ -219,9 +219,9 @@ def test_screenshot_of_every_page(browser, console, device, options):
             continue
         if name == "tokens":  # with a token just made: the shown-once box, its secret masked
             page.goto(f"{console.url}/tokens")
-            page.fill('form#create-token input[name="name"]', f"laptop script ({device})")
+            page.fill('form#create-token input[name="name"]', f"laptop script - {device}")
             page.click('form#create-token button[type="submit"]')
-            page.wait_for_load_state()
+            page.wait_for_selector("#new-token")
         else:
             response = page.goto(f"{console.url}{path}")
             assert response.status == 200, (name, response.status)
@@ -231,7 +231,7 @@ def test_screenshot_of_every_page(browser, console, device, options):
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, (name, device, overflow)
         mask = [page.locator("#new-token")] if name == "tokens" else []
-        page.screenshot(path=folder / f"{name}-{device}.png", mask=mask)
+        page.screenshot(path=folder / f"{name}-{device}.png", mask=mask, mask_color="#9aa4b1")
     context.close()
     for name in PAGES:
         width, height = _png_size(folder / f"{name}-{device}.png")
