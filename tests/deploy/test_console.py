@@ -153,6 +153,9 @@ def test_console_args_are_flags_of_the_cli(rendered):
 def test_chart_refuses_bad_console_values():
     chart = str(REPO / "charts" / "make-us-rich")
     helm = tool("helm")
+    linted = run(helm, "lint", "--strict", chart, "--set", "console.enabled=true",
+                 "--set", "console.ingress.enabled=true", "--set", "console.postgres.enabled=true")
+    assert "0 chart(s) failed" in linted
     for bad in (["--set", "console.source=csv"], ["--set", "console.replicas=0"],
                 ["--set", "console.inferenceUrl=predictor:8080"], ["--set", "console.database.secretName=Bad_Name"]):
         with pytest.raises(AssertionError, match="values don't meet the specifications|does not match|minimum|value must be one of"):
