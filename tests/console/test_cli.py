@@ -101,3 +101,19 @@ def test_make_console_script(tmp_path, console_store):
         proc.wait(timeout=60)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{serve_port}/v2/health/ready", timeout=2)
+    output = log.read_text()
+    assert token not in output and token[4:20] not in output  # tokens are never logged
+    assert "boss-password-123" not in output
+
+
+def test_the_console_loads_no_tensorflow_nor_kserve(tmp_path):
+    """The console image has neither: the app, its routes and the gateway import without them."""
+    probe = (
+        "import sys\n"
+        "from make_us_rich.console.app import create_app\n"
+        "from make_us_rich.console.settings import Settings\n"
+        f"create_app(Settings(db_url='sqlite:///{tmp_path}/c.db', secret='s' * 40, store='{tmp_path}/store'))\n"
+        "print([m for m in ('tensorflow', 'keras', 'tf2onnx', 'kfp', 'kserve', 'onnxruntime') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

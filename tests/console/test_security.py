@@ -27,6 +27,17 @@ def test_probes(make_console, engine):
         assert ready.status_code == 200 and ready.text == "ready"
 
 
+def test_api_description(make_console):
+    console = make_console()
+    with console.client() as c:
+        spec = c.get("/openapi.json").json()
+        assert list(spec["paths"]) == ["/api/v1/forecast/{symbol}"]
+        assert {"200", "401", "429"} <= set(spec["paths"]["/api/v1/forecast/{symbol}"]["get"]["responses"])
+        page = c.get("/docs")
+        assert page.status_code == 200 and "GET /api/v1/forecast/{symbol}" in page.text
+        assert "Retry-After" in page.text
+
+
 def test_readyz_is_503_before_the_migration(db_url, tmp_path):
     from console_helpers import Console, settings_for
 

@@ -15,16 +15,24 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from make_us_rich.console.db import EMAIL_MAX, ROLES, LoginThrottle, Session, User, utcnow
+from make_us_rich.console.db import (
+    EMAIL_MAX,
+    ROLES,
+    LoginThrottle,
+    Session,
+    User,
+    insert_ignore,
+    utcnow,
+)
 from make_us_rich.console.settings import Settings
 from make_us_rich.errors import ConfigError
 
 PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
+FORGET_AFTER = timedelta(days=1)
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(24))
 
@@ -87,24 +95,24 @@ def blocked_for(db: DbSession, keys: list[str], now: datetime | None = None) -> 
 
 
 def record_failure(db: DbSession, settings: Settings, keys: list[str]) -> None:
-    """One more failure per key; from the limit on, each failure doubles the wait."""
+    """One more failure per key (an atomic increment); from the limit on, each failure doubles
+    the wait. Keys quiet for a day are forgotten, so random e-mails cannot fill the table."""
     now = utcnow()
+    db.execute(delete(LoginThrottle).where(
+        LoginThrottle.updated_at < now - FORGET_AFTER,
+        or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until < now)))
     for key in keys:
         limit = settings.account_max_failures if key.startswith("account:") else settings.address_max_failures
-        row = db.get(LoginThrottle, key)
-        if row is None:
-            row = LoginThrottle(key=key, failures=0, updated_at=now)
-            db.add(row)
-            try:
-                db.flush()
-            except IntegrityError:  # a concurrent first failure of the same key
-                db.rollback()
-                row = db.get(LoginThrottle, key)
-        row.failures += 1
-        row.updated_at = now
-        if row.failures >= limit:
-            wait = min(settings.backoff_seconds * 2 ** (row.failures - limit), settings.backoff_max_seconds)
-            row.blocked_until = now + timedelta(seconds=wait)
+        insert_ignore(db, LoginThrottle, key=key, failures=0, updated_at=now)
+        failures = db.execute(
+            update(LoginThrottle).where(LoginThrottle.key == key)
+            .values(failures=LoginThrottle.failures + 1, updated_at=now)
+            .returning(LoginThrottle.failures)
+        ).scalar_one()
+        if failures >= limit:
+            wait = min(settings.backoff_seconds * 2 ** min(failures - limit, 30), settings.backoff_max_seconds)
+            db.execute(update(LoginThrottle).where(LoginThrottle.key == key)
+                       .values(blocked_until=now + timedelta(seconds=wait)))
 
 
 def clear_failures(db: DbSession, key: str) -> None:
@@ -158,6 +166,7 @@ class Sessions:
             self.end(db, old_cookie)
         raw = secrets.token_urlsafe(32)
         now = utcnow()
+        db.execute(delete(Session).where(Session.expires_at < now))
         db.add(Session(id_hash=_sha256(raw), user_id=user.id, created_at=now,
                        expires_at=now + timedelta(seconds=self.max_age)))
         db.commit()

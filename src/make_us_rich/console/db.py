@@ -123,6 +123,15 @@ class LoginThrottle(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+def insert_ignore(db, model, **values) -> None:
+    """``INSERT`` a row unless its key exists (a concurrent insert of the same key is no error)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.execute(insert(model).values(**values).on_conflict_do_nothing())
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...``; a SQLite file's folder
     is created, and SQLite waits for locks instead of failing (concurrent quota updates)."""

@@ -7,22 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from make_us_rich.console.db import TokenUsage, Usage, User, month_of, utcnow
-
-
-def _insert_ignore(db: DbSession, table, **values) -> None:
-    dialect = db.get_bind().dialect.name
-    if dialect == "postgresql":
-        db.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        db.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        db.execute(insert(table).values(**values))
+from make_us_rich.console.db import TokenUsage, Usage, User, insert_ignore, month_of, utcnow
 
 
 def next_month_start(now: datetime) -> datetime:
@@ -39,7 +27,7 @@ def take(db: DbSession, user_id: int, now: datetime | None = None) -> bool:
     """Take one unit of ``user_id``'s quota of this month; ``False`` when none is left.
     Commits: the unit is taken before the (slow) forecast is made."""
     month = month_of(now or utcnow())
-    _insert_ignore(db, Usage, user_id=user_id, month=month, used=0)
+    insert_ignore(db, Usage, user_id=user_id, month=month, used=0)
     quota = select(User.monthly_quota).where(User.id == user_id).scalar_subquery()
     result = db.execute(
         update(Usage)
@@ -63,7 +51,7 @@ def give_back(db: DbSession, user_id: int, now: datetime | None = None) -> None:
 def count_token_call(db: DbSession, token_id: int, now: datetime | None = None) -> None:
     now = now or utcnow()
     month = month_of(now)
-    _insert_ignore(db, TokenUsage, token_id=token_id, month=month, used=0)
+    insert_ignore(db, TokenUsage, token_id=token_id, month=month, used=0)
     db.execute(
         update(TokenUsage).where(TokenUsage.token_id == token_id, TokenUsage.month == month)
         .values(used=TokenUsage.used + 1).execution_options(synchronize_session=False)
