@@ -109,8 +109,10 @@ def test_symbol_page_draws_the_served_forecast_on_the_sample(browser, console):
     shown = page.inner_text("#median").replace(",", "").replace("\u202f", "").replace("\xa0", "")
     assert float(shown) == pytest.approx(forecast["median"], abs=0.01)
     assert page.inner_text("#model-version") == forecast["model_version"]
+    # the attribution of the chart library, as text (its logo would need an inline style)
+    assert page.locator('a[href="https://www.tradingview.com/"]').count() == 1
     page.screenshot(path=screenshot_dir() / "chart-forecast.png")
-    assert errors == []
+    assert errors == []  # no script error, no CSP violation
     context.close()
 
 
