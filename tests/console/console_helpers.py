@@ -60,6 +60,7 @@ class Console:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.app.state.engine.dispose()
 
 
 def settings_for(db_url: str, store: Path | str, **changes) -> Settings:

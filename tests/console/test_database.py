@@ -34,9 +34,10 @@ def test_upgrade_from_empty_matches_the_models(db_url):
     engine.dispose()
 
 
-@pytest.mark.parametrize("left", [0, 3])
+@pytest.mark.parametrize("left", [0, 3, 5])  # 5: the month's row does not exist yet
 def test_concurrent_calls_take_exactly_the_units_left(engine, users, left):
-    """20 threads, each with its own connection, race for the member's last ``left`` units."""
+    """20 threads, each with its own connection, race for the member's last ``left`` units
+    (with 5 left, for the first unit of the month: the row is created under the race too)."""
     Db = session_factory(engine)
     member = users["member"]  # quota 5
     with Db() as db:

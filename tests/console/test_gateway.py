@@ -134,6 +134,10 @@ def test_symbol_page_and_its_chart_data(make_console, users, console_store, mode
     assert {"open", "high", "low", "close", "time"} == set(candles[0])
     assert data["forecast"]["forecast_time"] == FORECAST_HOUR
     assert data["forecast"]["last_close"] == pytest.approx(candles[-1]["close"])
+    pointer = ModelStore(console_store).latest("BTCEUR")
+    assert data["quality"]["pinball_vs_empirical"] == pointer["metrics"]["ratio"]["pinball_vs_empirical"]
+    assert 0 < data["quality"]["coverage_90"] <= 1
+    assert 'id="quality-pinball"' in page.text
     assert member.get("/symbols/DOGEEUR").status_code == 404
     assert member.get("/symbols/BTC'EUR").status_code == 400
     with console.client() as anonymous:

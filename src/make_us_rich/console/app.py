@@ -5,6 +5,7 @@ call the modules (:mod:`.auth`, :mod:`.tokens`, :mod:`.quota`, :mod:`.gateway`,
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from make_us_rich.console import auth, gateway, migrate, quota, registry, tokens
 from make_us_rich.console.db import ROLES, ApiToken, User, make_engine, session_factory, utcnow
 from make_us_rich.console.settings import Settings
+from make_us_rich.data import normalize_symbol
 from make_us_rich.errors import ConfigError
 from make_us_rich.store import ModelStore, StoreError
 
@@ -61,10 +63,13 @@ class HTTPProblem(Exception):
 
 
 class LoginRequired(Exception):
-    pass
+    """No valid session: pages redirect to /login, JSON callers get 401."""
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
+    """Refuses oversized or unsized bodies before any route reads them, and puts the security
+    headers on every answer (errors and static files included)."""
+
     async def dispatch(self, request: Request, call_next):
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
@@ -257,7 +262,8 @@ def create_app(settings: Settings) -> FastAPI:
             current(request, db)
         sym = _symbol_or_problem(symbol)
         try:
-            data = {"symbol": sym, "candles": gateway.candles(settings, sym)}
+            data = {"symbol": sym, "candles": gateway.candles(settings, sym),
+                    "quality": registry.quality(store, sym)}
             data["forecast"] = gateway.forecast(settings, store, sym)
         except gateway.ForecastUnavailable as exc:
             raise HTTPProblem(502, str(exc)) from None
@@ -429,11 +435,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     def _symbol_or_problem(raw: str, served: bool = True) -> str:
         try:
-            if served:
-                return gateway.check_symbol(raw, store)
-            from make_us_rich.data import normalize_symbol
-
-            return normalize_symbol(raw)
+            return gateway.check_symbol(raw, store) if served else normalize_symbol(raw)
         except gateway.UnknownSymbol as exc:
             raise HTTPProblem(404, str(exc)) from None
         except ConfigError as exc:
@@ -444,9 +446,13 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~%?=&-]{0,500}")
+
+
 def _safe_next(target: str | None) -> str:
-    """Only a local path is a place to go after signing in (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a local path is a place to go after signing in (no open redirect: no ``//host``,
+    no backslash, no whitespace or control character that a browser would drop)."""
+    if not target or not _LOCAL_PATH.fullmatch(target) or "//" in target:
         return "/"
     return target
 

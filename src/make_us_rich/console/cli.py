@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
                    help="development: publish a sample model if the store is empty, run mkrich serve "
                    "beside the console and make sure an admin exists (what make console does)")
     p.set_defaults(func=cmd_console)
-    steps = p.add_subparsers(dest="console_command", metavar="STEP")
+    steps = p.add_subparsers(dest="console_command", metavar="[STEP]", title="steps (optional)")
     m = steps.add_parser("migrate", help="upgrade the console's database to the newest schema")
     _db_option(m, argparse.SUPPRESS)
     m.set_defaults(func=cmd_migrate)

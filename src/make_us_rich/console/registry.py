@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from make_us_rich import contract
-from make_us_rich.store import ModelStore
+from make_us_rich.store import MalformedPointer, ModelStore
 
 PLOTS = contract.OPTIONAL_FILES
 
@@ -37,7 +37,10 @@ def _metrics_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def symbol_versions(store: ModelStore, symbol: str) -> dict[str, Any]:
-    latest = store._latest_or_none(symbol)
+    try:
+        latest = store.latest(symbol)
+    except MalformedPointer:
+        latest = None
     latest_version = latest["version"] if latest else None
     versions = []
     for m in reversed(store.versions(symbol)):
@@ -51,6 +54,24 @@ def symbol_versions(store: ModelStore, symbol: str) -> dict[str, Any]:
             "plots": [p for p in PLOTS if p in (m.get("files") or {})],
         })
     return {"symbol": symbol, "latest": latest_version, "versions": versions}
+
+
+def quality(store: ModelStore, symbol: str) -> dict[str, Any]:
+    """How good the serving model was on its test period: the gate's ratios (below 1 beats the
+    baseline) and the 90 % interval's coverage."""
+    try:
+        pointer = store.latest(symbol)
+    except MalformedPointer:
+        pointer = None
+    metrics = (pointer or {}).get("metrics") or {}
+    ratio = metrics.get("ratio") or {}
+    coverage = (((metrics.get("model") or {}).get("intervals") or {}).get("90") or {}).get("coverage")
+    return {
+        "pinball_vs_empirical": ratio.get("pinball_vs_empirical"),
+        "median_rmse_vs_persistence": ratio.get("median_rmse_vs_persistence"),
+        "coverage_90": coverage,
+        "test_period": metrics.get("period"),
+    }
 
 
 def registry(store: ModelStore) -> list[dict[str, Any]]:

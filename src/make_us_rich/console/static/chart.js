@@ -40,6 +40,9 @@
     text("forecast-time", f.forecast_time.replace("T", " ").replace("+00:00", " UTC"));
     text("model-version", f.model_version || "unknown");
     text("model-age", age(f.model_created));
+    var q = data.quality || {};
+    text("quality-pinball", q.pinball_vs_empirical == null ? "n/a" : q.pinball_vs_empirical.toFixed(4));
+    text("quality-coverage", q.coverage_90 == null ? "n/a" : (100 * q.coverage_90).toFixed(1) + " %");
 
     var chart = LWC.createChart(el, {
       autoSize: true,
@@ -75,7 +78,8 @@
         time: at, forecast_time: f.forecast_time, median: f.median, quantiles: f.quantiles,
         interval_50: f.interval_50, interval_90: f.interval_90, last_close: f.last_close,
         model_version: f.model_version
-      }
+      },
+      quality: q
     };
     el.dataset.state = "drawn";
   }

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,6 +43,8 @@ def test_migrate_and_create_admin(db_url):
         assert admin.role == "admin" and admin.password_hash.startswith("$argon2id$")
         assert verify_password(admin.password_hash, password)
     engine.dispose()
+    if db_url.startswith("sqlite"):
+        assert (Path(db_url.removeprefix("sqlite:///")).stat().st_mode & 0o777) == 0o600
     again = run("console", "create-admin", "--email", "root@example.com", "--db", db_url,
                 env={"MKRICH_CONSOLE_ADMIN_PASSWORD": password})
     assert again.returncode == 2 and "exists already" in again.stderr
@@ -117,3 +120,20 @@ def test_the_console_loads_no_tensorflow_nor_kserve(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_make_console_publishes_a_sample_model_into_an_empty_store(tmp_path, monkeypatch):
+    """On a fresh clone the store is empty: ``make console`` first runs the pipeline on the
+    bundled sample (as ``make run``), so the console has a model to show."""
+    pytest.importorskip("tensorflow")
+    from make_us_rich.console.dev import ensure_model
+    from make_us_rich.store import ModelStore
+
+    monkeypatch.chdir(tmp_path)  # mkrich run's pipeline root (runs/pipeline) lands here
+    store = tmp_path / "runs" / "store"
+    ensure_model(str(store))
+    assert ModelStore(store).symbols() == ["BTCEUR"]
+    published = ModelStore(store).versions("BTCEUR")
+    ensure_model(str(store))  # a store with a model is left alone
+    assert ModelStore(store).versions("BTCEUR") == published
