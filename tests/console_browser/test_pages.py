@@ -33,8 +33,8 @@ def sign_in(context, console, email: str, password: str):
     page.goto(f"{console.url}/login")
     page.fill('input[name="email"]', email)
     page.fill('input[name="password"]', password)
-    page.click('button[type="submit"]')
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click('button[type="submit"]')
     assert not page.url.startswith(f"{console.url}/login"), page.content()[:2000]
     return page
 
@@ -52,8 +52,8 @@ def test_sign_in_with_the_keyboard_alone(browser, console):
     # a wrong password first: the form comes back with an error, not signed in
     page.fill('input[name="email"]', console.admin[0])
     page.fill('input[name="password"]', "not the password")
-    page.press('input[name="password"]', "Enter")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.press('input[name="password"]', "Enter")
     assert page.url.startswith(f"{console.url}/login")
     assert page.locator('[role="alert"]').is_visible()
     # then Tab to the fields, type, Enter: no mouse
@@ -121,8 +121,8 @@ def test_token_from_creation_to_revocation(browser, console):
     page = sign_in(context, console, *console.admin)
     page.goto(f"{console.url}/tokens")
     page.fill('form#create-token input[name="name"]', "browser test")
-    page.click('form#create-token button[type="submit"]')
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click('form#create-token button[type="submit"]')
     token = page.inner_text("#new-token").strip()
     assert re.fullmatch(r"mkr_[A-Za-z0-9_-]{40,}", token), token
     row = page.locator("tr[data-token-prefix]").filter(has_text="browser test")
@@ -145,8 +145,8 @@ def test_token_from_creation_to_revocation(browser, console):
     assert http("GET", url, {"Authorization": f"Bearer {token[:-2]}xx"})[0] == 401
     assert http("GET", url)[0] == 401
 
-    row.locator("form.revoke button[type=submit]").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        row.locator("form.revoke button[type=submit]").click()
     row = page.locator(f'tr[data-token-prefix="{prefix}"]')
     assert "revoked" in row.locator(".state").inner_text()
     assert row.locator("form.revoke").count() == 0
@@ -162,8 +162,8 @@ def test_admin_creates_a_member_who_cannot_open_admin_pages(browser, console):
     page.fill('form#create-user input[name="email"]', MEMBER[0])
     page.fill('form#create-user input[name="password"]', MEMBER[1])
     page.select_option('form#create-user select[name="role"]', "member")
-    page.click('form#create-user button[type="submit"]')
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click('form#create-user button[type="submit"]')
     assert page.locator(f'tr[data-user="{MEMBER[0]}"]').count() == 1
     admin.close()
 
