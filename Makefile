@@ -108,7 +108,7 @@ docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict
 docs-serve: $(STAMP) ## the documentation site with live reload on http://127.0.0.1:8000 (DOCS_PORT=)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
-docs-assets: $(STAMP) browser-tools ## re-make the pictures of the docs (docs/assets): a real run on the sample, and the console in Chromium (STEPS=plots or console)
+docs-assets: $(STAMP) monitoring-tools browser-tools ## re-make the pictures of the docs (docs/assets): a run on the sample, the dashboard, the console in Chromium (STEPS=plots dashboard console)
 	$(PY) docs/make_assets.py $(STEPS)
 
 lint: $(STAMP) ## ruff

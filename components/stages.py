@@ -109,7 +109,8 @@ def train_lstm(
         batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed,
         test_size=test_size, val_size=val_size,
     )
-    summary = train_stage(sequences.path, scaler.path, config, model.path, train_csv=train.path)
+    summary = train_stage(sequences.path, scaler.path, config, model.path, train_csv=train.path,
+                          progress="lines")
     model.metadata.update({k: summary[k] for k in ("epochs_run", "best_epoch", "seconds", "best_val_loss")})
     model.metadata["framework"] = "keras"
 
@@ -186,3 +187,39 @@ def publish_model(
         namespace = rollout_inference_service(rollout_isvc, result["version"])
         print(f"rolled InferenceService {namespace}/{rollout_isvc} to {result['version']}")
     return f"{result['status']}:{result['version']}"
+
+
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def notify_run(
+    status: dsl.PipelineTaskFinalStatus,
+    symbols: list,
+    store_uri: str,
+    s3_endpoint: str,
+    s3_region: str,
+    run_created: str,
+    run_id: str,
+    dashboard_url: str,
+) -> str:
+    """The exit task: one run summary, read back from the store, to the webhook of the Secret
+    ``mkrich-notify`` (none: logged only). A webhook that fails never fails the run. A failed
+    run also pushes its failure time to the Pushgateway when one is configured."""
+    import json
+    import os
+
+    from make_us_rich.notify import notify_pipeline_run, text
+    from make_us_rich.observability import push_failure
+
+    if s3_endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
+    if s3_region:
+        os.environ["AWS_DEFAULT_REGION"] = s3_region
+
+    failed = status.state != "SUCCEEDED"
+    summary, outcome = notify_pipeline_run(
+        status.state, symbols, store_uri, since=run_created, run_id=run_id,
+        dashboard_url=dashboard_url, error=(status.error_message or None) if failed else None,
+    )
+    print(f"run summary\n{text(summary)}\n{outcome}")
+    if failed:
+        push_failure(symbols)
+    return json.dumps({**summary, "delivery": outcome})

@@ -4,13 +4,13 @@ Trains the default quantile model (preset ``fast``) on the whole BTCEUR sample w
 train``'s chain of stages, copies every plot it writes (``training_curves.png``, ``fan_chart.png``,
 ``calibration.png``) into ``docs/assets/``, removes pictures a run no longer makes, and records the
 run's figures in ``docs/assets/run.json``, so that the numbers quoted beside the pictures can be
-checked.
+checked. Then the picture of the dashboard (``dashboard.png``, docs/dashboard_assets.py).
 
 Then the console's pages: runs the browser tests' screenshot step (``tests/console_browser``: real
 Chromium, the console on the sample calling a real ``mkrich serve``), which captures every page on
 a laptop and a phone, and copies those pictures into ``docs/assets/console/``.
 
-    python docs/make_assets.py [plots] [console]     # both when none is named
+    python docs/make_assets.py [plots] [dashboard] [console]     # all three when none is named
 """
 
 from __future__ import annotations
@@ -61,13 +61,21 @@ def console_screenshots() -> int:
     return 0
 
 
+STEPS = ("plots", "dashboard", "console")
+
+
 def main(argv: list[str]) -> int:
-    steps = argv or ["plots", "console"]
-    unknown = set(steps) - {"plots", "console"}
+    steps = argv or list(STEPS)
+    unknown = set(steps) - set(STEPS)
     if unknown:
-        sys.exit(f"unknown step {', '.join(sorted(unknown))}; steps: plots, console")
+        sys.exit(f"unknown step {', '.join(sorted(unknown))}; steps: {', '.join(STEPS)}")
     if "plots" in steps:
         training_plots()
+    if "dashboard" in steps:
+        from dashboard_assets import main as dashboard_picture  # docs/ is this script's folder
+
+        if dashboard_picture([]) != 0:
+            return 1
     return console_screenshots() if "console" in steps else 0
 
 
@@ -81,7 +89,7 @@ def training_plots() -> None:
         plots = sorted(run.out_dir.glob("*.png"))
         for png in plots:
             shutil.copyfile(png, ASSETS / png.name)
-    for stale in set(ASSETS.glob("*.png")) - {ASSETS / p.name for p in plots}:
+    for stale in set(ASSETS.glob("*.png")) - {ASSETS / p.name for p in plots} - {ASSETS / "dashboard.png"}:
         stale.unlink()
         print(f"removed {stale} (no longer made by a run)")
     metrics, card = run.metrics, run.card

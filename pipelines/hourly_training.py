@@ -11,6 +11,10 @@ evaluate + gate -> publish, for every symbol in parallel (``dsl.ParallelFor``).
   store needs none); with ``rollout_isvc`` set, an accepted model rolls that InferenceService
   (Triton loads its repository only at pod start). With the optional Secret
   ``mkrich-pushgateway`` (key ``url``), publish pushes the run's metrics to that Pushgateway.
+* Everything runs inside a ``dsl.ExitHandler``: its exit task ``notify_run`` runs after the
+  body, whether it succeeded or failed, and sends ONE run summary (its status from
+  ``dsl.PipelineTaskFinalStatus``; each symbol's result read back from the store) to the
+  webhook of the optional Secret ``mkrich-notify``.
 """
 
 
@@ -22,11 +26,13 @@ from make_us_rich.components import (
     extract_features,
     fetch_klines,
     make_sequences,
+    notify_run,
     publish_model,
     scale_features,
     split_dataset,
     train_lstm,
 )
+from make_us_rich.notify import DASHBOARD_ENV, FORMAT_ENV, NOTIFY_ENV
 from make_us_rich.observability import PUSHGATEWAY_ENV
 from make_us_rich.params import PIPELINE_DEFAULTS as D  # every training parameter declared once
 
@@ -37,6 +43,9 @@ HOURLY_CRON = "0 0 * * * *"
 TRAIN_TIMEOUT_SECONDS = 1800
 #: optional Secret whose key ``url`` turns on the Pushgateway metrics of publish
 PUSHGATEWAY_SECRET = "mkrich-pushgateway"
+#: optional Secret of the exit task's run summary: keys ``url`` (the webhook), ``format``
+#: (slack | json) and ``dashboard_url`` (the KFP UI, for the link to the run); all optional
+NOTIFY_SECRET = "mkrich-notify"
 S3_SECRET_KEYS = {
     "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
@@ -77,8 +86,20 @@ def hourly_training(
     s3_secret: str = "mkrich-s3-credentials",
     keep: int = D["keep"],
     rollout_isvc: str = "",
+    dashboard_url: str = "",
 ):
-    with dsl.ParallelFor(symbols, name="symbols") as symbol:
+    notify = notify_run(
+        symbols=symbols, store_uri=store_uri, s3_endpoint=s3_endpoint, s3_region=s3_region,
+        run_created=dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        dashboard_url=dashboard_url,
+    ).set_display_name("notify run summary")
+    notify.set_caching_options(False)
+    kubernetes.use_secret_as_env(notify, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
+    kubernetes.use_secret_as_env(notify, secret_name=PUSHGATEWAY_SECRET,
+                                 secret_key_to_env={"url": PUSHGATEWAY_ENV}, optional=True)
+    kubernetes.use_secret_as_env(notify, secret_name=NOTIFY_SECRET, optional=True, secret_key_to_env={
+        "url": NOTIFY_ENV, "format": FORMAT_ENV, "dashboard_url": DASHBOARD_ENV})
+    with dsl.ExitHandler(notify, name="hourly-training"), dsl.ParallelFor(symbols, name="symbols") as symbol:
         fetch = fetch_klines(
             source=source, symbol=symbol, interval=interval, lookback_days=lookback_days,
             end_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, api_url=api_url,

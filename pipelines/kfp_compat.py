@@ -45,18 +45,24 @@ def resolve_time_placeholders(now: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def on_task_finished(callback: Callable[[dict, Any, Any, float], None]) -> Iterator[None]:
-    """Call ``callback(kwargs, outputs, status, seconds)`` as each task of a kfp.local run
-    finishes (kfp.local 2.17 has no event hook; ``mkrich run`` prints one line per step from
-    it), by wrapping ``kfp.local.task_dispatcher.run_single_task_implementation``."""
+def on_task_finished(
+    callback: Callable[[dict, Any, Any, float], None],
+    started: Callable[[dict], None] | None = None,
+) -> Iterator[None]:
+    """Call ``started(kwargs)`` as each task of a kfp.local run starts and ``callback(kwargs,
+    outputs, status, seconds)`` as it finishes (kfp.local 2.17 has no event hook; ``mkrich run``
+    draws its progress and prints one line per step from them), by wrapping
+    ``kfp.local.task_dispatcher.run_single_task_implementation``."""
     from kfp.local import task_dispatcher
 
     original = task_dispatcher.run_single_task_implementation
 
     def run(*args, **kwargs):
-        started = time.time()
+        if started is not None:
+            started(kwargs)
+        t0 = time.time()
         outputs, status = original(*args, **kwargs)
-        callback(kwargs, outputs, status, time.time() - started)
+        callback(kwargs, outputs, status, time.time() - t0)
         return outputs, status
 
     task_dispatcher.run_single_task_implementation = run

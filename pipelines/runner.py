@@ -11,8 +11,10 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from make_us_rich.pipelines.kfp_compat import mark_secret_key_names, on_task_fin
 from make_us_rich.pipelines.kfp_compat import (
     resolve_time_placeholders as _resolve_time_placeholders,
 )
+from make_us_rich.progress import bar as progress_bar
+from make_us_rich.progress import parse_epoch
 
 RECURRING_RUN_NAME = f"{PIPELINE_NAME}-hourly"
 DEFAULT_EXPERIMENT = "make-us-rich"
@@ -33,7 +37,10 @@ class ClusterError(MakeUsRichError, RuntimeError):
 
 
 class PipelineRunError(MakeUsRichError, RuntimeError):
-    """A step of a local run failed; the message names it and the log file."""
+    """A step of a local run failed; the message names it and the log file. ``summary`` is the
+    run summary the exit task built (None if it did not run)."""
+
+    summary: dict[str, Any] | None = None
 
 
 # ------------------------------------------------------------------------------- compile
@@ -75,7 +82,7 @@ def _step_numbers(outputs: dict[str, Any], limit: int = 6) -> str:
     items: dict[str, str] = {}
     for name, value in outputs.items():
         if name not in artifacts:
-            if isinstance(value, str):
+            if isinstance(value, str) and len(value) <= 80:  # not the exit task's summary
                 items.setdefault(name, value)
             continue
         is_metrics = type(value).__name__ == "Metrics"
@@ -99,16 +106,22 @@ def _iteration(*values: Any) -> int | None:
 
 class _LogTee(io.TextIOBase):
     """kfp.local's output (executor inputs, streamed component logs) goes to the log file; with
-    ``echo`` also to the terminal. The last lines are kept to name the error of a failed step."""
+    ``echo`` also to the terminal. The last lines are kept to name the error of a failed step,
+    and each line is shown to ``watch`` (the live progress line reads the epochs from it)."""
 
-    def __init__(self, log, echo=None):
-        self.log, self.echo, self.tail = log, echo, collections.deque(maxlen=200)
+    def __init__(self, log, echo=None, watch=None):
+        self.log, self.echo, self.watch = log, echo, watch
+        self.tail = collections.deque(maxlen=200)
 
     def write(self, text: str) -> int:
         self.log.write(text)
         if self.echo is not None:
             self.echo.write(text)
-        self.tail.extend(text.splitlines())
+        lines = text.splitlines()
+        self.tail.extend(lines)
+        if self.watch is not None:
+            for line in lines:
+                self.watch(line)
         return len(text)
 
     def flush(self) -> None:
@@ -124,24 +137,98 @@ class _LogTee(io.TextIOBase):
         return ""
 
 
+class _LiveStatus:
+    """While a step runs, one status line redrawn in place on a terminal: the step, its symbol,
+    the seconds so far and, while a model trains, an epoch bar read from the step's epoch lines
+    (:mod:`make_us_rich.progress`). Off when the output is not a terminal: logs and CI keep only
+    the finished-step lines."""
+
+    def __init__(self, out, enabled: bool, interval: float = 0.25):
+        self.out, self.enabled, self.interval = out, enabled, interval
+        self.lock = threading.Lock()
+        self.step: tuple[str, str, float] | None = None
+        self.epoch: tuple[int, int] | None = None
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def render(self, now: float | None = None) -> str:
+        if self.step is None:
+            return ""
+        step, symbol, t0 = self.step
+        line = f"  ..     {step:<18} {symbol:<8} {(now or time.time()) - t0:5.1f} s"
+        if self.epoch is not None:
+            done, total = self.epoch
+            line += f"  {progress_bar(done, total)} epoch {done}/{total}"
+        return line
+
+    def _draw(self) -> None:
+        with self.lock:
+            if self.step is not None:
+                self.out.write("\r\x1b[2K" + self.render())
+                self.out.flush()
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self._draw()
+
+    def start(self, step: str, symbol: str) -> None:
+        if not self.enabled:
+            return
+        with self.lock:
+            self.step, self.epoch = (step, symbol, time.time()), None
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._loop, name="mkrich-progress", daemon=True)
+            self.thread.start()
+        self._draw()
+
+    def watch(self, line: str) -> None:
+        if self.enabled and self.step is not None and (epoch := parse_epoch(line)):
+            self.epoch = epoch
+
+    def print(self, line: str, report) -> None:
+        """``report(line)`` with the status line cleared first (and the step over)."""
+        with self.lock:
+            if self.enabled and self.step is not None:
+                self.out.write("\r\x1b[2K")
+            self.step = self.epoch = None
+            report(line)
+
+    def close(self) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
+        self.print("", lambda line: None)
+
+
+def _step_symbol(kwargs: dict, outputs, symbols: list[str]) -> tuple[str, str]:
+    step = kwargs.get("component_name", "?").removeprefix("comp-")
+    index = _iteration(kwargs.get("arguments", {}), outputs)
+    return step, symbols[index] if index is not None and index < len(symbols) else ",".join(symbols)
+
+
 @contextlib.contextmanager
-def _report_steps(symbols: list[str], report, tee: _LogTee):
+def _report_steps(symbols: list[str], report, tee: _LogTee, live: _LiveStatus):
     """Call ``report(line)`` as each step finishes: step, symbol, seconds, key numbers; a failed
-    step is recorded with its error (read from its own output, before later logs follow)."""
+    step is recorded with its error (read from its own output, before later logs follow).
+    ``live`` shows the running step meanwhile."""
     failed: list[str] = []
 
+    def started(kwargs: dict) -> None:
+        live.start(*_step_symbol(kwargs, None, symbols))
+
     def finished(kwargs: dict, outputs, status, seconds: float) -> None:
-        step = kwargs.get("component_name", "?").removeprefix("comp-")
-        index = _iteration(kwargs.get("arguments", {}), outputs)
-        symbol = symbols[index] if index is not None and index < len(symbols) else ",".join(symbols)
+        step, symbol = _step_symbol(kwargs, outputs, symbols)
         ok = getattr(status, "name", str(status)) == "SUCCESS"
         if not ok:
             failed.append(f"{step} ({symbol}) failed: {tee.last_error() or 'see the log'}")
-        report(f"  {'ok ' if ok else 'FAILED'} {step:<18} {symbol:<8} {seconds:5.1f} s  "
-               f"{_step_numbers(outputs) if ok else ''}".rstrip())
+        live.print(f"  {'ok ' if ok else 'FAILED'} {step:<18} {symbol:<8} {seconds:5.1f} s  "
+                   f"{_step_numbers(outputs) if ok else ''}".rstrip(), report)
 
-    with on_task_finished(finished):
-        yield failed
+    try:
+        with on_task_finished(finished, started):
+            yield failed
+    finally:
+        live.close()
 
 
 def run_local(
@@ -152,12 +239,20 @@ def run_local(
     pipeline_root: str | Path = "runs/pipeline",
     verbose: bool = False,
     report=None,
+    live: bool | None = None,
+    notify_url: str | None = None,
+    notify_format: str = "slack",
     **params: Any,
 ) -> dict[str, Any]:
     """Execute the pipeline here with ``kfp.local`` (``SubprocessRunner``, current environment)
-    and return, per symbol, the store's view after the run. kfp.local's own output goes to
+    and return, per symbol, the store's view after the run, and the run summary its exit task
+    built (and posted to ``notify_url`` when given). kfp.local's own output goes to
     ``kfp-local.log`` in the run's folder (and to the terminal with ``verbose``); ``report``
-    gets one line per finished step."""
+    gets one line per finished step; ``live`` (default: on a terminal, without ``verbose``)
+    redraws a status line with the running step and its epoch bar.
+
+    The webhook reaches the exit task as on a cluster, through its environment (there from the
+    Secret ``mkrich-notify``), never as a pipeline parameter: those are logged."""
     from kfp import local
 
     from make_us_rich.store import ModelStore
@@ -173,11 +268,15 @@ def run_local(
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     log_path = root / f".kfp-local-{started:.0f}.log"
     error, cause = None, None
+    if live is None:
+        live = not verbose and getattr(terminal, "isatty", lambda: False)()
+    status = _LiveStatus(terminal, enabled=bool(live))
     with log_path.open("w") as log:
-        tee = _LogTee(log, echo=terminal if verbose else None)
+        tee = _LogTee(log, echo=terminal if verbose else None, watch=status.watch)
         with (
+            _notify_env(notify_url, notify_format),
             _resolve_time_placeholders(now),
-            _report_steps(list(symbols), report, tee) as failed,
+            _report_steps(list(symbols), report, tee, status) as failed,
             contextlib.redirect_stdout(tee),
             contextlib.redirect_stderr(tee),
             warnings.catch_warnings(),
@@ -196,8 +295,11 @@ def run_local(
     seconds = time.time() - started
     run_dirs = sorted((p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     log_file = log_path.rename((run_dirs[-1] if run_dirs else root) / "kfp-local.log")
+    summary = _exit_summary(run_dirs[-1]) if run_dirs else None
     if error:
-        raise PipelineRunError(f"{error} (full log: {log_file})") from cause
+        failure = PipelineRunError(f"{error} (full log: {log_file})")
+        failure.summary = summary
+        raise failure from cause
     store = ModelStore(store_abs)
     artifacts = {}
     if run_dirs:
@@ -213,7 +315,42 @@ def run_local(
         }
     return {"seconds": seconds, "store": store.uri, "pipeline_root": str(root),
             "run_dir": str(run_dirs[-1]) if run_dirs else None, "log": str(log_file),
-            "symbols": results}
+            "symbols": results, "summary": summary}
+
+
+@contextlib.contextmanager
+def _notify_env(url: str | None, fmt: str) -> Iterator[None]:
+    """The exit task's webhook settings for the duration of a local run (kfp.local's
+    subprocesses inherit this environment)."""
+    import os
+
+    from make_us_rich.notify import FORMAT_ENV, FORMATS, NOTIFY_ENV
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"notification format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    saved = {k: os.environ.get(k) for k in (NOTIFY_ENV, FORMAT_ENV)}
+    os.environ.pop(NOTIFY_ENV, None)
+    if url:
+        os.environ[NOTIFY_ENV] = url
+    os.environ[FORMAT_ENV] = fmt
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _exit_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run summary the exit task (``notify-run``) returned, from its executor output, with
+    what became of it (``delivery``)."""
+    for output in run_dir.glob("**/notify-run/executor_output.json"):
+        value = json.loads(output.read_text()).get("parameterValues", {}).get("Output")
+        if value:
+            return json.loads(value)
+    return None
 
 
 # ------------------------------------------------------------------------------- cluster

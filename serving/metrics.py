@@ -3,15 +3,18 @@
 They are what the alert rules (manifests/components/alerting) read: the served version and its
 creation time (model age = ``time() - mkrich_model_created_timestamp_seconds``: the hourly loop
 stalled when it grows past 2 h), the reload loop's successes and failures, the predictions and
-the last forecast beside the last close (forecast vs actual on the dashboard), and every
-inference request's status and latency as the endpoint answered it (KServe counts no errors).
+the last forecast beside the last close (forecast vs actual on the dashboard), every
+inference request's status and latency as the endpoint answered it (KServe counts no errors),
+and the state of each reload loop, evaluated at scrape time (a hung poll updates nothing).
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from make_us_rich.scoring import QUANTILES
 
@@ -61,3 +64,41 @@ def request_label(path: str, known) -> str:
     made-up names cannot grow the label set."""
     match = _MODEL_IN_PATH.match(path)
     return match.group(1) if match and known(match.group(1)) else "other"
+
+
+#: the states of ``ForecastModel.reload_state()`` that the enum exports (``off``: no loop, no series)
+RELOAD_STATES = ("running", "stalled", "dead")
+
+
+class ReloadLoopCollector:
+    """``mkrich_reload_loop_state{symbol,state}`` (1 for the loop's current state, 0 for the
+    others) and ``mkrich_reload_loop_last_poll_timestamp_seconds{symbol}``, read from the
+    watched models when Prometheus scrapes."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, weakref.ref] = {}  # symbol -> the model whose loop started last
+
+    def watch(self, model) -> None:
+        self._models[model.symbol] = weakref.ref(model)
+
+    def collect(self):
+        state = GaugeMetricFamily("mkrich_reload_loop_state", "the model reload loop's state (enum: "
+                                  "1 for the current one): running, stalled (a poll hangs), dead",
+                                  labels=["symbol", "state"])
+        last = GaugeMetricFamily("mkrich_reload_loop_last_poll_timestamp_seconds",
+                                 "when the reload loop last finished a poll, Unix time", labels=["symbol"])
+        for symbol, ref in sorted(self._models.items()):
+            model = ref()
+            current = "off" if model is None or model.stopped else model.reload_state()
+            if current == "off":
+                continue
+            for name in RELOAD_STATES:
+                state.add_metric([symbol, name], 1.0 if name == current else 0.0)
+            if model.last_poll is not None:
+                last.add_metric([symbol], model.last_poll)
+        yield state
+        yield last
+
+
+RELOAD_LOOPS = ReloadLoopCollector()
+REGISTRY.register(RELOAD_LOOPS)

@@ -199,6 +199,11 @@ class ForecastModel(Model):
             return
         self._watcher = threading.Thread(target=self._watch, name=f"reload-{self.name}", daemon=True)
         self._watcher.start()
+        metrics.RELOAD_LOOPS.watch(self)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -328,12 +328,16 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
         p.add_argument("--s3-region", help="S3 region for publishing (default us-east-1)")
         p.add_argument("--rollout-isvc", help="InferenceService to roll after an accepted model "
                        "(the Triton one, e.g. mkrich-onnx); Triton only loads models at pod start")
+        p.add_argument("--dashboard-url", help="the Kubeflow Pipelines UI, for the run summary's link to the "
+                       "run, e.g. https://kubeflow.example.com/_/pipeline (or the Secret mkrich-notify's "
+                       "key dashboard_url)")
         _add_cluster_options(p)
     else:
         _add_store_option(p)
         p.add_argument("--pipeline-root", default="runs/pipeline", help="where kfp.local keeps artifacts")
         p.add_argument("--notify-url", default=os.environ.get("MKRICH_NOTIFY_URL"),
-                       help="webhook to post the run summary to (default $MKRICH_NOTIFY_URL; none: print only)")
+                       help="webhook the pipeline's exit task posts the run summary to "
+                       "(default $MKRICH_NOTIFY_URL; none: print only)")
         p.add_argument("--notify-format", choices=("slack", "json"), default="slack",
                        help="slack: incoming-webhook {\"text\": ...}; json: the summary itself (default slack)")
 
@@ -350,8 +354,6 @@ def _pipeline_params(args: argparse.Namespace) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from make_us_rich.data import normalize_symbol
-    from make_us_rich.notify import run_summary
-    from make_us_rich.observability import push_failure
     from make_us_rich.pipelines.runner import PipelineRunError, run_local
 
     params = _pipeline_params(args)
@@ -365,10 +367,10 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
     try:
         result = run_local(symbols, source=source, store_uri=args.store,
-                           pipeline_root=args.pipeline_root, verbose=args.verbose > 0, **params)
+                           pipeline_root=args.pipeline_root, verbose=args.verbose > 0,
+                           notify_url=args.notify_url, notify_format=args.notify_format, **params)
     except PipelineRunError as exc:
-        push_failure(symbols)  # when a Pushgateway is configured: the PipelineRunFailed alert
-        _notify(args, run_summary("failed", {s: {} for s in symbols}, error=str(exc)))
+        _print_summary(exc.summary)  # the exit task posted it and pushed the failure
         raise
     print(f"\npipeline finished in {result['seconds']:.0f} s")
     for symbol, info in result["symbols"].items():
@@ -381,16 +383,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"artifacts ({symbol}): {info['artifacts']}")
     print(f"kfp.local log: {result['log']}")
     print("serve them: mkrich serve --store", args.store, "--symbols", ",".join(symbols))
-    _notify(args, run_summary("succeeded", result["symbols"]))
+    _print_summary(result["summary"])
     return 0
 
 
-def _notify(args: argparse.Namespace, summary: dict) -> None:
-    from make_us_rich.notify import body, post, text
+def _print_summary(summary: dict | None) -> None:
+    """The summary the pipeline's exit task built (and posted, with --notify-url): printed
+    here, never posted a second time."""
+    from make_us_rich.notify import text
 
-    print(f"\nrun summary\n{text(summary)}")
-    if args.notify_url and post(args.notify_url, body(summary, args.notify_format)):
-        print("run summary sent to the webhook")
+    if summary is None:
+        print("\nno run summary: the exit task did not run (see the kfp.local log)")
+    else:
+        print(f"\nrun summary\n{text(summary)}\n({summary.get('delivery', 'delivery unknown')})")
 
 
 def _cluster_kwargs(args: argparse.Namespace) -> dict:
@@ -407,6 +412,8 @@ def _cluster_params(args: argparse.Namespace) -> dict:
         params["s3_region"] = args.s3_region
     if args.rollout_isvc:
         params["rollout_isvc"] = args.rollout_isvc
+    if args.dashboard_url:
+        params["dashboard_url"] = args.dashboard_url
     return params
 
 

@@ -1,7 +1,9 @@
 """One summary per pipeline run (status, and per symbol: data, gate decision and its reasons,
-key metrics beside the baselines, published version), printed by ``mkrich run`` and posted to a
-webhook when one is given (``--notify-url`` or ``MKRICH_NOTIFY_URL``): Slack-compatible
-incoming-webhook JSON (``{"text": ...}``) or the summary itself as generic JSON. A webhook that
+key metrics beside the baselines, published version, link to the run), built by the pipeline's
+exit task (``notify_run``, :func:`notify_pipeline_run`) from the model store and posted to a
+webhook when one is configured (``MKRICH_NOTIFY_URL``; on a cluster from the Secret
+``mkrich-notify``): Slack-compatible incoming-webhook JSON (``{"text": ...}``) or the summary
+itself as generic JSON. ``mkrich run`` prints the summary the exit task built. A webhook that
 fails is logged and never fails the run.
 """
 
@@ -9,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,22 +22,30 @@ from urllib.parse import urlsplit
 log = logging.getLogger(__name__)
 
 NOTIFY_ENV = "MKRICH_NOTIFY_URL"
+FORMAT_ENV = "MKRICH_NOTIFY_FORMAT"
+DASHBOARD_ENV = "MKRICH_DASHBOARD_URL"
 FORMATS = ("slack", "json")
+#: PipelineTaskFinalStatus.state -> the summary's status
+STATES = {"SUCCEEDED": "succeeded", "FAILED": "failed", "CANCELED": "cancelled", "CANCELLED": "cancelled"}
 
 
 def _scalars(d: dict | None) -> dict[str, Any]:
     return {k: v for k, v in (d or {}).items() if isinstance(v, str | int | float | bool) or v is None}
 
 
-def symbol_summary(symbol: str, newest: dict[str, Any] | None, artifacts: str | Path | None) -> dict[str, Any]:
-    """The store's newest manifest of ``symbol`` after the run, with the data facts of its card."""
+def symbol_summary(symbol: str, newest: dict[str, Any] | None, artifacts: str | Path | None = None,
+                   card: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The store's newest manifest of ``symbol`` after the run, with the data facts of its card
+    (``card``, or ``model_card.json`` in the ``artifacts`` folder)."""
     if newest is None:
         return {"symbol": symbol, "status": "not published"}
     test = newest.get("metrics") or {}
     data: dict[str, Any] = {}
     card_file = Path(artifacts) / "model_card.json" if artifacts else None
-    if card_file and card_file.is_file():
-        card_data = json.loads(card_file.read_text()).get("data") or {}
+    if card is None and card_file and card_file.is_file():
+        card = json.loads(card_file.read_text())
+    if card:
+        card_data = card.get("data") or {}
         data = {**_scalars(card_data), "validation": _scalars(card_data.get("validation"))}
     return {
         "symbol": symbol,
@@ -50,14 +62,79 @@ def symbol_summary(symbol: str, newest: dict[str, Any] | None, artifacts: str | 
 
 def run_summary(status: str, symbols: dict[str, dict[str, Any]], *, error: str | None = None,
                 run_url: str | None = None) -> dict[str, Any]:
-    """``symbols``: per symbol ``{"newest": manifest, "artifacts": folder}`` (run_local's view)."""
+    """``symbols``: per symbol ``{"newest": manifest, "artifacts": folder}`` (run_local's view)
+    or ``{"newest": manifest, "card": model card}`` (:func:`store_results`)."""
     return {
         "pipeline": "hourly-training",
         "status": status,
         "error": error,
         "run_url": run_url,
-        "symbols": [symbol_summary(s, v.get("newest"), v.get("artifacts")) for s, v in symbols.items()],
+        "symbols": [symbol_summary(s, v.get("newest"), v.get("artifacts"), v.get("card")) for s, v in symbols.items()],
     }
+
+
+def store_results(store_uri: str, symbols: list[str], since: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per symbol, the version this run published (the newest one published at or after
+    ``since``, the run's creation time) and its model card, read back from the store: the
+    exit task cannot take the ParallelFor's outputs (see docs/operations.md)."""
+    from make_us_rich.store import ModelStore
+
+    try:
+        start = _utc(since) if since else None
+    except ValueError:
+        raise ValueError(f"the run's creation time {since!r} is not an ISO 8601 time") from None
+    store = ModelStore(store_uri)
+    results: dict[str, dict[str, Any]] = {}
+    for symbol in symbols:
+        versions = [m for m in store.versions(symbol)
+                    if start is None or (m.get("published") and _utc(m["published"]) >= start)]
+        newest = versions[-1] if versions else None
+        card = None
+        if newest and "model_card.json" in newest.get("files", {}):
+            card = json.loads(store.read(symbol, newest["version"], "model_card.json"))
+        results[symbol] = {"newest": newest, "card": card}
+    return results
+
+
+def _utc(text: str) -> datetime:
+    """An ISO time (``...Z`` or ``+00:00``), truncated to seconds as the manifests keep it."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(microsecond=0)
+
+
+def run_link(dashboard_url: str | None, run_id: str | None) -> str | None:
+    """The run's page in the Kubeflow Pipelines UI (``dashboard_url``: the UI's base, e.g.
+    ``https://kubeflow.example.com/_/pipeline``), when both are known."""
+    if not dashboard_url or not run_id:
+        return None
+    return f"{dashboard_url.rstrip('/')}/#/runs/details/{run_id}"
+
+
+def notify_pipeline_run(state: str, symbols: list[str], store_uri: str, *, since: str | None = None,
+                        run_id: str | None = None, dashboard_url: str | None = None,
+                        error: str | None = None) -> tuple[dict[str, Any], str]:
+    """The exit task's work: build the run's summary from the store and post it to
+    ``MKRICH_NOTIFY_URL`` (format ``MKRICH_NOTIFY_FORMAT``, default slack) when set. Returns the
+    summary and what became of it (for the task's log). Nothing here raises: a summary that
+    cannot read the store says so, a webhook that fails is logged."""
+    status = STATES.get(state.upper(), state.lower())
+    link = run_link(dashboard_url or os.environ.get(DASHBOARD_ENV), run_id)
+    try:
+        results = store_results(store_uri, symbols, since)
+    except Exception as exc:  # the summary must still go out
+        log.error("could not read the run's results from the store %s: %s", store_uri, exc)
+        results = {s: {} for s in symbols}
+        error = "; ".join(x for x in (error, f"results not read from the store: {type(exc).__name__}: {exc}") if x)
+    summary = run_summary(status, results, error=error or None, run_url=link)
+    url = os.environ.get(NOTIFY_ENV, "").strip()
+    if not url:
+        return summary, f"no webhook configured ({NOTIFY_ENV} unset): summary logged only"
+    fmt = os.environ.get(FORMAT_ENV, "").strip().lower() or "slack"
+    if fmt not in FORMATS:
+        log.error("%s must be one of %s, got %r; sending the slack format", FORMAT_ENV, ", ".join(FORMATS), fmt)
+        fmt = "slack"
+    if post(url, body(summary, fmt)):
+        return summary, f"run summary sent to the webhook ({fmt})"
+    return summary, "run summary NOT delivered to the webhook (see the warning above); the run is unaffected"
 
 
 def text(summary: dict[str, Any]) -> str:
@@ -67,9 +144,15 @@ def text(summary: dict[str, Any]) -> str:
         lines.append(f"run: {summary['run_url']}")
     for s in summary["symbols"]:
         head = f"{s['symbol']}: {s['status']}" + (f" {s['version']}" if s.get("version") else "")
-        if s.get("data", {}).get("rows") is not None:
-            head += f" ({s['data']['rows']} rows)"
+        data = s.get("data") or {}
+        if data.get("rows") is not None:
+            gaps = (data.get("validation") or {}).get("gaps")
+            head += f" ({data['rows']} rows" + (f", {gaps} gaps" if gaps is not None else "") + ")"
         lines.append(head)
+        pinball = (s.get("model") or {}).get("mean_pinball")
+        if pinball is not None:
+            baselines = "  ".join(f"{k} {v:.4g}" for k, v in (s.get("baselines") or {}).items() if v is not None)
+            lines.append(f"  mean pinball {pinball:.4g}" + (f" (baselines: {baselines})" if baselines else ""))
         ratios = s.get("ratios") or {}
         if ratios:
             lines.append("  " + "  ".join(f"{k} {v:.4f}" for k, v in ratios.items() if v is not None))

@@ -175,7 +175,7 @@ def train_stage(
     model_dir: str | Path,
     *,
     train_csv: str | Path | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     tensorboard_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Stage 6: fit the quantile LSTM on pinball loss, early-stopping on the validation windows

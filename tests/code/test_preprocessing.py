@@ -9,19 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from make_us_rich import stages
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 from make_us_rich.preprocessing import (
     FEATURE_COLUMNS,
     create_sequences,
     extract_features_from_dataset,
     load_scaler,
-    preprocess,
-    required_rows,
     save_scaler,
-    scale_data,
     split_data,
-    split_sequences,
 )
+from make_us_rich.preprocessing.scaling import FEATURE_RANGE
+from make_us_rich.preprocessing.windows import QUANTILE_FEATURES, stationary_inputs
+from make_us_rich.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -67,33 +67,75 @@ def test_split_rejects_bad_fractions(features):
             split_data(features, bad)
 
 
-def test_scaler_fits_on_train_only(features):
-    train, test = split_data(features, 0.1)
-    train_s, test_s, scaler = scale_data(train, test)
-    np.testing.assert_allclose(scaler.data_min_, train.min().to_numpy())
-    np.testing.assert_allclose(scaler.data_max_, train.max().to_numpy())
-    varying = train.nunique() > 1
-    np.testing.assert_allclose(train_s.loc[:, varying].min(), -1.0, atol=1e-12)
-    np.testing.assert_allclose(train_s.loc[:, varying].max(), 1.0, atol=1e-12)
-    # The test set is scaled with the train parameters, by hand: 2 (x - min) / (max - min) - 1.
-    lo, hi = train["close"].min(), train["close"].max()
-    np.testing.assert_allclose(test_s["close"], 2 * (test["close"] - lo) / (hi - lo) - 1, rtol=1e-12)
-    # Values outside the train range are not clipped: train ends in ISO week 50, test reaches 52.
-    assert test_s["week_of_year"].max() > 1.05
-    assert list(test_s.columns) == list(FEATURE_COLUMNS)
-    pd.testing.assert_index_equal(test_s.index, test.index)
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """The stage chain (fetch -> features -> split -> windows -> scale) on the last 120 days of
+    the bundled BTCEUR sample, as the pipeline runs it."""
+    out = tmp_path_factory.mktemp("chain")
+    stages.fetch_stage("sample", "BTCEUR", out / "klines", lookback_days=120)
+    stages.features_stage(out / "klines", out / "features.csv")
+    split = stages.split_stage(out / "features.csv", out / "train.csv", out / "test.csv", 0.1)
+    windows = stages.sequences_stage(out / "train.csv", out / "test.csv", out / "seq.npz", 24, 0.2)
+    stages.scale_stage(out / "seq.npz", out / "scaler", TrainConfig().inputs)
+    return out, split, windows
+
+
+def test_windows_stage_holds_out_the_latest_train_windows_and_the_test_period(chain):
+    out, split, windows = chain
+    train, test = stages.read_table(out / "train.csv"), stages.read_table(out / "test.csv")
+    assert split["train_rows"] + split["test_rows"] == 120 * 24 and split["test_rows"] == 288
+    assert train.index.max() < test.index.min()
+    with np.load(out / "seq.npz") as z:
+        X_train, X_val, X_test, t_test = z["X_train"], z["X_val"], z["X_test"], z["t_test"]
+        assert X_train.shape[1:] == X_test.shape[1:] == (24, len(QUANTILE_FEATURES))
+    n = windows["train_windows"] + windows["val_windows"]
+    assert windows["val_windows"] == int(np.ceil(0.2 * n)) and len(X_val) == windows["val_windows"]
+    # validation windows are the latest train windows: they follow the training ones in time
+    close = QUANTILE_FEATURES.index("close")
+    last_train_close = X_train[-1, -1, close]
+    assert last_train_close in train["close"].to_numpy(np.float32)
+    assert X_val[0, -2, close] == last_train_close  # the next window, one hour later
+    # every test window forecasts an hour of the test period (its history may reach into train)
+    assert pd.DatetimeIndex(t_test, tz="UTC").min() >= test.index.min() and len(X_test) == windows["test_windows"]
+
+
+def test_scale_stage_fits_on_the_train_windows_only(chain):
+    out, _, _ = chain
+    inputs = TrainConfig().inputs
+    scaler = load_scaler(out / "scaler")
+    with np.load(out / "seq.npz") as z:
+        train = stationary_inputs(z["X_train"], inputs).reshape(-1, scaler.n_features_in_)
+        everything = stationary_inputs(np.concatenate([z["X_train"], z["X_val"], z["X_test"]]), inputs)
+    np.testing.assert_allclose(scaler.data_min_, train.min(axis=0))
+    np.testing.assert_allclose(scaler.data_max_, train.max(axis=0))
+    assert scaler.feature_range == FEATURE_RANGE
+    # validation and test are not part of the fit: they reach beyond the train range
+    assert (everything.reshape(-1, scaler.n_features_in_).max(axis=0) > scaler.data_max_).any()
+
+
+def test_too_little_history_is_refused_with_what_to_do(chain, tmp_path):
+    out, _, _ = chain
+    short = stages.read_table(out / "features.csv").iloc[-26:]  # 23 train rows: no window of 24 h
+    short.to_csv(tmp_path / "features.csv")
+    stages.split_stage(tmp_path / "features.csv", tmp_path / "train.csv", tmp_path / "test.csv", 0.1)
+    with pytest.raises(InsufficientHistoryError, match="need at least 25 rows"):
+        stages.sequences_stage(tmp_path / "train.csv", tmp_path / "test.csv", tmp_path / "s.npz", 24, 0.2)
+    assert not (tmp_path / "s.npz").exists()
 
 
 def test_scaler_persists_as_pickle_and_json_exactly(tmp_path, features):
+    from sklearn.preprocessing import MinMaxScaler
+
     train, test = split_data(features, 0.1)
-    _, test_s, scaler = scale_data(train, test)
+    scaler = MinMaxScaler(feature_range=FEATURE_RANGE).fit(train)
+    test_s = scaler.transform(test)
     pkl, js = save_scaler(scaler, tmp_path)
     params = json.loads(js.read_text())
     assert params["feature_names"] == list(FEATURE_COLUMNS)
     assert params["feature_range"] == [-1.0, 1.0]
     for loaded in (load_scaler(js), load_scaler(tmp_path), load_scaler(pkl)):
         out = loaded.transform(test)
-        np.testing.assert_array_equal(out, test_s.to_numpy())  # bit-exact
+        np.testing.assert_array_equal(out, test_s)  # bit-exact
         np.testing.assert_array_equal(loaded.inverse_transform(out), scaler.inverse_transform(out))
     assert isinstance(pickle.loads(pkl.read_bytes()), type(scaler))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scaler.json", "scaler.pkl"]
@@ -129,34 +171,6 @@ def test_create_sequences_errors(features):
         create_sequences(features, "close", 0)
 
 
-def test_split_sequences_latest_are_validation(features):
-    X, y = create_sequences(features, "close", 24)
-    X_tr, y_tr, X_va, y_va = split_sequences(X, y, 0.2)
-    assert len(X_va) == int(np.ceil(len(X) * 0.2)) and len(X_tr) + len(X_va) == len(X)
-    np.testing.assert_array_equal(X_va[0], X[len(X_tr)])
-    np.testing.assert_array_equal(y_tr[-1], y[len(X_tr) - 1])
-
-
-def test_preprocess_end_to_end(sample_btceur):
-    res = preprocess(sample_btceur, 24)
-    s = res.summary()
-    assert s["train_rows"] + s["test_rows"] == len(sample_btceur)
-    assert s["train_windows"] + s["val_windows"] == s["train_rows"] - 24
-    assert s["test_windows"] == s["test_rows"] - 24
-    assert res.X_test.shape[1:] == (24, len(FEATURE_COLUMNS))
-    # y_test is the scaled close of the test rows after the first window.
-    np.testing.assert_allclose(res.y_test, res.test["close"].to_numpy()[24:].astype(np.float32))
-
-
-def test_too_little_history_says_how_many_rows(sample_btceur):
-    need = required_rows(120)
-    assert need == 1201  # ceil(10 % of 1201) = 121 test rows: one window of 120 + its target
-    res = preprocess(sample_btceur.iloc[:need], 120)
-    assert len(res.X_test) >= 1 and len(res.X_val) >= 1 and len(res.X_train) >= 1
-    with pytest.raises(InsufficientHistoryError, match=r"need at least 1201\. Fetch more history"):
-        preprocess(sample_btceur.iloc[: need - 1], 120)
-
-
 def test_calendar_features_match_pandas_over_decades():
     from make_us_rich.preprocessing.features import calendar_features
 
@@ -176,13 +190,10 @@ def test_windows_across_gaps_are_masked(btcusdt_2023):
         btcusdt_2023[btcusdt_2023["timestamp"].dt.month == 3]
     )
     assert report.missing_candles == 1
-    res = preprocess(klines, 24)
-    weights = np.concatenate([res.w_train, res.w_val])
-    # exactly the 24 windows whose rows or target straddle the missing hour get weight 0
-    assert int((weights == 0).sum()) == 24
-    assert res.test_mask.all()  # the test rows (last 10 %) have no gap
-    assert res.summary()["windows_across_gaps"] == 24
+    idx = pd.DatetimeIndex(klines["timestamp"])
+    kept = contiguous_windows(idx, 24, pd.Timedelta(hours=1))
+    # exactly the 24 windows whose rows or target straddle the missing hour are left out
+    assert len(kept) == len(idx) - 24 and int((~kept).sum()) == 24
     # brute force on the index: a window is kept iff its L+1 rows are consecutive hours
-    idx = res.train.index
     brute = np.array([(np.diff(idx[i : i + 25].asi8) == 3_600 * 10**9).all() for i in range(len(idx) - 24)])
-    np.testing.assert_array_equal(contiguous_windows(idx, 24, pd.Timedelta(hours=1)), brute)
+    np.testing.assert_array_equal(kept, brute)

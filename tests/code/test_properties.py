@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from make_us_rich.preprocessing import create_sequences, required_rows, split_data, split_sequences
+from make_us_rich.preprocessing import create_sequences, split_data
 from make_us_rich.preprocessing.split import holdout_size
 
 fractions = st.floats(min_value=0.01, max_value=0.99)
@@ -48,32 +47,3 @@ def test_split_data_boundaries(rows, test_size):
     assert len(test) >= 1 and len(test) == holdout_size(rows, test_size)
     assert train["v"].max() < test["v"].min()  # chronological
     assert abs(len(test) - rows * test_size) < 1
-
-
-@settings(max_examples=200, deadline=None)
-@given(n=st.integers(2, 5000), val_size=fractions)
-def test_split_sequences_boundaries(n, val_size):
-    X = np.arange(n, dtype=np.float32).reshape(n, 1, 1)
-    y = np.arange(n, dtype=np.float32)
-    if n - holdout_size(n, val_size) < 1:
-        return
-    X_tr, y_tr, X_va, y_va = split_sequences(X, y, val_size)
-    assert len(X_tr) + len(X_va) == n and len(X_va) >= 1
-    assert y_tr.max() < y_va.min()  # the latest windows are validation
-    np.testing.assert_array_equal(np.concatenate([y_tr, y_va]), y)
-
-
-@settings(max_examples=15, deadline=None)
-@given(length=st.integers(1, 200))
-def test_required_rows_is_the_minimum(length):
-    """preprocess works on exactly required_rows() real candles and refuses one fewer."""
-    from make_us_rich.data import load_klines
-    from make_us_rich.errors import InsufficientHistoryError
-    from make_us_rich.preprocessing import preprocess
-
-    klines = load_klines("sample", "BTCEUR")[0]
-    need = required_rows(length)
-    res = preprocess(klines.iloc[:need], length)
-    assert min(len(res.X_train), len(res.X_val), len(res.X_test)) >= 1
-    with pytest.raises(InsufficientHistoryError, match=f"need at least {need}"):
-        preprocess(klines.iloc[: need - 1], length)

@@ -97,6 +97,8 @@ def rendered(manifests_copy) -> dict[str, list[dict]]:
                        "--set", "predictor.enabled=true"],
         "alerting": ["--set", "predictor.enabled=true", "--set", "alerting.enabled=true",
                      "--set", "symbols={BTCEUR,BTCUSDT}", "--set", "alerting.labels.release=kube-prometheus-stack"],
+        "alerting-no-triton": ["--set", "predictor.enabled=true", "--set", "alerting.enabled=true",
+                               "--set", "triton.enabled=false"],
         "console": ["--set", "console.enabled=true", "--set", "console.ingress.enabled=true",
                     "--set", "console.postgres.enabled=true", "--set", "predictor.tokenSecret=mkrich-token"],
         "console-predictor": ["--set", "console.enabled=true", "--set", "triton.enabled=false",

@@ -1,6 +1,7 @@
 """The optional alerting objects (kustomize component alerting, chart value alerting.enabled):
-valid prometheus-operator resources, one rule source for both, a PodMonitor that finds the
-predictor pods, and a dashboard and rules that read only metrics we export."""
+valid prometheus-operator resources, one rule source for both, PodMonitors that find the
+predictor pods and Triton's metrics port, and a dashboard and rules that read only metrics we
+(or Triton) export."""
 
 from __future__ import annotations
 
@@ -16,19 +17,30 @@ from conftest import REPO
 SCHEMAS = Path(__file__).parent / "schemas"
 ALERTING = REPO / "manifests" / "components" / "alerting"
 VARIANTS = ("kustomize:overlays/alerting-test", "helm:alerting")
+#: Triton's per-model metrics, from its documentation (docs/user_guide/metrics.md of
+#: triton-inference-server/server): what the Triton rules may read
+TRITON_METRICS = {
+    "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
+    "nv_inference_exec_count", "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
+    "nv_inference_compute_input_duration_us", "nv_inference_compute_infer_duration_us",
+    "nv_inference_compute_output_duration_us",
+}
 
 
-def of_kind(documents, kind):
-    return [d for d in documents if d["kind"] == kind]
+def of_kind(documents, kind, name=None):
+    return [d for d in documents if d["kind"] == kind and name in (None, d["metadata"]["name"])]
 
 
 def test_only_where_asked_for(rendered):
     for variant, documents in rendered.items():
-        kinds = {d["kind"] for d in documents}
+        objects = {(d["kind"], d["metadata"]["name"]) for d in documents if d["kind"] in ("PrometheusRule", "PodMonitor")}
         if variant in VARIANTS:
-            assert {"PrometheusRule", "PodMonitor"} <= kinds, variant
+            assert objects == {("PrometheusRule", "mkrich-alerts"), ("PodMonitor", "mkrich-predictor"),
+                               ("PrometheusRule", "mkrich-triton-alerts"), ("PodMonitor", "mkrich-triton")}, variant
+        elif variant == "helm:alerting-no-triton":  # no Triton, no Triton alerts
+            assert objects == {("PrometheusRule", "mkrich-alerts"), ("PodMonitor", "mkrich-predictor")}
         else:
-            assert not kinds & {"PrometheusRule", "PodMonitor"}, variant
+            assert not objects, variant
 
 
 def test_prometheus_operator_objects_match_their_schemas(rendered):
@@ -36,8 +48,10 @@ def test_prometheus_operator_objects_match_their_schemas(rendered):
                for kind in ("PrometheusRule", "PodMonitor")}
     for variant in VARIANTS:
         for kind, schema in schemas.items():
-            (doc,) = of_kind(rendered[variant], kind)
-            jsonschema.validate(doc, schema)
+            found = of_kind(rendered[variant], kind)
+            assert len(found) == 2, variant
+            for doc in found:
+                jsonschema.validate(doc, schema)
     typo = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "x"},
             "spec": {"selector": {}, "podMetricEndpoints": []}}
     try:
@@ -49,17 +63,18 @@ def test_prometheus_operator_objects_match_their_schemas(rendered):
 
 
 def test_chart_and_kustomize_render_the_same_rules(rendered):
-    source = yaml.safe_load((ALERTING / "prometheusrule.yaml").read_text())["spec"]
-    for variant in VARIANTS:
-        (rule,) = of_kind(rendered[variant], "PrometheusRule")
-        assert rule["spec"] == source, variant
-    (chart_rule,) = of_kind(rendered["helm:alerting"], "PrometheusRule")
-    assert chart_rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    for name, source_file in (("mkrich-alerts", "prometheusrule.yaml"), ("mkrich-triton-alerts", "prometheusrule-triton.yaml")):
+        source = yaml.safe_load((ALERTING / source_file).read_text())["spec"]
+        for variant in VARIANTS:
+            (rule,) = of_kind(rendered[variant], "PrometheusRule", name)
+            assert rule["spec"] == source, (variant, name)
+        (chart_rule,) = of_kind(rendered["helm:alerting"], "PrometheusRule", name)
+        assert chart_rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_pod_monitor_finds_the_predictor_pods(rendered):
     for variant in VARIANTS:
-        (monitor,) = of_kind(rendered[variant], "PodMonitor")
+        (monitor,) = of_kind(rendered[variant], "PodMonitor", "mkrich-predictor")
         (expr,) = monitor["spec"]["selector"]["matchExpressions"]
         assert expr["key"] == "serving.kserve.io/inferenceservice" and expr["operator"] == "In"
         predictors = {d["metadata"]["name"]: d for d in of_kind(rendered[variant], "InferenceService")
@@ -70,6 +85,35 @@ def test_pod_monitor_finds_the_predictor_pods(rendered):
         for isvc in predictors.values():
             ports = {p.get("name"): p["containerPort"] for p in isvc["spec"]["predictor"]["containers"][0]["ports"]}
             assert ports.get(endpoint["port"]) == 8080, (variant, isvc["metadata"]["name"])
+
+
+def test_triton_pod_monitor_scrapes_port_8002_of_the_triton_pods(rendered):
+    """Knative declares only the serving port: the monitor keeps Triton's container target
+    and rewrites its address to the pod IP and Triton's metrics port."""
+    source = yaml.safe_load((ALERTING / "podmonitor-triton.yaml").read_text())["spec"]
+    for variant in VARIANTS:
+        (monitor,) = of_kind(rendered[variant], "PodMonitor", "mkrich-triton")
+        (expr,) = monitor["spec"]["selector"]["matchExpressions"]
+        tritons = [d for d in of_kind(rendered[variant], "InferenceService")
+                   if d["spec"]["predictor"].get("model", {}).get("runtime") == "kserve-tritonserver"]
+        assert [t["metadata"]["name"] for t in tritons] == ["mkrich-onnx"], variant
+        assert (expr["key"], expr["operator"], expr["values"]) == ("serving.kserve.io/inferenceservice", "In", ["mkrich-onnx"])
+        (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+        (wanted,) = source["podMetricsEndpoints"]
+        assert endpoint["relabelings"] == wanted["relabelings"] and endpoint["path"] == "/metrics", variant
+        keep, address = endpoint["relabelings"]
+        assert (keep["sourceLabels"], keep["regex"], keep["action"]) == (["__meta_kubernetes_pod_container_name"], "kserve-container", "keep")
+        assert (address["sourceLabels"], address["targetLabel"]) == (["__meta_kubernetes_pod_ip"], "__address__")
+        assert re.fullmatch(address["regex"], "10.1.2.3") and address["replacement"] == "${1}:8002"
+        assert "port" not in endpoint and "portNumber" not in endpoint
+
+
+def test_triton_rules_read_only_tritons_documented_metrics(rendered):
+    (rule,) = of_kind(rendered["helm:alerting"], "PrometheusRule", "mkrich-triton-alerts")
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    used = {m for e in exprs for m in re.findall(r"\bnv_\w+", e)}
+    assert used <= TRITON_METRICS and {"nv_inference_request_failure", "nv_inference_queue_duration_us"} <= used
+    assert all('job=~".+/mkrich-triton"' in e for e in exprs if "up{" in e)  # the PodMonitor's job label
 
 
 def _exported_metrics() -> set[str]:
@@ -101,7 +145,7 @@ def test_rules_and_dashboard_read_only_exported_metrics(rendered):
     board = json.loads(dashboard["data"]["make-us-rich.json"])
     assert board == json.loads(kustomized["data"]["make-us-rich.json"])
     exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
-    (rule,) = of_kind(rendered["helm:alerting"], "PrometheusRule")
+    (rule,) = of_kind(rendered["helm:alerting"], "PrometheusRule", "mkrich-alerts")
     exprs += [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     used = {m for e in exprs for m in re.findall(r"\b(?:mkrich_\w+|request_\w+_seconds\w*)", e)}
     assert used and used <= exported, used - exported

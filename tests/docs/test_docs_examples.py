@@ -118,7 +118,9 @@ def test_quickstart_runs_as_written(quickstart):
     store, outputs = quickstart
     run, serve = outputs[0], outputs[1]
     assert "pipeline finished" in run and re.search(r"BTCEUR\s+accepted", run), run
-    assert len(re.findall(r"^  ok  ", run, re.M)) == 9
+    assert len(re.findall(r"^  ok  ", run, re.M)) == 9 + 1  # and the exit handler, notify-run
+    assert "run summary\nhourly-training run succeeded\nBTCEUR: accepted " in run
+    assert "(no webhook configured (MKRICH_NOTIFY_URL unset): summary logged only)" in run
     number = r"\d{1,3}(?:,\d{3})*\.\d\d"
     assert re.search(rf"^BTCEUR next close \(.*\): {number}$", serve, re.M), serve
     assert re.search(rf"^  50 %: {number} - {number}   90 %: {number} - {number}$", serve, re.M), serve

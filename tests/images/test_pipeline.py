@@ -116,7 +116,13 @@ def test_pipeline_in_its_images_publishes_to_s3(in_images, s3_client_env):
     # every step's outputs were written by the containers, as uid 10001
     run_dir = next(in_images["root"].glob("hourly-training-*"))
     steps = {p.parent.name for p in run_dir.glob("**/executor_output.json")}
-    assert {"train-lstm", "convert-to-onnx", "evaluate-and-gate", "publish-model"} <= steps, steps
+    assert {"train-lstm", "convert-to-onnx", "evaluate-and-gate", "publish-model", "notify-run"} <= steps, steps
+    # the exit handler, in the data image, read the run's result back from S3
+    notify = json.loads((run_dir / "notify-run" / "executor_output.json").read_text())
+    summary = json.loads(notify["parameterValues"]["Output"])
+    assert summary["status"] == "succeeded" and summary["delivery"].startswith("no webhook configured"), summary
+    assert [(s["symbol"], s["status"], s["version"]) for s in summary["symbols"]] == [
+        (SYMBOL, "accepted", manifest["version"])]
     evaluation = next(run_dir.glob("**/evaluate-and-gate"))
     assert (evaluation / "artifacts" / "model.onnx").stat().st_uid == 10001
     assert "<img" in (evaluation / "report").read_text()

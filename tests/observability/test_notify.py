@@ -56,3 +56,78 @@ def test_a_failing_webhook_is_logged_not_raised(receiver, caplog):
     assert "s3cretpath" not in caplog.text
     with pytest.raises(ValueError, match="slack, json"):
         body(summary, "teams")
+
+
+# ------------------------------------------------------------------ the exit task's builder
+def test_exit_task_summary_from_the_store_in_both_formats(tmp_path, receiver, monkeypatch, trained_artifacts,
+                                                          rejected_artifacts):
+    """What the pipeline's exit task does (notify_run -> notify_pipeline_run): the version each
+    symbol published in THIS run, read back from a real store with its model card; one POST."""
+    import time
+
+    from make_us_rich.notify import DASHBOARD_ENV, FORMAT_ENV, NOTIFY_ENV, notify_pipeline_run
+
+    def now() -> str:
+        time.sleep(1.1)  # manifests keep seconds
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    store = ModelStore(tmp_path / "store")
+    store.publish(rejected_artifacts, "BTCEUR")  # an earlier run's: not this run's result
+    since = now()
+    accepted = store.publish(trained_artifacts, "BTCEUR")
+    monkeypatch.setenv(NOTIFY_ENV, receiver.hook_url)
+    monkeypatch.setenv(FORMAT_ENV, "json")
+    monkeypatch.setenv(DASHBOARD_ENV, "https://kubeflow.example/_/pipeline/")
+
+    summary, outcome = notify_pipeline_run("SUCCEEDED", ["BTCEUR", "BTCUSDT"], store.uri, since=since,
+                                           run_id="0d6f-run")
+    assert outcome == "run summary sent to the webhook (json)"
+    (sent,) = receiver.wait(1)
+    assert sent == summary and sent["status"] == "succeeded" and sent["error"] is None
+    assert sent["run_url"] == "https://kubeflow.example/_/pipeline/#/runs/details/0d6f-run"
+    btceur, btcusdt = sent["symbols"]
+    assert (btceur["status"], btceur["version"]) == ("accepted", accepted.version)
+    assert btceur["gate_reasons"] == store.versions("BTCEUR")[-1]["gate"]["reasons"]
+    assert btcusdt == {"symbol": "BTCUSDT", "status": "not published"}
+    assert btceur["data"]["rows"] == 1800 and btceur["data"]["validation"]["gaps"] == 0  # from the stored card
+    assert btceur["model"]["mean_pinball"] > 0 and btceur["baselines"]["empirical"] > 0
+
+    since = now()  # the next hour's run: rejected, and it failed for another symbol
+    rejected = store.publish(rejected_artifacts, "BTCEUR")
+    monkeypatch.setenv(FORMAT_ENV, "slack")
+    monkeypatch.delenv(DASHBOARD_ENV)
+    summary, outcome = notify_pipeline_run("FAILED", ["BTCEUR", "BTCUSDT"], store.uri, since=since,
+                                           run_id="1e7a-run", error="Task exit-handler-1 failed.")
+    assert outcome == "run summary sent to the webhook (slack)"
+    (_, slack) = receiver.wait(2)
+    assert set(slack) == {"text"} and slack["text"] == text(summary)
+    lines = slack["text"].splitlines()
+    assert lines[0] == "hourly-training run failed: Task exit-handler-1 failed."
+    assert lines[1] == f"BTCEUR: rejected {rejected.version} (1800 rows, 0 gaps)"  # no link: no UI known
+    assert lines[2].startswith("  mean pinball ") and "(baselines: " in lines[2] and "empirical" in lines[2]
+    assert any(line.startswith("  gate: 90 % interval coverage") and "outside 0.99-1.00" in line for line in lines)
+    assert lines[-1] == "BTCUSDT: not published"
+
+
+def test_exit_task_never_fails_on_the_webhook_or_the_store(tmp_path, receiver, monkeypatch, caplog):
+    from make_us_rich.notify import FORMAT_ENV, NOTIFY_ENV, notify_pipeline_run
+
+    monkeypatch.delenv(NOTIFY_ENV, raising=False)
+    summary, outcome = notify_pipeline_run("SUCCEEDED", ["BTCEUR"], str(tmp_path / "empty"))
+    assert outcome.startswith("no webhook configured") and summary["symbols"] == [
+        {"symbol": "BTCEUR", "status": "not published"}]
+
+    url = receiver.hook_url
+    receiver.stop()  # unreachable
+    monkeypatch.setenv(NOTIFY_ENV, url)
+    monkeypatch.setenv(FORMAT_ENV, "teams")
+    with caplog.at_level(logging.WARNING, logger="make_us_rich.notify"):
+        summary, outcome = notify_pipeline_run("SUCCEEDED", ["BTCEUR"], "s3://", since="2026-01-01T00:00:00Z")
+    assert "NOT delivered" in outcome
+    assert "MKRICH_NOTIFY_FORMAT must be one of slack, json, got 'teams'" in caplog.text
+    assert "run summary not delivered to the webhook at http://127.0.0.1" in caplog.text
+    assert summary["symbols"] == [{"symbol": "BTCEUR", "status": "not published"}]
+    assert "results not read from the store" in summary["error"]  # said in the summary, not raised
+
+    summary, _ = notify_pipeline_run("SUCCEEDED", ["BTCEUR"], str(tmp_path / "empty"), since="{{$.pipeline_job_create_time_utc}}")
+    assert "the run's creation time '{{$.pipeline_job_create_time_utc}}' is not an ISO 8601 time" in summary["error"]

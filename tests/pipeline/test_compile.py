@@ -33,9 +33,11 @@ def test_one_task_per_stage_in_a_parallel_for(compiled):
     ir, _, _ = compiled
     assert ir["pipelineInfo"]["name"] == "hourly-training"
     root = ir["root"]["dag"]["tasks"]
-    assert list(root) == ["for-loop-1"]
-    assert root["for-loop-1"]["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--symbols"
-    loop = ir["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert sorted(root) == ["exit-handler-1", "notify-run"]
+    body = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    assert list(body) == ["for-loop-2"]
+    assert body["for-loop-2"]["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--symbols"
+    loop = ir["components"]["comp-for-loop-2"]["dag"]["tasks"]
     assert set(loop) == set(STAGES)
     for name, deps in STAGES.items():
         assert sorted(loop[name].get("dependentTasks") or []) == sorted(deps or []), name
@@ -53,7 +55,7 @@ def test_images_by_role_and_no_runtime_pip_install(compiled):
 
 def test_caching_off_retries_resources_timeout(compiled):
     ir, platform, _ = compiled
-    loop = ir["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    loop = ir["components"]["comp-for-loop-2"]["dag"]["tasks"]
     for name, task in loop.items():
         assert not task.get("cachingOptions", {}).get("enableCache"), name
     assert loop["fetch-klines"]["retryPolicy"]["maxRetryCount"] == 3
@@ -66,9 +68,30 @@ def test_caching_off_retries_resources_timeout(compiled):
     assert secret["optional"] is True
 
 
+def test_the_exit_task_sends_the_run_summary_whatever_the_body_did(compiled):
+    ir, platform, _ = compiled
+    notify = ir["root"]["dag"]["tasks"]["notify-run"]
+    assert notify["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert notify["dependentTasks"] == ["exit-handler-1"]
+    params = notify["inputs"]["parameters"]
+    assert params["status"]["taskFinalStatus"]["producerTask"] == "exit-handler-1"
+    assert params["run_created"]["runtimeValue"]["constant"] == "{{$.pipeline_job_create_time_utc}}"
+    assert params["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert params["symbols"]["componentInputParameter"] == "symbols"
+    assert not notify.get("cachingOptions", {}).get("enableCache")
+    assert ir["deploymentSpec"]["executors"]["exec-notify-run"]["container"]["image"] == image("data")
+    secrets = {s.get("secretName", "s3_secret param"): s for s in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+               ["exec-notify-run"]["secretAsEnv"]}
+    hook = secrets["mkrich-notify"]
+    assert hook["optional"] is True  # no Secret: the summary is only logged
+    assert {(k["secretKey"], k["envVar"]) for k in hook["keyToEnv"]} == {
+        ("url", "MKRICH_NOTIFY_URL"), ("format", "MKRICH_NOTIFY_FORMAT"), ("dashboard_url", "MKRICH_DASHBOARD_URL")}
+    assert set(secrets) == {"s3_secret param", "mkrich-pushgateway", "mkrich-notify"}  # reads the store, pushes a failure
+
+
 def test_fetch_ends_at_the_scheduled_time(compiled):
     ir, _, _ = compiled
-    fetch = ir["components"]["comp-for-loop-1"]["dag"]["tasks"]["fetch-klines"]
+    fetch = ir["components"]["comp-for-loop-2"]["dag"]["tasks"]["fetch-klines"]
     end = fetch["inputs"]["parameters"]["end_time"]["runtimeValue"]["constant"]
     assert end == "{{$.pipeline_job_schedule_time_utc}}"
 

@@ -13,7 +13,8 @@ from make_us_rich.training import TrainConfig
 
 #: Pipeline parameters that are not run settings but where the run goes (declared in the
 #: pipeline itself, cluster side).
-CLUSTER_ONLY = {"symbols", "source", "store_uri", "s3_endpoint", "s3_region", "s3_secret", "rollout_isvc"}
+CLUSTER_ONLY = {"symbols", "source", "store_uri", "s3_endpoint", "s3_region", "s3_secret", "rollout_isvc",
+                 "dashboard_url"}
 
 
 def _subparser(name: str):

@@ -249,6 +249,19 @@ def test_without_symbols_every_symbol_of_the_store_is_served_and_later_ones_too(
         srv.stop()
 
 
+def reload_metrics(symbol: str) -> dict[str, float]:
+    """``mkrich_reload_loop_state`` of ``symbol`` as the process's /metrics would expose it."""
+    from prometheus_client import REGISTRY, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import make_us_rich.serving.metrics  # noqa: F401 - registers the collector
+
+    return {s.labels["state"]: s.value
+            for family in text_string_to_metric_families(generate_latest(REGISTRY).decode())
+            for s in family.samples
+            if s.name == "mkrich_reload_loop_state" and s.labels["symbol"] == symbol}
+
+
 def test_a_poll_that_hangs_is_reported_stalled_then_recovers(tmp_path, trained_artifacts):
     """In process, on a real local store whose latest.json is swapped for a FIFO: reading it
     blocks like a store that stopped answering."""
@@ -271,6 +284,7 @@ def test_a_poll_that_hangs_is_reported_stalled_then_recovers(tmp_path, trained_a
         while time.time() < deadline and model.reload_state() != "stalled":
             time.sleep(0.05)
         assert model.status()["reload"]["state"] == "stalled"
+        assert reload_metrics("BTCEUR") == {"running": 0, "stalled": 1, "dead": 0}
         (latest.parent / "tmp").write_bytes(good)
         writer = os.open(latest, os.O_WRONLY)  # the poll is blocked opening it for reading
         os.replace(latest.parent / "tmp", latest)
@@ -279,8 +293,10 @@ def test_a_poll_that_hangs_is_reported_stalled_then_recovers(tmp_path, trained_a
         while time.time() < deadline and model.reload_state() != "running":
             time.sleep(0.05)
         assert model.reload_state() == "running" and model.last_reload_error is None
+        assert reload_metrics("BTCEUR") == {"running": 1, "stalled": 0, "dead": 0}
     finally:
         model.stop()
+    assert reload_metrics("BTCEUR") == {}  # a stopped loop exports no state
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the kill itself
@@ -303,6 +319,7 @@ def test_a_reload_thread_that_dies_is_reported_dead(tmp_path, trained_artifacts)
         thread.join(timeout=10)
         assert not thread.is_alive()
         assert model.reload_state() == "dead" and model.status()["reload"]["state"] == "dead"
+        assert reload_metrics("BTCEUR") == {"running": 0, "stalled": 0, "dead": 1}  # MkrichReloadLoopDown
     finally:
         model.stop()
     assert model.reload_state() != "dead"  # a stopped model is not reported dead

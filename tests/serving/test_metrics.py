@@ -55,6 +55,11 @@ def test_metrics_follow_predictions_and_reloads(tmp_path, trained_artifacts, win
         assert value(m, "mkrich_model_reloads_total", symbol="BTCEUR") == 0
         assert value(m, "mkrich_model_reload_failures_total", symbol="BTCEUR") == 0
         assert value(m, "mkrich_model_reload_failing", symbol="BTCEUR") == 0
+        assert [value(m, "mkrich_reload_loop_state", symbol="BTCEUR", state=s) for s in ("running", "stalled", "dead")] == [1, 0, 0]
+        first_poll = value(m, "mkrich_reload_loop_last_poll_timestamp_seconds", symbol="BTCEUR")
+        assert first_poll is None or time.time() - 60 < first_poll <= time.time()
+        wait_for(lambda: (value(scrape(srv.url), "mkrich_reload_loop_last_poll_timestamp_seconds", symbol="BTCEUR") or 0)
+                 > (first_poll or 0), "the reload loop's next poll (0.2 s)")
 
         status, body = srv.infer(windows)
         assert status == 200

@@ -1,4 +1,4 @@
-"""Stage 4: MinMax scaling to (-1, 1), fit on train only, persisted for inference.
+"""Stage 5: MinMax scaling to (-1, 1), fit on the train windows only, persisted for inference.
 
 The fitted scaler is saved twice (:func:`save_scaler`):
 
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import sklearn
 from sklearn.preprocessing import MinMaxScaler
 
@@ -28,30 +27,10 @@ SCALER_JSON = "scaler.json"
 _FORMAT = "make-us-rich/minmax-scaler/v1"
 
 
-def scale_data(
-    train: pd.DataFrame, test: pd.DataFrame, feature_range: tuple[float, float] = FEATURE_RANGE
-) -> tuple[pd.DataFrame, pd.DataFrame, MinMaxScaler]:
-    """Fit ``MinMaxScaler(feature_range)`` on ``train`` only and transform both.
-
-    Returns scaled copies (same index and columns, float64) and the fitted scaler. Test
-    values outside the train range scale outside (-1, 1): that is information, not clipped.
-    """
-    if list(train.columns) != list(test.columns):
-        raise ConfigError("train and test must have the same columns in the same order")
-    scaler = MinMaxScaler(feature_range=feature_range)
-    train_scaled = scaler.fit_transform(train)
-    test_scaled = scaler.transform(test)
-    return (
-        pd.DataFrame(train_scaled, index=train.index, columns=train.columns),
-        pd.DataFrame(test_scaled, index=test.index, columns=test.columns),
-        scaler,
-    )
-
-
 def scaler_to_dict(scaler: MinMaxScaler) -> dict[str, Any]:
     """The fitted parameters of a ``MinMaxScaler`` as JSON-ready values."""
     if not hasattr(scaler, "scale_"):
-        raise ConfigError("the scaler is not fitted; call scale_data first")
+        raise ConfigError("the scaler is not fitted; fit it on the train windows first (make_us_rich.preprocessing.windows.fit_input_scaler)")
     names = getattr(scaler, "feature_names_in_", None)
     return {
         "format": _FORMAT,

@@ -1,4 +1,4 @@
-"""Stage 5: sliding windows -> next-step target, as zero-copy strided views.
+"""Stage 4: sliding windows -> next-step target, as zero-copy strided views.
 
 ``X[i] = data[i : i + L]`` and ``y[i] = data[i + L, target]``: a window never contains the row of
 its own label (no look-ahead). Windows are read-only views of one float32 copy of the data, so
@@ -12,7 +12,6 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
-from make_us_rich.preprocessing.split import holdout_size
 
 
 def create_sequences(
@@ -52,24 +51,6 @@ def create_sequences(
     windows = sliding_window_view(values, (sequence_length, values.shape[1]))[:n, 0]
     targets = values[sequence_length:, target_idx]
     return windows, targets
-
-
-def split_sequences(
-    X: np.ndarray, y: np.ndarray, val_size: float = 0.2
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Chronological split of windows: the latest ``val_size`` are validation.
-
-    Returns ``X_train, y_train, X_val, y_val`` (views, no copy).
-    """
-    if len(X) != len(y):
-        raise ConfigError(f"X and y differ in length ({len(X)} vs {len(y)})")
-    n_val = holdout_size(len(X), val_size)
-    if len(X) - n_val < 1:
-        raise InsufficientHistoryError(
-            f"{len(X)} window(s) cannot be split into train and validation (val_size={val_size})"
-        )
-    cut = len(X) - n_val
-    return X[:cut], y[:cut], X[cut:], y[cut:]
 
 
 def contiguous_windows(index: pd.DatetimeIndex, sequence_length: int, step: pd.Timedelta) -> np.ndarray:

@@ -8,6 +8,11 @@ import pandas as pd
 
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 
+#: The chronological holdouts: the last 10 % of the rows for the test, the latest 20 % of the
+#: train windows for validation.
+DEFAULT_TEST_SIZE = 0.1
+DEFAULT_VAL_SIZE = 0.2
+
 
 def holdout_size(n: int, fraction: float) -> int:
     """Rows (or windows) held out at the end: ``ceil(n * fraction)``, so a non-zero fraction

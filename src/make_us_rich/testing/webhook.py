@@ -1,5 +1,6 @@
 """A webhook receiver on loopback for tests and demos: the HTTP endpoint Alertmanager and the run
-summary (make_us_rich.notify) post JSON to. Answers 200 and keeps every body."""
+summary (make_us_rich.notify) post JSON to. Keeps every body and answers ``status`` (200; a
+broken webhook: 500)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from make_us_rich.testing._server import LoopbackServer
 
 
 class WebhookReceiver(LoopbackServer):
-    def __init__(self) -> None:
+    def __init__(self, status: int = 200) -> None:
         self.notifications: list[dict] = []
         received = self.notifications
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
+                self.send_response(status)
                 self.end_headers()
 
             def log_message(self, *args):

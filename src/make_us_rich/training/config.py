@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from make_us_rich.errors import ConfigError
-from make_us_rich.preprocessing.pipeline import DEFAULT_TEST_SIZE, DEFAULT_VAL_SIZE
+from make_us_rich.preprocessing.split import DEFAULT_TEST_SIZE, DEFAULT_VAL_SIZE
 from make_us_rich.preprocessing.windows import INPUT_KINDS
 
 

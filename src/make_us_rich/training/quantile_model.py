@@ -314,14 +314,15 @@ def fit_quantile_model(
     config: TrainConfig,
     *,
     train_features: pd.DataFrame | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     tensorboard_dir: str | Path | None = None,
 ) -> QuantileModel:
     """Fit on raw windows and log-return targets ``X_train, y_train, X_val, y_val`` (targets are
     divided by each window's trailing volatility, as the graph multiplies its outputs back),
     early-stopping on the validation windows. ``train_features`` (the train period's feature
-    table) fits the in-graph HAR when ``config.blend_har``. Deterministic for a seed."""
-    from make_us_rich.training.train import _EpochProgress
+    table) fits the in-graph HAR when ``config.blend_har``. ``progress``: True draws an epoch bar,
+    ``"lines"`` logs one line per epoch (pipeline steps). Deterministic for a seed."""
+    from make_us_rich.training.train import _EpochLines, _EpochProgress
 
     norm = QUANTILE_FEATURES.index(NORM_VOL)
     X_train, X_val = data["X_train"], data["X_val"]
@@ -340,7 +341,9 @@ def fit_quantile_model(
     validation = (X_val, z_val)
     stopper = BestWeights(validation, config.patience, config.batch_size)
     callbacks: list = [stopper]
-    if progress:
+    if progress == "lines":
+        callbacks.append(_EpochLines(config.max_epochs))
+    elif progress:
         callbacks.append(_EpochProgress(config.max_epochs, "training"))
     if tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))

@@ -67,6 +67,22 @@ class _EpochProgress(keras.callbacks.Callback):
         self.bar.close()
 
 
+class _EpochLines(keras.callbacks.Callback):
+    """One log line per epoch (:func:`make_us_rich.progress.epoch_line`) where no terminal bar
+    can be drawn: a pipeline step's log, which ``mkrich run`` turns into its progress bar."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+
+    def on_epoch_end(self, epoch, logs=None):
+        from make_us_rich.progress import epoch_line
+
+        logs = logs or {}
+        print(epoch_line(epoch + 1, self.total, loss=logs.get("loss", float("nan")),
+                         val_loss=logs.get("val_loss", float("nan"))), flush=True)
+
+
 def seed_everything(seed: int) -> None:
     """Same data + seed -> same weights on the same machine (Python, NumPy, TF seeds and
     deterministic TF kernels)."""

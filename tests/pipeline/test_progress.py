@@ -1,0 +1,57 @@
+"""The live progress line of ``mkrich run``: the train step's epoch lines become an epoch bar on
+a terminal; nothing but the finished-step lines when the output is not a terminal."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from make_us_rich.pipelines.runner import _LiveStatus, _LogTee
+from make_us_rich.progress import bar, epoch_line, parse_epoch
+
+
+def test_epoch_lines_round_trip_and_the_bar_reads_without_a_terminal():
+    line = epoch_line(3, 20, loss=0.41234, val_loss=0.398)
+    assert line == "epoch 3/20 loss=0.4123 val_loss=0.398"
+    assert parse_epoch(f"INFO train: {line}") == (3, 20)
+    assert parse_epoch("reading 3/20 windows") is None
+    assert bar(5, 20, width=10) == "[##--------]" and bar(0, 0, width=4) == "[----]"
+    assert bar(25, 20, width=4) == "[####]"
+
+
+def _wait_for(predicate, timeout=5.0):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "the live line was not redrawn"
+        time.sleep(0.01)
+
+
+def test_the_running_step_is_redrawn_in_place_with_its_epoch_bar():
+    terminal = io.StringIO()
+    live = _LiveStatus(terminal, enabled=True, interval=0.01)
+    tee = _LogTee(io.StringIO(), watch=live.watch)
+    live.start("train-lstm", "BTCEUR")
+    _wait_for(lambda: "train-lstm" in terminal.getvalue())
+    assert "epoch" not in terminal.getvalue()  # no bar before the first epoch ends
+    tee.write("some log line\n" + epoch_line(1, 4, loss=0.5, val_loss=0.6) + "\n")
+    _wait_for(lambda: "epoch 1/4" in terminal.getvalue())
+    assert "\r\x1b[2K  ..     train-lstm         BTCEUR" in terminal.getvalue()
+    assert "[#####---------------] epoch 1/4" in terminal.getvalue()
+    live.print("  ok  train-lstm", lambda line: terminal.write(line + "\n"))
+    live.close()
+    shown = terminal.getvalue()
+    # the finished-step line replaces the status line, and nothing is drawn after it
+    assert shown.endswith("\r\x1b[2K  ok  train-lstm\n")
+    assert live.render() == ""
+
+
+def test_off_the_terminal_only_finished_lines_are_written():
+    terminal = io.StringIO()
+    live = _LiveStatus(terminal, enabled=False, interval=0.01)
+    tee = _LogTee(io.StringIO(), watch=live.watch)
+    live.start("train-lstm", "BTCEUR")
+    tee.write(epoch_line(1, 4, loss=0.5) + "\n")
+    time.sleep(0.05)
+    live.print("  ok  train-lstm", lambda line: terminal.write(line + "\n"))
+    live.close()
+    assert terminal.getvalue() == "  ok  train-lstm\n"
