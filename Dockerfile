@@ -3,9 +3,12 @@
 #   docker build --target data    -t ghcr.io/make-us-rich/make-us-rich-data:0.1.0 .
 #   docker build --target trainer -t ghcr.io/make-us-rich/make-us-rich-trainer:0.1.0 .
 #   docker build --target server  -t ghcr.io/make-us-rich/make-us-rich-server:0.1.0 .
-# (`make images` does all three with docker or podman; `make test-images` also runs them.)
+#   docker build --target console -t ghcr.io/make-us-rich/make-us-rich-console:0.1.0 .
+# (`make images` builds them all with docker or podman; `make test-images` also runs them.)
 # data = pipeline code without TensorFlow; trainer = TensorFlow + tf2onnx; server = kserve +
-# onnxruntime without TensorFlow; versions pinned by constraints.txt. Each role's
+# onnxruntime without TensorFlow; console = the web console (FastAPI, SQLAlchemy, Alembic),
+# neither TensorFlow nor kserve (it calls the predictor over HTTP); versions pinned by
+# constraints.txt. Each role's
 # dependencies are installed from pyproject.toml alone, before the source is copied, so a code
 # edit rebuilds only the small project layer. Images run as a non-root user, hold no secrets and
 # no compilers (the runtime stages copy a finished virtualenv, without the libraries' own test
@@ -33,6 +36,12 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM build AS build-server
 RUN --mount=type=cache,target=/root/.cache/pip \
     python requirements.py pyproject.toml serve > requirements.txt \
+    && /opt/venv/bin/pip install --constraint constraints.txt --requirement requirements.txt \
+    && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} +
+
+FROM build AS build-console
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python requirements.py pyproject.toml console > requirements.txt \
     && /opt/venv/bin/pip install --constraint constraints.txt --requirement requirements.txt \
     && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} +
 
@@ -88,3 +97,22 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["python", "-m", "make_us_rich.serving", "--host", "0.0.0.0"]
 CMD ["--port", "8080"]
+
+# ---------------------------------------------------------------- console role
+# `mkrich console` migrates the database to head, then serves; `migrate` as the first argument
+# only migrates (the Kubernetes init container). MKRICH_CONSOLE_DB and MKRICH_CONSOLE_SECRET come
+# from the environment (Kubernetes Secrets); a SQLite file needs a writable volume.
+FROM runtime AS console
+# no generated session key in a container: MKRICH_CONSOLE_SECRET must be given (this variable is
+# a flag that says so, not a secret: hence the DL3064 exception)
+# hadolint ignore=DL3064
+ENV MKRICH_CONSOLE_REQUIRE_SECRET=1
+COPY --from=build-console /opt/venv /opt/venv
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-cache-dir --no-deps --no-index --find-links /wheels make-us-rich
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"]
+ENTRYPOINT ["mkrich", "console"]
+CMD ["--host", "0.0.0.0", "--port", "8000"]

@@ -18,10 +18,11 @@ STORE    ?= $(or $(MKRICH_STORE),runs/store)
 PORT     ?= 8080
 PYTEST_ARGS ?=
 RUN_ARGS ?=
+STEPS ?=
 DOCS_PORT ?= 8000
 CONSOLE_PORT ?= 8000
 
-.PHONY: help install tools monitoring-tools db-tools console test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
+.PHONY: help install tools monitoring-tools db-tools browser-tools console test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -73,6 +74,20 @@ monitoring-tools: ## apt-install Prometheus, promtool, Pushgateway and Alertmana
 		echo "missing $$missing: sudo apt-get install $(MONITORING_PKGS) (the alerting tests skip without them, fail with CI=true)"; \
 	fi
 
+# The browser the console's browser tests drive (Playwright through executable_path; Playwright's
+# own browser download is not reachable), from Debian, with a font for readable screenshots.
+# Installed as root when missing (CI); elsewhere a hint, and those tests skip.
+BROWSER_PKGS := chromium fonts-dejavu-core
+
+browser-tools: ## apt-install Debian's chromium (for the console's browser tests) when missing (as root)
+	@if command -v chromium >/dev/null && [ -d /usr/share/fonts/truetype/dejavu ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(BROWSER_PKGS)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS); \
+	else \
+		echo "missing chromium: sudo apt-get install $(BROWSER_PKGS) (the browser tests skip without it, fail with CI=true)"; \
+	fi
+
 # PostgreSQL for the console's database tests (they start their own server on a temporary data
 # directory as a non-root user): Debian's package, installed as root when missing.
 db-tools: ## apt-install PostgreSQL when missing (as root; the console's tests run a real server)
@@ -84,7 +99,7 @@ db-tools: ## apt-install PostgreSQL when missing (as root; the console's tests r
 		echo "PostgreSQL missing: sudo apt-get install postgresql (the console's PostgreSQL tests skip without it, fail with CI=true)"; \
 	fi
 
-test: $(STAMP) tools monitoring-tools db-tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
+test: $(STAMP) tools monitoring-tools db-tools browser-tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest $(PYTEST_ARGS)
 
 docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: broken links fail)
@@ -93,8 +108,8 @@ docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict
 docs-serve: $(STAMP) ## the documentation site with live reload on http://127.0.0.1:8000 (DOCS_PORT=)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
-docs-assets: $(STAMP) ## re-make the pictures of the docs (docs/assets) from a real run on the sample
-	$(PY) docs/make_assets.py
+docs-assets: $(STAMP) monitoring-tools browser-tools ## re-make the pictures of the docs (docs/assets): a run on the sample, the dashboard, the console in Chromium (STEPS=plots dashboard console)
+	$(PY) docs/make_assets.py $(STEPS)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests bench serving components pipelines docs
@@ -120,7 +135,7 @@ console: $(STAMP) ## the forecast console on http://127.0.0.1:8000 with mkrich s
 serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOLS=...)
 	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOLS) --port $(PORT)
 
-images: ## build the role images (data, trainer, server) with docker or podman (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG; PUSH=1 pushes)
+images: ## build the role images (data, trainer, server, console) with docker or podman (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG, MKRICH_IMAGE_ROLES; PUSH=1 pushes)
 	PUSH="$(PUSH)" .ci/images.sh build
 
 # Where no Docker engine runs: podman (installed on first use, as root) with its own config and

@@ -2,7 +2,8 @@
 # The container images with docker or podman, whichever runs here (MKRICH_CONTAINER_ENGINE
 # picks one):
 #   .ci/images.sh build     build the role images (`make images`; PUSH=1 pushes them), and write
-#                           each image's build time and size to bench/results/images.json
+#                           each image's build time and size to bench/results/images.json;
+#                           MKRICH_IMAGE_ROLES="console server" builds only those roles
 #   .ci/images.sh prepare   for `make test-images` where no Docker engine runs: install podman
 #                           (apt, as root) and make the Dockerfile's base image locally, since no
 #                           registry can be reached (MKRICH_PULL_BASE=1 pulls it instead)
@@ -14,6 +15,13 @@ cd "$(dirname "$0")/.."
 
 # the roles of make_us_rich.images (one Dockerfile target each)
 read -ra ROLES <<< "$(python3 -c 'import ast, sys; print(*next(ast.literal_eval(n.value) for n in ast.parse(open(sys.argv[1]).read()).body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ROLES"))' src/make_us_rich/images.py)"
+if [[ -n ${MKRICH_IMAGE_ROLES:-} ]]; then
+  read -ra ONLY <<< "$MKRICH_IMAGE_ROLES"
+  for role in "${ONLY[@]}"; do
+    [[ " ${ROLES[*]} " == *" $role "* ]] || { echo "error: unknown role $role in MKRICH_IMAGE_ROLES; roles: ${ROLES[*]}" >&2; exit 2; }
+  done
+  ROLES=("${ONLY[@]}")
+fi
 STATE=${MKRICH_PODMAN_DIR:-$PWD/.cache/podman}
 BASE=$(awk '/^FROM / {print $2; exit}' Dockerfile)
 APT_PACKAGES=(podman buildah debootstrap fuse-overlayfs uidmap slirp4netns runc)

@@ -1,4 +1,4 @@
-"""``make docs-assets`` (its last step; also ``python docs/dashboard_assets.py``): the picture of
+"""``make docs-assets`` (its dashboard step; also ``python docs/dashboard_assets.py``): the picture of
 the Grafana dashboard in docs/operations.md, ``docs/assets/dashboard.png``.
 
 Not a Grafana screenshot: a plot of the dashboard's OWN PromQL queries (read from

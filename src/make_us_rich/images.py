@@ -8,6 +8,7 @@ compile time.
 * ``data``: data/pipeline code, python-binance, boto3, kfp - no TensorFlow
 * ``trainer``: TensorFlow, tf2onnx, onnx, onnxruntime, matplotlib
 * ``server``: kserve + onnxruntime - no TensorFlow
+* ``console``: the web console (``mkrich console``) - neither TensorFlow nor kserve
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 
 from make_us_rich import __version__
 
-ROLES = ("data", "trainer", "server")
+ROLES = ("data", "trainer", "server", "console")
 DEFAULT_REGISTRY = "ghcr.io/make-us-rich"
 
 

@@ -68,8 +68,24 @@ def rendered(manifests_copy) -> dict[str, list[dict]]:
         "namespace: kubeflow-user-example-com\n"
         "resources: [../local-kind]\ncomponents: [../../components/alerting]\n"
     )
+    console = manifests_copy / "overlays" / "console-test"
+    console.mkdir()
+    (console / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "namespace: kubeflow-user-example-com\n"
+        "resources: [../local-kind]\n"
+        "components: [../../components/console, ../../components/console-ingress]\n"
+    )
+    console_pg = manifests_copy / "overlays" / "console-postgres-test"
+    console_pg.mkdir()
+    (console_pg / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "namespace: make-us-rich\nresources: [../prod]\n"
+        "components: [../../components/console, ../../components/console-postgres]\n"
+    )
     out = {}
-    for name in ("base", "overlays/local-kind", "overlays/prod", "overlays/native-test", "overlays/alerting-test"):
+    for name in ("base", "overlays/local-kind", "overlays/prod", "overlays/native-test", "overlays/alerting-test",
+                 "overlays/console-test", "overlays/console-postgres-test"):
         out[f"kustomize:{name}"] = docs(run(kubectl, "kustomize", str(manifests_copy / name)))
     chart = str(REPO / "charts" / "make-us-rich")
     variants = {
@@ -83,6 +99,10 @@ def rendered(manifests_copy) -> dict[str, list[dict]]:
                      "--set", "symbols={BTCEUR,BTCUSDT}", "--set", "alerting.labels.release=kube-prometheus-stack"],
         "alerting-no-triton": ["--set", "predictor.enabled=true", "--set", "alerting.enabled=true",
                                "--set", "triton.enabled=false"],
+        "console": ["--set", "console.enabled=true", "--set", "console.ingress.enabled=true",
+                    "--set", "console.postgres.enabled=true", "--set", "predictor.tokenSecret=mkrich-token"],
+        "console-predictor": ["--set", "console.enabled=true", "--set", "triton.enabled=false",
+                              "--set", "predictor.enabled=true", "--set", "console.source=sample"],
     }
     for name, args in variants.items():
         out[f"helm:{name}"] = docs(run(helm, "template", "mkrich", chart, "--namespace", "make-us-rich", *args))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from make_us_rich import contract
-from make_us_rich.images import image
+from make_us_rich.images import ROLES, image
 from make_us_rich.store import ModelStore, triton_config
 from make_us_rich.training import TrainConfig
 
@@ -70,11 +70,11 @@ def test_images_are_one_setting(rendered, monkeypatch):
     seen = set()
     for _, documents in rendered.items():
         for text in (str(d) for d in documents):
-            seen.update(re.findall(r"[\w.\-/]+/make-us-rich-(?:data|trainer|server):[\w.\-]+", text))
-    assert seen == {image("data"), image("trainer"), image("server")}
+            seen.update(re.findall(r"[\w.\-/]+/make-us-rich-(?:data|trainer|server|console):[\w.\-]+", text))
+    assert seen == {image(role) for role in ROLES}
 
 
-def test_server_and_data_roles_exclude_tensorflow():
+def test_server_data_and_console_roles_exclude_tensorflow():
     import tomllib
     from pathlib import Path
 
@@ -94,7 +94,8 @@ def test_server_and_data_roles_exclude_tensorflow():
                 seen.add(req)
         return seen
 
-    for role in ("serve", "pipeline"):
+    for role in ("serve", "pipeline", "console"):
         deps = " ".join(closure(role)).lower()
         assert "tensorflow" not in deps and "keras" not in deps and "tf2onnx" not in deps, role
     assert "tensorflow" in " ".join(closure("train"))
+    assert "kserve" not in " ".join(closure("console")).lower()  # it calls the predictor over HTTP

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import K8S_VERSION, REPO, run, tool
 
-CUSTOM = {"InferenceService", "Pipeline", "PipelineVersion", "PrometheusRule", "PodMonitor"}
+CUSTOM = {"InferenceService", "Pipeline", "PipelineVersion", "PrometheusRule", "PodMonitor", "Cluster"}
 SCHEMAS = Path(__file__).parent / "schemas"
 
 
@@ -147,8 +147,9 @@ def test_kfp_custom_resources_match_their_schemas(rendered):
 
 
 def _pod_specs(doc):
-    if doc["kind"] == "Job":
-        yield doc["spec"]["template"]["spec"], doc["spec"]["template"]["spec"]["containers"]
+    if doc["kind"] in ("Job", "Deployment"):
+        pod = doc["spec"]["template"]["spec"]
+        yield pod, pod["containers"] + pod.get("initContainers", [])
     elif doc["kind"] == "InferenceService":
         predictor = doc["spec"]["predictor"]
         containers = predictor.get("containers") or [predictor["model"]]

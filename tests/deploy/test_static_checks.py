@@ -86,4 +86,4 @@ def test_checkov_dockerfile():
     text = (REPO / "Dockerfile").read_text()
     assert all(re.match(r"python:3\.11\.\d+-slim-bookworm", line.split()[1])
                for line in text.splitlines() if line.startswith("FROM python"))
-    assert text.count("USER 10001:10001") == 3
+    assert text.count("USER 10001:10001") == 4

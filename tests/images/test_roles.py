@@ -21,6 +21,7 @@ HAS_TF = "import importlib.util as u; print(u.find_spec('tensorflow') is not Non
     ("data", [], "fetch"),
     ("trainer", ["train", "--help"], "--sequence-length"),
     ("server", ["--help"], "--reload-interval"),
+    ("console", ["--help"], "--inference-url"),
 ])
 def test_entry_points_answer_help(engine, images, role, entry, expected):
     out = run(engine, images[role], *entry)  # data: the image's CMD is --help
@@ -28,14 +29,25 @@ def test_entry_points_answer_help(engine, images, role, entry, expected):
     assert expected in out.stdout
 
 
-@pytest.mark.parametrize(("role", "tensorflow"), [("data", False), ("trainer", True), ("server", False)])
+@pytest.mark.parametrize(("role", "tensorflow"), [("data", False), ("trainer", True), ("server", False),
+                                                  ("console", False)])
 def test_tensorflow_only_in_the_trainer(engine, images, role, tensorflow):
     out = run(engine, images[role], "-c", HAS_TF, entrypoint="python")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(tensorflow)
 
 
-@pytest.mark.parametrize("role", ["data", "trainer", "server"])
+def test_console_image_has_neither_tensorflow_nor_kserve(engine, images):
+    """The console calls the predictor over HTTP: no model runtime in its image."""
+    probe = ("import importlib.util as u; "
+             "print(*[m for m in ('tensorflow', 'keras', 'kserve', 'onnxruntime', 'fastapi', 'alembic', 'psycopg')"
+             " if u.find_spec(m)])")
+    out = run(engine, images["console"], "-c", probe, entrypoint="python")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["fastapi", "alembic", "psycopg"]
+
+
+@pytest.mark.parametrize("role", ["data", "trainer", "server", "console"])
 def test_non_root_user_no_compilers_read_only_root(engine, images, role):
     script = ("id -u; id -g; for c in gcc cc g++ make; do command -v $c || true; done; "
               "touch /opt/venv/probe 2>/dev/null && echo root-writable; "

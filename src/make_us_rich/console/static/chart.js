@@ -46,7 +46,9 @@
 
     var chart = LWC.createChart(el, {
       autoSize: true,
-      layout: { background: { color: "#ffffff" }, textColor: "#222" },
+      // the logo injects a <style> element, which the CSP (style-src 'self') refuses: the page
+      // links to TradingView in text instead (the attribution the licence's NOTICE asks for)
+      layout: { background: { color: "#ffffff" }, textColor: "#222", attributionLogo: false },
       timeScale: { timeVisible: true, secondsVisible: false },
       rightPriceScale: { scaleMargins: { top: 0.1, bottom: 0.1 } }
     });

@@ -1,0 +1,77 @@
+"""Real headless Chromium (Debian's, driven by Playwright through ``executable_path``) against a
+real console (``mkrich console`` in a subprocess, SQLite in a temporary folder) that calls a real
+``mkrich serve`` (KServe ModelServer) serving a tiny model trained on the bundled sample."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from make_us_rich.store import ModelStore
+
+from .helpers import Process, chromium, free_port, missing
+
+SYMBOL = "BTCEUR"
+ADMIN = ("admin@example.com", "an admin password 1")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed: `make install` (the dev extra)")
+    with sync_playwright() as playwright:
+        # as root (CI) Chromium's sandbox cannot start: no user namespaces for root
+        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        launched = playwright.chromium.launch(executable_path=path, args=args)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory, trained_artifacts):
+    """``mkrich serve`` with the tiny BTCEUR model published into a local store."""
+    store = tmp_path_factory.mktemp("console-store") / "store"
+    ModelStore(store).publish(trained_artifacts, SYMBOL)
+    port = free_port()
+    server = Process("serve", ["make_us_rich.cli", "serve", "--store", str(store), "--symbols", SYMBOL,
+                               "--host", "127.0.0.1", "--port", str(port)],
+                     ready_url=f"http://127.0.0.1:{port}/v2/health/ready")
+    server.url, server.store = f"http://127.0.0.1:{port}", store
+    yield server
+    server.stop()
+
+
+@dataclass
+class Console:
+    url: str
+    db: str
+    store: str
+    inference_url: str
+    admin: tuple[str, str]
+    process: Process
+
+
+@pytest.fixture(scope="session")
+def console(tmp_path_factory, model_server):
+    """``mkrich console`` on the sample, with a first admin made by ``create-admin``."""
+    db = f"sqlite:///{tmp_path_factory.mktemp('console-db') / 'console.db'}"
+    env = {"MKRICH_CONSOLE_SECRET": secrets.token_urlsafe(48)}
+    made = subprocess.run([sys.executable, "-m", "make_us_rich.cli", "console", "create-admin",
+                           "--email", ADMIN[0], "--db", db], capture_output=True, text=True,
+                          env={**os.environ, **env, "MKRICH_CONSOLE_ADMIN_PASSWORD": ADMIN[1]}, timeout=120)
+    assert made.returncode == 0, made.stdout + made.stderr
+    port = free_port()
+    process = Process("console", ["make_us_rich.cli", "console", "--db", db, "--host", "127.0.0.1",
+                                  "--port", str(port), "--store", str(model_server.store),
+                                  "--source", "sample", "--inference-url", model_server.url],
+                      ready_url=f"http://127.0.0.1:{port}/readyz", env=env)
+    yield Console(f"http://127.0.0.1:{port}", db, str(model_server.store), model_server.url, ADMIN, process)
+    process.stop()

@@ -1,0 +1,240 @@
+"""The console in real headless Chromium: sign in (with the keyboard alone), the symbol page's
+chart against the sample and the served model, an API token from creation to revocation with
+real HTTP calls in between, a member kept out of the admin pages, and a screenshot of every page
+on a laptop and a phone."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import struct
+from datetime import datetime
+
+import pytest
+
+from make_us_rich.console.settings import Settings
+from make_us_rich.data import load_klines
+from make_us_rich.predict_client import predict_next_close
+from make_us_rich.scoring import QUANTILES
+
+from .conftest import SYMBOL
+from .helpers import http, screenshot_dir
+
+pytestmark = pytest.mark.slow
+
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+MEMBER = ("member@example.com", "a member password 1")
+CHART_DAYS = next(f.default for f in dataclasses.fields(Settings) if f.name == "chart_days")
+
+
+def sign_in(context, console, email: str, password: str):
+    page = context.new_page()
+    page.goto(f"{console.url}/login")
+    page.fill('input[name="email"]', email)
+    page.fill('input[name="password"]', password)
+    with page.expect_navigation():
+        page.click('button[type="submit"]')
+    assert not page.url.startswith(f"{console.url}/login"), page.content()[:2000]
+    return page
+
+
+def drawn_chart(page, console) -> dict:
+    page.goto(f"{console.url}/symbols/{SYMBOL}")
+    page.wait_for_selector('#chart[data-state="drawn"]', timeout=60_000)
+    return page.evaluate("window.mkrichChart")
+
+
+def test_sign_in_with_the_keyboard_alone(browser, console):
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    page.goto(f"{console.url}/login")
+    # a wrong password first: the form comes back with an error, not signed in
+    page.fill('input[name="email"]', console.admin[0])
+    page.fill('input[name="password"]', "not the password")
+    with page.expect_navigation():
+        page.press('input[name="password"]', "Enter")
+    assert page.url.startswith(f"{console.url}/login")
+    assert page.locator('[role="alert"]').is_visible()
+    # then Tab to the fields, type, Enter: no mouse
+    page.goto(f"{console.url}/login")
+    for _ in range(10):
+        if page.evaluate("document.activeElement && document.activeElement.name") == "email":
+            break
+        page.keyboard.press("Tab")
+    else:
+        pytest.fail("Tab never reaches the e-mail field")
+    page.keyboard.type(console.admin[0])
+    page.keyboard.press("Tab")
+    page.keyboard.type(console.admin[1])
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{console.url}/")
+    assert page.locator(f'a[href="/symbols/{SYMBOL}"]').count() >= 1
+    # the session cookie is HttpOnly and SameSite=Lax, and page scripts cannot read it
+    cookies = context.cookies()
+    assert cookies and all(c["httpOnly"] and c["sameSite"] == "Lax" for c in cookies), cookies
+    assert page.evaluate("document.cookie") == ""
+    context.close()
+
+
+def test_symbol_page_draws_the_served_forecast_on_the_sample(browser, console):
+    context = browser.new_context(**DESKTOP)
+    page = sign_in(context, console, *console.admin)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    chart = drawn_chart(page, console)
+    candles, forecast = chart["candles"], chart["forecast"]
+    # the candles are the last days of the bundled sample, as they are
+    klines = load_klines("sample", SYMBOL)[0].tail(CHART_DAYS * 24)
+    assert len(candles) == CHART_DAYS * 24
+    assert [c["time"] for c in candles] == [int(t.timestamp()) for t in klines["timestamp"]]
+    assert [c["close"] for c in candles] == pytest.approx(klines["close"].tolist())
+    assert all(c["low"] <= min(c["open"], c["close"]) <= max(c["open"], c["close"]) <= c["high"] for c in candles)
+    # the forecast is of the hour after the last candle, as the served model gives it
+    assert forecast["time"] == candles[-1]["time"] + 3600
+    assert datetime.fromisoformat(forecast["forecast_time"]).timestamp() == forecast["time"]
+    assert forecast["last_close"] == pytest.approx(candles[-1]["close"])
+    served = predict_next_close(console.inference_url, SYMBOL, source="sample")
+    assert forecast["median"] == pytest.approx(served["predicted_close"], rel=1e-6)
+    assert forecast["model_version"] == served["model_version"]
+    assert sorted(forecast["quantiles"], key=float) == [f"{q:g}" for q in QUANTILES]
+    levels = [forecast["quantiles"][f"{q:g}"] for q in QUANTILES]
+    assert levels == sorted(levels)
+    lo90, hi90 = forecast["interval_90"]
+    lo50, hi50 = forecast["interval_50"]
+    assert lo90 <= lo50 <= forecast["median"] <= hi50 <= hi90
+    assert lo90 < hi90
+    # the numbers beside the chart are the drawn ones
+    shown = page.inner_text("#median").replace(",", "").replace("\u202f", "").replace("\xa0", "")
+    assert float(shown) == pytest.approx(forecast["median"], abs=0.01)
+    assert page.inner_text("#model-version") == forecast["model_version"]
+    # the attribution of the chart library, as text (its logo would need an inline style)
+    assert page.locator('a[href="https://www.tradingview.com/"]').count() == 1
+    page.screenshot(path=screenshot_dir() / "chart-forecast.png")
+    assert errors == []  # no script error, no CSP violation
+    context.close()
+
+
+def test_token_from_creation_to_revocation(browser, console):
+    context = browser.new_context(**DESKTOP)
+    page = sign_in(context, console, *console.admin)
+    page.goto(f"{console.url}/tokens")
+    page.fill('form#create-token input[name="name"]', "browser test")
+    with page.expect_navigation():
+        page.click('form#create-token button[type="submit"]')
+    token = page.inner_text("#new-token").strip()
+    assert re.fullmatch(r"mkr_[A-Za-z0-9_-]{40,}", token), token
+    row = page.locator("tr[data-token-prefix]").filter(has_text="browser test")
+    prefix = row.get_attribute("data-token-prefix")
+    assert token.startswith(prefix) and len(prefix) < len(token) / 2
+    assert row.locator(".usage").inner_text() == "0"
+    # shown once: not on the page any more once reloaded
+    page.goto(f"{console.url}/tokens")
+    assert token not in page.content()
+
+    url = f"{console.url}/api/v1/forecast/{SYMBOL}"
+    for calls in (1, 2):
+        status, _, body = http("GET", url, {"Authorization": f"Bearer {token}"})
+        assert status == 200, body
+        assert body["symbol"] == SYMBOL
+        assert body["interval_90"][0] <= body["median"] <= body["interval_90"][1]
+        page.goto(f"{console.url}/tokens")
+        row = page.locator(f'tr[data-token-prefix="{prefix}"]')
+        assert row.locator(".usage").inner_text() == str(calls)
+    assert http("GET", url, {"Authorization": f"Bearer {token[:-2]}xx"})[0] == 401
+    assert http("GET", url)[0] == 401
+
+    with page.expect_navigation():
+        row.locator("form.revoke button[type=submit]").click()
+    row = page.locator(f'tr[data-token-prefix="{prefix}"]')
+    assert "revoked" in row.locator(".state").inner_text()
+    assert row.locator("form.revoke").count() == 0
+    status, _, body = http("GET", url, {"Authorization": f"Bearer {token}"})
+    assert status == 401, body
+    context.close()
+
+
+def test_admin_creates_a_member_who_cannot_open_admin_pages(browser, console):
+    admin = browser.new_context(**DESKTOP)
+    page = sign_in(admin, console, *console.admin)
+    page.goto(f"{console.url}/admin/users")
+    page.fill('form#create-user input[name="email"]', MEMBER[0])
+    page.fill('form#create-user input[name="password"]', MEMBER[1])
+    page.select_option('form#create-user select[name="role"]', "member")
+    with page.expect_navigation():
+        page.click('form#create-user button[type="submit"]')
+    assert page.locator(f'tr[data-user="{MEMBER[0]}"]').count() == 1
+    admin.close()
+
+    member = browser.new_context(**DESKTOP)
+    page = sign_in(member, console, *MEMBER)
+    assert page.locator('a[href="/admin/users"]').count() == 0  # no link to it either
+    response = page.goto(f"{console.url}/admin/users")
+    assert response.status == 403
+    assert page.locator(f'tr[data-user="{console.admin[0]}"]').count() == 0
+    # a POST to the admin route, with the member's valid CSRF token, is refused as well
+    page.goto(f"{console.url}/tokens")
+    csrf = page.get_attribute('form#create-token input[name="csrf"]', "value")
+    posted = page.request.post(f"{console.url}/admin/users", form={
+        "csrf": csrf, "email": "intruder@example.com", "password": "intruder password 1", "role": "admin",
+        "monthly_quota": "5"})
+    assert posted.status == 403
+    # the member sees only their own tokens
+    page.goto(f"{console.url}/tokens")
+    assert page.locator("tr[data-token-prefix]").count() == 0
+    member.close()
+    admin = browser.new_context(**DESKTOP)
+    page = sign_in(admin, console, *console.admin)
+    page.goto(f"{console.url}/admin/users")
+    assert page.locator('tr[data-user="intruder@example.com"]').count() == 0
+    admin.close()
+
+
+PAGES = {  # name -> path (signed in as the admin)
+    "login": "/login",
+    "symbols": "/",
+    "symbol": f"/symbols/{SYMBOL}",
+    "models": "/models",
+    "tokens": "/tokens",
+    "users": "/admin/users",
+    "api": "/docs",
+}
+
+
+def _png_size(path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", header[16:24])
+
+
+@pytest.mark.parametrize(("device", "options"), [("desktop", DESKTOP), ("phone", PHONE)])
+def test_screenshot_of_every_page(browser, console, device, options):
+    folder = screenshot_dir()
+    context = browser.new_context(**options)
+    page = context.new_page()
+    page.goto(f"{console.url}/login")
+    page.screenshot(path=folder / f"login-{device}.png")
+    page = sign_in(context, console, *console.admin)
+    for name, path in PAGES.items():
+        if name == "login":
+            continue
+        if name == "tokens":  # with a token just made: the shown-once box, its secret masked
+            page.goto(f"{console.url}/tokens")
+            page.fill('form#create-token input[name="name"]', f"laptop script - {device}")
+            page.click('form#create-token button[type="submit"]')
+            page.wait_for_selector("#new-token")
+        else:
+            response = page.goto(f"{console.url}{path}")
+            assert response.status == 200, (name, response.status)
+        if name == "symbol":
+            page.wait_for_selector('#chart[data-state="drawn"]', timeout=60_000)
+        # readable without sideways scrolling (wide tables scroll inside their own box)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, (name, device, overflow)
+        mask = [page.locator("#new-token")] if name == "tokens" else []
+        page.screenshot(path=folder / f"{name}-{device}.png", mask=mask, mask_color="#9aa4b1")
+    context.close()
+    for name in PAGES:
+        width, height = _png_size(folder / f"{name}-{device}.png")
+        assert (width, height) == (options["viewport"]["width"], options["viewport"]["height"])
