@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import pytest
 
 from make_us_rich.store import ModelStore
+from make_us_rich.testing import free_port, missing_tool
 
-from .helpers import Process, chromium, free_port, missing
+from .helpers import Process, chromium
 
 SYMBOL = "BTCEUR"
 ADMIN = ("admin@example.com", "an admin password 1")
@@ -26,7 +27,7 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        missing("playwright is not installed: `make install` (the dev extra)")
+        missing_tool("playwright is not installed: `make install` (the dev extra)")
     with sync_playwright() as playwright:
         # as root (CI) Chromium's sandbox cannot start: no user namespaces for root
         args = ["--no-sandbox"] if os.geteuid() == 0 else []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,29 +15,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
+from make_us_rich.testing import missing_tool
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 HINT = "run `make browser-tools` (apt-installs Debian's chromium)"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def missing(message: str):
-    """A skip on a workstation, a failure in CI (``CI=true``)."""
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def chromium() -> str:
     """Debian's chromium (``MKRICH_CHROMIUM`` overrides the path)."""
     path = os.environ.get("MKRICH_CHROMIUM") or shutil.which("chromium") or CHROMIUM
     if not Path(path).is_file():
-        missing(f"chromium not found at {path}; {HINT}")
+        missing_tool(f"chromium not found at {path}; {HINT}")
     return path
 
 
@@ -48,12 +36,6 @@ def screenshot_dir() -> Path:
     folder = Path(os.environ.get("MKRICH_SCREENSHOTS") or REPO / "runs" / "screenshots" / "console")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, headers: dict | None = None, data: bytes | None = None):

@@ -6,7 +6,6 @@ write."""
 from __future__ import annotations
 
 import secrets
-import socket
 import sqlite3
 import subprocess
 import time
@@ -16,13 +15,9 @@ import uuid
 
 import pytest
 
+from make_us_rich.testing import free_port
+
 from .image_helpers import REPO, RESTRICTED, run
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _schema(path) -> tuple[set[str], list[str]]:
@@ -72,7 +67,7 @@ def test_console_image_migrates_a_sqlite_volume(engine, images, volume, tmp_path
 
 
 def test_console_image_serves_the_probes(engine, images, volume):
-    port = _free_port()
+    port = free_port()
     name = f"mkrich-console-{uuid.uuid4().hex[:8]}"
     started = subprocess.run(
         [engine, "run", "--detach", "--name", name, *RESTRICTED, "--network", "host",
@@ -109,7 +104,7 @@ def test_console_image_serves_the_probes(engine, images, volume):
 
 def test_console_image_requires_the_session_secret(engine, images, volume):
     """No generated key in a container: without MKRICH_CONSOLE_SECRET it says what to set."""
-    out = run(engine, images["console"], "--host", "127.0.0.1", "--port", str(_free_port()),
+    out = run(engine, images["console"], "--host", "127.0.0.1", "--port", str(free_port()),
               options=("--env", "MKRICH_CONSOLE_DB=sqlite:////data/console.db",
                        "--volume", f"{volume}:/data"), timeout=120)
     assert out.returncode != 0
