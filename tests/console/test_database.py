@@ -84,3 +84,15 @@ def test_retry_after_is_the_start_of_next_month_utc():
     assert quota.next_month_start(datetime(2026, 12, 31, 23, 0)) == datetime(2027, 1, 1)
     assert quota.next_month_start(datetime(2026, 2, 10)) == datetime(2026, 3, 1)
     assert quota.retry_after_seconds(datetime(2026, 11, 30, 23, 59, 30)) == 30
+
+
+def test_a_bad_database_url_is_refused_without_repeating_it():
+    """The URL may hold a password: the error says what is wrong, not what was given."""
+    import pytest
+
+    from make_us_rich.console.db import make_engine
+    from make_us_rich.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="database URL is not valid") as refused:
+        make_engine("host=db password=S3cretPW user=x")
+    assert "S3cretPW" not in str(refused.value)

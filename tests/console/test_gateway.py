@@ -164,3 +164,38 @@ def test_registry_page(make_console, users, console_store):
     assert member.get(f"/models/BTCEUR/{latest}/model.onnx").status_code == 404
     assert member.get("/models/BTCEUR/..%2F..%2Fetc/fan_chart.png").status_code == 404
     assert page_csrf(member, "/models")
+
+
+def test_a_garbled_inference_answer_counts_nothing(make_console, engine, users, console_store):
+    """An endpoint that answers 200 with JSON that is no forecast: the call fails and the unit
+    taken for it is given back (only a delivered forecast costs one)."""
+    import http.server
+    import threading
+
+    class Garbled(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"model_name": "btceur-close", "outputs": [{"name": "elsewhere"}]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbled)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        console = make_console(store=console_store, inference_url=f"http://127.0.0.1:{server.server_port}")
+        token = create_token(signed_in(console, MEMBER))
+        with console.client() as api:
+            answer = api.get("/api/v1/forecast/BTCEUR", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        server.shutdown()
+    assert answer.status_code >= 500, answer.text
+    with session_factory(engine)() as db:
+        assert quota.used(db, users["member"]) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select, text
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from make_us_rich.console import auth, gateway, migrate, quota, registry, tokens
@@ -39,6 +41,15 @@ SESSION_COOKIE = "mkrich_session"
 PRE_COOKIE = "mkrich_pre"
 MAX_BODY = 64 * 1024
 MAX_FIELD = 2048
+#: password checks at once (Argon2 takes ~64 MiB and ~0.15 s each): the rest wait their turn
+PASSWORD_CHECKS = 2
+#: seconds a symbol's chart data (candles + forecast) is reused, so page views do not each call
+#: Binance and the inference endpoint
+CHART_TTL = 60.0
+LOGIN_FIELDS = {"email": auth.EMAIL_MAX, "password": auth.PASSWORD_MAX, "next": 512}
+TOKEN_FIELDS = {"name": 64, "expires_days": 8}
+NEW_USER_FIELDS = {"email": auth.EMAIL_MAX, "password": auth.PASSWORD_MAX, "role": 16, "monthly_quota": 12}
+USER_FIELDS = {"role": 16, "monthly_quota": 12, "disabled": 8}
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = {
@@ -130,10 +141,16 @@ def create_app(settings: Settings) -> FastAPI:
         ctx = {"user": user, "csrf": sessions.csrf_token(seed) if seed else "", **context}
         return templates.TemplateResponse(request, name, ctx, status_code=status)
 
-    async def read_form(request: Request, seed: str | None, fields: dict[str, int]) -> dict[str, str]:
+    async def with_form(request: Request, fields: dict[str, int], handler, *args):
+        """Read the form's body here, then run ``handler(request, form, *args)`` - which checks
+        it (:func:`check_form`) and does the blocking work (database, Argon2) - in a worker
+        thread, so that one slow request never stalls the others or the probes."""
+        form = await request.form(max_files=0, max_fields=len(fields) + 2, max_part_size=MAX_FIELD)
+        return await run_in_threadpool(handler, request, form, *args)
+
+    def check_form(form, seed: str | None, fields: dict[str, int]) -> dict[str, str]:
         """The form's fields (each at most its length) after the CSRF check: 403 without a valid
         token, 400 for an oversized or repeated field; nothing has been written yet."""
-        form = await request.form(max_files=0, max_fields=len(fields) + 2, max_part_size=MAX_FIELD)
         if not sessions.csrf_ok(seed, form.get("csrf") if isinstance(form.get("csrf"), str) else None):
             raise HTTPProblem(403, "the form's CSRF token is missing or wrong: reload the page and try again")
         values = {}
@@ -200,12 +217,16 @@ def create_app(settings: Settings) -> FastAPI:
             set_cookie(response, PRE_COOKIE, cookie, sessions.max_age)
         return response
 
+    password_checks = threading.BoundedSemaphore(PASSWORD_CHECKS)
+
     @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login(request: Request):
+        return await with_form(request, LOGIN_FIELDS, sign_in)
+
+    def sign_in(request: Request, raw_form) -> Response:
         nonce = sessions.pre_nonce(request.cookies.get(PRE_COOKIE))
-        form = await read_form(request, nonce, {"email": auth.EMAIL_MAX, "password": auth.PASSWORD_MAX,
-                                                "next": 512})
-        with database() as db:
+        form = check_form(raw_form, nonce, LOGIN_FIELDS)
+        with password_checks, database() as db:
             started = time.monotonic()
             result = auth.authenticate(db, settings, form["email"], form["password"], client_address(request))
             if result.user is None:
@@ -230,9 +251,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request):
+        return await with_form(request, {}, sign_out)
+
+    def sign_out(request: Request, raw_form) -> Response:
         with database() as db:
             user, raw = current(request, db)
-            await read_form(request, raw, {})
+            check_form(raw_form, raw, {})
             sessions.end(db, request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
@@ -256,17 +280,27 @@ def create_app(settings: Settings) -> FastAPI:
         sym = _symbol_or_problem(symbol)
         return render(request, "symbol.html", {"symbol": sym}, user=user, seed=raw)
 
+    chart_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+    chart_lock = threading.Lock()
+
     @app.get("/symbols/{symbol}/chart.json", include_in_schema=False)
     def symbol_data(request: Request, symbol: str):
+        """What the symbol page draws. Not counted against a quota (it is the page, not the
+        API), so it is made at most once per symbol every CHART_TTL seconds, for everyone."""
         with database() as db:
             current(request, db)
         sym = _symbol_or_problem(symbol)
-        try:
-            data = {"symbol": sym, "candles": gateway.candles(settings, sym),
-                    "quality": registry.quality(store, sym)}
-            data["forecast"] = gateway.forecast(settings, store, sym)
-        except gateway.ForecastUnavailable as exc:
-            raise HTTPProblem(502, str(exc)) from None
+        with chart_lock:  # one refresh at a time: concurrent viewers wait for it, then share it
+            cached = chart_cache.get(sym)
+            if cached is not None and time.monotonic() - cached[0] < CHART_TTL:
+                return JSONResponse(cached[1])
+            try:
+                data = {"symbol": sym, "candles": gateway.candles(settings, sym),
+                        "quality": registry.quality(store, sym)}
+                data["forecast"] = gateway.forecast(settings, store, sym)
+            except gateway.ForecastUnavailable as exc:
+                raise HTTPProblem(502, str(exc)) from None
+            chart_cache[sym] = (time.monotonic(), data)
         return JSONResponse(data)
 
     @app.get("/models", response_class=HTMLResponse, include_in_schema=False)
@@ -307,9 +341,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/tokens", response_class=HTMLResponse, include_in_schema=False)
     async def tokens_create(request: Request):
+        return await with_form(request, TOKEN_FIELDS, create_token)
+
+    def create_token(request: Request, raw_form) -> Response:
         with database() as db:
             user, raw = current(request, db)
-            form = await read_form(request, raw, {"name": 64, "expires_days": 8})
+            form = check_form(raw_form, raw, TOKEN_FIELDS)
             days = form["expires_days"].strip()
             try:
                 expires = int(days) if days else None
@@ -323,9 +360,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/tokens/{token_id}/revoke", include_in_schema=False)
     async def tokens_revoke(request: Request, token_id: int):
+        return await with_form(request, {}, revoke_token, token_id)
+
+    def revoke_token(request: Request, raw_form, token_id: int) -> Response:
         with database() as db:
             user, raw = current(request, db)
-            await read_form(request, raw, {})
+            check_form(raw_form, raw, {})
             if not tokens.revoke(db, user, token_id):
                 db.rollback()
                 raise HTTPProblem(404, "no such active token of yours")
@@ -349,11 +389,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/admin/users", response_class=HTMLResponse, include_in_schema=False)
     async def admin_create(request: Request):
+        return await with_form(request, NEW_USER_FIELDS, create_user)
+
+    def create_user(request: Request, raw_form) -> Response:
         with database() as db:
             user, raw = current(request, db)
             require_admin(user)
-            form = await read_form(request, raw, {"email": auth.EMAIL_MAX, "password": auth.PASSWORD_MAX,
-                                                  "role": 16, "monthly_quota": 12})
+            form = check_form(raw_form, raw, NEW_USER_FIELDS)
             try:
                 auth.create_user(db, form["email"], form["password"], form["role"] or "member",
                                  _int(form["monthly_quota"], settings.default_quota))
@@ -365,10 +407,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/admin/users/{user_id}", response_class=HTMLResponse, include_in_schema=False)
     async def admin_update(request: Request, user_id: int):
+        return await with_form(request, USER_FIELDS, update_user, user_id)
+
+    def update_user(request: Request, raw_form, user_id: int) -> Response:
         with database() as db:
             user, raw = current(request, db)
             require_admin(user)
-            form = await read_form(request, raw, {"role": 16, "monthly_quota": 12, "disabled": 8})
+            form = check_form(raw_form, raw, USER_FIELDS)
             target = db.get(User, user_id)
             if target is None:
                 raise HTTPProblem(404, "no such user")
@@ -413,16 +458,20 @@ def create_app(settings: Settings) -> FastAPI:
                 raise HTTPProblem(400, str(exc)) from None
             except gateway.ForecastUnavailable as exc:
                 raise HTTPProblem(503, str(exc)) from None
-            if not quota.take(db, owner.id):
-                wait = quota.retry_after_seconds()
+            now = utcnow()
+            if not quota.take(db, owner.id, now):
+                wait = quota.retry_after_seconds(now)
                 raise HTTPProblem(429, f"the monthly quota of {owner.monthly_quota} calls is used up; it "
                                        f"resets at the start of next month (UTC), in {wait} s",
                                   {"Retry-After": str(wait)})
             try:
                 answer = gateway.forecast(settings, store, sym)
             except gateway.ForecastUnavailable as exc:
-                quota.give_back(db, owner.id)
+                quota.give_back(db, owner.id, now)
                 raise HTTPProblem(502, str(exc)) from None
+            except BaseException:
+                quota.give_back(db, owner.id, now)  # only a forecast delivered costs a unit
+                raise
             token.last_used_at = utcnow()
             db.commit()
             quota.count_token_call(db, token.id)

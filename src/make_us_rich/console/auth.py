@@ -115,6 +115,17 @@ def record_failure(db: DbSession, settings: Settings, keys: list[str]) -> None:
                        .values(blocked_until=now + timedelta(seconds=wait)))
 
 
+def undo_failure(db: DbSession, settings: Settings, keys: list[str]) -> None:
+    """Take back the failure :func:`authenticate` recorded for an attempt that succeeded (and
+    the block it may have started)."""
+    for key in keys:
+        limit = settings.account_max_failures if key.startswith("account:") else settings.address_max_failures
+        db.execute(update(LoginThrottle).where(LoginThrottle.key == key, LoginThrottle.failures > 0)
+                   .values(failures=LoginThrottle.failures - 1))
+        db.execute(update(LoginThrottle).where(LoginThrottle.key == key, LoginThrottle.failures < limit)
+                   .values(blocked_until=None))
+
+
 def clear_failures(db: DbSession, key: str) -> None:
     db.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
 
@@ -133,14 +144,17 @@ def authenticate(db: DbSession, settings: Settings, email: str, password: str, a
     wait = blocked_for(db, keys)
     if wait > 0:
         return SignIn(None, wait)
+    # count the attempt as a failure before the (slow) password check and commit it, so that
+    # parallel guesses cannot all pass the block above; a success takes it back
+    record_failure(db, settings, keys)
+    db.commit()
     user = db.scalar(select(User).where(User.email == key_email)) if key_email else None
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or user.disabled:
-        record_failure(db, settings, keys)
-        db.commit()
         return SignIn(None)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
+    undo_failure(db, settings, keys[1:])
     clear_failures(db, keys[0])
     db.commit()
     return SignIn(user)

@@ -139,7 +139,8 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except Exception:
-        raise ConfigError(f"database URL {url!r} is not valid: use sqlite:///runs/console.db or "
+        # the URL is not repeated: it may hold a password
+        raise ConfigError("the database URL is not valid: use sqlite:///runs/console.db or "
                           "postgresql+psycopg://user:password@host:5432/dbname") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
