@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import shutil
 import sys
 import threading
 import time
@@ -112,15 +113,16 @@ class _LogTee(io.TextIOBase):
     def __init__(self, log, echo=None, watch=None):
         self.log, self.echo, self.watch = log, echo, watch
         self.tail = collections.deque(maxlen=200)
+        self.partial = ""  # the start of a line whose end is still to come (for ``watch``)
 
     def write(self, text: str) -> int:
         self.log.write(text)
         if self.echo is not None:
             self.echo.write(text)
-        lines = text.splitlines()
-        self.tail.extend(lines)
+        self.tail.extend(text.splitlines())
         if self.watch is not None:
-            for line in lines:
+            *complete, self.partial = (self.partial + text).split("\n")
+            for line in complete:
                 self.watch(line)
         return len(text)
 
@@ -164,7 +166,9 @@ class _LiveStatus:
     def _draw(self) -> None:
         with self.lock:
             if self.step is not None:
-                self.out.write("\r\x1b[2K" + self.render())
+                # one terminal row at most: a wrapped line could not be redrawn in place
+                width = shutil.get_terminal_size((80, 24)).columns
+                self.out.write("\r\x1b[2K" + self.render()[: max(width - 1, 20)])
                 self.out.flush()
 
     def _loop(self) -> None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from console_helpers import MEMBER, create_token, signed_in
+
+from make_us_rich.testing import missing_tool
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "console.md"
 BLOCK = re.compile(r"^<!-- (?P<marker>[^>]*?) -->\n```(?P<lang>\w*)\n(?P<body>.*?)^```$", re.M | re.S)
@@ -24,6 +27,8 @@ def test_every_bash_block_is_marked_and_the_curl_example_runs(make_console, user
     tested = [(b, blocks[i + 1]) for i, b in enumerate(blocks) if b["marker"] == "test"]
     assert len(tested) == 1 and tested[0][1]["marker"] == "expect"
     command, expected = tested[0][0]["body"], json.loads(tested[0][1]["body"])
+    if shutil.which("curl") is None:
+        missing_tool("curl not found (the documented example uses it): apt-get install curl")
 
     console = make_console(store=console_store, inference_url=model_server)
     token = create_token(signed_in(console, MEMBER))

@@ -100,6 +100,7 @@ def rendered(manifests_copy) -> dict[str, list[dict]]:
         "alerting-no-triton": ["--set", "predictor.enabled=true", "--set", "alerting.enabled=true",
                                "--set", "triton.enabled=false"],
         "console": ["--set", "console.enabled=true", "--set", "console.ingress.enabled=true",
+                    "--set", "console.ingress.trustedProxies=10.0.0.0/8",
                     "--set", "console.postgres.enabled=true", "--set", "predictor.tokenSecret=mkrich-token"],
         "console-predictor": ["--set", "console.enabled=true", "--set", "triton.enabled=false",
                               "--set", "predictor.enabled=true", "--set", "console.source=sample"],

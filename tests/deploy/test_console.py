@@ -67,6 +67,9 @@ def test_console_deployment(rendered, variant):
         if re.search(r"SECRET|PASSWORD|TOKEN|_DB$|KEY", name) and name != "AWS_ACCESS_KEY_ID":
             assert "secret" in value, f"{variant}: {name} must come from a Secret"
     assert env["MKRICH_STORE"]["value"].startswith("s3://")
+    # behind an Ingress, the controller's X-Forwarded-For is believed (per-address throttle)
+    if any(d["kind"] == "Ingress" for d in documents):
+        assert "/" in env["MKRICH_CONSOLE_TRUSTED_PROXIES"]["value"], variant
     # probes on the app's routes, on the port the app listens on
     (port,) = console["ports"]
     args = console["args"]
@@ -154,9 +157,14 @@ def test_chart_refuses_bad_console_values():
     chart = str(REPO / "charts" / "make-us-rich")
     helm = tool("helm")
     linted = run(helm, "lint", "--strict", chart, "--set", "console.enabled=true",
-                 "--set", "console.ingress.enabled=true", "--set", "console.postgres.enabled=true")
+                 "--set", "console.ingress.enabled=true", "--set", "console.ingress.trustedProxies=10.0.0.0/8",
+                 "--set", "console.postgres.enabled=true")
     assert "0 chart(s) failed" in linted
+    # behind an Ingress the console must know whose X-Forwarded-For to believe
+    with pytest.raises(AssertionError, match="console.ingress.trustedProxies: set the ingress controller"):
+        run(helm, "template", "x", chart, "--set", "console.enabled=true", "--set", "console.ingress.enabled=true")
     for bad in (["--set", "console.source=csv"], ["--set", "console.replicas=0"],
+                ["--set", "console.ingress.trustedProxies=$(evil)"],
                 ["--set", "console.inferenceUrl=predictor:8080"], ["--set", "console.database.secretName=Bad_Name"]):
         with pytest.raises(AssertionError, match="values don't meet the specifications|does not match|minimum|value must be one of"):
             run(helm, "template", "x", chart, "--set", "console.enabled=true", *bad)

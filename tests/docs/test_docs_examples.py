@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import uuid
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from make_us_rich.testing import free_port
+from make_us_rich.testing import free_port, missing_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -58,6 +59,8 @@ def run_page(page: str, cwd: Path, env: dict[str, str], port: int) -> list[str]:
     """All marked blocks of a page in one bash session (a server started with ``&`` in one
     block serves the next ones); returns each block's output. Everything it started is
     stopped afterwards."""
+    if shutil.which("curl") is None:
+        missing_tool("curl not found (the documented examples use it): apt-get install curl")
     pairs = marked_blocks(page)
     assert pairs, f"{page} has no block marked <!-- test -->"
     separator = f"@@block-{uuid.uuid4().hex}@@"

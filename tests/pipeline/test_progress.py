@@ -33,7 +33,9 @@ def test_the_running_step_is_redrawn_in_place_with_its_epoch_bar():
     live.start("train-lstm", "BTCEUR")
     _wait_for(lambda: "train-lstm" in terminal.getvalue())
     assert "epoch" not in terminal.getvalue()  # no bar before the first epoch ends
-    tee.write("some log line\n" + epoch_line(1, 4, loss=0.5, val_loss=0.6) + "\n")
+    line = epoch_line(1, 4, loss=0.5, val_loss=0.6)
+    tee.write("some log line\n" + line[:7])  # a line can arrive in pieces
+    tee.write(line[7:] + "\n")
     _wait_for(lambda: "epoch 1/4" in terminal.getvalue())
     assert "\r\x1b[2K  ..     train-lstm         BTCEUR" in terminal.getvalue()
     assert "[#####---------------] epoch 1/4" in terminal.getvalue()
@@ -43,6 +45,20 @@ def test_the_running_step_is_redrawn_in_place_with_its_epoch_bar():
     # the finished-step line replaces the status line, and nothing is drawn after it
     assert shown.endswith("\r\x1b[2K  ok  train-lstm\n")
     assert live.render() == ""
+
+
+def test_the_status_line_never_wraps(monkeypatch):
+    """A wrapped line cannot be redrawn in place (the old rows would pile up): it is cut to the
+    terminal's width."""
+    monkeypatch.setenv("COLUMNS", "40")
+    terminal = io.StringIO()
+    live = _LiveStatus(terminal, enabled=True, interval=60)
+    live.start("evaluate-and-gate", "BTCUSDT")
+    live.watch(epoch_line(100, 100, loss=0.5))
+    live._draw()
+    drawn = terminal.getvalue().split("\r\x1b[2K")[-1]
+    assert len(live.render()) > 40 and len(drawn) == 39 and drawn.startswith("  ..     evaluate-and-gate")
+    live.close()
 
 
 def test_off_the_terminal_only_finished_lines_are_written():
