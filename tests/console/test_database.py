@@ -34,6 +34,34 @@ def test_upgrade_from_empty_matches_the_models(db_url):
     engine.dispose()
 
 
+def test_replicas_migrating_together_take_turns(postgres):
+    """Two console replicas start at once on an empty PostgreSQL database (each init container
+    migrates): the advisory lock makes them take turns, both succeed, the schema is at head."""
+    import uuid
+
+    url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    engines = [make_engine(url) for _ in range(3)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(engines))
+
+    def replica(engine):
+        start.wait()
+        try:
+            migrate.upgrade(engine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert migrate.current(engines[0]) == migrate.head()
+    for engine in engines:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("left", [0, 3, 5])  # 5: the month's row does not exist yet
 def test_concurrent_calls_take_exactly_the_units_left(engine, users, left):
     """20 threads, each with its own connection, race for the member's last ``left`` units

@@ -105,6 +105,13 @@ def test_symbol_page_draws_the_served_forecast_on_the_sample(browser, console):
     lo50, hi50 = forecast["interval_50"]
     assert lo90 <= lo50 <= forecast["median"] <= hi50 <= hi90
     assert lo90 < hi90
+    # the fan as the chart holds it: from the last close to each level at the forecast hour
+    bounds = {"5 %": lo90, "25 %": lo50, "median": forecast["median"], "75 %": hi50, "95 %": hi90}
+    assert set(chart["lines"]) == set(bounds)
+    for name, value in bounds.items():
+        start, end = chart["lines"][name]
+        assert (start["time"], end["time"]) == (candles[-1]["time"], forecast["time"]), name
+        assert start["value"] == pytest.approx(candles[-1]["close"]) and end["value"] == pytest.approx(value), name
     # the numbers beside the chart are the drawn ones
     shown = page.inner_text("#median").replace(",", "").replace("\u202f", "").replace("\xa0", "")
     assert float(shown) == pytest.approx(forecast["median"], abs=0.01)

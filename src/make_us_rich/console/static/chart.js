@@ -65,15 +65,21 @@
       line.setData([{ time: last.time, value: last.close }, { time: at, value: value }]);
       return line;
     }
-    fan(f.interval_90[0], "rgba(33,150,243,0.45)", 1, "5 %");
-    fan(f.interval_90[1], "rgba(33,150,243,0.45)", 1, "95 %");
-    fan(f.interval_50[0], "rgba(33,150,243,0.8)", 2, "25 %");
-    fan(f.interval_50[1], "rgba(33,150,243,0.8)", 2, "75 %");
-    var median = fan(f.median, "#0d47a1", 3, "median");
+    var lines = {
+      "5 %": fan(f.interval_90[0], "rgba(33,150,243,0.45)", 1, "5 %"),
+      "95 %": fan(f.interval_90[1], "rgba(33,150,243,0.45)", 1, "95 %"),
+      "25 %": fan(f.interval_50[0], "rgba(33,150,243,0.8)", 2, "25 %"),
+      "75 %": fan(f.interval_50[1], "rgba(33,150,243,0.8)", 2, "75 %")
+    };
+    var median = lines.median = fan(f.median, "#0d47a1", 3, "median");
     LWC.createSeriesMarkers(median, [{ time: at, position: "inBar", color: "#0d47a1", shape: "circle", text: "forecast" }]);
     chart.timeScale().fitContent();
+    // what the chart holds, read back from the library (not the JSON it was given)
+    var drawn = {};
+    Object.keys(lines).forEach(function (name) { drawn[name] = lines[name].data(); });
     window.mkrichChart = {
-      candles: candles,
+      candles: series.data(),
+      lines: drawn,
       forecast: {
         time: at, forecast_time: f.forecast_time, median: f.median, quantiles: f.quantiles,
         interval_50: f.interval_50, interval_90: f.interval_90, last_close: f.last_close,
