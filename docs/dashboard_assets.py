@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from make_us_rich.testing import free_port
+from make_us_rich.testing import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "manifests" / "components" / "alerting" / "dashboard.json"
@@ -86,11 +86,7 @@ class Processes:
 
     def stop(self) -> None:
         for proc in reversed(self.running):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
 
 
 def _windows(symbol: str, sequence_length: int):

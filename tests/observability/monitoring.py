@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from make_us_rich.testing import free_port, missing_tool
+from make_us_rich.testing import free_port, missing_tool, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTING = REPO / "manifests" / "components" / "alerting"
@@ -54,8 +54,4 @@ class Daemon:
             return r.read().decode()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, timeout=10)

@@ -20,7 +20,7 @@ import pytest
 
 from make_us_rich.predict_client import predict_next_close, v2_request
 from make_us_rich.store import ModelStore
-from make_us_rich.testing import free_port
+from make_us_rich.testing import free_port, stop_process
 
 pytest.importorskip("kserve")
 
@@ -76,11 +76,7 @@ class Server:
         return http("POST", f"{self.url}/v2/models/{NAME}/infer", v2_request(windows), **kw)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from make_us_rich.console.settings import Settings
 from make_us_rich.errors import ConfigError, MakeUsRichError
+from make_us_rich.testing import stop_process
 
 
 def _free_port(preferred: int) -> int:
@@ -97,9 +98,5 @@ def run_with_server(settings: Settings, host: str, port: int) -> int:
               on_ready=lambda: print(f"open http://{host}:{port}/ and sign in (mkrich serve on {url}; "
                                      "Ctrl-C stops both)", flush=True))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     return 0

@@ -22,3 +22,16 @@ def missing_tool(message: str):
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def stop_process(proc, timeout: float = 20.0) -> None:
+    """Stop a server started as a subprocess: SIGTERM, and SIGKILL if it has not exited after
+    ``timeout`` seconds."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
