@@ -73,7 +73,7 @@ def rendered(manifests_copy) -> dict[str, list[dict]]:
     (console / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         "namespace: kubeflow-user-example-com\n"
-        "resources: [../local-kind]\n"
+        "resources: [../../base]\n"  # local-kind has the console already
         "components: [../../components/console, ../../components/console-ingress]\n"
     )
     console_pg = manifests_copy / "overlays" / "console-postgres-test"
