@@ -397,6 +397,8 @@ def client(host: str, *, namespace: str = "kubeflow", token: str | None = None,
            verify_ssl: bool | None = None, ssl_ca_cert: str | None = None):
     import kfp
 
+    # kfp.Client reads the projected token only when it finds the host itself
+    token = token or _projected_token()
     if verify_ssl is not False and not ssl_ca_cert:
         _preflight(host, token)
     try:

@@ -67,6 +67,17 @@ def test_token_is_sent_and_unauthorized_is_clear():
         assert fake.requests[-1]["authorization"] == "Bearer t0ken"
 
 
+def test_the_projected_token_is_sent_with_an_explicit_host(tmp_path, monkeypatch):
+    """The in-cluster Job passes --host and no --token: every call carries the token the
+    kubelet projects (kfp.Client reads it only when it finds the host itself)."""
+    (tmp_path / "token").write_text("pr0jected\n")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "token"))
+    with FakeKFP(token="pr0jected") as fake:
+        result = schedule(fake.url, {"symbols": ["BTCEUR"]})
+        assert result["recurring_run_id"] in fake.recurring_runs
+        assert {r["authorization"] for r in fake.requests} == {"Bearer pr0jected"}
+
+
 def test_unreachable_host_is_a_clear_error(capsys):
     import socket
 
