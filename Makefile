@@ -140,10 +140,10 @@ images: ## build the role images (data, trainer, server, console) with docker or
 
 # Where no Docker engine runs: podman (installed on first use, as root) with its own config and
 # storage (.cache/podman), and a locally made base image, since no registry can be reached.
-test-images: $(STAMP) ## build the images and run them: smoke per role, the pipeline in its images, serving
+test-images: $(STAMP) $(KUBECTL) db-tools ## build the images and run them: smoke per role, the pipeline in its images, serving, the local overlay's workloads (podman kube play)
 	.ci/images.sh prepare
 	.ci/images.sh build
-	eval "$$(.ci/images.sh env)" && $(PY) -m pytest tests/images $(PYTEST_ARGS)
+	eval "$$(.ci/images.sh env)" && MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest tests/images $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/results/
 	$(PY) bench/bench_preprocessing.py
