@@ -24,18 +24,26 @@ HOST_FROM_POD = "10.0.2.2"
 NETWORK = "slirp4netns:allow_host_loopback=true"
 
 
-def kubectl() -> str:
+def tool(name: str) -> str:
+    """kubectl or helm of `make tools`."""
     base = Path(os.environ.get("MKRICH_TOOLS", REPO / ".cache" / "tools"))
-    found = base / "bin" / "kubectl"
+    found = base / "bin" / name
     if not found.is_file():
         from make_us_rich.testing import missing_tool
 
-        missing_tool("kubectl not found; run `make tools` (fetches kubectl and helm into .cache/tools)")
+        missing_tool(f"{name} not found; run `make tools` (fetches kubectl and helm into .cache/tools)")
     return str(found)
 
 
 def render(overlay: Path) -> list[dict]:
-    out = subprocess.run([kubectl(), "kustomize", str(overlay)], capture_output=True, text=True)
+    out = subprocess.run([tool("kubectl"), "kustomize", str(overlay)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def render_chart(*args: str) -> list[dict]:
+    out = subprocess.run([tool("helm"), "template", "mkrich", str(REPO / "charts" / "make-us-rich"),
+                          "--namespace", "make-us-rich", *args], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
@@ -69,7 +77,7 @@ def play_document(name: str, spec: dict, documents: list[dict], *, endpoints: di
                   publish: dict[int, int], token_dir: Path | None = None) -> list[dict]:
     """The ConfigMaps the pod reads and the Pod, for `podman kube play`.
 
-    Changes: cluster addresses in ConfigMaps and env values become the test's servers
+    Changes: cluster addresses in ConfigMaps, env values and args become the test's servers
     (``endpoints``); $(VAR) is expanded; probes are left to the test, which runs the manifest's
     probes from outside (podman 4.3 turns a liveness probe into a healthcheck that curls inside
     the image - there is no curl - on systemd timers, which do not run here); the ports in
@@ -98,7 +106,7 @@ def play_document(name: str, spec: dict, documents: list[dict], *, endpoints: di
                 env[item["name"]] = item["value"]
         for key in ("command", "args"):
             if key in container:
-                container[key] = [_expand(a, env) for a in container[key]]
+                container[key] = [swap(_expand(a, env)) for a in container[key]]
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             container.pop(probe, None)
         for port in container.get("ports", []):

@@ -35,6 +35,7 @@ from .kube import (
     pod_spec,
     podman_secret,
     render,
+    render_chart,
     secret_data,
     state,
 )
@@ -258,8 +259,9 @@ def test_predictor_serves_the_model_from_s3(engine, predictor, sample_btceur):
 
 
 # --------------------------------------------------------------------- the registration Job
-def _run_job(engine, rendered, workdir, pods, *, kfp_url: str, token: str) -> tuple[int, str, dict]:
-    job = one(rendered, "Job", "mkrich-register-schedule")
+def _run_job(engine, rendered, workdir, pods, *, kfp_url: str, token: str,
+             job: dict | None = None) -> tuple[int, str, dict]:
+    job = job or one(rendered, "Job", "mkrich-register-schedule")
     spec = pod_spec(job)
     token_dir = workdir / f"token-{uuid.uuid4().hex[:6]}"
     token_dir.mkdir()
@@ -274,7 +276,8 @@ def _run_job(engine, rendered, workdir, pods, *, kfp_url: str, token: str) -> tu
     container = f"{name}-{spec['containers'][0]['name']}"
     waited = subprocess.run([engine, "wait", container], capture_output=True, text=True, timeout=300)
     assert waited.returncode == 0, waited.stderr
-    return int(waited.stdout.strip()), logs(engine, container), one(rendered, "ConfigMap", "mkrich-schedule")["data"]
+    settings = [d["data"] for d in rendered if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "mkrich-schedule"]
+    return int(waited.stdout.strip()), logs(engine, container), (settings or [{}])[0]
 
 
 def test_registration_job_registers_the_hourly_run(engine, images, rendered, workdir, pods):
@@ -308,3 +311,23 @@ def test_registration_job_says_why_when_kfp_does_not_answer(engine, images, rend
     assert code != 0
     assert "cannot reach Kubeflow Pipelines at http://10.0.2.2:" in log, log
     assert "Traceback" not in log, log
+
+
+def test_the_charts_registration_job_registers_too(engine, images, workdir, pods):
+    """The chart's Job, whose flags are written by the template (not $(VAR) from a ConfigMap),
+    from `helm template` with the pull policy a cluster with loaded images needs."""
+    from make_us_rich.testing.fake_kfp import FakeKFP
+
+    documents = render_chart("--set", "scheduler.enabled=true", "--set", "image.pullPolicy=IfNotPresent",
+                             "--set", "symbols={BTCEUR,BTCUSDT}")
+    (job,) = [d for d in documents if d["kind"] == "Job"]
+    token = secrets.token_urlsafe(24)
+    with FakeKFP(token=token) as kfp:
+        code, log, _ = _run_job(engine, documents, workdir, pods, kfp_url=kfp.url, token=token, job=job)
+        assert code == 0, log
+        (post,) = kfp.calls("POST", "/recurringruns")
+        assert {r["authorization"] for r in kfp.requests} == {f"Bearer {token}"}
+    parameters = post["body"]["runtime_config"]["parameters"]
+    assert parameters["symbols"] == ["BTCEUR", "BTCUSDT"]
+    assert parameters["store_uri"] == "s3://mlpipeline/make-us-rich"  # the chart's store.uri
+    assert parameters["rollout_isvc"] == "mkrich-onnx"  # triton.enabled: each new model rolls it
