@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -42,6 +43,50 @@ def _is_repository_path(path: str) -> bool:
     return path.startswith(("/v2/repository", "/v1/repository"))
 
 
+_MODEL = r"[^/:]+"
+#: Every route this server answers, with its methods; anything else is refused by the guard
+#: (404, 405, or 501 for the KServe routes below) before KServe can log a traceback for it.
+ROUTES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple(
+    (re.compile(pattern), frozenset(methods)) for pattern, methods in (
+        (r"/", ("GET",)),  # KServe's liveness
+        (r"/metrics", ("GET",)),
+        (r"/openapi\.json", ("GET",)),
+        (r"/mkrich/status", ("GET",)),
+        (r"/v1/models", ("GET",)),
+        (rf"/v1/models/{_MODEL}", ("GET",)),
+        (rf"/v1/models/{_MODEL}:predict", ("POST",)),
+        (r"/v2", ("GET",)),
+        (r"/v2/health/(live|ready)", ("GET",)),
+        (r"/v2/models", ("GET",)),
+        (rf"/v2/models/{_MODEL}", ("GET",)),
+        (rf"/v2/models/{_MODEL}/ready", ("GET",)),
+        (rf"/v2/models/{_MODEL}/infer", ("POST",)),
+    )
+)
+#: Routes KServe registers that this server does not support: 501 with what to use instead.
+UNSUPPORTED: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(rf"/v2/models/{_MODEL}/versions/[^/]+(/ready|/infer)?"),
+     "model versions are not addressable: each model serves its latest accepted version "
+     "(GET /v2/models/<model> lists it in 'versions'); drop /versions/<v> from the path"),
+    (re.compile(rf"/v1/models/{_MODEL}:explain"), "this model has no explainer; use :predict"),
+)
+
+
+def check_route(method: str, path: str) -> tuple[int, str, list] | None:
+    """``None`` for a route the server answers, else (status, reason, headers) to refuse it with."""
+    path = path.rstrip("/") or "/"
+    for pattern, reason in UNSUPPORTED:
+        if pattern.fullmatch(path):
+            return 501, reason, []
+    allowed = set().union(*(methods for pattern, methods in ROUTES if pattern.fullmatch(path)))
+    if not allowed:
+        return 404, "no such route; the routes are listed in the serving docs (docs/serving.md)", []
+    if method not in allowed and not (method == "HEAD" and "GET" in allowed):
+        return 405, f"method {method[:20]} not allowed; use {', '.join(sorted(allowed))}", [
+            (b"allow", ", ".join(sorted(allowed)).encode())]
+    return None
+
+
 class RejectionLog:
     """One WARNING line per rejected request (status, method, path with the model, reason), at
     most ``per_second`` lines a second; the lines left out are counted in the next one."""
@@ -66,14 +111,14 @@ class RejectionLog:
 
 
 class _QuietClientErrors(logging.Filter):
-    """KServe logs a full traceback for every 4xx it raises; :class:`RejectionLog` already
-    wrote the one line such a request deserves."""
+    """KServe logs a full traceback for every 4xx (and 501) it raises; :class:`RejectionLog`
+    already wrote the one line such a request deserves."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from kserve.errors import InvalidInput, ModelNotFound
+        from kserve.errors import InvalidInput, ModelNotFound, UnsupportedProtocol
 
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, InvalidInput | ModelNotFound)
+        return not isinstance(exc, InvalidInput | ModelNotFound | UnsupportedProtocol | NotImplementedError)
 
 
 async def _send_json(send, status: int, payload: dict[str, Any], headers: Sequence = ()) -> None:
@@ -101,6 +146,9 @@ class GuardMiddleware:
       the store decides what is served, and KServe's ``load`` cannot bring back a model that
       ``unload`` removed, so even a caller holding the token could only break the server;
     * the bearer token (if configured) on the inference routes (401);
+    * only the routes in :data:`ROUTES` reach KServe: others get 404, 405 (wrong method) or
+      501 (:data:`UNSUPPORTED`: versioned routes, ``:explain``), with one log line, where
+      KServe logged a traceback each;
     * the body is read here, whole, within ``max_body`` bytes (413, chunked or not) and
       ``body_timeout`` seconds (408): a client that stops sending mid-body is cut off;
     * the binary tensor extension's framing is checked (400) before KServe slices with it.
@@ -171,6 +219,10 @@ class GuardMiddleware:
             given = headers.get(b"authorization", b"").decode("latin-1")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 raise _Refuse(401, "missing or wrong bearer token", headers=[(b"www-authenticate", b"Bearer")])
+        refused = check_route(scope.get("method", ""), path)
+        if refused:
+            await self._drain(receive, time.monotonic() + self.body_timeout)
+            raise _Refuse(refused[0], refused[1], headers=refused[2])
         deadline = time.monotonic() + self.body_timeout
         length = headers.get(b"content-length")
         if length is not None and not length.strip().isdigit():

@@ -351,3 +351,28 @@ def test_a_store_error_while_loading_a_new_version_is_retried(tmp_path, trained_
     assert not model.check_for_update() and "refused version" in model.last_reload_error
     assert not model.check_for_update() and model.poll_failures == 2  # no reload attempt
     assert model.current.version == second.version and model._refused[0] == pointer
+
+
+def test_unsupported_routes_answer_quietly_one_line_each_at_most(server, windows):
+    """Issue 19 #3: versioned routes and :explain made KServe log a traceback per request
+    (100 requests -> 1,630 lines); unknown routes and wrong methods are refused alike."""
+    before = len(server.log.read_text().splitlines())
+    body = v2_request(windows)
+    cases = [
+        ("GET", f"/v2/models/{NAME}/versions/1", None, {}, 501, "versions are not addressable"),
+        ("GET", f"/v2/models/{NAME}/versions/1/ready", None, {}, 501, "versions are not addressable"),
+        ("POST", f"/v2/models/{NAME}/versions/1/infer", body, AUTH, 501, "versions are not addressable"),
+        ("POST", f"/v1/models/{NAME}:explain", {"instances": windows.tolist()}, AUTH, 501, "no explainer"),
+        ("GET", "/v3/anything", None, {}, 404, "no such route"),
+        ("DELETE", f"/v2/models/{NAME}", None, {}, 405, "not allowed; use GET"),
+    ]
+    n = 0
+    for method, path, payload, headers, status, message in cases * 5:
+        got, answer = http(method, server.url + path, payload, headers=headers)
+        assert got == status and message in answer["error"], (path, got, answer)
+        n += 1
+    lines = server.log.read_text().splitlines()[before:]
+    assert not any("Traceback" in line or "NotImplementedError" in line for line in lines), lines[:20]
+    assert len(lines) <= n
+    assert infer(server, windows)[0] == 200
+    assert http("GET", f"{server.url}/v2/models/{NAME}")[0] == 200
