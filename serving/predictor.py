@@ -8,8 +8,9 @@ Hot reload: a background thread polls the store's ``latest.json``; a new version
 checked (checksum, signature, a probe inference) off the request path and swapped in with one
 reference assignment. Each request takes the model reference once in ``preprocess`` and uses it
 to the end, so in-flight requests finish on the model they started with. A broken new model or
-a malformed pointer is refused: the server stays on the old one, logs why once and reports it
-in ``status()`` until a later poll succeeds. No exception ends the reload loop; a loop that
+a malformed or missing pointer (a store moved away) is refused: the server stays on the old
+one, logs why once, counts the failed polls and reports it in ``status()`` until a later poll
+succeeds. No exception ends the reload loop; a loop that
 died anyway or hangs in a poll is reported by ``reload_state()`` (the server turns a dead one
 into failing liveness and readiness).
 """
@@ -151,6 +152,9 @@ class ForecastModel(Model):
         self._poll_started = time.monotonic()
         try:
             pointer = self.store.latest(self.symbol)
+            if pointer is None and self.current is not None:  # never removed by a publish
+                raise StoreError(f"no latest.json for {self.symbol} in {self.store.uri} any more: the "
+                                 "store was moved, deleted or emptied")
             if pointer is None or (self.current and pointer["version"] == self.current.version):
                 self._set_error(None)
                 return False

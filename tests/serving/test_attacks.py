@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.client import HTTPConnection
 
 import psutil
@@ -376,3 +377,53 @@ def test_unsupported_routes_answer_quietly_one_line_each_at_most(server, windows
     assert len(lines) <= n
     assert infer(server, windows)[0] == 200
     assert http("GET", f"{server.url}/v2/models/{NAME}")[0] == 200
+
+
+def metric_value(url: str, name: str, **labels: str) -> float | None:
+    """One sample of the server's /metrics (Prometheus text format), or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
+def test_a_store_moved_away_while_serving_is_reported_then_recovers(tmp_path, trained_artifacts, windows):
+    """Issue 19 #6: after `mv store store.gone` the server kept answering (good) but reported
+    nothing: a missing latest.json was taken for "no change"."""
+    path = tmp_path / "store"
+    first = ModelStore(path).publish(trained_artifacts, "BTCEUR")
+    srv = Server(path)
+
+    def model_status():
+        return http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]
+
+    def wait_for(predicate):
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if predicate(current := model_status()):
+                return current
+            time.sleep(0.1)
+        pytest.fail(f"status never matched: {current}")
+
+    try:
+        failures = metric_value(srv.url, "mkrich_model_reload_failures_total", symbol="BTCEUR")
+        assert failures == 0
+        path.rename(tmp_path / "store.gone")
+        model = wait_for(lambda m: m["last_reload_error"] is not None)
+        assert "no latest.json for BTCEUR" in model["last_reload_error"] and model["version"] == first.version
+        wait_for(lambda m: m["reload"]["failures"] >= 3)
+        assert metric_value(srv.url, "mkrich_model_reload_failures_total", symbol="BTCEUR") >= 3
+        assert metric_value(srv.url, "mkrich_model_reload_failing", symbol="BTCEUR") == 1
+        assert srv.infer(windows)[0] == 200  # still serving the model it holds
+        assert srv.log.read_text().count("no latest.json for BTCEUR") == 1  # one line per cause
+        (tmp_path / "store.gone").rename(path)
+        wait_for(lambda m: m["last_reload_error"] is None)
+        assert metric_value(srv.url, "mkrich_model_reload_failing", symbol="BTCEUR") == 0
+        assert "reload recovered" in srv.log.read_text()
+    finally:
+        srv.stop()
