@@ -39,7 +39,7 @@ from make_us_rich.serving.tensors import (
     parse_v1_body,
     parse_v2_input,
 )
-from make_us_rich.store import ModelStore, StoreError
+from make_us_rich.store import MalformedPointer, ModelStore, StoreError
 
 log = logging.getLogger(__name__)
 _CLOSE = contract.FEATURES.index("close")
@@ -93,7 +93,21 @@ def _created(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> float |
 
 
 class _Refused(Exception):
-    pass
+    """A new version that is not swapped in: ``str`` says why in full (log, authenticated
+    status), ``public`` in words that reveal nothing of the store (anonymous status)."""
+
+    def __init__(self, message: str, public: str) -> None:
+        super().__init__(message)
+        self.public = public
+
+
+def _public_reason(exc: Exception) -> str:
+    """What an anonymous caller may learn of a reload failure: its kind, no path or endpoint."""
+    if isinstance(exc, _Refused):
+        return exc.public
+    if isinstance(exc, MalformedPointer):
+        return "the model store's latest pointer is malformed"
+    return "the model store cannot be read"
 
 
 @dataclass(frozen=True)
@@ -125,11 +139,12 @@ class ForecastModel(Model):
         self.stall_after = stall_after if stall_after is not None else max(600.0, 10 * reload_interval)
         self.current: LoadedModel | None = None
         self.last_reload_error: str | None = None
+        self.last_reload_error_public: str | None = None  # the same without internals
         self.polls = 0
         self.poll_failures = 0
         self.last_poll: float | None = None
         self._poll_started: float | None = None
-        self._refused: tuple[dict, str] | None = None  # a pointer to a broken model, and why: not retried
+        self._refused: tuple[dict, _Refused] | None = None  # a pointer to a broken model, and why: not retried
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -159,15 +174,18 @@ class ForecastModel(Model):
                 self._set_error(None)
                 return False
             if self._refused and pointer == self._refused[0]:
-                self._set_error(self._refused[1])
+                self._set_error(str(self._refused[1]), self._refused[1].public)
                 return False
             try:
                 new = load_model(self.store, self.symbol, pointer)
             except Exception as exc:
-                message = f"refused version {pointer['version']}: {exc}"
-                if not isinstance(exc, StoreError):  # a broken model; a store error may pass
-                    self._refused = (pointer, message)
-                raise _Refused(message) from exc
+                version = pointer["version"]
+                if isinstance(exc, StoreError):  # may pass: retried at the next poll
+                    raise _Refused(f"refused version {version}: {exc}",
+                                   f"version {version} cannot be read from the model store yet") from exc
+                refusal = _Refused(f"refused version {version}: {exc}", f"refused version {version}: broken model")
+                self._refused = (pointer, refusal)
+                raise refusal from exc
             old, self.current = self.current, new  # atomic swap; in-flight requests keep `old`
             self._set_error(None)
             self._loaded(old)
@@ -181,17 +199,18 @@ class ForecastModel(Model):
             if message != self.last_reload_error:
                 log.error("%s: %s; still serving %s", self.name, message,
                           self.current.version if self.current else None)
-            self._set_error(message)
+            self._set_error(message, _public_reason(exc))
             return False
         finally:
             self.polls += 1
             self.last_poll = time.time()
             self._poll_started = None
 
-    def _set_error(self, message: str | None) -> None:
+    def _set_error(self, message: str | None, public: str | None = None) -> None:
         if message is None and self.last_reload_error:
             log.warning("%s: reload recovered (was: %s)", self.name, self.last_reload_error)
         self.last_reload_error = message
+        self.last_reload_error_public = None if message is None else public or "reload failed"
         metrics.RELOAD_FAILING.labels(self.symbol).set(0 if message is None else 1)
 
     def _loaded(self, old: LoadedModel | None) -> None:
@@ -229,14 +248,16 @@ class ForecastModel(Model):
             return "stalled"
         return "running"
 
-    def status(self) -> dict[str, Any]:
+    def status(self, detail: bool = True) -> dict[str, Any]:
+        """Versions and the reload loop's state; the full reload error (store paths, endpoints)
+        only with ``detail``, else its kind (:func:`_public_reason`)."""
         m = self.current
         return {
             "model": self.name,
             "symbol": self.symbol,
             "version": m.version if m else None,
             "triton_version": m.triton_version if m else None,
-            "last_reload_error": self.last_reload_error,
+            "last_reload_error": self.last_reload_error if detail else self.last_reload_error_public,
             "reload": {
                 "state": self.reload_state(),
                 "polls": self.polls,

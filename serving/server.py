@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from fastapi import Request
+
 from make_us_rich.data import normalize_symbol
 from make_us_rich.errors import ConfigError
 from make_us_rich.serving import metrics
@@ -37,6 +39,14 @@ def _is_inference_path(path: str) -> bool:
     return (path.startswith("/v2/models/") and path.rstrip("/").endswith("/infer")) or (
         path.startswith("/v1/models/") and path.endswith((":predict", ":explain"))
     )
+
+
+def authorized(headers: dict[bytes, bytes], token: str | None) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (never, without a token)."""
+    if not token:
+        return False
+    given = headers.get(b"authorization", b"")
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
 
 
 def _is_repository_path(path: str) -> bool:
@@ -215,10 +225,8 @@ class GuardMiddleware:
             raise _Refuse(403, "the model repository API is disabled: the model store decides "
                                "what is served (publish with `mkrich publish`)")
         headers = dict(scope.get("headers") or [])
-        if self.token and _is_inference_path(path):
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                raise _Refuse(401, "missing or wrong bearer token", headers=[(b"www-authenticate", b"Bearer")])
+        if self.token and _is_inference_path(path) and not authorized(headers, self.token):
+            raise _Refuse(401, "missing or wrong bearer token", headers=[(b"www-authenticate", b"Bearer")])
         refused = check_route(scope.get("method", ""), path)
         if refused:
             await self._drain(receive, time.monotonic() + self.body_timeout)
@@ -407,9 +415,16 @@ def serve(
     discovery = Discovery(models, server.register_model, reload_interval, max_batch) if symbols is None else None
 
     @app.get("/mkrich/status")
-    async def status() -> dict:
-        return {"store": store_uri, "models": [m.status() for m in models],
-                "discovery_errors": discovery.errors if discovery else {}}
+    async def status(request: Request) -> dict:
+        """Open, for probes and dashboards; the internals (store URI, the reload errors' full
+        text, which name paths and endpoints) only with the token, else only their kind."""
+        detail = authorized(dict(request.scope.get("headers") or []), token)
+        errors = discovery.errors if discovery else {}
+        answer = {"models": [m.status(detail) for m in models],
+                  "discovery_errors": errors if detail else {
+                      k: "the model store cannot be listed" if k == "*" else "cannot be served yet"
+                      for k in errors}}
+        return {"store": store_uri, **answer} if detail else answer
 
     app.add_middleware(GuardMiddleware, max_body=max_body, token=token, body_timeout=body_timeout,
                        known=lambda name: by_name(name) is not None)

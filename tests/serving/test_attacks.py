@@ -169,10 +169,10 @@ def test_malformed_latest_during_hot_reload_then_a_real_publish(tmp_path, traine
     path = tmp_path / "store"
     store = ModelStore(path)
     first = store.publish(trained_artifacts, "BTCEUR")
-    srv = Server(path)
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})
 
-    def status():
-        return http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]
+    def status():  # with the token: the full text of the reload errors
+        return http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]["models"][0]
 
     def wait_for(predicate):
         deadline = time.time() + 20
@@ -190,14 +190,14 @@ def test_malformed_latest_during_hot_reload_then_a_real_publish(tmp_path, traine
             store.backend.put("models/BTCEUR/latest.json", garbage)
             model = wait_for(lambda m, message=message: message in (m["last_reload_error"] or ""))
             assert model["version"] == first.version and model["reload"]["state"] == "running"
-            assert srv.infer(windows)[1]["model_version"] == first.version
+            assert srv.infer(windows, headers=AUTH)[1]["model_version"] == first.version
             assert http("GET", f"{srv.url}/v2/health/ready")[0] == 200
         store.backend.put("models/BTCEUR/latest.json", good)
         wait_for(lambda m: m["last_reload_error"] is None)  # cleared once a poll succeeds
         second = store.publish(trained_artifacts, "BTCEUR")
         model = wait_for(lambda m: m["version"] == second.version)
         assert model["last_reload_error"] is None and model["reload"]["failures"] >= 3
-        assert srv.infer(windows)[1]["model_version"] == second.version
+        assert srv.infer(windows, headers=AUTH)[1]["model_version"] == second.version
         log = srv.log.read_text()
         assert log.count("still serving") == 3  # one line per new cause, not one per poll
     finally:
@@ -397,10 +397,10 @@ def test_a_store_moved_away_while_serving_is_reported_then_recovers(tmp_path, tr
     nothing: a missing latest.json was taken for "no change"."""
     path = tmp_path / "store"
     first = ModelStore(path).publish(trained_artifacts, "BTCEUR")
-    srv = Server(path)
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})
 
     def model_status():
-        return http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]
+        return http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]["models"][0]
 
     def wait_for(predicate):
         deadline = time.time() + 20
@@ -419,11 +419,51 @@ def test_a_store_moved_away_while_serving_is_reported_then_recovers(tmp_path, tr
         wait_for(lambda m: m["reload"]["failures"] >= 3)
         assert metric_value(srv.url, "mkrich_model_reload_failures_total", symbol="BTCEUR") >= 3
         assert metric_value(srv.url, "mkrich_model_reload_failing", symbol="BTCEUR") == 1
-        assert srv.infer(windows)[0] == 200  # still serving the model it holds
+        assert srv.infer(windows, headers=AUTH)[0] == 200  # still serving the model it holds
         assert srv.log.read_text().count("no latest.json for BTCEUR") == 1  # one line per cause
         (tmp_path / "store.gone").rename(path)
         wait_for(lambda m: m["last_reload_error"] is None)
         assert metric_value(srv.url, "mkrich_model_reload_failing", symbol="BTCEUR") == 0
         assert "reload recovered" in srv.log.read_text()
+    finally:
+        srv.stop()
+
+
+def test_status_keeps_the_store_internals_for_the_token(tmp_path, trained_artifacts, s3_env):
+    """Issue 19 #9: the open /mkrich/status showed the store path and the S3 endpoint in its
+    error text. Anonymous callers get the error's kind; the token holder the full text."""
+    path = tmp_path / "store"
+    ModelStore(path).publish(trained_artifacts, "BTCEUR")
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})
+    try:
+        (path / "models" / "BTCEUR" / "latest.json").write_bytes(b"not json")
+        deadline = time.time() + 20
+        while time.time() < deadline and not http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"]:
+            time.sleep(0.1)
+        full = http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]
+        assert full["store"] == str(path) and str(path) in full["models"][0]["last_reload_error"]
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            status, anonymous = http("GET", f"{srv.url}/mkrich/status", headers=headers)
+            assert status == 200 and "store" not in anonymous and str(tmp_path) not in json.dumps(anonymous)
+            model = anonymous["models"][0]
+            assert model["last_reload_error"] == "the model store's latest pointer is malformed"
+            assert model["version"] == full["models"][0]["version"] and model["reload"]["state"] == "running"
+        assert str(path) in srv.log.read_text()  # the operator's side keeps the details
+    finally:
+        srv.stop()
+    # an S3 store emptied while serving: its bucket stays out of the anonymous answer too
+    store = ModelStore(f"s3://{s3_env}/status")
+    store.publish(trained_artifacts, "BTCEUR")
+    env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                      "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    srv = Server(f"s3://{s3_env}/status", {**env, "MKRICH_SERVING_TOKEN": TOKEN})
+    try:
+        store.backend.delete(store.backend.list("models"))
+        deadline = time.time() + 20
+        while time.time() < deadline and not http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"]:
+            time.sleep(0.1)
+        anonymous = json.dumps(http("GET", f"{srv.url}/mkrich/status")[1])
+        assert s3_env not in anonymous and "the model store cannot be read" in anonymous
+        assert f"s3://{s3_env}/status" in json.dumps(http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1])
     finally:
         srv.stop()
