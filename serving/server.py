@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # 8 MiB: ~13,000 windows of 24 x 10 as JSON
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a whole body: a window is a few kB
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds to receive a request line and its headers (< 1 kB)
 TOKEN_ENV = "MKRICH_SERVING_TOKEN"
 _BINARY_HEADER = b"inference-header-content-length"
 
@@ -120,6 +121,66 @@ class RejectionLog:
         log.warning("rejected %s %s: %d %s%s", method, path[:200], status, reason[:300], more)
 
 
+#: One rate limit for every rejection line, whether the guard or the HTTP protocol refuses.
+REJECTIONS = RejectionLog()
+
+
+def header_timeout_protocol(timeout: float):
+    """uvicorn's HTTP protocol class with a deadline for each request's line and headers.
+
+    uvicorn closes idle keep-alive connections but has no deadline for a connection that sends
+    nothing, or a request whose headers trickle in (slowloris: each byte restarts nothing), so
+    a few hundred such connections stay open for good. This one answers 408 and closes them
+    ``timeout`` seconds after the connection opened or the request's first byte arrived. The
+    body has its own deadline in :class:`GuardMiddleware`.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    head = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    reason = f"request headers not received within {timeout:g} s"
+    body = json.dumps({"error": reason}).encode()
+    answer = head + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+    class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._header_timer is None and self._between_requests():
+                self._arm()  # the first bytes of a new request on a kept-alive connection
+            super().data_received(data)
+            if not self._between_requests():
+                self._disarm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _between_requests(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _arm(self) -> None:
+            self._header_timer = self.loop.call_later(timeout, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing() or not self._between_requests():
+                return
+            REJECTIONS(408, "-", "(request line and headers incomplete)", reason)
+            self.transport.write(answer)
+            self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
 class _QuietClientErrors(logging.Filter):
     """KServe logs a full traceback for every 4xx (and 501) it raises; :class:`RejectionLog`
     already wrote the one line such a request deserves."""
@@ -173,7 +234,7 @@ class GuardMiddleware:
         self.max_body = max_body
         self.token = token
         self.body_timeout = body_timeout
-        self.rejections = RejectionLog()
+        self.rejections = REJECTIONS
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -363,6 +424,7 @@ def serve(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_body: int = DEFAULT_MAX_BODY,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     token: str | None = None,
     on_listen=None,
 ) -> None:
@@ -371,6 +433,8 @@ def serve(
     called once the models are loaded, before the server listens."""
     if body_timeout <= 0:
         raise ConfigError(f"body timeout must be > 0 seconds, got {body_timeout}")
+    if header_timeout <= 0:
+        raise ConfigError(f"header timeout must be > 0 seconds, got {header_timeout}")
     import kserve
     from kserve.model_server import app
     from kserve.protocol.dataplane import DataPlane
@@ -408,6 +472,7 @@ def serve(
     class LoopbackModelServer(kserve.ModelServer):
         def setup_event_loop(self):  # start() has built the REST server: bind it to `host`
             self._rest_server.config.host = host
+            self._rest_server.config.http = header_timeout_protocol(header_timeout)
             super().setup_event_loop()
 
     server = LoopbackModelServer(http_port=port, enable_grpc=False, workers=1)

@@ -272,6 +272,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.store, symbols, host=args.host, port=args.port, reload_interval=args.reload_interval,
           max_batch=args.max_batch, max_body=args.max_body, body_timeout=args.body_timeout,
+          header_timeout=args.header_timeout,
           on_listen=announce)
     return 0
 
@@ -563,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="largest request body in bytes")
     p.add_argument("--body-timeout", type=float, default=30.0,
                    help="seconds a client may take to send a request body (default 30; then 408)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a client may take to send a request line and its headers, from "
+                   "the connection or the request's first byte (default 10; then 408 and closed)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

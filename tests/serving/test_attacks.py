@@ -467,3 +467,57 @@ def test_status_keeps_the_store_internals_for_the_token(tmp_path, trained_artifa
         assert f"s3://{s3_env}/status" in json.dumps(http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1])
     finally:
         srv.stop()
+
+
+def test_slow_headers_are_cut_off_with_408(store_dir, windows):
+    """Issue 19 #7: 500 connections trickling headers were all still open after 70 s. Here a
+    handful, with --header-timeout 1: each trickles a header byte every 0.2 s (or sends
+    nothing) and must be answered 408 and closed within 15 s."""
+    import select
+
+    srv = Server(store_dir, None, "--header-timeout", "1")
+
+    def slowloris(first: bytes, results: list, index: int) -> None:
+        deadline = time.time() + 15
+        answer = b""
+        try:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+                sock.sendall(first)
+                while time.time() < deadline:
+                    if select.select([sock], [], [], 0.2)[0]:  # the server spoke: read to EOF
+                        while chunk := sock.recv(4096):
+                            answer += chunk
+                        results[index] = answer or b"closed"
+                        return
+                    if first:
+                        sock.sendall(b"X")  # one more byte of a header that never ends
+        except (ConnectionResetError, BrokenPipeError):  # closed while we were still sending
+            results[index] = answer or b"reset"
+            return
+        results[index] = b"still open"
+
+    try:
+        firsts = [b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nX-Slow: "] * 4 + [b"POST /v2/mod", b""]
+        results: list = [None] * len(firsts)
+        threads = [threading.Thread(target=slowloris, args=(f, results, i)) for i, f in enumerate(firsts)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert "still open" not in [r.decode() for r in results], results
+        assert all(r.startswith(b"HTTP/1.1 408") or r == b"reset" for r in results), results
+        assert results[-1].startswith(b"HTTP/1.1 408")  # silent: nothing was being sent
+        assert b"request headers not received within 1 s" in results[-1]
+        assert "rejected - (request line and headers incomplete): 408" in srv.log.read_text()
+        # a prompt client on a kept-alive connection is not cut off between its requests
+        conn = HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        for _ in range(3):
+            conn.request("POST", f"/v2/models/{NAME}/infer", json.dumps(v2_request(windows)),
+                         {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+            response.read()
+            time.sleep(0.6)  # 1.8 s in all on one connection: more than the header timeout
+        conn.close()
+    finally:
+        srv.stop()
