@@ -2,7 +2,8 @@
 
 Lifecycle as KServe defines it: ``load`` (latest model of the symbol from the store) ->
 ``preprocess`` (request -> validated float32 windows, :mod:`make_us_rich.serving.tensors`) ->
-``predict`` (onnxruntime) -> ``postprocess`` (v2 ``InferResponse`` or v1 ``predictions``).
+``predict`` (onnxruntime; forecasts that are not finite, ordered and plausible are refused, never
+answered nor counted in the metrics) -> ``postprocess`` (v2 ``InferResponse`` or v1 ``predictions``).
 
 Hot reload: a background thread polls the store's ``latest.json``; a new version is loaded and
 checked (checksum, signature, a probe inference) off the request path and swapped in with one
@@ -36,6 +37,8 @@ from make_us_rich.serving import metrics
 from make_us_rich.serving.tensors import (
     DEFAULT_MAX_BATCH,
     BadRequest,
+    check_domain,
+    check_forecasts,
     parse_v1_body,
     parse_v2_input,
 )
@@ -54,6 +57,7 @@ class LoadedModel:
     n_features: int
     session: Any
     created: float | None = None  # Unix time the model was trained (model card), for its age
+    features: tuple[str, ...] = contract.FEATURES  # the input's columns (the pointer's), in order
 
 
 def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = None) -> LoadedModel:
@@ -73,7 +77,7 @@ def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = 
         if list(probe[t.name].shape) != expected or not np.isfinite(probe[t.name]).all():
             raise ValueError(f"model {version} answers a probe window with {t.name}={probe[t.name].tolist()}")
     return LoadedModel(symbol, version, pointer.get("triton_version"), seq_len, n_features, session,
-                       _created(store, symbol, pointer))
+                       _created(store, symbol, pointer), tuple(pointer["features"]))
 
 
 def _created(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> float | None:
@@ -292,6 +296,7 @@ class ForecastModel(Model):
                     t.name, t.datatype, t.shape, None if raw is not None else t.data, raw,
                     model.sequence_length, model.n_features, self.max_batch,
                 )
+                check_domain(windows, model.features)
                 return _Prepared(model, windows, payload.id, True)
             if isinstance(payload, bytes | bytearray):  # sent without a JSON content type
                 try:
@@ -299,12 +304,19 @@ class ForecastModel(Model):
                 except ValueError:
                     raise BadRequest("the request body is not JSON") from None
             windows = parse_v1_body(payload, model.sequence_length, model.n_features, self.max_batch)
+            check_domain(windows, model.features)
             return _Prepared(model, windows, None, False)
         except BadRequest as exc:
             raise InvalidInput(str(exc)) from None
 
     def predict(self, payload: _Prepared, headers: dict[str, str] | None = None):
-        return payload, predict_all(payload.model.session, payload.windows)
+        """onnxruntime, then the forecasts checked before anything is answered or counted."""
+        outputs = predict_all(payload.model.session, payload.windows)
+        try:
+            check_forecasts(payload.windows, outputs, payload.model.features)
+        except BadRequest as exc:
+            raise InvalidInput(str(exc)) from None
+        return payload, outputs
 
     def _observe(self, windows: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
         """Count the forecasts; keep the last window's forecast and its last close."""

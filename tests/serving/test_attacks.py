@@ -15,6 +15,7 @@ import time
 import urllib.request
 from http.client import HTTPConnection
 
+import numpy as np
 import psutil
 import pytest
 from test_server import NAME, Server, http
@@ -521,3 +522,27 @@ def test_slow_headers_are_cut_off_with_408(store_dir, windows):
         conn.close()
     finally:
         srv.stop()
+
+
+def test_absurd_windows_are_refused_and_never_reach_the_metrics(server, windows):
+    """Issue 19 #4: a valid window x 1e5 was answered 200 with quantiles [0, 0, 9.98e12, null,
+    null], and mkrich_forecast_close{quantile="0.5"} was +Inf afterwards."""
+    from make_us_rich import contract
+
+    assert infer(server, windows)[0] == 200
+    before = {q: metric_value(server.url, "mkrich_forecast_close", symbol="BTCEUR", quantile=q)
+              for q in ("0.05", "0.5", "0.95")}
+    served = metric_value(server.url, "mkrich_predictions_total", symbol="BTCEUR")
+    volatile = windows.copy()
+    volatile[..., contract.FEATURES.index("log_return"):] *= 1e5  # calendar and prices intact
+    for bad, message in [(windows * 1e5, "'hour' must be a whole number from 0 to 23"),
+                         (volatile, "is not finite"), (windows * -1, "'open' must be > 0")]:
+        status, answer = infer(server, bad)
+        assert status == 400 and message in answer["error"], (status, answer)
+        status, answer = http("POST", f"{server.url}/v1/models/{NAME}:predict", {"instances": bad.tolist()},
+                              headers=AUTH)
+        assert status == 400 and message in answer["error"], (status, answer)
+    after = {q: metric_value(server.url, "mkrich_forecast_close", symbol="BTCEUR", quantile=q) for q in before}
+    assert after == before and all(np.isfinite(v) for v in after.values())
+    assert metric_value(server.url, "mkrich_predictions_total", symbol="BTCEUR") == served
+    assert "Traceback" not in server.log.read_text()
