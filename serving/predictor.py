@@ -5,11 +5,13 @@ Lifecycle as KServe defines it: ``load`` (latest model of the symbol from the st
 ``predict`` (onnxruntime; forecasts that are not finite, ordered and plausible are refused, never
 answered nor counted in the metrics) -> ``postprocess`` (v2 ``InferResponse`` or v1 ``predictions``).
 
-Hot reload: a background thread polls the store's ``latest.json``; a new version is loaded and
+Hot reload: a background thread polls the store's ``latest.json``; a new version with the same
+serving contract (:func:`make_us_rich.contract.contract_changes`) is loaded and
 checked (checksum, signature, a probe inference) off the request path and swapped in with one
 reference assignment. Each request takes the model reference once in ``preprocess`` and uses it
 to the end, so in-flight requests finish on the model they started with. A broken new model or
-a malformed or missing pointer (a store moved away) is refused: the server stays on the old
+a malformed or missing pointer (a store moved away), or a version with another contract (its
+clients would break; a restart serves it) is refused: the server stays on the old
 one, logs why once, counts the failed polls and reports it in ``status()`` until a later poll
 succeeds. No exception ends the reload loop; a loop that
 died anyway or hangs in a poll is reported by ``reload_state()`` (the server turns a dead one
@@ -58,6 +60,7 @@ class LoadedModel:
     session: Any
     created: float | None = None  # Unix time the model was trained (model card), for its age
     features: tuple[str, ...] = contract.FEATURES  # the input's columns (the pointer's), in order
+    contract: dict | None = None  # the serving contract its pointer records (contract.contract_of)
 
 
 def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = None) -> LoadedModel:
@@ -77,7 +80,7 @@ def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = 
         if list(probe[t.name].shape) != expected or not np.isfinite(probe[t.name]).all():
             raise ValueError(f"model {version} answers a probe window with {t.name}={probe[t.name].tolist()}")
     return LoadedModel(symbol, version, pointer.get("triton_version"), seq_len, n_features, session,
-                       _created(store, symbol, pointer), tuple(pointer["features"]))
+                       _created(store, symbol, pointer), tuple(pointer["features"]), contract.contract_of(pointer))
 
 
 def _created(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> float | None:
@@ -180,6 +183,16 @@ class ForecastModel(Model):
             if self._refused and pointer == self._refused[0]:
                 self._set_error(str(self._refused[1]), self._refused[1].public)
                 return False
+            changes = contract.contract_changes(self.current.contract, contract.contract_of(pointer)) if self.current else []
+            if changes:  # promoted with --allow-contract-change: never swapped under running clients
+                version = pointer["version"]
+                refusal = _Refused(
+                    f"refused version {version}: its serving contract differs ({'; '.join(changes)}) and "
+                    f"would break the clients of {self.current.version}; restart the server to serve it "
+                    "(docs/serving.md#contract-changes)",
+                    f"version {version} has another serving contract: it is served after a restart")
+                self._refused = (pointer, refusal)
+                raise refusal
             try:
                 new = load_model(self.store, self.symbol, pointer)
             except Exception as exc:

@@ -211,7 +211,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from make_us_rich.store import ModelStore
 
     store = ModelStore(args.store, keep=args.keep)
-    result = store.publish(args.artifacts, args.symbol)
+    result = store.publish(args.artifacts, args.symbol, allow_contract_change=args.allow_contract_change)
     if push_publish(store, result.symbol, args.artifacts):
         print("  metrics pushed to the Pushgateway")
     print(f"{result.symbol} {result.version}: {result.status.upper()} -> {result.uri}")
@@ -219,6 +219,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"  gate: {reason}")
     if result.latest:
         print(f"  latest -> {result.version}; Triton: {store.triton_uri}/{contract_model_name(result.symbol)}/{result.triton_version}/model.onnx")
+        if result.contract_changes:
+            print(f"  serving contract changed ({'; '.join(result.contract_changes)}): running servers keep "
+                  "the previous model until restarted; tell the clients")
     else:
         print("  not promoted: latest is unchanged")
     if result.removed_versions:
@@ -536,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     keep = BY_NAME["keep"]
     p.add_argument("--keep", type=int, default=keep.default, help=f"{keep.help} (default {keep.default})")
     p.add_argument("--fail-on-reject", action="store_true", help="exit 3 when the gate rejected the model")
+    allow = BY_NAME["allow_contract_change"]
+    p.add_argument(allow.cli_flag, type=allow.parse, nargs="?", const=True, default=False,
+                   help=f"{allow.help} (alone or true/false, as for mkrich run)")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("versions", help="list a symbol's model versions in the store")

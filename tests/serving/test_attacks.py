@@ -546,3 +546,76 @@ def test_absurd_windows_are_refused_and_never_reach_the_metrics(server, windows)
     assert after == before and all(np.isfinite(v) for v in after.values())
     assert metric_value(server.url, "mkrich_predictions_total", symbol="BTCEUR") == served
     assert "Traceback" not in server.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def short_window_artifacts(tmp_path_factory, tiny_config):
+    """A real BTCEUR model of another serving contract: 6 h windows instead of 12."""
+    pytest.importorskip("tensorflow")
+    from dataclasses import replace
+
+    from make_us_rich.training.workflow import train_symbol
+
+    out = tmp_path_factory.mktemp("artifacts") / "btceur-6h"
+    train_symbol("sample", "BTCEUR", out, replace(tiny_config, sequence_length=6), days=75, gate_tolerance=10.0)
+    return out
+
+
+def test_a_publish_with_another_contract_never_breaks_running_clients(
+    tmp_path, trained_artifacts, short_window_artifacts, windows
+):
+    """Issue 19 #2: a model with shorter windows passed the gate, was promoted and hot-swapped;
+    58 % of a watcher's requests then answered 400 and readiness stayed true. Now the gate
+    refuses it; allowed explicitly, it is promoted but the running server keeps the model its
+    clients use and says why, until a restart serves the new contract."""
+    path = tmp_path / "store"
+    store = ModelStore(path)
+    first = store.publish(trained_artifacts, "BTCEUR")
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})
+    answers: list = []
+    stop = threading.Event()
+
+    def watcher():
+        while not stop.is_set():
+            answers.append(srv.infer(windows, headers=AUTH)[0])
+            time.sleep(0.02)
+
+    def model_status():
+        return http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]["models"][0]
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    try:
+        refused = store.publish(short_window_artifacts, "BTCEUR")
+        assert refused.status == "rejected" and "serving contract differs" in refused.reasons[-1]
+        assert store.latest("BTCEUR")["version"] == first.version
+        allowed = store.publish(short_window_artifacts, "BTCEUR", allow_contract_change=True)
+        assert allowed.latest and allowed.contract_changes
+        deadline = time.time() + 20
+        while time.time() < deadline and not model_status()["last_reload_error"]:
+            time.sleep(0.1)
+        model = model_status()
+        assert f"refused version {allowed.version}: its serving contract differs" in model["last_reload_error"]
+        assert model["version"] == first.version
+        anonymous = http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"]
+        assert anonymous == f"version {allowed.version} has another serving contract: it is served after a restart"
+        assert metric_value(srv.url, "mkrich_model_reload_failing", symbol="BTCEUR") == 1
+        time.sleep(1)  # a few more polls: still refused, logged once
+        stop.set()
+        thread.join()
+        assert answers and set(answers) == {200}, sorted(set(answers))
+        assert http("GET", f"{srv.url}/v2/models/{NAME}")[1]["inputs"][0]["shape"] == [-1, 12, 21]
+        assert srv.log.read_text().count("serving contract differs") == 1
+    finally:
+        stop.set()
+        thread.join()
+        srv.stop()
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})  # the deliberate step: a restart (a rollout)
+    try:
+        assert http("GET", f"{srv.url}/v2/models/{NAME}")[1]["inputs"][0]["shape"] == [-1, 6, 21]
+        status, answer = srv.infer(windows, headers=AUTH)
+        assert status == 400 and "expected shape [batch, 6, 21]" in answer["error"]
+        status, answer = srv.infer(windows[:, -6:], headers=AUTH)
+        assert status == 200 and answer["model_version"] == allowed.version
+    finally:
+        srv.stop()
