@@ -212,7 +212,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     store = ModelStore(args.store, keep=args.keep)
     result = store.publish(args.artifacts, args.symbol, allow_contract_change=args.allow_contract_change)
-    if push_publish(store, result.symbol, args.artifacts):
+    if push_publish(store, result.symbol, args.artifacts, version=result.version):
         print("  metrics pushed to the Pushgateway")
     print(f"{result.symbol} {result.version}: {result.status.upper()} -> {result.uri}")
     for reason in result.reasons:

@@ -303,7 +303,7 @@ def publish_stage(
 
     store = ModelStore(store_uri, keep=keep)
     result = asdict(store.publish(artifacts_dir, symbol, allow_contract_change=allow_contract_change))
-    push_publish(store, result["symbol"], artifacts_dir)
+    push_publish(store, result["symbol"], artifacts_dir, version=result["version"])
     return result
 
 
