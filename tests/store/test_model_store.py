@@ -233,3 +233,21 @@ def test_added_outputs_and_older_pointers_are_no_contract_change(tmp_path, train
     assert contract.contract_changes(old, {**old, "quantiles": [0.1, 0.5, 0.9]}) == [
         f"quantiles {old['quantiles']} -> [0.1, 0.5, 0.9]"]
     assert contract.contract_changes(old, {**old, "outputs": old["outputs"][1:]})[0] == "output next_close removed"
+
+
+def test_publish_command_with_a_contract_change(tmp_path, trained_artifacts, capsys):
+    from make_us_rich.cli import main
+
+    store = str(tmp_path / "store")
+    shorter = _with_card(trained_artifacts, tmp_path / "short", sequence_length=6)
+    assert main(["publish", str(trained_artifacts), "--symbol", "BTCEUR", "--store", store]) == 0
+    capsys.readouterr()
+    assert main(["publish", str(shorter), "--symbol", "BTCEUR", "--store", store, "--fail-on-reject"]) == 3
+    out = capsys.readouterr().out
+    assert "REJECTED" in out and "gate: serving contract differs from latest" in out
+    assert main(["publish", str(shorter), "--symbol", "BTCEUR", "--store", store, "--allow-contract-change"]) == 0
+    out = capsys.readouterr().out
+    assert "ACCEPTED" in out and "serving contract changed (input window [-1, 12, 21] -> window [-1, 6, 21])" in out
+    assert main(["publish", str(trained_artifacts), "--symbol", "BTCEUR", "--store", store,
+                 "--allow-contract-change", "false"]) == 0
+    assert "REJECTED" in capsys.readouterr().out  # back to 12 h windows is a change too
