@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -161,6 +162,10 @@ def create_app(settings: Settings) -> FastAPI:
             value = items[0] if items else ""
             if len(value) > limit:
                 raise HTTPProblem(400, f"field {name!r} is longer than {limit} characters")
+            try:
+                auth.check_text(name, value)
+            except auth.InvalidInput as exc:
+                raise HTTPProblem(400, str(exc)) from None
             values[name] = value
         return values
 
@@ -179,6 +184,10 @@ def create_app(settings: Settings) -> FastAPI:
         return templates.TemplateResponse(request, "error.html", {"user": None, "csrf": "", "status": exc.status,
                                                                   "message": exc.message},
                                           status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(auth.InvalidInput)
+    async def _invalid(request: Request, exc: auth.InvalidInput):
+        return await _problem(request, HTTPProblem(400, str(exc)))
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired):
@@ -212,7 +221,8 @@ def create_app(settings: Settings) -> FastAPI:
         cookie = None
         if nonce is None:
             nonce, cookie = sessions.new_pre()
-        response = render(request, "login.html", {"next": _safe_next(next), "error": None}, seed=nonce)
+        response = render(request, "login.html", {"next": _safe_next(next), "error": None, "email": ""},
+                          seed=nonce)
         if cookie:
             set_cookie(response, PRE_COOKIE, cookie, sessions.max_age)
         return response
@@ -225,17 +235,28 @@ def create_app(settings: Settings) -> FastAPI:
 
     def sign_in(request: Request, raw_form) -> Response:
         nonce = sessions.pre_nonce(request.cookies.get(PRE_COOKIE))
-        form = check_form(raw_form, nonce, LOGIN_FIELDS)
+        address = client_address(request)
+        try:
+            form = check_form(raw_form, nonce, LOGIN_FIELDS)
+        except HTTPProblem as exc:
+            if exc.status == 400:  # a refused form is an attempt too: counted for the address
+                with database() as db:
+                    auth.record_failure(db, settings, [auth.ThrottleKeys.of("", address).address])
+                    db.commit()
+            raise
         with password_checks, database() as db:
             started = time.monotonic()
-            result = auth.authenticate(db, settings, form["email"], form["password"], client_address(request))
+            result = auth.authenticate(db, settings, form["email"], form["password"], address)
             if result.user is None:
-                context = {"next": _safe_next(form["next"]), "error": "Wrong e-mail or password."}
+                context = {"next": _safe_next(form["next"]), "error": "Wrong e-mail or password.",
+                           "email": form["email"]}
                 headers = {}
                 status = 401
                 if result.retry_after:
                     wait = int(result.retry_after + 0.999)
-                    context["error"] = f"Too many failed sign-ins: try again in {wait} s."
+                    until = utcnow() + timedelta(seconds=wait)
+                    context["error"] = (f"Too many failed sign-ins: try again in {wait} s "
+                                        f"(at {until:%H:%M:%S} UTC).")
                     headers["Retry-After"] = str(wait)
                     status = 429
                 log.info("sign-in refused from %s (%.0f ms)", client_address(request),
@@ -359,8 +380,8 @@ def create_app(settings: Settings) -> FastAPI:
             return tokens_page(request, db, user, raw, new_token=secret, status=201)
 
     @app.post("/tokens/{token_id}/revoke", include_in_schema=False)
-    async def tokens_revoke(request: Request, token_id: int):
-        return await with_form(request, {}, revoke_token, token_id)
+    async def tokens_revoke(request: Request, token_id: str):
+        return await with_form(request, {}, revoke_token, _row_id(token_id, "no such active token of yours"))
 
     def revoke_token(request: Request, raw_form, token_id: int) -> Response:
         with database() as db:
@@ -406,8 +427,8 @@ def create_app(settings: Settings) -> FastAPI:
         return RedirectResponse("/admin/users", status_code=303)
 
     @app.post("/admin/users/{user_id}", response_class=HTMLResponse, include_in_schema=False)
-    async def admin_update(request: Request, user_id: int):
-        return await with_form(request, USER_FIELDS, update_user, user_id)
+    async def admin_update(request: Request, user_id: str):
+        return await with_form(request, USER_FIELDS, update_user, _row_id(user_id, "no such user"))
 
     def update_user(request: Request, raw_form, user_id: int) -> Response:
         with database() as db:
@@ -504,6 +525,18 @@ def _safe_next(target: str | None) -> str:
     if not target or not _LOCAL_PATH.fullmatch(target) or "//" in target:
         return "/"
     return target
+
+
+#: the largest id of an INTEGER column (a 32-bit signed integer on PostgreSQL)
+MAX_ROW_ID = 2**31 - 1
+
+
+def _row_id(raw: str, missing: str) -> int:
+    """A row id from the URL; anything that cannot be one (too large for the column, signed,
+    not a number) is a row that does not exist: 404."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not 0 < int(raw) <= MAX_ROW_ID:
+        raise HTTPProblem(404, missing)
+    return int(raw)
 
 
 def _int(value: str, default: int) -> int:

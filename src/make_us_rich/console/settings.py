@@ -56,9 +56,12 @@ class Settings:
     #: the last hour the window may end at (ISO 8601, UTC); default now (Binance) or the replay's end
     end: str | None = None
     secure_cookies: bool = False
-    #: sign-in failures before back-off starts, per account and per client address
-    account_max_failures: int = 5
-    address_max_failures: int = 20
+    #: sign-in failures before back-off starts: of one account from one client address, of one
+    #: account from anywhere, of one address for any account (the last two spare the addresses
+    #: the account has signed in from)
+    max_failures: int = 5
+    account_max_failures: int = 50
+    address_max_failures: int = 100
     backoff_seconds: float = 1.0
     backoff_max_seconds: float = 900.0
     session_hours: float = 12.0
