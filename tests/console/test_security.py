@@ -349,7 +349,7 @@ def test_open_redirect_is_refused(make_console, users):
         answer = c.post("/login", data={"email": MEMBER[0], "password": MEMBER[1], "csrf": csrf(page.text),
                                         "next": "https://evil.example/"})
         assert answer.headers["location"] == "/"
-    from make_us_rich.console.app import _safe_next
+    from make_us_rich.console.web import safe_next as _safe_next
 
     for bad in ("/\t/evil.example", "/\\evil.example", "//evil.example", "/x//evil", "javascript:alert(1)", "/\n"):
         assert _safe_next(bad) == "/", bad

@@ -125,7 +125,7 @@ def serve(settings, host: str, port: int, on_ready=None) -> None:
     check_port_free(port, host)
     _migrated_engine(settings.db_url)
     app = create_app(settings)
-    trusted = os.environ.get("MKRICH_CONSOLE_TRUSTED_PROXIES", "")
+    trusted = settings.trusted_proxies
     shown = f"[{host}]" if ":" in host else host
     print(f"console on http://{shown}:{port}/ (database {_safe_url(settings.db_url)}, store "
           f"{settings.store}, inference {settings.inference_url})", flush=True)
