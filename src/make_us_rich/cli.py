@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from make_us_rich import __version__
-from make_us_rich.contract import model_name as contract_model_name
 from make_us_rich.errors import ConfigError, MakeUsRichError
 
 log = logging.getLogger("make_us_rich.cli")
@@ -207,6 +206,7 @@ def default_store() -> str:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from make_us_rich.contract import model_name as contract_model_name
     from make_us_rich.observability import push_publish
     from make_us_rich.store import ModelStore
 
