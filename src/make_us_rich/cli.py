@@ -359,10 +359,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = _pipeline_params(args)
     symbols = [normalize_symbol(s) for s in params.pop("symbols")]
     source = params.pop("source")
-    if source == "binance":
-        from make_us_rich.data.binance import BinanceClient
+    from make_us_rich.preflight import check_run
 
-        BinanceClient(api_url=params.get("api_url"), timeout=5.0).ping()
+    check_run(symbols, source, args.store, interval=params.get("interval", _default("interval")),
+              api_url=params.get("api_url"))
     print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}"
           f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
     try:
@@ -403,7 +403,11 @@ def _cluster_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _cluster_params(args: argparse.Namespace) -> dict:
+    from make_us_rich.preflight import check_source
+
     params = _pipeline_params(args)
+    check_source(params.get("source", "binance"), params["symbols"],
+                 params.get("interval", _default("interval")))
     if args.store:
         params["store_uri"] = args.store
     if args.s3_endpoint:

@@ -102,6 +102,23 @@ class BinanceClient:
                 "or run offline on the bundled sample (SOURCE=sample / --source sample)"
             ) from None
 
+    def check_symbol(self, symbol: str, interval: str = "1h") -> None:
+        """Ask for one candle, without retries: an unknown symbol or interval fails here, before
+        a pipeline starts (``mkrich run``'s preflight)."""
+        import requests
+        from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+        sym = normalize_symbol(symbol)
+        try:
+            self._client.get_klines(symbol=sym, interval=interval, limit=1)
+        except BinanceAPIException as exc:
+            _raise_for_code(exc, sym, interval)
+            raise FetchError(f"Binance answered HTTP {exc.status_code} for {sym}: {exc.message}"
+                             f"{_HINT}") from None
+        except (requests.RequestException, BinanceRequestException) as exc:
+            raise FetchError(f"Binance API at {self._client.API_URL}: {_short_cause(exc)}"
+                             f"{_HINT}") from None
+
     def get_data(
         self,
         symbol: str,
@@ -200,15 +217,7 @@ class BinanceClient:
                     limit=MAX_LIMIT,
                 )
             except BinanceAPIException as exc:
-                if exc.code == _INVALID_SYMBOL:
-                    raise UnknownSymbolError(
-                        f"Binance does not know the symbol {symbol!r} ({exc.message}); check "
-                        "the pair (crypto + quote, e.g. BTCEUR) on the exchange"
-                    ) from None
-                if exc.code == _INVALID_INTERVAL:
-                    raise ConfigError(
-                        f"Binance rejected the interval {interval!r}: {exc.message}"
-                    ) from None
+                _raise_for_code(exc, symbol, interval)
                 status = exc.status_code
                 if status in _RETRY_STATUS:
                     wait = _retry_after(exc.response)
@@ -247,6 +256,47 @@ class BinanceClient:
 
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+
+
+#: what to do when Binance cannot be reached, appended to the final error
+_HINT = ("; check the network, set BINANCE_API_URL (e.g. https://api.binance.us/api), or work "
+         "offline on the bundled sample (--source sample)")
+
+
+def _raise_for_code(exc: Any, symbol: str, interval: str) -> None:
+    """Binance's answers that no retry can change: an unknown symbol or interval."""
+    if exc.code == _INVALID_SYMBOL:
+        raise UnknownSymbolError(
+            f"Binance does not know the symbol {symbol!r} ({exc.message}); check "
+            "the pair (crypto + quote, e.g. BTCEUR) on the exchange"
+        ) from None
+    if exc.code == _INVALID_INTERVAL:
+        raise ConfigError(f"Binance rejected the interval {interval!r}: {exc.message}") from None
+
+
+def _short_cause(exc: BaseException) -> str:
+    """The root cause of a requests/urllib3 error in a few words ("connection refused", "read
+    timed out"), not the 400 characters of its repr with the URL and the object addresses."""
+    import re
+
+    seen: BaseException | None = exc
+    text = str(exc)
+    while seen is not None:  # requests wraps urllib3's MaxRetryError, which wraps the cause
+        reason = getattr(seen, "reason", None)
+        if isinstance(reason, BaseException):
+            seen, text = reason, str(reason)
+            continue
+        if seen.args and isinstance(seen.args[0], BaseException):
+            seen, text = seen.args[0], str(seen.args[0])
+            continue
+        break
+    # "<urllib3.connection.HTTPConnection object at 0x..>: " or "HTTPConnection(host=.., port=..): "
+    text = re.sub(r"^(<[^>]*>|\w+\(host=[^)]*\)):\s*", "", text)
+    text = re.sub(r"^Failed to establish a new connection:\s*", "", text)
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
+    text = re.sub(r"\s*\(Caused by .*$|\s*\(read timeout=.*$", "", text)
+    text = (text or type(exc).__name__)[:120]
+    return text[:1].lower() + text[1:]
 
 
 def _retry_after(response: Any) -> float | None:
