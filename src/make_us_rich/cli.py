@@ -19,6 +19,11 @@ from make_us_rich.errors import ConfigError, MakeUsRichError
 
 log = logging.getLogger("make_us_rich.cli")
 
+#: The one default source of every command that reads klines on this machine: the bundled sample,
+#: so that each works offline on a fresh clone; ``--source binance`` for live data. (submit and
+#: schedule, the cluster's hourly retrain, default to binance: see docs/cli.md.)
+DEFAULT_SOURCE = "sample"
+
 
 # --------------------------------------------------------------------------- helpers
 def _add_store_option(p: argparse.ArgumentParser) -> None:
@@ -319,7 +324,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
     from make_us_rich.params import PIPELINE_PARAMS, add_arguments
 
     p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols, trained in parallel")
-    p.add_argument("--source", default=None if cluster else "sample",
+    p.add_argument("--source", default=None if cluster else DEFAULT_SOURCE,
                    help="binance, sample or csv:PATH" + (" (default binance)" if cluster else " (default sample: offline)"))
     add_arguments(p, PIPELINE_PARAMS)
     if cluster:
@@ -464,7 +469,8 @@ def cmd_fake_binance(args: argparse.Namespace) -> int:
     tables = {s: load_klines("sample", s)[0] for s in args.symbols.split(",")}
     with FakeBinance(tables, port=args.port) as fake:
         print(f"fake Binance API serving {', '.join(tables)} (bundled sample) at {fake.api_url}")
-        print(f"try: mkrich fetch --api-url {fake.api_url} --end 2023-12-31 --days 30 --out x.csv")
+        print(f"try: mkrich fetch --source binance --api-url {fake.api_url} --end 2023-12-31 "
+              "--days 30 --out x.csv")
         sys.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
@@ -489,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fetch klines, validate them and write a CSV in the Binance dump format "
         "(the same format csv:PATH reads).",
     )
-    _add_source_options(p, default_source="binance")
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
     p.add_argument("--out", required=True, help="CSV path to write (.csv or .csv.gz)")
     p.set_defaults(func=cmd_fetch)
 
@@ -500,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         "klines/, features.csv, train.csv, test.csv, the windows (sequences.npz), the scaler of "
         "the LSTM's inputs (scaler/) and summary.json.",
     )
-    _add_source_options(p, default_source="sample")
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
     from make_us_rich.params import BY_NAME
 
     for name in ("sequence_length", "test_size", "val_size"):
@@ -517,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scaler.pkl/json, metrics.json, predictions.csv, history.json, model_card.json, PNG plots) into --out. "
         "Defaults: the 'fast' preset; the whole file for replay sources, 365 days for binance.",
     )
-    _add_source_options(p, default_source="sample")
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
     p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
     p.add_argument("--preset", default="fast", help="fast (default) or tiny (seconds, for trials); the flags below override it")
     from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, add_arguments
@@ -575,7 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--symbol", default="BTCEUR")
     p.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
-    p.add_argument("--source", default="binance", help="where the last window comes from: binance or sample")
+    p.add_argument("--source", default=DEFAULT_SOURCE,
+                   help=f"where the last window comes from: binance or sample (default {DEFAULT_SOURCE})")
     p.add_argument("--end", help="last candle's open time (default: latest available)")
     p.add_argument("--api-url", help="Binance REST base URL (default: $BINANCE_API_URL or Binance)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON (for scripts)")
@@ -590,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the hours before it, by the model and by the baselines (persistence, empirical "
         "quantiles, GARCH-t, HAR). Writes metrics.json, predictions.csv and the plots to --out.",
     )
-    _add_source_options(p, default_source="sample")
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
     p.add_argument("--model", required=True, help="model folder (holds model.onnx and model_card.json)")
     p.add_argument("--history-days", type=float, default=60.0,
                    help="days loaded before the period for the volatility features and the "
@@ -641,6 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_api_url(args: argparse.Namespace) -> None:
+    """``--api-url`` with another source than binance would be ignored without a word."""
+    source = getattr(args, "source", None)
+    if getattr(args, "api_url", None) and source not in (None, "binance"):
+        raise ConfigError(f"--api-url is for --source binance; the source is {source} "
+                          "(add --source binance)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -653,6 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _check_api_url(args)
         return func(args)
     except MakeUsRichError as exc:
         if args.debug:

@@ -18,10 +18,12 @@ or interval fails at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -146,8 +148,7 @@ class BinanceClient:
 
         rows: list[list[Any]] = []
         cursor = start_ms
-        bar = _progress(expected, label, enabled=progress)
-        try:
+        with _progress(expected, label, enabled=progress) as bar:
             while cursor <= end_ms:
                 page = self._request_page(sym, interval, cursor, end_ms, label)
                 if not page:
@@ -160,8 +161,6 @@ class BinanceClient:
                 rows.extend(page)
                 bar.update(len(page))
                 cursor = int(page[-1][0]) + step
-        finally:
-            bar.close()
         # Binance also returns the candle that is still open (its close_time is in the future):
         # it is not a finished hour and must not be trained on or predicted from.
         now_ms = int(self._now() * 1000)
@@ -239,19 +238,17 @@ class BinanceClient:
                     ) from None
             except (requests.Timeout, requests.ConnectionError) as exc:
                 kind = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
-                wait, cause = self._backoff(attempt), f"{kind}: {exc}"
+                wait, cause = self._backoff(attempt), f"{kind}: {_short_cause(exc)}"
             except BinanceRequestException as exc:  # 2xx with a body that is not JSON
                 wait, cause = self._backoff(attempt), f"invalid response: {exc.message}"
 
             if attempt > self.max_retries:
                 raise FetchError(
-                    f"fetching {label} failed after {attempt} attempts; last cause: {cause}. "
-                    f"Is {self._client.API_URL} reachable?"
+                    f"fetching {label} from {self._client.API_URL} failed after {attempt} "
+                    f"attempts ({cause}){_HINT}"
                 )
-            log.warning(
-                "fetching %s: %s; retry %d/%d in %.2f s", label, cause, attempt,
-                self.max_retries, wait,
-            )
+            log.warning("%s: %s; retry %d/%d in %.1f s", symbol, cause, attempt,
+                        self.max_retries, wait)
             self._sleep(wait)
 
     def _backoff(self, attempt: int) -> float:
@@ -311,7 +308,39 @@ def _iso(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%MZ")
 
 
-def _progress(total: int, label: str, *, enabled: bool) -> Any:
+@contextlib.contextmanager
+def _progress(total: int, label: str, *, enabled: bool) -> Iterator[Any]:
+    """The progress bar of a fetch; while it is shown, log lines (a retry) are written above it
+    instead of through it."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=label, unit="candle", disable=not enabled, leave=False)
+    with tqdm(total=total, desc=label, unit="candle", disable=not enabled, leave=False) as bar:
+        root = logging.getLogger()
+        console = [h for h in root.handlers if type(h) is logging.StreamHandler
+                   and h.stream in (sys.stdout, sys.stderr)]
+        if not enabled or not console:
+            yield bar
+            return
+        saved = root.handlers[:]
+        root.handlers = [h for h in saved if h not in console] + [_AboveBar(h, type(bar)) for h in console]
+        try:
+            yield bar
+        finally:
+            root.handlers = saved
+
+
+class _AboveBar(logging.Handler):
+    """A console handler's records written through ``tqdm.write``: the bar is cleared, the line
+    written, the bar redrawn below it."""
+
+    def __init__(self, console: logging.StreamHandler, tqdm_class: Any) -> None:
+        super().__init__(console.level)
+        self.console, self.tqdm_class = console, tqdm_class
+        self.setFormatter(console.formatter)
+        self.filters = console.filters[:]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.tqdm_class.write(self.format(record), file=self.console.stream)
+        except Exception:
+            self.handleError(record)
