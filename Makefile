@@ -118,6 +118,7 @@ test: $(STAMP) tools monitoring-tools db-tools browser-tools docs ## run the tes
 
 docs: $(call need,docs) ## build the documentation site into site/ (mkdocs build --strict: broken links fail)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "site built: $(CURDIR)/site/index.html (make docs-serve serves it on http://127.0.0.1:$(DOCS_PORT))"
 
 docs-serve: $(call need,docs) ## the documentation site with live reload on http://127.0.0.1:8000 (DOCS_PORT=)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)

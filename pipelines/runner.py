@@ -81,13 +81,13 @@ def _step_numbers(outputs: dict[str, Any], limit: int = 6) -> str:
     artifacts = {n: v for n, v in outputs.items() if getattr(v, "metadata", None)}
     several = sum(type(v).__name__ != "Metrics" for v in artifacts.values()) > 1
     items: dict[str, str] = {}
-    for name, value in outputs.items():
+    for name, value in sorted(outputs.items()):  # metadata come as a map: sorted, a stable line
         if name not in artifacts:
             if isinstance(value, str) and len(value) <= 80:  # not the exit task's summary
                 items.setdefault(name, value)
             continue
         is_metrics = type(value).__name__ == "Metrics"
-        for key, v in value.metadata.items():
+        for key, v in sorted(value.metadata.items()):
             if not isinstance(v, bool | int | float) or (is_metrics and not key.startswith("ratio_")):
                 continue
             label = f"{name}.{key}" if several and not is_metrics else key

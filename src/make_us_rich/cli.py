@@ -233,8 +233,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_versions(args: argparse.Namespace) -> int:
     from make_us_rich.store import ModelStore
+    from make_us_rich.store.backends import LocalBackend
 
     store = ModelStore(args.store)
+    if isinstance(store.backend, LocalBackend) and not store.backend.root.is_dir():
+        raise ConfigError(f"no model store at {store.backend.root}: check --store (or "
+                          "$MKRICH_STORE); `mkrich run` or `mkrich publish` creates one")
     latest = store.latest(args.symbol) or {}
     versions = store.versions(args.symbol)
     if not versions:
@@ -264,6 +268,11 @@ def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import warnings
+
+    # kserve answers through fastapi's ORJSONResponse, which fastapi now deprecates: a warning
+    # at the first request of every server start that the user can do nothing about
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated", module="fastapi")
     from make_us_rich.serving.server import serve
 
     symbols = [x.strip() for x in args.symbols.split(",") if x.strip()] if args.symbols else None
@@ -547,7 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-reject", action="store_true", help="exit 3 when the gate rejected the model")
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("versions", help="list a symbol's model versions in the store")
+    p = sub.add_parser(
+        "versions", help="list a symbol's model versions in the store",
+        description="Every version of a symbol's model in the store, oldest first: its status "
+        "(accepted, rejected), its Triton version and its test scores (pinball ratios against "
+        "the empirical quantiles and GARCH-t, 90 % coverage, median RMSE against persistence); "
+        "the latest one is marked. Over time: mkrich runs models.",
+    )
     p.add_argument("--symbol", default="BTCEUR")
     _add_store_option(p)
     p.set_defaults(func=cmd_versions)
@@ -578,6 +593,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
         help="ask a running server for the next hour's close (features built as in training)",
+        description="Load the last window of klines from --source, build the features exactly "
+        "as training did, send them to the server at --url (mkrich serve, or a Triton/KServe "
+        "endpoint speaking the Open Inference Protocol v2) and print the median forecast of the "
+        "next close with its 50 % and 90 % intervals. $MKRICH_SERVING_TOKEN is sent as a bearer "
+        "token when set.",
     )
     p.add_argument("--symbol", default="BTCEUR")
     p.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
@@ -616,11 +636,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show kfp.local's output (executor inputs, component logs) live")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compile", help="compile the pipeline to IR YAML and Pipeline/PipelineVersion manifests")
+    p = sub.add_parser(
+        "compile", help="compile the pipeline to IR YAML and Pipeline/PipelineVersion manifests",
+        description="Write hourly-training.yaml (the KFP IR, to upload in the Kubeflow UI or the "
+        "API) and hourly-training.k8s.yaml (Pipeline and PipelineVersion manifests for kubectl "
+        "apply) into --out.",
+    )
     p.add_argument("--out", default="pipelines/compiled", help="output folder (default pipelines/compiled)")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("submit", help="start one run of the pipeline on a Kubeflow cluster")
+    p = sub.add_parser(
+        "submit", help="start one run of the pipeline on a Kubeflow cluster",
+        description="Compile the pipeline and start one run of it through the Kubeflow Pipelines "
+        "API at --host, in --experiment, with caching off; prints the run id. The source and "
+        "symbols are checked first; on the cluster the source defaults to binance.",
+    )
     _add_pipeline_options(p, cluster=True)
     p.set_defaults(func=cmd_submit)
 
@@ -643,7 +673,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fake_binance)
 
     from make_us_rich.console.cli import add_parser as add_console_parser
-
     add_console_parser(sub)
     return parser
 
