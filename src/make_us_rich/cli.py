@@ -673,6 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fake_binance)
 
     from make_us_rich.console.cli import add_parser as add_console_parser
+    from make_us_rich.runs_cli import add_parser as add_runs_parser
+
+    add_runs_parser(sub)
     add_console_parser(sub)
     return parser
 

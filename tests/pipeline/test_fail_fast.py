@@ -73,3 +73,13 @@ def test_a_step_that_cannot_succeed_fails_once(tmp_path, capsys):
     assert message.startswith("fetch-klines (DOGEEUR) failed: ") and "no bundled sample" in message
     assert message.count("no bundled sample") == 1
     assert sum("FAILED fetch-klines" in line for line in lines) == 1, lines
+    # the run history keeps it: failed, why, and the failed step's own log
+    assert main(["runs", "--root", str(tmp_path / "root")]) == 0
+    listed = capsys.readouterr().out
+    assert " failed " in listed and "DOGEEUR (no evaluation)" in listed
+    assert main(["runs", "show", "latest", "--root", str(tmp_path / "root"), "--log", "failed"]) == 0
+    log = capsys.readouterr().out
+    assert log.startswith("==== fetch-klines (FAILURE)") and "no bundled sample for DOGEEUR" in log
+    assert "extract-features" not in log
+    assert main(["runs", "show", "nope", "--root", str(tmp_path / "root")]) == 2
+    assert "no run under" in capsys.readouterr().err
