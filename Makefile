@@ -31,6 +31,9 @@ RUN_DIR  ?= runs/$(SYMBOL)
 STORE    ?= $(or $(MKRICH_STORE),runs/store)
 PORT     ?= 8080
 PYTEST_ARGS ?=
+# make test runs the tests on 2 workers (pytest-xdist), each test file on one worker (its module
+# fixtures built once); TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= 2
 RUN_ARGS ?=
 STEPS ?=
 DOCS_PORT ?= 8000
@@ -114,7 +117,7 @@ db-tools: ## apt-install PostgreSQL when missing (as root; the console's tests r
 	fi
 
 test: $(STAMP) tools monitoring-tools db-tools browser-tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 docs: $(call need,docs) ## build the documentation site into site/ (mkdocs build --strict: broken links fail)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
