@@ -36,7 +36,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 RUN_ARGS ?=
 STEPS ?=
-DOCS_PORT ?= 8000
+DOCS_PORT ?= 8001
 CONSOLE_PORT ?= 8000
 
 .PHONY: help install tools monitoring-tools db-tools browser-tools console test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
@@ -123,7 +123,7 @@ docs: $(call need,docs) ## build the documentation site into site/ (mkdocs build
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 	@echo "site built: $(CURDIR)/site/index.html (make docs-serve serves it on http://127.0.0.1:$(DOCS_PORT))"
 
-docs-serve: $(call need,docs) ## the documentation site with live reload on http://127.0.0.1:8000 (DOCS_PORT=)
+docs-serve: $(call need,docs) ## the documentation site with live reload on http://127.0.0.1:8001 (DOCS_PORT=; 8000 is the console's)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 docs-assets: $(STAMP) monitoring-tools browser-tools ## re-make the pictures of the docs (docs/assets): a run on the sample, the dashboard, the console in Chromium (STEPS=plots dashboard console)

@@ -79,3 +79,12 @@ def test_make_docs_says_where_the_site_is():
     dry = subprocess.run(["make", "-n", "-C", str(ROOT), "docs"], capture_output=True, text=True,
                          check=True).stdout
     assert "site built: " in dry and "/site/index.html" in dry
+
+
+def test_docs_serve_and_console_default_to_different_ports():
+    def port(target: str) -> str:
+        dry = subprocess.run(["make", "-n", "-C", str(ROOT), target], capture_output=True,
+                             text=True, check=True).stdout.splitlines()[-1]
+        return dry.rsplit(":", 1)[-1] if target == "docs-serve" else dry.split("--port ")[1].split()[0]
+
+    assert port("docs-serve") == "8001" and port("console") == "8000"
