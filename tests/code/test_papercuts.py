@@ -83,8 +83,8 @@ def test_make_docs_says_where_the_site_is():
 
 def test_docs_serve_and_console_default_to_different_ports():
     def port(target: str) -> str:
-        dry = subprocess.run(["make", "-n", "-C", str(ROOT), target], capture_output=True,
-                             text=True, check=True).stdout.splitlines()[-1]
+        dry = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), target],
+                             capture_output=True, text=True, check=True).stdout.splitlines()[-1]
         return dry.rsplit(":", 1)[-1] if target == "docs-serve" else dry.split("--port ")[1].split()[0]
 
     assert port("docs-serve") == "8001" and port("console") == "8000"
