@@ -58,16 +58,38 @@ def tiny_config():
     return preset("tiny")
 
 
+def shared_once(tmp_path_factory, name: str, make) -> Path:
+    """``make(folder)`` once per test session, also under pytest-xdist: the first worker that
+    needs it builds it under a lock in the folder the workers share, the others wait and reuse
+    it (a trained model costs seconds of CPU that two workers would otherwise spend twice)."""
+    import fcntl
+    import os
+    import shutil
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    target, done = root / name, root / f"{name}.done"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            make(target)
+            done.touch()
+    return target
+
+
 @pytest.fixture(scope="session")
 def trained_artifacts(tmp_path_factory, tiny_config):
     """A real quantile model trained on 75 days of the BTCEUR sample (gate: accepted)."""
     pytest.importorskip("tensorflow")
     from make_us_rich.training.workflow import train_symbol
 
-    out = tmp_path_factory.mktemp("artifacts") / "btceur"
-    run = train_symbol("sample", "BTCEUR", out, tiny_config, days=TINY_DAYS)
-    assert run.passed_gate, run.metrics["gate"]
-    return out
+    def train(out: Path) -> None:
+        run = train_symbol("sample", "BTCEUR", out, tiny_config, days=TINY_DAYS)
+        assert run.passed_gate, run.metrics["gate"]
+
+    return shared_once(tmp_path_factory, "trained-btceur", train)
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +99,12 @@ def rejected_artifacts(tmp_path_factory, tiny_config):
     pytest.importorskip("tensorflow")
     from make_us_rich.training.workflow import train_symbol
 
-    out = tmp_path_factory.mktemp("artifacts") / "btceur-rejected"
-    run = train_symbol("sample", "BTCEUR", out, tiny_config, days=TINY_DAYS, gate_tolerance=0.0,
-                       coverage_band=(0.99, 1.0))
-    assert not run.passed_gate, run.metrics["gate"]
-    return out
+    def train(out: Path) -> None:
+        run = train_symbol("sample", "BTCEUR", out, tiny_config, days=TINY_DAYS, gate_tolerance=0.0,
+                           coverage_band=(0.99, 1.0))
+        assert not run.passed_gate, run.metrics["gate"]
+
+    return shared_once(tmp_path_factory, "trained-btceur-rejected", train)
 
 
 # --------------------------------------------------------------------------- S3 (moto server)
