@@ -183,6 +183,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     days = args.days
     if days is None and args.start is None and parse_source(args.source).kind == "binance":
         days = 365  # one year of hourly candles by default on the live API
+    if args.symbols:
+        return _train_universal(args, config, days)
+    if args.warm_start or args.time_budget:
+        raise ConfigError("--warm-start and --time-budget are for a universal model: give --symbols")
     run = train_symbol(
         args.source, args.symbol, args.out, config,
         interval=args.interval, days=days, start=args.start, end=args.end,
@@ -193,6 +197,52 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_training_summary(run)
     print(f"wrote {run.out_dir}/: {' '.join(ARTIFACTS)}")
     return 0
+
+
+def _train_universal(args: argparse.Namespace, config, days) -> int:
+    from make_us_rich.params import GATE_PARAMS, given
+    from make_us_rich.stages import run_universal
+
+    symbols = [x.strip() for x in args.symbols.split(",") if x.strip()]
+    gate = given(args, GATE_PARAMS)
+    summary = run_universal(
+        args.source, symbols, args.out, config, interval=args.interval, lookback_days=days,
+        start=args.start, end=args.end, max_missing_fraction=args.max_missing_fraction,
+        api_url=args.api_url or None, gate_tolerance=gate.get("gate_tolerance", _default("gate_tolerance")),
+        coverage_band=(gate.get("coverage_min", _default("coverage_min")),
+                       gate.get("coverage_max", _default("coverage_max"))),
+        init_dir=args.warm_start, time_budget=args.time_budget, progress=not args.no_progress,
+        tensorboard_dir=args.tensorboard_dir,
+        on_stage=lambda name, info: print(f"  {name}: done", flush=True) if not args.no_progress else None,
+    )
+    t = summary["training"]
+    print(f"\nuniversal model of {len(summary['symbols'])} symbol(s): {', '.join(summary['symbols'])}")
+    print(f"  inputs: {', '.join(t['inputs'])}")
+    print(f"  training: {t['train_windows']} train / {t['val_windows']} validation windows, "
+          f"{t['epochs_run']} epoch(s) in {t['seconds']:.1f} s, best epoch {t['best_epoch']}"
+          f"{' (warm start)' if t['warm_start'] else ''}{' (time budget spent)' if t['budget_exhausted'] else ''}")
+    print_symbol_table(summary["evaluation"])
+    print(f"wrote {args.out}/: model.onnx model.keras model_card.json universal.json scaler/ summary.json"
+          f"{' symbols/<SYMBOL>/' if summary['evaluation'] else ''}")
+    return 0
+
+
+def print_symbol_table(rows: dict) -> None:
+    """The per-symbol table of a universal run (test period of each symbol vs its baselines)."""
+    if not rows:
+        print("  no test period (test_size 0): score it with `mkrich evaluate --model DIR --symbol X`")
+        return
+
+    def f(v, fmt="{:.4f}"):
+        return "n/a" if v is None else fmt.format(v)
+
+    print(f"\n  {'symbol':<10} {'hours':>6} {'pin/A':>7} {'pin/GARCH':>9} {'pin/HAR':>8} {'cov90':>6} "
+          f"{'cov50':>6} {'RMSE/pers':>9}  gate   inputs lacking")
+    for sym, r in rows.items():
+        lacking = ",".join((r.get("inputs") or {}).get("unavailable") or []) or "-"
+        print(f"  {sym:<10} {r['n']:>6} {f(r['pinball_vs_empirical']):>7} {f(r['pinball_vs_garch_t']):>9} "
+              f"{f(r['pinball_vs_har']):>8} {f(r['coverage_90'], '{:.3f}'):>6} {f(r['coverage_50'], '{:.3f}'):>6} "
+              f"{f(r['median_rmse_vs_persistence']):>9}  {'pass' if r['gate'] else 'FAIL':<6} {lacking}")
 
 
 def _default(name: str):
@@ -520,6 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
     p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
+    p.add_argument("--symbols", help="comma-separated symbols: train ONE universal model on their pooled "
+                   "windows (csv:DIR reads DIR/<SYMBOL>_*.csv[.gz]); each is evaluated on its own test "
+                   "period into --out/symbols/<SYMBOL>/ (none with --test-size 0)")
+    p.add_argument("--warm-start", metavar="DIR", help="with --symbols: start from this universal model "
+                   "folder's weights and input scaler (same inputs, window and units)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="with --symbols: stop training after this many seconds (best weights kept)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

@@ -24,7 +24,7 @@ import pandas as pd
 
 from make_us_rich.data import DataReport, load_klines, read_klines_csv, write_klines_csv
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
-from make_us_rich.io import atomic_path, read_json, write_json
+from make_us_rich.io import atomic_path, read_json, sha256, write_json
 from make_us_rich.preprocessing import (
     extract_features_from_dataset,
     load_scaler,
@@ -362,3 +362,292 @@ def run_stages(
         )
         done("evaluate", metrics)
     return metrics
+
+
+# ----------------------------------------------------------------------------- universal model
+UNIVERSAL_FILE = "universal.json"
+#: windows (spread over the symbols' test or validation windows) the ONNX parity is checked on
+PARITY_WINDOWS = 2048
+
+
+def universal_train_stage(
+    features: dict[str, str | Path],
+    config: dict[str, Any] | TrainConfig,
+    model_dir: str | Path,
+    *,
+    test_start: dict[str, str | None] | None = None,
+    init_dir: str | Path | None = None,
+    time_budget: float | None = None,
+    progress: bool | str = False,
+    tensorboard_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """One universal model on the pooled windows of every symbol (issue 21): ``features`` maps
+    each symbol to its feature table (features stage output), ``test_start`` to the first
+    forecast hour of its test period (``None``/absent: no test, every window trains or
+    validates). The model reads the inputs of ``config.inputs`` that every symbol has
+    (``trades_ratio`` is dropped when one symbol's source lacks trade counts). ``init_dir``
+    (a model folder of the same shape: the last accepted universal model) warm-starts the
+    weights and keeps its input scaler; ``time_budget`` (s) bounds training.
+
+    Writes into ``model_dir``: ``model.keras``, ``model.onnx``, ``parity.json``, ``scaler/``,
+    ``config.json`` (the inputs actually used), ``history.json``, ``training.json`` and
+    ``universal.json`` (symbols, windows and unavailable inputs of each)."""
+    from make_us_rich.contract import MODEL_FILE
+    from make_us_rich.io import atomic_write_bytes
+    from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows, split_pooled
+    from make_us_rich.preprocessing.windows import resolve_inputs
+    from make_us_rich.training.export import export_onnx
+    from make_us_rich.training.quantile_model import fit_pooled_model, load_serving_model
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    if not features:
+        raise ConfigError("a universal model needs at least one symbol's features")
+    tables = {sym: read_table(path) for sym, path in features.items()}
+    starts = {sym: (pd.Timestamp(t) if t else None) for sym, t in (test_start or {}).items()}
+    windows = pool_windows(tables, cfg.sequence_length)
+    lacking = sorted({c for names in windows.unavailable.values() for c in names})
+    cfg = cfg.with_overrides(inputs=resolve_inputs(cfg.inputs, lacking))
+    train, val, test = split_pooled(windows, cfg.val_size, starts)
+    init = None
+    if init_dir is not None:
+        init_dir = Path(init_dir)
+        previous = TrainConfig.from_dict(read_json(init_dir / "config.json"))
+        if (previous.inputs, previous.sequence_length, previous.lstm_units) != (
+                cfg.inputs, cfg.sequence_length, cfg.lstm_units):
+            raise ConfigError(
+                f"cannot warm-start from {init_dir}: it reads {list(previous.inputs)} over "
+                f"{previous.sequence_length} h with {previous.lstm_units} units, this run "
+                f"{list(cfg.inputs)} over {cfg.sequence_length} h with {cfg.lstm_units}; retrain in full"
+            )
+        scaler = load_scaler(init_dir / "scaler")
+        init = load_serving_model(init_dir / "model.keras")
+    else:
+        scaler = fit_pooled_scaler(train, cfg.inputs)
+    har_features = None
+    if cfg.blend_har:
+        har_features = [tables[s][tables[s].index < starts[s]] if starts.get(s) is not None else tables[s]
+                        for s in tables]
+    trained = fit_pooled_model(train, val, scaler, cfg, har_features=har_features, init_from=init,
+                               time_budget=time_budget, progress=progress, tensorboard_dir=tensorboard_dir)
+    out = Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trained.serving.save(out / "model.keras")
+    check = test if len(test) else val
+    pick = np.unique(np.linspace(0, len(check) - 1, min(PARITY_WINDOWS, len(check))).astype(int))
+    model_bytes, parity = export_onnx(trained.serving, check.X(pick))
+    atomic_write_bytes(out / MODEL_FILE, model_bytes)
+    write_json(out / "parity.json", parity.to_dict())
+    save_scaler(scaler, out / "scaler")
+    epochs = len(trained.history["val_loss"])
+    counts = {"train": train.counts(), "val": val.counts(), "test": test.counts()}
+    summary = {
+        "epochs_run": epochs,
+        "best_epoch": trained.best_epoch,
+        "seconds": round(trained.seconds, 3),
+        "seconds_per_epoch": round(trained.seconds / max(epochs, 1), 3),
+        "initial_val_loss": trained.extra["initial_val_loss"],
+        "best_val_loss": trained.extra["best_val_loss"],
+        "train_windows": len(train),
+        "val_windows": len(val),
+        "test_windows": len(test),
+        "warm_start": trained.extra["warm_start"],
+        "time_budget": time_budget,
+        "budget_exhausted": trained.extra["budget_exhausted"],
+        **({"spread_scale": trained.extra["spread_scale"]} if "spread_scale" in trained.extra else {}),
+    }
+    info = {
+        "kind": "universal",
+        "symbols": list(windows.symbols),
+        "inputs": list(cfg.inputs),
+        "unavailable": {s: list(v) for s, v in windows.unavailable.items()},
+        "windows": {s: {k: counts[k][s] for k in counts} for s in windows.symbols},
+        "periods": {s: _span(t) for s, t in tables.items()},
+        "test_start": {s: (starts[s].isoformat() if starts.get(s) is not None else None) for s in windows.symbols},
+    }
+    write_json(out / "history.json", trained.history)
+    write_json(out / "training.json", summary)
+    write_json(out / "config.json", cfg.to_dict())
+    write_json(out / UNIVERSAL_FILE, info)
+    _write_universal_card(out, cfg, info, summary, parity.to_dict())
+    return {**summary, "inputs": info["inputs"], "symbols": info["symbols"], "parity": parity.to_dict()}
+
+
+def universal_evaluate_stage(
+    model_dir: str | Path,
+    klines_dir: str | Path,
+    features_csv: str | Path,
+    out_dir: str | Path,
+    *,
+    symbol: str,
+    source: str,
+    interval: str = "1h",
+    gate_tolerance: float = DEFAULT_TOLERANCE,
+    coverage_min: float = COVERAGE_BAND[0],
+    coverage_max: float = COVERAGE_BAND[1],
+) -> dict[str, Any]:
+    """One symbol's artifact folder from the universal model: its test period (the model's
+    ``test_start`` of the symbol, or the last ``test_size`` of its rows for a symbol the model
+    was not trained on) against its own baselines, gated on its own. Returns metrics.json's
+    content."""
+    from make_us_rich.contract import MODEL_FILE
+    from make_us_rich.data import normalize_symbol
+    from make_us_rich.preprocessing.windows import check_inputs_available, unavailable_inputs
+    from make_us_rich.training.artifacts import write_artifacts
+
+    model_dir = Path(model_dir)
+    sym = normalize_symbol(symbol)
+    info = read_json(model_dir / UNIVERSAL_FILE)
+    config = TrainConfig.from_dict(read_json(model_dir / "config.json"))
+    features = read_table(features_csv)
+    lacking = unavailable_inputs(features)
+    check_inputs_available(config.inputs, lacking, sym)
+    start = info["test_start"].get(sym)
+    if start is None:
+        start = features.index[len(features) - holdout_size(len(features), config.test_size)].isoformat()
+    start_ts = pd.Timestamp(start)
+    train, test = features[features.index < start_ts], features[features.index >= start_ts]
+    if train.empty or test.empty:
+        raise InsufficientHistoryError(f"{sym}: no test period after {start} in its features; load more history")
+    data = {
+        "source": source,
+        "start": _span(train)[0],
+        "end": _span(test)[1],
+        "rows": len(features),
+        "train_period": _span(train),
+        "test_period": _span(test),
+        "validation": read_json(Path(klines_dir) / REPORT_FILE),
+    }
+    model_info = {
+        "kind": "universal",
+        "trained_on": info["symbols"],
+        "in_training": sym in info["symbols"],
+        "inputs_used": list(config.inputs),
+        "inputs_unavailable": list(lacking),
+        "model_sha256": sha256(model_dir / MODEL_FILE),
+    }
+    return write_artifacts(
+        out_dir, symbol=sym, interval=interval, config=config, data=data,
+        scaler=load_scaler(model_dir / "scaler"), model_bytes=(model_dir / MODEL_FILE).read_bytes(),
+        parity=read_json(model_dir / "parity.json"), history=read_json(model_dir / "history.json"),
+        training=read_json(model_dir / "training.json"), features=features, test_start=test.index[0],
+        gate_tolerance=gate_tolerance, coverage_band=(coverage_min, coverage_max), model_info=model_info,
+    )
+
+
+def _write_universal_card(out: Path, cfg: TrainConfig, info: dict[str, Any], training: dict[str, Any],
+                          parity: dict[str, Any]) -> None:
+    """``model_card.json`` of the universal model folder (what ``mkrich evaluate --model`` reads)."""
+    from datetime import UTC, datetime
+
+    from make_us_rich import contract
+    from make_us_rich.training.artifacts import MODEL_CARD_SCHEMA, library_versions
+
+    card = {
+        "schema": MODEL_CARD_SCHEMA,
+        "kind": "universal",
+        "symbol": None,
+        "symbols": info["symbols"],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "features": list(contract.FEATURES),
+        "inputs": {"used": info["inputs"], "unavailable": info["unavailable"]},
+        "data": {"periods": info["periods"], "test_start": info["test_start"], "windows": info["windows"]},
+        "target": "log return to the next close (quantiles " + ", ".join(f"{q:g}" for q in contract.QUANTILES) + ")",
+        "sequence_length": cfg.sequence_length,
+        **contract.signature(cfg.sequence_length, len(contract.FEATURES)),
+        "opset": contract.OPSET,
+        "hyperparameters": cfg.to_dict(),
+        "training": training,
+        "parity": parity,
+        "versions": library_versions(),
+        "files": {contract.MODEL_FILE: sha256(out / contract.MODEL_FILE)},
+    }
+    write_json(out / "model_card.json", card)
+
+
+def run_universal(
+    source: str,
+    symbols: list[str],
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    interval: str = "1h",
+    lookback_days: float | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    max_missing_fraction: float = 0.01,
+    api_url: str | None = None,
+    gate_tolerance: float = DEFAULT_TOLERANCE,
+    coverage_band: tuple[float, float] = COVERAGE_BAND,
+    init_dir: str | Path | None = None,
+    time_budget: float | None = None,
+    work_dir: str | Path | None = None,
+    progress: bool = False,
+    tensorboard_dir: str | Path | None = None,
+    client: object | None = None,
+    on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Fetch and features per symbol -> split (the last ``test_size`` of each symbol's rows is
+    its test; none with ``test_size`` 0) -> one universal model on the pooled windows -> ONNX ->
+    each symbol evaluated and gated on its own test period. ``out_dir`` receives the model folder
+    and ``symbols/<SYMBOL>/`` (one publishable artifact folder per symbol); returns the summary
+    (also ``summary.json``): the training and each symbol's scores and gate decision."""
+    from make_us_rich.data import normalize_symbol
+
+    config = config or TrainConfig()
+    done = on_stage or (lambda name, info: None)
+    syms = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
+    if not syms:
+        raise ConfigError("no symbol given; pass --symbols S1,S2,...")
+    out = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="mkrich-universal-") as tmp:
+        w = Path(work_dir) if work_dir else Path(tmp)
+        features, test_start = {}, {}
+        for sym in syms:
+            d = w / sym
+            info = fetch_stage(
+                source, sym, d / "klines", interval=interval, lookback_days=lookback_days, start=start,
+                end=end, max_missing_fraction=max_missing_fraction, api_url=api_url, progress=progress,
+                client=client,
+            )
+            done(f"fetch {sym}", info)
+            done(f"features {sym}", features_stage(d / "klines", d / "features.csv"))
+            features[sym] = d / "features.csv"
+            if config.test_size > 0:
+                split = split_stage(d / "features.csv", d / "train.csv", d / "test.csv", config.test_size)
+                test_start[sym] = split["test_period"][0]
+        training = universal_train_stage(features, config, out, test_start=test_start, init_dir=init_dir,
+                                         time_budget=time_budget, progress=progress,
+                                         tensorboard_dir=tensorboard_dir)
+        done("train", training)
+        results: dict[str, Any] = {}
+        for sym in syms if test_start else []:
+            metrics = universal_evaluate_stage(
+                out, w / sym / "klines", features[sym], out / "symbols" / sym, symbol=sym, source=str(source),
+                interval=interval, gate_tolerance=gate_tolerance, coverage_min=coverage_band[0],
+                coverage_max=coverage_band[1],
+            )
+            results[sym] = symbol_row(metrics)
+            done(f"evaluate {sym}", metrics)
+    summary = {"symbols": syms, "training": training, "evaluation": results}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def symbol_row(metrics: dict[str, Any]) -> dict[str, Any]:
+    """One symbol's line of a run's table: key test scores, inputs and the gate's decision."""
+    test = metrics["test"]
+    ratio = test.get("ratio") or {}
+    intervals = test["model"]["intervals"]
+    return {
+        "n": test["n"],
+        "period": test["period"],
+        "pinball_vs_empirical": ratio.get("pinball_vs_empirical"),
+        "pinball_vs_garch_t": ratio.get("pinball_vs_garch_t"),
+        "pinball_vs_har": ratio.get("pinball_vs_har"),
+        "coverage_90": intervals["90"]["coverage"],
+        "coverage_50": intervals["50"]["coverage"],
+        "median_rmse_vs_persistence": ratio.get("median_rmse_vs_persistence"),
+        "inputs": metrics.get("inputs"),
+        "gate": metrics["gate"]["passed"],
+        "reasons": metrics["gate"]["reasons"],
+    }

@@ -73,10 +73,14 @@ def write_artifacts(
     test_start,
     gate_tolerance: float = DEFAULT_TOLERANCE,
     coverage_band: tuple[float, float] = COVERAGE_BAND,
+    model_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the exported model on the test period (forecast hours from ``test_start`` on,
     ``features`` holding the history before it) beside the baselines, apply the gate and write
-    every artifact into ``out_dir`` (replaced as a whole). Returns metrics.json's content."""
+    every artifact into ``out_dir`` (replaced as a whole). Returns metrics.json's content.
+    ``model_info`` (a universal model: its symbols, the inputs it reads, those this symbol
+    lacks) goes into the card and metrics as ``universal``."""
+    from make_us_rich.preprocessing.windows import unavailable_inputs
     from make_us_rich.training.plots import plot_calibration, plot_fan_chart, plot_training_curves
 
     sym = normalize_symbol(symbol)
@@ -89,7 +93,10 @@ def write_artifacts(
         "gate": gate.to_dict(),
         "parity": parity,
         "training": training,
+        "inputs": {"used": list(config.inputs), "unavailable": list(unavailable_inputs(features))},
     }
+    if model_info:
+        metrics["universal"] = model_info
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -118,6 +125,8 @@ def write_artifacts(
             **contract.signature(config.sequence_length, len(contract.FEATURES)),
             "opset": contract.OPSET,
             "hyperparameters": config.to_dict(),
+            "inputs": metrics["inputs"],
+            **({"universal": model_info} if model_info else {}),
             "metrics": test_metrics,
             "gate": gate.to_dict(),
             "parity": parity,

@@ -87,9 +87,10 @@ class TrainConfig:
             problems.append("learning_rate must be > 0")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 0:
             problems.append("batch_size and max_epochs must be >= 1, patience >= 0")
-        for name in ("test_size", "val_size"):
-            if not 0.0 < getattr(self, name) < 1.0:
-                problems.append(f"{name} must be in (0, 1)")
+        if not 0.0 <= self.test_size < 1.0:
+            problems.append("test_size must be in [0, 1) (0: no test period, universal training only)")
+        if not 0.0 < self.val_size < 1.0:
+            problems.append("val_size must be in (0, 1)")
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
 
