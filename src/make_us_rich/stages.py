@@ -33,7 +33,11 @@ from make_us_rich.preprocessing import (
 )
 from make_us_rich.preprocessing.split import holdout_size
 from make_us_rich.preprocessing.volatility import add_volatility_features
-from make_us_rich.preprocessing.windows import fit_input_scaler, make_quantile_windows
+from make_us_rich.preprocessing.windows import (
+    fit_input_scaler,
+    make_quantile_windows,
+    resolve_inputs,
+)
 from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 
@@ -153,17 +157,25 @@ def sequences_stage(
         np.savez(
             fh, X_train=tr.X[:cut], y_train=tr.y[:cut], X_val=tr.X[cut:], y_val=tr.y[cut:],
             X_test=te.X, y_test=te.y, t_test=te.index.asi8,
+            unavailable=np.asarray(sorted(set(tr.unavailable) | set(te.unavailable)), dtype=str),
         )
     return {"train_windows": cut, "val_windows": n_val, "test_windows": len(te.y),
-            "train_rows": len(train), "test_rows": len(test)}
+            "train_rows": len(train), "test_rows": len(test), "unavailable_inputs": list(tr.unavailable)}
+
+
+def _unavailable(z) -> list[str]:
+    """The inputs the symbol's source lacks, as the sequences stage recorded them."""
+    return [str(c) for c in z["unavailable"]] if "unavailable" in z else []
 
 
 def scale_stage(sequences_npz: str | Path, scaler_dir: str | Path, inputs: tuple[str, ...]) -> dict[str, Any]:
     """Stage 5: MinMax(-1, 1) fit on the train windows only (not validation, not test), on the
-    stationary inputs the LSTM reads (each window divided by its trailing volatility)."""
+    stationary inputs the LSTM reads (each window divided by its trailing volatility): those of
+    ``inputs`` the symbol's source has (no ``trades_ratio`` without trade counts)."""
     with np.load(sequences_npz) as z:
         X = z["X_train"]
-    scaler = fit_input_scaler(X, tuple(inputs))
+        inputs = resolve_inputs(tuple(inputs), _unavailable(z))
+    scaler = fit_input_scaler(X, inputs)
     save_scaler(scaler, scaler_dir)
     return {"inputs": list(inputs), "fit_rows": int(X.shape[0] * X.shape[1])}
 
@@ -188,6 +200,7 @@ def train_stage(
     with np.load(sequences_npz) as z:
         data = {k: z[k] for k in ("X_train", "y_train", "X_val", "y_val")}
         n_test = len(z["y_test"])
+        cfg = cfg.with_overrides(inputs=resolve_inputs(cfg.inputs, _unavailable(z)))
     if data["X_train"].shape[1] != cfg.sequence_length:
         raise ConfigError(
             f"windows have length {data['X_train'].shape[1]} but the config says "
@@ -395,7 +408,6 @@ def universal_train_stage(
     from make_us_rich.contract import MODEL_FILE
     from make_us_rich.io import atomic_write_bytes
     from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows, split_pooled
-    from make_us_rich.preprocessing.windows import resolve_inputs
     from make_us_rich.training.export import export_onnx
     from make_us_rich.training.quantile_model import fit_pooled_model, load_serving_model
 
