@@ -212,6 +212,7 @@ def _train_universal(args: argparse.Namespace, config, days) -> int:
         coverage_band=(gate.get("coverage_min", _default("coverage_min")),
                        gate.get("coverage_max", _default("coverage_max"))),
         init_dir=args.warm_start, time_budget=args.time_budget, progress=not args.no_progress,
+        concurrency=args.concurrency,
         tensorboard_dir=args.tensorboard_dir,
         on_stage=lambda name, info: print(f"  {name}: done", flush=True) if not args.no_progress else None,
     )
@@ -221,6 +222,8 @@ def _train_universal(args: argparse.Namespace, config, days) -> int:
     print(f"  training: {t['train_windows']} train / {t['val_windows']} validation windows, "
           f"{t['epochs_run']} epoch(s) in {t['seconds']:.1f} s, best epoch {t['best_epoch']}"
           f"{' (warm start)' if t['warm_start'] else ''}{' (time budget spent)' if t['budget_exhausted'] else ''}")
+    for sym, reason in summary["failed"].items():
+        print(f"  {sym}: left out of this run: {reason}")
     print_symbol_table(summary["evaluation"])
     print(f"wrote {args.out}/: model.onnx model.keras model_card.json universal.json scaler/ summary.json"
           f"{' symbols/<SYMBOL>/' if summary['evaluation'] else ''}")
@@ -239,6 +242,9 @@ def print_symbol_table(rows: dict) -> None:
     print(f"\n  {'symbol':<10} {'hours':>6} {'pin/A':>7} {'pin/GARCH':>9} {'pin/HAR':>8} {'cov90':>6} "
           f"{'cov50':>6} {'RMSE/pers':>9}  gate   inputs lacking")
     for sym, r in rows.items():
+        if "error" in r:
+            print(f"  {sym:<10} not evaluated: {r['error']}")
+            continue
         lacking = ",".join((r.get("inputs") or {}).get("unavailable") or []) or "-"
         print(f"  {sym:<10} {r['n']:>6} {f(r['pinball_vs_empirical']):>7} {f(r['pinball_vs_garch_t']):>9} "
               f"{f(r['pinball_vs_har']):>8} {f(r['coverage_90'], '{:.3f}'):>6} {f(r['coverage_50'], '{:.3f}'):>6} "
@@ -575,6 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "period into --out/symbols/<SYMBOL>/ (none with --test-size 0)")
     p.add_argument("--warm-start", metavar="DIR", help="with --symbols: start from this universal model "
                    "folder's weights and input scaler (same inputs, window and units)")
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="with --symbols: symbols fetched at once (default 4)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="with --symbols: stop training after this many seconds (best weights kept)")
     p.set_defaults(func=cmd_train)

@@ -576,6 +576,101 @@ def _write_universal_card(out: Path, cfg: TrainConfig, info: dict[str, Any], tra
     write_json(out / "model_card.json", card)
 
 
+MARKET_INDEX = "market.json"
+#: symbols fetched at once: Binance weighs a klines request 2 of 6000 a minute; a few requests
+#: in flight keep far below it while hiding each request's latency
+DEFAULT_CONCURRENCY = 4
+
+
+def fetch_many_stage(
+    source: str,
+    symbols: list[str],
+    out_dir: str | Path,
+    *,
+    test_size: float = 0.1,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    interval: str = "1h",
+    lookback_days: float | None = 365.0,
+    start: str | None = None,
+    end: str | None = None,
+    max_missing_fraction: float = 0.01,
+    api_url: str | None = None,
+    progress: bool = False,
+    client: object | None = None,
+) -> dict[str, Any]:
+    """Stages 1-2 for many symbols, ``concurrency`` at a time: ``out_dir/<SYMBOL>/klines/`` and
+    ``features.csv`` each, and ``market.json``: the symbols fetched, each one's test start (its
+    last ``test_size`` of rows; none with 0) and inputs it lacks, and the symbols that failed
+    with the reason (the run goes on without them; it fails only when none is left)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from make_us_rich.data import normalize_symbol
+    from make_us_rich.errors import MakeUsRichError
+    from make_us_rich.preprocessing.windows import unavailable_inputs
+
+    syms = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
+    if not syms:
+        raise ConfigError("no symbol given; pass --symbols S1,S2,...")
+    out = Path(out_dir)
+
+    def one(sym: str) -> dict[str, Any]:
+        d = out / sym
+        report = fetch_stage(source, sym, d / "klines", interval=interval, lookback_days=lookback_days,
+                             start=start, end=end, max_missing_fraction=max_missing_fraction,
+                             api_url=api_url, progress=progress, client=client)
+        features_stage(d / "klines", d / "features.csv")
+        table = read_table(d / "features.csv")
+        first = table.index[len(table) - holdout_size(len(table), test_size)].isoformat() if test_size > 0 else None
+        return {"rows": len(table), "period": _span(table), "test_start": first,
+                "unavailable": list(unavailable_inputs(table)), "missing_candles": report["missing_candles"]}
+
+    fetched, failed = {}, {}
+    with ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
+        futures = {sym: pool.submit(one, sym) for sym in syms}
+        for sym, future in futures.items():
+            try:
+                fetched[sym] = future.result()
+            except MakeUsRichError as exc:
+                failed[sym] = str(exc)
+    index = {"source": str(source), "symbols": fetched, "failed": failed}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MARKET_INDEX, index)
+    if not fetched:
+        raise InsufficientHistoryError("no symbol could be loaded: " + "; ".join(f"{s}: {m}" for s, m in failed.items()))
+    return index
+
+
+def market_train_stage(market_dir: str | Path, config: dict[str, Any] | TrainConfig, model_dir: str | Path,
+                       **options: Any) -> dict[str, Any]:
+    """:func:`universal_train_stage` on every symbol :func:`fetch_many_stage` loaded."""
+    market = Path(market_dir)
+    index = read_json(market / MARKET_INDEX)
+    symbols = index["symbols"]
+    return universal_train_stage({s: market / s / "features.csv" for s in symbols}, config, model_dir,
+                                 test_start={s: v["test_start"] for s, v in symbols.items()}, **options)
+
+
+def market_evaluate_stage(model_dir: str | Path, market_dir: str | Path, symbol: str, out_dir: str | Path,
+                          **options: Any) -> dict[str, Any]:
+    """One symbol's row of the run: :func:`universal_evaluate_stage` on its data in
+    ``market_dir``; a symbol that could not be loaded or evaluated gives a row with the
+    ``error`` (the others go on)."""
+    from make_us_rich.data import normalize_symbol
+    from make_us_rich.errors import MakeUsRichError
+
+    sym = normalize_symbol(symbol)
+    market = Path(market_dir)
+    index = read_json(market / MARKET_INDEX)
+    if sym not in index["symbols"]:
+        return {"symbol": sym, "error": index["failed"].get(sym, "not in the run's data")}
+    try:
+        metrics = universal_evaluate_stage(model_dir, market / sym / "klines", market / sym / "features.csv",
+                                           out_dir, symbol=sym, source=index["source"], **options)
+    except MakeUsRichError as exc:
+        return {"symbol": sym, "error": str(exc)}
+    return {"symbol": sym, **symbol_row(metrics)}
+
+
 def run_universal(
     source: str,
     symbols: list[str],
@@ -590,6 +685,7 @@ def run_universal(
     api_url: str | None = None,
     gate_tolerance: float = DEFAULT_TOLERANCE,
     coverage_band: tuple[float, float] = COVERAGE_BAND,
+    concurrency: int = DEFAULT_CONCURRENCY,
     init_dir: str | Path | None = None,
     time_budget: float | None = None,
     work_dir: str | Path | None = None,
@@ -598,49 +694,37 @@ def run_universal(
     client: object | None = None,
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Fetch and features per symbol -> split (the last ``test_size`` of each symbol's rows is
-    its test; none with ``test_size`` 0) -> one universal model on the pooled windows -> ONNX ->
-    each symbol evaluated and gated on its own test period. ``out_dir`` receives the model folder
-    and ``symbols/<SYMBOL>/`` (one publishable artifact folder per symbol); returns the summary
-    (also ``summary.json``): the training and each symbol's scores and gate decision."""
-    from make_us_rich.data import normalize_symbol
-
+    """Fetch and features per symbol (:func:`fetch_many_stage`) -> one universal model on the
+    pooled windows -> ONNX -> each symbol evaluated and gated on its own test period (the last
+    ``test_size`` of its rows; none with 0) - the stages the universal pipeline runs.
+    ``out_dir`` receives the model folder and ``symbols/<SYMBOL>/`` (one publishable artifact
+    folder per symbol); returns the summary (also ``summary.json``): the training, each
+    symbol's scores and gate decision, and the symbols that failed and why."""
     config = config or TrainConfig()
     done = on_stage or (lambda name, info: None)
-    syms = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
-    if not syms:
-        raise ConfigError("no symbol given; pass --symbols S1,S2,...")
     out = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="mkrich-universal-") as tmp:
-        w = Path(work_dir) if work_dir else Path(tmp)
-        features, test_start = {}, {}
-        for sym in syms:
-            d = w / sym
-            info = fetch_stage(
-                source, sym, d / "klines", interval=interval, lookback_days=lookback_days, start=start,
-                end=end, max_missing_fraction=max_missing_fraction, api_url=api_url, progress=progress,
-                client=client,
-            )
-            done(f"fetch {sym}", info)
-            done(f"features {sym}", features_stage(d / "klines", d / "features.csv"))
-            features[sym] = d / "features.csv"
-            if config.test_size > 0:
-                split = split_stage(d / "features.csv", d / "train.csv", d / "test.csv", config.test_size)
-                test_start[sym] = split["test_period"][0]
-        training = universal_train_stage(features, config, out, test_start=test_start, init_dir=init_dir,
-                                         time_budget=time_budget, progress=progress,
-                                         tensorboard_dir=tensorboard_dir)
+        market = Path(work_dir) if work_dir else Path(tmp)
+        index = fetch_many_stage(
+            source, symbols, market, test_size=config.test_size, concurrency=concurrency, interval=interval,
+            lookback_days=lookback_days, start=start, end=end, max_missing_fraction=max_missing_fraction,
+            api_url=api_url, progress=progress, client=client,
+        )
+        done("fetch", index)
+        training = market_train_stage(market, config, out, init_dir=init_dir, time_budget=time_budget,
+                                      progress=progress, tensorboard_dir=tensorboard_dir)
         done("train", training)
         results: dict[str, Any] = {}
-        for sym in syms if test_start else []:
-            metrics = universal_evaluate_stage(
-                out, w / sym / "klines", features[sym], out / "symbols" / sym, symbol=sym, source=str(source),
-                interval=interval, gate_tolerance=gate_tolerance, coverage_min=coverage_band[0],
-                coverage_max=coverage_band[1],
-            )
-            results[sym] = symbol_row(metrics)
-            done(f"evaluate {sym}", metrics)
-    summary = {"symbols": syms, "training": training, "evaluation": results}
+        if config.test_size > 0:
+            for sym in index["symbols"]:
+                row = market_evaluate_stage(
+                    out, market, sym, out / "symbols" / sym, interval=interval, gate_tolerance=gate_tolerance,
+                    coverage_min=coverage_band[0], coverage_max=coverage_band[1],
+                )
+                results[sym] = {k: v for k, v in row.items() if k != "symbol"}
+                done(f"evaluate {sym}", row)
+    summary = {"symbols": list(index["symbols"]), "failed": index["failed"], "training": training,
+               "evaluation": results}
     write_json(out / "summary.json", summary)
     return summary
 

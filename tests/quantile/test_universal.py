@@ -112,8 +112,14 @@ def universal(tmp_path_factory, market):
     from make_us_rich.stages import run_universal
 
     out = tmp_path_factory.mktemp("universal") / "model"
-    summary = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT"], out, TrainConfig(**TINY))
+    summary = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT", "XRPUSDT"], out, TrainConfig(**TINY))
     return out, summary
+
+
+def test_a_symbol_that_cannot_be_loaded_is_named_and_the_run_goes_on(universal):
+    _, summary = universal
+    assert summary["symbols"] == ["BTCEUR", "ETHUSDT"]
+    assert "XRPUSDT_*.csv" in summary["failed"]["XRPUSDT"]
 
 
 def test_one_model_for_every_symbol_with_the_inputs_all_have(universal):
