@@ -223,3 +223,104 @@ def notify_run(
     if failed:
         push_failure(symbols)
     return json.dumps({**summary, "delivery": outcome})
+
+
+# ----------------------------------------------------------------------------- universal model
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def fetch_market(
+    source: str,
+    symbols: list,
+    interval: str,
+    lookback_days: float,
+    end_time: str,
+    api_url: str,
+    max_missing_fraction: float,
+    test_size: float,
+    concurrency: int,
+    market: Output[Dataset],
+):
+    """Klines and features of every symbol, ``concurrency`` at a time; a symbol that cannot be
+    loaded is named in ``market.json`` and the run goes on without it."""
+    from make_us_rich.stages import fetch_many_stage
+
+    index = fetch_many_stage(
+        source, list(symbols), market.path, test_size=test_size, concurrency=concurrency, interval=interval,
+        lookback_days=lookback_days, end=end_time, max_missing_fraction=max_missing_fraction, api_url=api_url,
+    )
+    market.metadata.update({"symbols": sorted(index["symbols"]), "failed": index["failed"]})
+    for sym, reason in index["failed"].items():
+        print(f"{sym}: left out of this run: {reason}")
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def train_universal(
+    market: Input[Dataset],
+    sequence_length: int,
+    lstm_units: int,
+    inputs: str,
+    median: str,
+    calibrate: bool,
+    blend_har: bool,
+    learning_rate: float,
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+    test_size: float,
+    val_size: float,
+    time_budget: float,
+    model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """ONE quantile model on the pooled windows of every symbol of the run (ONNX included)."""
+    from make_us_rich.params import train_config
+    from make_us_rich.stages import market_train_stage
+
+    config = train_config(
+        sequence_length=sequence_length, lstm_units=lstm_units, inputs=inputs, median=median,
+        calibrate=calibrate, blend_har=blend_har, learning_rate=learning_rate,
+        batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed,
+        test_size=test_size, val_size=val_size,
+    )
+    summary = market_train_stage(market.path, config, model.path, time_budget=time_budget or None,
+                                 progress="lines")
+    model.metadata.update({k: summary[k] for k in ("epochs_run", "best_epoch", "seconds", "best_val_loss")})
+    model.metadata.update({"framework": "onnx+keras", "symbols": summary["symbols"], "inputs": summary["inputs"]})
+    for key in ("train_windows", "val_windows", "epochs_run", "best_val_loss", "seconds"):
+        metrics.log_metric(key, float(summary[key]))
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def evaluate_symbol(
+    model: Input[Model],
+    market: Input[Dataset],
+    symbol: str,
+    interval: str,
+    gate_tolerance: float,
+    coverage_min: float,
+    coverage_max: float,
+    artifacts: Output[Model],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    summary: Output[Markdown],
+) -> str:
+    """One symbol against its own baselines on its own test period, gated on its own; writes
+    its publishable artifact folder. Returns "evaluated", or the reason it could not be."""
+    from pathlib import Path
+
+    from make_us_rich.stages import market_evaluate_stage
+    from make_us_rich.training.report import log_kfp_metrics, write_report
+
+    row = market_evaluate_stage(model.path, market.path, symbol, artifacts.path, interval=interval,
+                                gate_tolerance=gate_tolerance, coverage_min=coverage_min, coverage_max=coverage_max)
+    if "error" in row:
+        print(f"{symbol}: not evaluated: {row['error']}")
+        Path(report.path).write_text(f"<p>{symbol}: not evaluated: {row['error']}</p>")
+        Path(summary.path).write_text(f"### {symbol}: not evaluated\n\n{row['error']}\n")
+        return f"error: {row['error']}"
+    import json
+
+    log_kfp_metrics(json.loads((Path(artifacts.path) / "metrics.json").read_text()), metrics)
+    write_report(artifacts.path, report.path, summary.path)
+    artifacts.metadata.update({"symbol": symbol, "gate_passed": row["gate"]})
+    return "evaluated"

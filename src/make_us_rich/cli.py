@@ -375,6 +375,13 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
     from make_us_rich.params import PIPELINE_PARAMS, add_arguments
 
     p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols, trained in parallel")
+    if not cluster:
+        from make_us_rich.params import UNIVERSAL_PARAMS
+
+        p.add_argument("--universal", action="store_true",
+                       help="run universal-training: ONE model on the pooled data of every symbol, then "
+                       "evaluate, gate and publish it for each (issue 21)")
+        add_arguments(p, UNIVERSAL_PARAMS)
     p.add_argument("--source", default=None if cluster else "sample",
                    help="binance, sample or csv:PATH" + (" (default binance)" if cluster else " (default sample: offline)"))
     add_arguments(p, PIPELINE_PARAMS)
@@ -422,9 +429,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}"
           f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
     try:
+        if args.universal:
+            from make_us_rich.params import UNIVERSAL_PARAMS, given
+
+            params.update(given(args, UNIVERSAL_PARAMS, pipeline=True))
+        elif any(getattr(args, name, None) is not None for name in ("concurrency", "time_budget")):
+            raise ConfigError("--concurrency and --time-budget are options of --universal")
         result = run_local(symbols, source=source, store_uri=args.store,
                            pipeline_root=args.pipeline_root, verbose=args.verbose > 0,
-                           notify_url=args.notify_url, notify_format=args.notify_format, **params)
+                           notify_url=args.notify_url, notify_format=args.notify_format,
+                           universal=args.universal, **params)
     except PipelineRunError as exc:
         _print_summary(exc.summary)  # the exit task posted it and pushed the failure
         raise

@@ -90,6 +90,12 @@ STORE_PARAMS: tuple[Param, ...] = (
     Param("keep", int, DEFAULT_KEEP, "model versions to retain per symbol in the store"),
 )
 PIPELINE_PARAMS: tuple[Param, ...] = DATA_PARAMS + TRAIN_PARAMS + GATE_PARAMS + STORE_PARAMS
+#: The universal pipeline's own (issue 21): it takes PIPELINE_PARAMS and these.
+UNIVERSAL_PARAMS: tuple[Param, ...] = (
+    Param("concurrency", int, 4, "symbols fetched at once (within Binance's request-weight limit)"),
+    Param("time_budget", float, 0.0, "seconds of training at most (0: no limit; best weights kept)"),
+)
+UNIVERSAL_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in UNIVERSAL_PARAMS}
 PIPELINE_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in PIPELINE_PARAMS}
 BY_NAME: dict[str, Param] = {p.name: p for p in PIPELINE_PARAMS}
 
