@@ -269,12 +269,24 @@ def train_universal(
     test_size: float,
     val_size: float,
     time_budget: float,
+    warm_start: bool,
+    store_uri: str,
+    s3_endpoint: str,
+    s3_region: str,
     model: Output[Model],
     metrics: Output[Metrics],
 ):
-    """ONE quantile model on the pooled windows of every symbol of the run (ONNX included)."""
+    """ONE quantile model on the pooled windows of every symbol of the run (ONNX included);
+    with ``warm_start``, from the last accepted universal model in the store."""
+    import os
+
     from make_us_rich.params import train_config
     from make_us_rich.stages import market_train_stage
+
+    if s3_endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
+    if s3_region:
+        os.environ["AWS_DEFAULT_REGION"] = s3_region
 
     config = train_config(
         sequence_length=sequence_length, lstm_units=lstm_units, inputs=inputs, median=median,
@@ -283,7 +295,9 @@ def train_universal(
         test_size=test_size, val_size=val_size,
     )
     summary = market_train_stage(market.path, config, model.path, time_budget=time_budget or None,
-                                 progress="lines")
+                                 warm_store=store_uri if warm_start else None, progress="lines")
+    print(f"warm start from {summary['warm_start_from']}" if summary.get("warm_start_from")
+          else f"trained in full ({summary.get('warm_start_note', 'warm_start off')})")
     model.metadata.update({k: summary[k] for k in ("epochs_run", "best_epoch", "seconds", "best_val_loss")})
     model.metadata.update({"framework": "onnx+keras", "symbols": summary["symbols"], "inputs": summary["inputs"]})
     for key in ("train_windows", "val_windows", "epochs_run", "best_val_loss", "seconds"):

@@ -183,6 +183,7 @@ def universal_training(
     coverage_max: float = D["coverage_max"],
     concurrency: int = U["concurrency"],
     time_budget: float = U["time_budget"],
+    warm_start: bool = U["warm_start"],
     store_uri: str = "s3://mlpipeline/make-us-rich",
     s3_endpoint: str = "",
     s3_region: str = "us-east-1",
@@ -219,7 +220,9 @@ def universal_training(
             inputs=inputs, median=median, calibrate=calibrate, blend_har=blend_har,
             learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
             patience=patience, seed=seed, test_size=test_size, val_size=val_size, time_budget=time_budget,
+            warm_start=warm_start, store_uri=store_uri, s3_endpoint=s3_endpoint, s3_region=s3_region,
         ).set_display_name("train universal model")
+        kubernetes.use_secret_as_env(train, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
         train.set_cpu_request("1").set_cpu_limit("2").set_memory_request("2G").set_memory_limit("8G")
         kubernetes.set_timeout(train, TRAIN_TIMEOUT_SECONDS)
         tasks = [market, train]

@@ -185,8 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         days = 365  # one year of hourly candles by default on the live API
     if args.symbols:
         return _train_universal(args, config, days)
-    if args.warm_start or args.time_budget:
-        raise ConfigError("--warm-start and --time-budget are for a universal model: give --symbols")
+    if args.warm_start or args.warm_from_store or args.time_budget:
+        raise ConfigError("--warm-start, --warm-from-store and --time-budget are for a universal model: give --symbols")
     run = train_symbol(
         args.source, args.symbol, args.out, config,
         interval=args.interval, days=days, start=args.start, end=args.end,
@@ -195,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress, tensorboard_dir=args.tensorboard_dir,
     )
     _print_training_summary(run)
-    print(f"wrote {run.out_dir}/: {' '.join(ARTIFACTS)}")
+    print(f"wrote {run.out_dir}/: {' '.join(n for n in ARTIFACTS if (run.out_dir / n).exists())}")
     return 0
 
 
@@ -211,7 +211,8 @@ def _train_universal(args: argparse.Namespace, config, days) -> int:
         api_url=args.api_url or None, gate_tolerance=gate.get("gate_tolerance", _default("gate_tolerance")),
         coverage_band=(gate.get("coverage_min", _default("coverage_min")),
                        gate.get("coverage_max", _default("coverage_max"))),
-        init_dir=args.warm_start, time_budget=args.time_budget, progress=not args.no_progress,
+        init_dir=args.warm_start, warm_store=args.warm_from_store, time_budget=args.time_budget,
+        progress=not args.no_progress,
         concurrency=args.concurrency,
         tensorboard_dir=args.tensorboard_dir,
         on_stage=lambda name, info: print(f"  {name}: done", flush=True) if not args.no_progress else None,
@@ -222,6 +223,10 @@ def _train_universal(args: argparse.Namespace, config, days) -> int:
     print(f"  training: {t['train_windows']} train / {t['val_windows']} validation windows, "
           f"{t['epochs_run']} epoch(s) in {t['seconds']:.1f} s, best epoch {t['best_epoch']}"
           f"{' (warm start)' if t['warm_start'] else ''}{' (time budget spent)' if t['budget_exhausted'] else ''}")
+    if t.get("warm_start_from"):
+        print(f"  warm start from {t['warm_start_from']['symbol']} {t['warm_start_from']['version']} in the store")
+    elif t.get("warm_start_note"):
+        print(f"  trained in full: {t['warm_start_note']}")
     for sym, reason in summary["failed"].items():
         print(f"  {sym}: left out of this run: {reason}")
     print_symbol_table(summary["evaluation"])
@@ -595,6 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "period into --out/symbols/<SYMBOL>/ (none with --test-size 0)")
     p.add_argument("--warm-start", metavar="DIR", help="with --symbols: start from this universal model "
                    "folder's weights and input scaler (same inputs, window and units)")
+    p.add_argument("--warm-from-store", metavar="URI", help="with --symbols: start from the newest accepted "
+                   "universal model of these symbols in this model store (none, or another shape: full training)")
     p.add_argument("--concurrency", type=int, default=4,
                    help="with --symbols: symbols fetched at once (default 4)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",

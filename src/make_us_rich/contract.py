@@ -25,7 +25,10 @@ REQUIRED_FILES: tuple[str, ...] = (
     "model_card.json",
 )
 OPTIONAL_FILES: tuple[str, ...] = ("training_curves.png", "fan_chart.png", "calibration.png")
-ARTIFACT_FILES: tuple[str, ...] = REQUIRED_FILES + OPTIONAL_FILES
+#: Training state kept beside a universal model's artifacts, never served: the Keras graph the
+#: next hourly run warm-starts from (issue 21).
+STATE_FILES: tuple[str, ...] = ("model.keras",)
+ARTIFACT_FILES: tuple[str, ...] = REQUIRED_FILES + OPTIONAL_FILES + STATE_FILES
 
 
 @dataclass(frozen=True)

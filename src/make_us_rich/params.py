@@ -94,6 +94,8 @@ PIPELINE_PARAMS: tuple[Param, ...] = DATA_PARAMS + TRAIN_PARAMS + GATE_PARAMS + 
 UNIVERSAL_PARAMS: tuple[Param, ...] = (
     Param("concurrency", int, 4, "symbols fetched at once (within Binance's request-weight limit)"),
     Param("time_budget", float, 0.0, "seconds of training at most (0: no limit; best weights kept)"),
+    Param("warm_start", bool, True, "start from the last accepted universal model in the store (false: "
+          "train in full)"),
 )
 UNIVERSAL_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in UNIVERSAL_PARAMS}
 PIPELINE_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in PIPELINE_PARAMS}

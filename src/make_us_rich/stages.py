@@ -379,6 +379,11 @@ def run_stages(
 
 # ----------------------------------------------------------------------------- universal model
 UNIVERSAL_FILE = "universal.json"
+
+
+class WarmStartMismatch(ConfigError):
+    """The model to warm-start from has another shape (inputs, window, units) than this run's."""
+
 #: windows (spread over the symbols' test or validation windows) the ONNX parity is checked on
 PARITY_WINDOWS = 2048
 
@@ -423,15 +428,15 @@ def universal_train_stage(
     init = None
     if init_dir is not None:
         init_dir = Path(init_dir)
-        previous = TrainConfig.from_dict(read_json(init_dir / "config.json"))
+        previous = _folder_config(init_dir)
         if (previous.inputs, previous.sequence_length, previous.lstm_units) != (
                 cfg.inputs, cfg.sequence_length, cfg.lstm_units):
-            raise ConfigError(
+            raise WarmStartMismatch(
                 f"cannot warm-start from {init_dir}: it reads {list(previous.inputs)} over "
                 f"{previous.sequence_length} h with {previous.lstm_units} units, this run "
                 f"{list(cfg.inputs)} over {cfg.sequence_length} h with {cfg.lstm_units}; retrain in full"
             )
-        scaler = load_scaler(init_dir / "scaler")
+        scaler = load_scaler(init_dir / "scaler" if (init_dir / "scaler").is_dir() else init_dir)
         init = load_serving_model(init_dir / "model.keras")
     else:
         scaler = fit_pooled_scaler(train, cfg.inputs)
@@ -482,6 +487,35 @@ def universal_train_stage(
     write_json(out / UNIVERSAL_FILE, info)
     _write_universal_card(out, cfg, info, summary, parity.to_dict())
     return {**summary, "inputs": info["inputs"], "symbols": info["symbols"], "parity": parity.to_dict()}
+
+
+def _folder_config(folder: Path) -> TrainConfig:
+    """The config of a universal model folder, or of a symbol's published artifact folder."""
+    if (folder / "config.json").is_file():
+        return TrainConfig.from_dict(read_json(folder / "config.json"))
+    return TrainConfig.from_dict(read_json(folder / "model_card.json")["hyperparameters"])
+
+
+def warm_start_from_store(store_uri: str, symbols: list[str], dest: str | Path) -> dict[str, Any] | None:
+    """Fetch the newest accepted universal model serving one of ``symbols`` (with its Keras
+    state) from the store into ``dest``; ``None`` when there is none (a first run: train in
+    full)."""
+    from make_us_rich.contract import STATE_FILES
+    from make_us_rich.store import ModelStore
+
+    store = ModelStore(store_uri)
+    best = None
+    for sym in symbols:
+        pointer = store.latest(sym)
+        if pointer is None:
+            continue
+        manifest = store.manifest(sym, pointer["version"])
+        if STATE_FILES[0] in manifest.get("files", {}) and (best is None or pointer["version"] > best[1]):
+            best = (sym, pointer["version"])
+    if best is None:
+        return None
+    store.fetch(best[0], dest, best[1])
+    return {"symbol": best[0], "version": best[1]}
 
 
 def universal_evaluate_stage(
@@ -543,6 +577,7 @@ def universal_evaluate_stage(
         parity=read_json(model_dir / "parity.json"), history=read_json(model_dir / "history.json"),
         training=read_json(model_dir / "training.json"), features=features, test_start=test.index[0],
         gate_tolerance=gate_tolerance, coverage_band=(coverage_min, coverage_max), model_info=model_info,
+        keras_model=model_dir / "model.keras",
     )
 
 
@@ -641,13 +676,29 @@ def fetch_many_stage(
 
 
 def market_train_stage(market_dir: str | Path, config: dict[str, Any] | TrainConfig, model_dir: str | Path,
-                       **options: Any) -> dict[str, Any]:
-    """:func:`universal_train_stage` on every symbol :func:`fetch_many_stage` loaded."""
+                       *, warm_store: str | None = None, **options: Any) -> dict[str, Any]:
+    """:func:`universal_train_stage` on every symbol :func:`fetch_many_stage` loaded. With
+    ``warm_store`` (a store URI), training starts from the newest accepted universal model
+    serving one of the symbols, when there is one of the same shape; otherwise in full (the
+    summary's ``warm_start`` says which, ``warm_start_from`` from what)."""
     market = Path(market_dir)
     index = read_json(market / MARKET_INDEX)
     symbols = index["symbols"]
-    return universal_train_stage({s: market / s / "features.csv" for s in symbols}, config, model_dir,
-                                 test_start={s: v["test_start"] for s, v in symbols.items()}, **options)
+
+    def train(**more: Any) -> dict[str, Any]:
+        return universal_train_stage({s: market / s / "features.csv" for s in symbols}, config, model_dir,
+                                     test_start={s: v["test_start"] for s, v in symbols.items()}, **options, **more)
+
+    if not warm_store:
+        return train()
+    with tempfile.TemporaryDirectory(prefix="mkrich-warm-") as tmp:
+        found = warm_start_from_store(warm_store, list(symbols), tmp)
+        if found is None:
+            return {**train(), "warm_start_from": None, "warm_start_note": "no accepted universal model in the store"}
+        try:
+            return {**train(init_dir=tmp), "warm_start_from": found}
+        except WarmStartMismatch as exc:
+            return {**train(), "warm_start_from": None, "warm_start_note": str(exc)}
 
 
 def market_evaluate_stage(model_dir: str | Path, market_dir: str | Path, symbol: str, out_dir: str | Path,
@@ -687,6 +738,7 @@ def run_universal(
     coverage_band: tuple[float, float] = COVERAGE_BAND,
     concurrency: int = DEFAULT_CONCURRENCY,
     init_dir: str | Path | None = None,
+    warm_store: str | None = None,
     time_budget: float | None = None,
     work_dir: str | Path | None = None,
     progress: bool = False,
@@ -711,8 +763,11 @@ def run_universal(
             api_url=api_url, progress=progress, client=client,
         )
         done("fetch", index)
-        training = market_train_stage(market, config, out, init_dir=init_dir, time_budget=time_budget,
-                                      progress=progress, tensorboard_dir=tensorboard_dir)
+        if init_dir is not None and warm_store:
+            raise ConfigError("warm-start from a folder or from the store, not both")
+        training = market_train_stage(market, config, out, warm_store=warm_store, time_budget=time_budget,
+                                      progress=progress, tensorboard_dir=tensorboard_dir,
+                                      **({"init_dir": init_dir} if init_dir is not None else {}))
         done("train", training)
         results: dict[str, Any] = {}
         if config.test_size > 0:

@@ -19,7 +19,7 @@ def _without_timing(payload: dict) -> dict:
     out.pop("created", None)
     out.get("training", {}).pop("seconds", None)
     out.get("training", {}).pop("seconds_per_epoch", None)
-    for name in ("metrics.json", "model_card.json"):
+    for name in ("metrics.json", "model_card.json", "model.keras"):  # model.keras records its save time
         out.get("files", {}).pop(name, None)
     return out
 

@@ -206,3 +206,23 @@ def test_a_per_symbol_model_of_an_ohlcv_only_source_says_what_it_reads(market, t
     assert "trades_ratio" not in run.card["hyperparameters"]["inputs"]
     assert run.card["inputs"] == {"used": run.card["hyperparameters"]["inputs"], "unavailable": ["trades_ratio"]}
     assert run.metrics["test"]["n"] > 0
+
+
+def test_warm_start_from_the_store_or_in_full_when_there_is_none(universal, market, tmp_path):
+    from make_us_rich.stages import run_universal
+    from make_us_rich.store import ModelStore
+
+    out, summary = universal
+    store = ModelStore(str(tmp_path / "store"))
+    assert store.publish(out / "symbols" / "ETHUSDT", "ETHUSDT").status == "accepted"
+    assert "model.keras" in store.manifest("ETHUSDT", store.latest("ETHUSDT")["version"])["files"]
+    warm = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT"], tmp_path / "warm", TrainConfig(**TINY),
+                         warm_store=store.uri, time_budget=1e-3)["training"]
+    assert warm["warm_start"] and warm["warm_start_from"]["symbol"] == "ETHUSDT"
+    assert warm["initial_val_loss"] == pytest.approx(summary["training"]["best_val_loss"], rel=1e-5)
+    other = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT"], tmp_path / "other", TrainConfig(**{**TINY, "lstm_units": 4}),
+                          warm_store=store.uri, time_budget=1e-3)["training"]
+    assert not other["warm_start"] and "cannot warm-start" in other["warm_start_note"]
+    empty = run_universal(f"csv:{market}", ["BTCEUR"], tmp_path / "empty", TrainConfig(**TINY),
+                          warm_store=str(tmp_path / "empty-store"), time_budget=1e-3)["training"]
+    assert not empty["warm_start"] and empty["warm_start_note"] == "no accepted universal model in the store"

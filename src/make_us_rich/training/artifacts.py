@@ -74,12 +74,14 @@ def write_artifacts(
     gate_tolerance: float = DEFAULT_TOLERANCE,
     coverage_band: tuple[float, float] = COVERAGE_BAND,
     model_info: dict[str, Any] | None = None,
+    keras_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate the exported model on the test period (forecast hours from ``test_start`` on,
     ``features`` holding the history before it) beside the baselines, apply the gate and write
     every artifact into ``out_dir`` (replaced as a whole). Returns metrics.json's content.
     ``model_info`` (a universal model: its symbols, the inputs it reads, those this symbol
-    lacks) goes into the card and metrics as ``universal``."""
+    lacks) goes into the card and metrics as ``universal``; ``keras_model`` (its Keras file) is
+    kept beside as ``model.keras`` for the next run's warm start."""
     from make_us_rich.preprocessing.windows import unavailable_inputs
     from make_us_rich.training.plots import plot_calibration, plot_fan_chart, plot_training_curves
 
@@ -102,6 +104,8 @@ def write_artifacts(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         atomic_write_bytes(staging / contract.MODEL_FILE, model_bytes)
+        if keras_model is not None:
+            shutil.copyfile(keras_model, staging / contract.STATE_FILES[0])
         save_scaler(scaler, staging)
         write_json(staging / "metrics.json", metrics)
         write_predictions(evaluation.predictions, staging / "predictions.csv")
@@ -134,7 +138,8 @@ def write_artifacts(
             "versions": library_versions(),
         }
         card["files"] = {
-            name: sha256(staging / name) for name in ARTIFACTS if name != "model_card.json"
+            name: sha256(staging / name) for name in ARTIFACTS
+            if name != "model_card.json" and (staging / name).is_file()
         }
         write_json(staging / "model_card.json", card)
         staging.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
