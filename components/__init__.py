@@ -7,7 +7,7 @@ Each is a thin shell: it maps typed KFP artifacts to paths and calls one functio
 from make_us_rich.components.stages import (
     convert_to_onnx,
     evaluate_and_gate,
-    evaluate_symbol,
+    evaluate_and_publish,
     extract_features,
     fetch_klines,
     fetch_market,
@@ -23,7 +23,7 @@ from make_us_rich.components.stages import (
 __all__ = [
     "convert_to_onnx",
     "evaluate_and_gate",
-    "evaluate_symbol",
+    "evaluate_and_publish",
     "extract_features",
     "fetch_klines",
     "fetch_market",

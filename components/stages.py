@@ -237,11 +237,13 @@ def fetch_market(
     max_missing_fraction: float,
     test_size: float,
     concurrency: int,
+    eval_batch: int,
     market: Output[Dataset],
-):
+) -> list:
     """Klines and features of every symbol, ``concurrency`` at a time; a symbol that cannot be
-    loaded is named in ``market.json`` and the run goes on without it."""
-    from make_us_rich.stages import fetch_many_stage
+    loaded is named in ``market.json`` and the run goes on without it. Returns the symbols in
+    batches of ``eval_batch``, one evaluation task each."""
+    from make_us_rich.stages import fetch_many_stage, symbol_batches
 
     index = fetch_many_stage(
         source, list(symbols), market.path, test_size=test_size, concurrency=concurrency, interval=interval,
@@ -250,6 +252,7 @@ def fetch_market(
     market.metadata.update({"symbols": sorted(index["symbols"]), "failed": index["failed"]})
     for sym, reason in index["failed"].items():
         print(f"{sym}: left out of this run: {reason}")
+    return symbol_batches(list(symbols), eval_batch)
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
@@ -305,36 +308,56 @@ def train_universal(
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
-def evaluate_symbol(
+def evaluate_and_publish(
     model: Input[Model],
     market: Input[Dataset],
-    symbol: str,
+    symbols: list,
     interval: str,
     gate_tolerance: float,
     coverage_min: float,
     coverage_max: float,
+    store_uri: str,
+    keep: int,
+    s3_endpoint: str,
+    s3_region: str,
+    rollout_isvc: str,
     artifacts: Output[Model],
     metrics: Output[Metrics],
     report: Output[HTML],
     summary: Output[Markdown],
 ) -> str:
-    """One symbol against its own baselines on its own test period, gated on its own; writes
-    its publishable artifact folder. Returns "evaluated", or the reason it could not be."""
-    from pathlib import Path
-
-    from make_us_rich.stages import market_evaluate_stage
-    from make_us_rich.training.report import log_kfp_metrics, write_report
-
-    row = market_evaluate_stage(model.path, market.path, symbol, artifacts.path, interval=interval,
-                                gate_tolerance=gate_tolerance, coverage_min=coverage_min, coverage_max=coverage_max)
-    if "error" in row:
-        print(f"{symbol}: not evaluated: {row['error']}")
-        Path(report.path).write_text(f"<p>{symbol}: not evaluated: {row['error']}</p>")
-        Path(summary.path).write_text(f"### {symbol}: not evaluated\n\n{row['error']}\n")
-        return f"error: {row['error']}"
+    """A batch of symbols: each against its own baselines on its own test period, gated on its
+    own and published (a rejected one keeps its previous model; one without data is named and
+    skipped). The HTML/Markdown hold the batch's per-symbol table."""
     import json
+    import os
 
-    log_kfp_metrics(json.loads((Path(artifacts.path) / "metrics.json").read_text()), metrics)
-    write_report(artifacts.path, report.path, summary.path)
-    artifacts.metadata.update({"symbol": symbol, "gate_passed": row["gate"]})
-    return "evaluated"
+    from make_us_rich.stages import evaluate_publish_stage
+    from make_us_rich.training.report import symbols_html, symbols_markdown
+
+    if s3_endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
+    if s3_region:
+        os.environ["AWS_DEFAULT_REGION"] = s3_region
+    rows = evaluate_publish_stage(model.path, market.path, list(symbols), artifacts.path, store_uri=store_uri,
+                                  keep=keep, interval=interval, gate_tolerance=gate_tolerance,
+                                  coverage_min=coverage_min, coverage_max=coverage_max)
+    for sym, row in rows.items():
+        if "error" in row:
+            print(f"{sym}: {row['error']}")
+            continue
+        print(f"{sym} {row['published']['version']}: {row['published']['status']} ({'; '.join(row['reasons'])})")
+        for key in ("pinball_vs_empirical", "pinball_vs_har", "coverage_90", "median_rmse_vs_persistence"):
+            if row.get(key) is not None:
+                metrics.log_metric(f"{sym}.{key}", float(row[key]))
+    with open(report.path, "w") as fh:
+        fh.write(symbols_html(rows))
+    with open(summary.path, "w") as fh:
+        fh.write(symbols_markdown(rows))
+    if rollout_isvc and any((r.get("published") or {}).get("latest") for r in rows.values()):
+        from make_us_rich.rollout import rollout_inference_service
+
+        newest = max(r["published"]["version"] for r in rows.values() if (r.get("published") or {}).get("latest"))
+        namespace = rollout_inference_service(rollout_isvc, newest)
+        print(f"rolled InferenceService {namespace}/{rollout_isvc} to {newest}")
+    return json.dumps({s: (r.get("published") or {}).get("status", "error") for s, r in rows.items()})

@@ -23,7 +23,7 @@ from kfp import dsl, kubernetes
 from make_us_rich.components import (
     convert_to_onnx,
     evaluate_and_gate,
-    evaluate_symbol,
+    evaluate_and_publish,
     extract_features,
     fetch_klines,
     fetch_market,
@@ -182,6 +182,7 @@ def universal_training(
     coverage_min: float = D["coverage_min"],
     coverage_max: float = D["coverage_max"],
     concurrency: int = U["concurrency"],
+    eval_batch: int = U["eval_batch"],
     time_budget: float = U["time_budget"],
     warm_start: bool = U["warm_start"],
     store_uri: str = "s3://mlpipeline/make-us-rich",
@@ -193,9 +194,9 @@ def universal_training(
     dashboard_url: str = "",
 ):
     """fetch every symbol (bounded concurrency) -> ONE training task on the pooled windows ->
-    per symbol, in parallel: evaluate against its own baselines, gate, publish (a symbol that
-    fails the gate is stored as rejected and keeps its previous model; one whose data could not
-    be loaded is named in the log and skipped). The same stage functions as
+    in parallel batches of ``eval_batch`` symbols: each evaluated against its own baselines,
+    gated and published (a symbol that fails the gate is stored as rejected and keeps its
+    previous model; one whose data could not be loaded is named in the log and skipped). The same stage functions as
     ``mkrich train --symbols`` (:func:`make_us_rich.stages.run_universal`)."""
     notify = notify_run(
         symbols=symbols, store_uri=store_uri, s3_endpoint=s3_endpoint, s3_region=s3_region,
@@ -213,6 +214,7 @@ def universal_training(
             source=source, symbols=symbols, interval=interval, lookback_days=lookback_days,
             end_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, api_url=api_url,
             max_missing_fraction=max_missing_fraction, test_size=test_size, concurrency=concurrency,
+            eval_batch=eval_batch,
         ).set_display_name("fetch klines + features")
         market.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
         train = train_universal(
@@ -225,22 +227,17 @@ def universal_training(
         kubernetes.use_secret_as_env(train, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
         train.set_cpu_request("1").set_cpu_limit("2").set_memory_request("2G").set_memory_limit("8G")
         kubernetes.set_timeout(train, TRAIN_TIMEOUT_SECONDS)
-        tasks = [market, train]
-        with dsl.ParallelFor(symbols, name="symbols") as symbol:
-            evaluation = evaluate_symbol(
-                model=train.outputs["model"], market=market.outputs["market"], symbol=symbol,
+        with dsl.ParallelFor(market.outputs["Output"], name="symbol-batches") as batch:
+            evaluation = evaluate_and_publish(
+                model=train.outputs["model"], market=market.outputs["market"], symbols=batch,
                 interval=interval, gate_tolerance=gate_tolerance, coverage_min=coverage_min,
-                coverage_max=coverage_max,
-            ).set_display_name("evaluate + gate")
-            with dsl.If(evaluation.outputs["Output"] == "evaluated", name="evaluated"):
-                publish = publish_model(
-                    artifacts=evaluation.outputs["artifacts"], symbol=symbol, store_uri=store_uri,
-                    keep=keep, s3_endpoint=s3_endpoint, s3_region=s3_region, rollout_isvc=rollout_isvc,
-                ).set_display_name("publish model")
-                kubernetes.use_secret_as_env(publish, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS,
-                                             optional=True)
-                kubernetes.use_secret_as_env(publish, secret_name=PUSHGATEWAY_SECRET,
-                                             secret_key_to_env={"url": PUSHGATEWAY_ENV}, optional=True)
-            tasks += [evaluation, publish]
+                coverage_max=coverage_max, store_uri=store_uri, keep=keep, s3_endpoint=s3_endpoint,
+                s3_region=s3_region, rollout_isvc=rollout_isvc,
+            ).set_display_name("evaluate + gate + publish")
+            kubernetes.use_secret_as_env(evaluation, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS,
+                                         optional=True)
+            kubernetes.use_secret_as_env(evaluation, secret_name=PUSHGATEWAY_SECRET,
+                                         secret_key_to_env={"url": PUSHGATEWAY_ENV}, optional=True)
+        tasks = [market, train, evaluation]
         for task in tasks:
             task.set_caching_options(False)

@@ -317,8 +317,9 @@ def run_local(
     store = ModelStore(store_abs)
     artifacts = {}
     if run_dirs:
-        step = "evaluate-symbol" if universal else "evaluate-and-gate"
-        for metrics_file in run_dirs[-1].glob(f"**/{step}/artifacts/metrics.json"):
+        found = (run_dirs[-1].glob("**/evaluate-and-publish/artifacts/*/metrics.json") if universal
+                 else run_dirs[-1].glob("**/evaluate-and-gate/artifacts/metrics.json"))
+        for metrics_file in found:
             artifacts[json.loads(metrics_file.read_text())["symbol"]] = metrics_file.parent
     results = {}
     for symbol in symbols:

@@ -93,6 +93,8 @@ PIPELINE_PARAMS: tuple[Param, ...] = DATA_PARAMS + TRAIN_PARAMS + GATE_PARAMS + 
 #: The universal pipeline's own (issue 21): it takes PIPELINE_PARAMS and these.
 UNIVERSAL_PARAMS: tuple[Param, ...] = (
     Param("concurrency", int, 4, "symbols fetched at once (within Binance's request-weight limit)"),
+    Param("eval_batch", int, 10, "symbols evaluated and published per task (a process start and its imports "
+          "are paid once per batch)"),
     Param("time_budget", float, 0.0, "seconds of training at most (0: no limit; best weights kept)"),
     Param("warm_start", bool, True, "start from the last accepted universal model in the store (false: "
           "train in full)"),

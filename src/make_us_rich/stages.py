@@ -722,6 +722,43 @@ def market_evaluate_stage(model_dir: str | Path, market_dir: str | Path, symbol:
     return {"symbol": sym, **symbol_row(metrics)}
 
 
+def symbol_batches(symbols: list[str], size: int) -> list[list[str]]:
+    """The run's symbols in batches of ``size``: one evaluation task each (a process start and
+    its imports are paid once per batch, not per symbol)."""
+    if size < 1:
+        raise ConfigError(f"the evaluation batch must hold >= 1 symbol, got {size}")
+    return [list(symbols[i : i + size]) for i in range(0, len(symbols), size)]
+
+
+def evaluate_publish_stage(
+    model_dir: str | Path,
+    market_dir: str | Path,
+    symbols: list[str],
+    out_dir: str | Path,
+    *,
+    store_uri: str | None = None,
+    keep: int = 10,
+    **options: Any,
+) -> dict[str, dict[str, Any]]:
+    """A batch of symbols: each evaluated and gated on its own (:func:`market_evaluate_stage`,
+    artifacts in ``out_dir/<SYMBOL>/``), then published through the gate to ``store_uri`` when
+    given (a rejected model is stored as rejected, the symbol keeps its previous one). One
+    symbol's failure is its row's ``error``; the others go on. Returns the rows by symbol."""
+    from make_us_rich.errors import MakeUsRichError
+
+    rows = {}
+    for sym in symbols:
+        row = market_evaluate_stage(model_dir, market_dir, sym, Path(out_dir) / sym, **options)
+        if store_uri and "error" not in row:
+            try:
+                result = publish_stage(Path(out_dir) / sym, sym, store_uri, keep)
+                row["published"] = {k: result[k] for k in ("status", "version", "latest")}
+            except MakeUsRichError as exc:
+                row["error"] = f"publish failed: {exc}"
+        rows[row.pop("symbol")] = row
+    return rows
+
+
 def run_universal(
     source: str,
     symbols: list[str],

@@ -47,6 +47,11 @@ def test_cli_and_pipeline_write_the_same_artifacts(tmp_path):
     assert _without_timing(metrics[0]) == _without_timing(metrics[1])
 
 
+def run_dir_glob(tmp_path):
+    """The Markdown summaries of a universal run's evaluation tasks."""
+    return sorted(next((tmp_path / "root").glob("universal-training-*")).glob("**/evaluate-and-publish/summary"))
+
+
 def test_universal_train_and_pipeline_write_the_same_artifacts(tmp_path, capsys):
     """``mkrich train --symbols`` and ``mkrich run --universal``: one model for every symbol,
     each symbol's artifacts identical both ways; a symbol without data (no sample of ETHUSDT)
@@ -59,14 +64,19 @@ def test_universal_train_and_pipeline_write_the_same_artifacts(tmp_path, capsys)
                  "--no-progress", "--out", str(tmp_path / "cli"), *flags]) == 0
     assert "ETHUSDT: left out of this run: no bundled sample for ETHUSDT" in capsys.readouterr().out
     assert main(["run", "--universal", "--symbols", "BTCEUR,BTCUSDT,ETHUSDT", "--store", str(tmp_path / "store"),
-                 "--pipeline-root", str(tmp_path / "root"), "--lookback-days", "75", *flags]) == 0
+                 "--pipeline-root", str(tmp_path / "root"), "--lookback-days", "75", "--eval-batch", "2",
+                 *flags]) == 0
+    tables = [p.read_text() for p in run_dir_glob(tmp_path)]
+    assert len(tables) == 2  # two batches: BTCEUR,BTCUSDT and ETHUSDT
+    assert any("| BTCEUR |" in t and "accepted" in t for t in tables)
+    assert any("| ETHUSDT |" in t and "not evaluated" in t for t in tables)
     run_dir = next((tmp_path / "root").glob("universal-training-*"))
     store = ModelStore(str(tmp_path / "store"))
     assert store.versions("ETHUSDT") == []
     onnx = set()
     for symbol in ("BTCEUR", "BTCUSDT"):
         cli = tmp_path / "cli" / "symbols" / symbol
-        kfp = next(p.parent for p in run_dir.glob("**/evaluate-symbol/artifacts/metrics.json")
+        kfp = next(p.parent for p in run_dir.glob("**/evaluate-and-publish/artifacts/*/metrics.json")
                    if json.loads(p.read_text())["symbol"] == symbol)
         assert sorted(p.name for p in cli.iterdir()) == sorted(p.name for p in kfp.iterdir())
         for name in ("model.onnx", "scaler.json", "scaler.pkl", "history.json"):
