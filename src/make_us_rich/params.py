@@ -95,7 +95,8 @@ UNIVERSAL_PARAMS: tuple[Param, ...] = (
     Param("concurrency", int, 4, "symbols fetched at once (within Binance's request-weight limit)"),
     Param("eval_batch", int, 10, "symbols evaluated and published per task (a process start and its imports "
           "are paid once per batch)"),
-    Param("time_budget", float, 0.0, "seconds of training at most (0: no limit; best weights kept)"),
+    Param("time_budget", float, 600.0, "seconds of training at most, so that the hourly cycle fits in the "
+          "hour (0: no limit; the best weights seen are kept)"),
     Param("warm_start", bool, True, "start from the last accepted universal model in the store (false: "
           "train in full)"),
 )
