@@ -25,8 +25,8 @@ REQUIRED_FILES: tuple[str, ...] = (
     "model_card.json",
 )
 OPTIONAL_FILES: tuple[str, ...] = ("training_curves.png", "fan_chart.png", "calibration.png")
-#: Training state kept beside a universal model's artifacts, never served: the Keras graph the
-#: next hourly run warm-starts from (issue 21).
+#: Training state kept beside the artifacts, never served: the Keras graph a later run of a
+#: universal model warm-starts from (issue 21).
 STATE_FILES: tuple[str, ...] = ("model.keras",)
 ARTIFACT_FILES: tuple[str, ...] = REQUIRED_FILES + OPTIONAL_FILES + STATE_FILES
 

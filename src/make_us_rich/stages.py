@@ -301,6 +301,7 @@ def evaluate_stage(
         test_start=test.index[0],
         gate_tolerance=gate_tolerance,
         coverage_band=(coverage_min, coverage_max),
+        keras_model=model_dir / "model.keras",
     )
 
 

@@ -9,6 +9,7 @@
 ``predictions.csv``   one row per test hour: last close, actual close, quantile closes
 ``history.json``      train/validation loss per epoch
 ``model_card.json``   what the model is: data, features, signature, hyperparameters, versions...
+``model.keras``       the Keras graph (training state for a warm start; never served)
 ``training_curves.png``, ``fan_chart.png``, ``calibration.png``
 ====================  =====================================================================
 
