@@ -39,6 +39,7 @@ from make_us_rich.notify import DASHBOARD_ENV, FORMAT_ENV, NOTIFY_ENV
 from make_us_rich.observability import PUSHGATEWAY_ENV
 from make_us_rich.params import PIPELINE_DEFAULTS as D  # every training parameter declared once
 from make_us_rich.params import UNIVERSAL_DEFAULTS as U
+from make_us_rich.training.config import UNIVERSAL as UNI  # the universal model's preset
 
 PIPELINE_NAME = "hourly-training"
 UNIVERSAL_PIPELINE_NAME = "universal-training"
@@ -166,7 +167,7 @@ def universal_training(
     api_url: str = D["api_url"],
     max_missing_fraction: float = D["max_missing_fraction"],
     test_size: float = D["test_size"],
-    val_size: float = D["val_size"],
+    val_size: float = UNI.val_size,
     sequence_length: int = D["sequence_length"],
     lstm_units: int = D["lstm_units"],
     inputs: str = D["inputs"],
@@ -174,9 +175,9 @@ def universal_training(
     calibrate: bool = D["calibrate"],
     blend_har: bool = D["blend_har"],
     learning_rate: float = D["learning_rate"],
-    batch_size: int = D["batch_size"],
-    max_epochs: int = D["max_epochs"],
-    patience: int = D["patience"],
+    batch_size: int = UNI.batch_size,
+    max_epochs: int = UNI.max_epochs,
+    patience: int = UNI.patience,
     seed: int = D["seed"],
     gate_tolerance: float = D["gate_tolerance"],
     coverage_min: float = D["coverage_min"],

@@ -179,7 +179,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from make_us_rich.training import preset
     from make_us_rich.training.workflow import ARTIFACTS, train_symbol
 
-    config = preset(args.preset).with_overrides(**given(args, TRAIN_PARAMS))
+    name = args.preset or ("universal" if args.symbols else "fast")
+    config = preset(name).with_overrides(**given(args, TRAIN_PARAMS))
     days = args.days
     if days is None and args.start is None and parse_source(args.source).kind == "binance":
         days = 365  # one year of hourly candles by default on the live API
@@ -590,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_options(p, default_source="sample")
     p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
-    p.add_argument("--preset", default="fast", help="fast (default) or tiny (seconds, for trials); the flags below override it")
+    p.add_argument("--preset", default=None, help="fast (default for --symbol), universal (default for --symbols) "
+                   "or tiny (seconds, for trials); the flags below override it")
     from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, add_arguments
 
     add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
@@ -674,9 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_options(p, default_source="sample")
     p.add_argument("--model", required=True, help="model folder (holds model.onnx and model_card.json)")
-    p.add_argument("--history-days", type=float, default=60.0,
+    p.add_argument("--history-days", type=float, default=400.0,
                    help="days loaded before the period for the volatility features and the "
-                   "baselines' fits (default 60)")
+                   "baselines' monthly refits on the trailing year (default 400)")
     p.add_argument("--out", required=True, help="output folder (replaced as a whole)")
     p.set_defaults(func=cmd_evaluate)
 
