@@ -205,6 +205,14 @@ def _train_universal(args: argparse.Namespace, config, days) -> int:
     from make_us_rich.stages import run_universal
 
     symbols = [x.strip() for x in args.symbols.split(",") if x.strip()]
+    if [s.lower() for s in symbols] == ["all"]:
+        from make_us_rich.data import parse_source
+        from make_us_rich.data.sources import csv_symbols
+
+        src = parse_source(args.source)
+        if src.kind != "csv" or not src.path.is_dir():
+            raise ConfigError("--symbols all needs --source csv:DIR (a folder of <SYMBOL>_*.csv[.gz] files)")
+        symbols = csv_symbols(src.path)
     gate = given(args, GATE_PARAMS)
     summary = run_universal(
         args.source, symbols, args.out, config, interval=args.interval, lookback_days=days,
@@ -597,8 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
     p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
-    p.add_argument("--symbols", help="comma-separated symbols: train ONE universal model on their pooled "
-                   "windows (csv:DIR reads DIR/<SYMBOL>_*.csv[.gz]); each is evaluated on its own test "
+    p.add_argument("--symbols", help="comma-separated symbols (or 'all' of a csv:DIR folder): train ONE "
+                   "universal model on their pooled windows (csv:DIR reads DIR/<SYMBOL>_*.csv[.gz]); each is "
+                   "evaluated on its own test "
                    "period into --out/symbols/<SYMBOL>/ (none with --test-size 0)")
     p.add_argument("--warm-start", metavar="DIR", help="with --symbols: start from this universal model "
                    "folder's weights and input scaler (same inputs, window and units)")

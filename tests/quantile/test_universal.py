@@ -188,11 +188,12 @@ def test_cli_trains_a_universal_model_from_a_folder(market, tmp_path, capsys):
     from make_us_rich.cli import main
 
     out = tmp_path / "cli"
-    code = main(["train", "--source", f"csv:{market}", "--symbols", "BTCUSDT,ETHUSDT", "--preset", "tiny",
+    code = main(["train", "--source", f"csv:{market}", "--symbols", "all", "--preset", "tiny",
                  "--test-size", "0", "--end", "2023-09-15T23:00", "--out", str(out), "--no-progress"])
     assert code == 0
     info = json.loads((out / "universal.json").read_text())
-    assert info["symbols"] == ["BTCUSDT", "ETHUSDT"] and info["test_start"] == {"BTCUSDT": None, "ETHUSDT": None}
+    assert info["symbols"] == ["BTCEUR", "BTCUSDT", "ETHUSDT"]
+    assert info["test_start"] == {"BTCEUR": None, "BTCUSDT": None, "ETHUSDT": None}
     assert info["periods"]["BTCUSDT"][1] == "2023-09-15T23:00:00+00:00"
     assert not (out / "symbols").exists()
     assert "no test period" in capsys.readouterr().out
