@@ -152,8 +152,8 @@ def _print_evaluation(symbol: str, test: dict) -> None:
     print(f"  {test['units']}; bp = 1e-4; pinball ratio = model / baseline (< 1: the model is better)")
     print(text_table(test))
     price = test["price"]
-    print(f"  median close in price units: RMSE {price['model']['rmse']:.2f} vs persistence "
-          f"{price['persistence']['rmse']:.2f}")
+    print(f"  median close in price units: RMSE {price['model']['rmse']:.6g} vs persistence "
+          f"{price['persistence']['rmse']:.6g}")  # significant digits: SHIB trades at 1e-5
     if test.get("pinball_ratio_ci95"):
         ci = test["pinball_ratio_ci95"]
         print(f"  pinball ratio vs empirical {ci['ratio']:.4f}, block-bootstrap 95 % interval "
