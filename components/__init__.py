@@ -7,25 +7,31 @@ Each is a thin shell: it maps typed KFP artifacts to paths and calls one functio
 from make_us_rich.components.stages import (
     convert_to_onnx,
     evaluate_and_gate,
+    evaluate_and_publish,
     extract_features,
     fetch_klines,
+    fetch_market,
     make_sequences,
     notify_run,
     publish_model,
     scale_features,
     split_dataset,
     train_lstm,
+    train_universal,
 )
 
 __all__ = [
     "convert_to_onnx",
     "evaluate_and_gate",
+    "evaluate_and_publish",
     "extract_features",
     "fetch_klines",
+    "fetch_market",
     "make_sequences",
     "notify_run",
     "publish_model",
     "scale_features",
     "split_dataset",
     "train_lstm",
+    "train_universal",
 ]

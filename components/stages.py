@@ -224,3 +224,141 @@ def notify_run(
     if failed:
         push_failure(symbols)
     return json.dumps({**summary, "delivery": outcome})
+
+
+# ----------------------------------------------------------------------------- universal model
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def fetch_market(
+    source: str,
+    symbols: list,
+    interval: str,
+    lookback_days: float,
+    end_time: str,
+    api_url: str,
+    max_missing_fraction: float,
+    test_size: float,
+    concurrency: int,
+    eval_batch: int,
+    market: Output[Dataset],
+) -> list:
+    """Klines and features of every symbol, ``concurrency`` at a time; a symbol that cannot be
+    loaded is named in ``market.json`` and the run goes on without it. Returns the symbols in
+    batches of ``eval_batch``, one evaluation task each."""
+    from make_us_rich.stages import fetch_many_stage, symbol_batches
+
+    index = fetch_many_stage(
+        source, list(symbols), market.path, test_size=test_size, concurrency=concurrency, interval=interval,
+        lookback_days=lookback_days, end=end_time, max_missing_fraction=max_missing_fraction, api_url=api_url,
+    )
+    market.metadata.update({"symbols": sorted(index["symbols"]), "failed": index["failed"]})
+    for sym, reason in index["failed"].items():
+        print(f"{sym}: left out of this run: {reason}")
+    return symbol_batches(list(symbols), eval_batch)
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def train_universal(
+    market: Input[Dataset],
+    sequence_length: int,
+    lstm_units: int,
+    inputs: str,
+    median: str,
+    calibrate: bool,
+    blend_har: bool,
+    learning_rate: float,
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+    test_size: float,
+    val_size: float,
+    time_budget: float,
+    warm_start: bool,
+    store_uri: str,
+    s3_endpoint: str,
+    s3_region: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """ONE quantile model on the pooled windows of every symbol of the run (ONNX included);
+    with ``warm_start``, from the last accepted universal model in the store."""
+    import os
+
+    from make_us_rich.params import train_config
+    from make_us_rich.stages import market_train_stage
+
+    if s3_endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
+    if s3_region:
+        os.environ["AWS_DEFAULT_REGION"] = s3_region
+
+    config = train_config(
+        sequence_length=sequence_length, lstm_units=lstm_units, inputs=inputs, median=median,
+        calibrate=calibrate, blend_har=blend_har, learning_rate=learning_rate,
+        batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed,
+        test_size=test_size, val_size=val_size,
+    )
+    summary = market_train_stage(market.path, config, model.path, time_budget=time_budget or None,
+                                 warm_store=store_uri if warm_start else None, progress="lines")
+    print(f"warm start from {summary['warm_start_from']}" if summary.get("warm_start_from")
+          else f"trained in full ({summary.get('warm_start_note', 'warm_start off')})")
+    model.metadata.update({k: summary[k] for k in ("epochs_run", "best_epoch", "seconds", "best_val_loss")})
+    model.metadata.update({"framework": "onnx+keras", "symbols": summary["symbols"], "inputs": summary["inputs"]})
+    for key in ("train_windows", "val_windows", "epochs_run", "best_val_loss", "seconds"):
+        metrics.log_metric(key, float(summary[key]))
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def evaluate_and_publish(
+    model: Input[Model],
+    market: Input[Dataset],
+    symbols: list,
+    interval: str,
+    gate_tolerance: float,
+    coverage_min: float,
+    coverage_max: float,
+    store_uri: str,
+    keep: int,
+    s3_endpoint: str,
+    s3_region: str,
+    rollout_isvc: str,
+    artifacts: Output[Model],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    summary: Output[Markdown],
+) -> str:
+    """A batch of symbols: each against its own baselines on its own test period, gated on its
+    own and published (a rejected one keeps its previous model; one without data is named and
+    skipped). The HTML/Markdown hold the batch's per-symbol table."""
+    import json
+    import os
+
+    from make_us_rich.stages import evaluate_publish_stage
+    from make_us_rich.training.report import symbols_html, symbols_markdown
+
+    if s3_endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
+    if s3_region:
+        os.environ["AWS_DEFAULT_REGION"] = s3_region
+    rows = evaluate_publish_stage(model.path, market.path, list(symbols), artifacts.path, store_uri=store_uri,
+                                  keep=keep, interval=interval, gate_tolerance=gate_tolerance,
+                                  coverage_min=coverage_min, coverage_max=coverage_max)
+    for sym, row in rows.items():
+        if "error" in row:
+            print(f"{sym}: {row['error']}")
+            continue
+        print(f"{sym} {row['published']['version']}: {row['published']['status']} ({'; '.join(row['reasons'])})")
+        for key in ("pinball_vs_empirical", "pinball_vs_har", "coverage_90", "median_rmse_vs_persistence"):
+            if row.get(key) is not None:
+                metrics.log_metric(f"{sym}.{key}", float(row[key]))
+    with open(report.path, "w") as fh:
+        fh.write(symbols_html(rows))
+    with open(summary.path, "w") as fh:
+        fh.write(symbols_markdown(rows))
+    if rollout_isvc and any((r.get("published") or {}).get("latest") for r in rows.values()):
+        from make_us_rich.rollout import rollout_inference_service
+
+        newest = max(r["published"]["version"] for r in rows.values() if (r.get("published") or {}).get("latest"))
+        namespace = rollout_inference_service(rollout_isvc, newest)
+        print(f"rolled InferenceService {namespace}/{rollout_isvc} to {newest}")
+    return json.dumps({s: (r.get("published") or {}).get("status", "error") for s, r in rows.items()})

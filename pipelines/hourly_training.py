@@ -26,20 +26,26 @@ from kfp import dsl, kubernetes
 from make_us_rich.components import (
     convert_to_onnx,
     evaluate_and_gate,
+    evaluate_and_publish,
     extract_features,
     fetch_klines,
+    fetch_market,
     make_sequences,
     notify_run,
     publish_model,
     scale_features,
     split_dataset,
     train_lstm,
+    train_universal,
 )
 from make_us_rich.notify import DASHBOARD_ENV, FORMAT_ENV, NOTIFY_ENV
 from make_us_rich.observability import PUSHGATEWAY_ENV
 from make_us_rich.params import PIPELINE_DEFAULTS as D  # every training parameter declared once
+from make_us_rich.params import UNIVERSAL_DEFAULTS as U
+from make_us_rich.training.config import UNIVERSAL as UNI  # the universal model's preset
 
 PIPELINE_NAME = "hourly-training"
+UNIVERSAL_PIPELINE_NAME = "universal-training"
 #: KFP cron has 6 fields, seconds first: "0 0 * * * *" is every hour on the hour.
 #: (The 5-field "0 * * * *" would mean every minute at second 0.)
 HOURLY_CRON = "0 0 * * * *"
@@ -149,4 +155,94 @@ def hourly_training(
                                      secret_key_to_env={"url": PUSHGATEWAY_ENV}, optional=True)
 
         for task in (fetch, features, split, scaled, sequences, train, onnx, evaluation, publish):
+            task.set_caching_options(False)
+
+
+@dsl.pipeline(
+    name=UNIVERSAL_PIPELINE_NAME,
+    description="Retrain ONE next-hour quantile forecaster on the pooled data of every symbol, then "
+    "evaluate, gate and publish it for each symbol (make-us-rich, issue 21).",
+)
+def universal_training(
+    symbols: list = ["BTCEUR"],  # noqa: B006 - KFP takes the default from the signature
+    source: str = "binance",
+    interval: str = D["interval"],
+    lookback_days: float = D["lookback_days"],
+    api_url: str = D["api_url"],
+    max_missing_fraction: float = D["max_missing_fraction"],
+    test_size: float = D["test_size"],
+    val_size: float = UNI.val_size,
+    sequence_length: int = D["sequence_length"],
+    lstm_units: int = D["lstm_units"],
+    inputs: str = D["inputs"],
+    median: str = D["median"],
+    calibrate: bool = D["calibrate"],
+    blend_har: bool = D["blend_har"],
+    learning_rate: float = D["learning_rate"],
+    batch_size: int = UNI.batch_size,
+    max_epochs: int = UNI.max_epochs,
+    patience: int = UNI.patience,
+    seed: int = D["seed"],
+    gate_tolerance: float = D["gate_tolerance"],
+    coverage_min: float = D["coverage_min"],
+    coverage_max: float = D["coverage_max"],
+    concurrency: int = U["concurrency"],
+    eval_batch: int = U["eval_batch"],
+    time_budget: float = U["time_budget"],
+    warm_start: bool = U["warm_start"],
+    store_uri: str = "s3://mlpipeline/make-us-rich",
+    s3_endpoint: str = "",
+    s3_region: str = "us-east-1",
+    s3_secret: str = "mkrich-s3-credentials",
+    keep: int = D["keep"],
+    rollout_isvc: str = "",
+    dashboard_url: str = "",
+):
+    """fetch every symbol (bounded concurrency) -> ONE training task on the pooled windows ->
+    in parallel batches of ``eval_batch`` symbols: each evaluated against its own baselines,
+    gated and published (a symbol that fails the gate is stored as rejected and keeps its
+    previous model; one whose data could not be loaded is named in the log and skipped). The same stage functions as
+    ``mkrich train --symbols`` (:func:`make_us_rich.stages.run_universal`)."""
+    notify = notify_run(
+        symbols=symbols, store_uri=store_uri, s3_endpoint=s3_endpoint, s3_region=s3_region,
+        run_created=dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        dashboard_url=dashboard_url,
+    ).set_display_name("notify run summary")
+    notify.set_caching_options(False)
+    kubernetes.use_secret_as_env(notify, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
+    kubernetes.use_secret_as_env(notify, secret_name=PUSHGATEWAY_SECRET,
+                                 secret_key_to_env={"url": PUSHGATEWAY_ENV}, optional=True)
+    kubernetes.use_secret_as_env(notify, secret_name=NOTIFY_SECRET, optional=True, secret_key_to_env={
+        "url": NOTIFY_ENV, "format": FORMAT_ENV, "dashboard_url": DASHBOARD_ENV})
+    with dsl.ExitHandler(notify, name="universal-training"):
+        market = fetch_market(
+            source=source, symbols=symbols, interval=interval, lookback_days=lookback_days,
+            end_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, api_url=api_url,
+            max_missing_fraction=max_missing_fraction, test_size=test_size, concurrency=concurrency,
+            eval_batch=eval_batch,
+        ).set_display_name("fetch klines + features")
+        market.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
+        train = train_universal(
+            market=market.outputs["market"], sequence_length=sequence_length, lstm_units=lstm_units,
+            inputs=inputs, median=median, calibrate=calibrate, blend_har=blend_har,
+            learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
+            patience=patience, seed=seed, test_size=test_size, val_size=val_size, time_budget=time_budget,
+            warm_start=warm_start, store_uri=store_uri, s3_endpoint=s3_endpoint, s3_region=s3_region,
+        ).set_display_name("train universal model")
+        kubernetes.use_secret_as_env(train, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
+        train.set_cpu_request("1").set_cpu_limit("2").set_memory_request("2G").set_memory_limit("8G")
+        kubernetes.set_timeout(train, TRAIN_TIMEOUT_SECONDS)
+        with dsl.ParallelFor(market.outputs["Output"], name="symbol-batches") as batch:
+            evaluation = evaluate_and_publish(
+                model=train.outputs["model"], market=market.outputs["market"], symbols=batch,
+                interval=interval, gate_tolerance=gate_tolerance, coverage_min=coverage_min,
+                coverage_max=coverage_max, store_uri=store_uri, keep=keep, s3_endpoint=s3_endpoint,
+                s3_region=s3_region, rollout_isvc=rollout_isvc,
+            ).set_display_name("evaluate + gate + publish")
+            kubernetes.use_secret_as_env(evaluation, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS,
+                                         optional=True)
+            kubernetes.use_secret_as_env(evaluation, secret_name=PUSHGATEWAY_SECRET,
+                                         secret_key_to_env={"url": PUSHGATEWAY_ENV}, optional=True)
+        tasks = [market, train, evaluation]
+        for task in tasks:
             task.set_caching_options(False)

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from make_us_rich.errors import ConfigError, MakeUsRichError
-from make_us_rich.pipelines.hourly_training import HOURLY_CRON, PIPELINE_NAME, hourly_training
+from make_us_rich.pipelines.hourly_training import (
+    HOURLY_CRON,
+    PIPELINE_NAME,
+    UNIVERSAL_PIPELINE_NAME,
+    hourly_training,
+    universal_training,
+)
 from make_us_rich.pipelines.kfp_compat import mark_secret_key_names, on_task_finished
 from make_us_rich.pipelines.kfp_compat import (
     resolve_time_placeholders as _resolve_time_placeholders,
@@ -251,6 +257,7 @@ def run_local(
     live: bool | None = None,
     notify_url: str | None = None,
     notify_format: str = "slack",
+    universal: bool = False,
     **params: Any,
 ) -> dict[str, Any]:
     """Execute the pipeline here with ``kfp.local`` (``SubprocessRunner``, current environment)
@@ -261,7 +268,8 @@ def run_local(
     redraws a status line with the running step and its epoch bar.
 
     The webhook reaches the exit task as on a cluster, through its environment (there from the
-    Secret ``mkrich-notify``), never as a pipeline parameter: those are logged."""
+    Secret ``mkrich-notify``), never as a pipeline parameter: those are logged. ``universal``
+    runs ``universal-training`` (one model for every symbol) instead of ``hourly-training``."""
     from kfp import local
 
     from make_us_rich.store import ModelStore
@@ -295,7 +303,8 @@ def run_local(
                 warnings.formatwarning(msg, cat, fn, ln))
             handlers = logging.getLogger().handlers[:]
             try:
-                hourly_training(symbols=list(symbols), source=source, store_uri=store_abs, **params)
+                pipeline = universal_training if universal else hourly_training
+                pipeline(symbols=list(symbols), source=source, store_uri=store_abs, **params)
             except Exception as exc:  # kfp.local raises RuntimeError for a failed task
                 error, cause = "; ".join(failed) or f"the pipeline failed: {tee.last_error() or exc}", exc
             finally:
@@ -303,7 +312,8 @@ def run_local(
                 # leave one behind that writes to this (soon closed) log
                 logging.getLogger().handlers[:] = handlers
     seconds = time.time() - started
-    run_dirs = sorted((p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    name = UNIVERSAL_PIPELINE_NAME if universal else PIPELINE_NAME
+    run_dirs = sorted((p for p in root.glob(f"{name}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     log_file = log_path.rename((run_dirs[-1] if run_dirs else root) / "kfp-local.log")
     summary = _exit_summary(run_dirs[-1]) if run_dirs else None
     if run_dirs:  # the run history's record (mkrich runs)
@@ -322,7 +332,9 @@ def run_local(
     store = ModelStore(store_abs)
     artifacts = {}
     if run_dirs:
-        for metrics_file in run_dirs[-1].glob("**/evaluate-and-gate/artifacts/metrics.json"):
+        found = (run_dirs[-1].glob("**/evaluate-and-publish/artifacts/*/metrics.json") if universal
+                 else run_dirs[-1].glob("**/evaluate-and-gate/artifacts/metrics.json"))
+        for metrics_file in found:
             artifacts[json.loads(metrics_file.read_text())["symbol"]] = metrics_file.parent
     results = {}
     for symbol in symbols:

@@ -138,17 +138,24 @@ class HarFit:
         return np.exp(_har_design(regressors) @ self.coef)[:, None] * self.z_quantiles[None, :]
 
 
-def fit_har(frame: pd.DataFrame) -> HarFit:
-    """OLS of each candle's log range on the previous candle's log regressors, over ``frame``."""
-    x = _har_design(frame.shift(1))
-    y = np.log(np.maximum(frame["bar_range"].to_numpy(np.float64), RANGE_FLOOR))
-    ok = np.isfinite(x).all(axis=1) & np.isfinite(y) & frame["log_return"].notna().to_numpy()
-    if ok.sum() < _MIN_FIT_ROWS:
+def fit_har(frame: pd.DataFrame | list[pd.DataFrame]) -> HarFit:
+    """OLS of each candle's log range on the previous candle's log regressors, over ``frame``
+    (or the rows of several symbols' frames pooled: the universal model's HAR)."""
+    xs, ys, rs = [], [], []
+    for part in frame if isinstance(frame, list) else [frame]:
+        x = _har_design(part.shift(1))
+        y = np.log(np.maximum(part["bar_range"].to_numpy(np.float64), RANGE_FLOOR))
+        ok = np.isfinite(x).all(axis=1) & np.isfinite(y) & part["log_return"].notna().to_numpy()
+        xs.append(x[ok])
+        ys.append(y[ok])
+        rs.append(part["log_return"].to_numpy()[ok])
+    x, y, r = np.concatenate(xs), np.concatenate(ys), np.concatenate(rs)
+    if len(y) < _MIN_FIT_ROWS:
         raise InsufficientHistoryError(
-            f"HAR needs {_MIN_FIT_ROWS} complete rows, got {int(ok.sum())}; load more history"
+            f"HAR needs {_MIN_FIT_ROWS} complete rows, got {len(y)}; load more history"
         )
-    coef, *_ = np.linalg.lstsq(x[ok], y[ok], rcond=None)
-    z = frame["log_return"].to_numpy()[ok] / np.exp(x[ok] @ coef)
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    z = r / np.exp(x @ coef)
     return HarFit(coef=coef, z_quantiles=np.quantile(z, QUANTILES))
 
 

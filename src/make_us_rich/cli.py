@@ -156,8 +156,8 @@ def _print_evaluation(symbol: str, test: dict) -> None:
     print(f"  {test['units']}; bp = 1e-4; pinball ratio = model / baseline (< 1: the model is better)")
     print(text_table(test))
     price = test["price"]
-    print(f"  median close in price units: RMSE {price['model']['rmse']:.2f} vs persistence "
-          f"{price['persistence']['rmse']:.2f}")
+    print(f"  median close in price units: RMSE {price['model']['rmse']:.6g} vs persistence "
+          f"{price['persistence']['rmse']:.6g}")  # significant digits: SHIB trades at 1e-5
     if test.get("pinball_ratio_ci95"):
         ci = test["pinball_ratio_ci95"]
         print(f"  pinball ratio vs empirical {ci['ratio']:.4f}, block-bootstrap 95 % interval "
@@ -179,24 +179,98 @@ def _print_training_summary(run) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from make_us_rich.data import parse_source
-    from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, given
+    from make_us_rich.params import TRAIN_PARAMS, given
     from make_us_rich.training import preset
     from make_us_rich.training.workflow import ARTIFACTS, train_symbol
 
-    config = preset(args.preset).with_overrides(**given(args, TRAIN_PARAMS))
+    name = args.preset or ("universal" if args.symbols else "fast")
+    config = preset(name).with_overrides(**given(args, TRAIN_PARAMS))
     days = args.days
     if days is None and args.start is None and parse_source(args.source).kind == "binance":
         days = 365  # one year of hourly candles by default on the live API
+    if args.symbols:
+        return _train_universal(args, config, days)
+    if args.warm_start or args.warm_from_store or args.time_budget:
+        raise ConfigError("--warm-start, --warm-from-store and --time-budget are for a universal model: give --symbols")
     run = train_symbol(
         args.source, args.symbol, args.out, config,
         interval=args.interval, days=days, start=args.start, end=args.end,
         max_missing_fraction=args.max_missing_fraction, api_url=args.api_url or None,
-        gate_tolerance=given(args, GATE_PARAMS).get("gate_tolerance", _default("gate_tolerance")),
-        progress=not args.no_progress, tensorboard_dir=args.tensorboard_dir,
+        **_gate_options(args), progress=not args.no_progress, tensorboard_dir=args.tensorboard_dir,
     )
     _print_training_summary(run)
-    print(f"wrote {run.out_dir}/: {' '.join(ARTIFACTS)}")
+    print(f"wrote {run.out_dir}/: {' '.join(n for n in ARTIFACTS if (run.out_dir / n).exists())}")
     return 0
+
+
+def _gate_options(args: argparse.Namespace) -> dict:
+    """The gate flags as run_stages/run_universal take them (each flag, or its declared default)."""
+    from make_us_rich.params import GATE_PARAMS, given
+
+    gate = {p.name: p.default for p in GATE_PARAMS} | given(args, GATE_PARAMS)
+    return {"gate_tolerance": gate["gate_tolerance"],
+            "coverage_band": (gate["coverage_min"], gate["coverage_max"])}
+
+
+def _train_universal(args: argparse.Namespace, config, days) -> int:
+    from make_us_rich.stages import run_universal
+
+    symbols = [x.strip() for x in args.symbols.split(",") if x.strip()]
+    if [s.lower() for s in symbols] == ["all"]:
+        from make_us_rich.data import parse_source
+        from make_us_rich.data.sources import csv_symbols
+
+        src = parse_source(args.source)
+        if src.kind != "csv" or not src.path.is_dir():
+            raise ConfigError("--symbols all needs --source csv:DIR (a folder of <SYMBOL>_*.csv[.gz] files)")
+        symbols = csv_symbols(src.path)
+    summary = run_universal(
+        args.source, symbols, args.out, config, interval=args.interval, lookback_days=days,
+        start=args.start, end=args.end, max_missing_fraction=args.max_missing_fraction,
+        api_url=args.api_url or None, **_gate_options(args),
+        init_dir=args.warm_start, warm_store=args.warm_from_store, time_budget=args.time_budget,
+        progress=not args.no_progress,
+        concurrency=args.concurrency,
+        tensorboard_dir=args.tensorboard_dir,
+        on_stage=lambda name, info: print(f"  {name}: done", flush=True) if not args.no_progress else None,
+    )
+    t = summary["training"]
+    print(f"\nuniversal model of {len(summary['symbols'])} symbol(s): {', '.join(summary['symbols'])}")
+    print(f"  inputs: {', '.join(t['inputs'])}")
+    print(f"  training: {t['train_windows']} train / {t['val_windows']} validation windows, "
+          f"{t['epochs_run']} epoch(s) in {t['seconds']:.1f} s, best epoch {t['best_epoch']}"
+          f"{' (warm start)' if t['warm_start'] else ''}{' (time budget spent)' if t['budget_exhausted'] else ''}")
+    if t.get("warm_start_from"):
+        print(f"  warm start from {t['warm_start_from']['symbol']} {t['warm_start_from']['version']} in the store")
+    elif t.get("warm_start_note"):
+        print(f"  trained in full: {t['warm_start_note']}")
+    for sym, reason in summary["failed"].items():
+        print(f"  {sym}: left out of this run: {reason}")
+    print_symbol_table(summary["evaluation"])
+    print(f"wrote {args.out}/: model.onnx model.keras model_card.json universal.json scaler/ summary.json"
+          f"{' symbols/<SYMBOL>/' if summary['evaluation'] else ''}")
+    return 0
+
+
+def print_symbol_table(rows: dict) -> None:
+    """The per-symbol table of a universal run (test period of each symbol vs its baselines)."""
+    if not rows:
+        print("  no test period (test_size 0): score it with `mkrich evaluate --model DIR --symbol X`")
+        return
+
+    def f(v, fmt="{:.4f}"):
+        return "n/a" if v is None else fmt.format(v)
+
+    print(f"\n  {'symbol':<10} {'hours':>6} {'pin/A':>7} {'pin/GARCH':>9} {'pin/HAR':>8} {'cov90':>6} "
+          f"{'cov50':>6} {'RMSE/pers':>9}  gate   inputs lacking")
+    for sym, r in rows.items():
+        if "error" in r:
+            print(f"  {sym:<10} not evaluated: {r['error']}")
+            continue
+        lacking = ",".join((r.get("inputs") or {}).get("unavailable") or []) or "-"
+        print(f"  {sym:<10} {r['n']:>6} {f(r['pinball_vs_empirical']):>7} {f(r['pinball_vs_garch_t']):>9} "
+              f"{f(r['pinball_vs_har']):>8} {f(r['coverage_90'], '{:.3f}'):>6} {f(r['coverage_50'], '{:.3f}'):>6} "
+              f"{f(r['median_rmse_vs_persistence']):>9}  {'pass' if r['gate'] else 'FAIL':<6} {lacking}")
 
 
 def _default(name: str):
@@ -337,6 +411,13 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
     from make_us_rich.params import PIPELINE_PARAMS, add_arguments
 
     p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols, trained in parallel")
+    if not cluster:
+        from make_us_rich.params import UNIVERSAL_PARAMS
+
+        p.add_argument("--universal", action="store_true",
+                       help="run universal-training: ONE model on the pooled data of every symbol, then "
+                       "evaluate, gate and publish it for each (issue 21)")
+        add_arguments(p, UNIVERSAL_PARAMS)
     p.add_argument("--source", default=None if cluster else DEFAULT_SOURCE,
                    help="binance, sample or csv:PATH" + (" (default binance)" if cluster else " (default sample: offline)"))
     add_arguments(p, PIPELINE_PARAMS)
@@ -384,9 +465,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}"
           f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
     try:
+        if args.universal:
+            from make_us_rich.params import UNIVERSAL_PARAMS, given
+
+            params.update(given(args, UNIVERSAL_PARAMS, pipeline=True))
+        elif any(getattr(args, name, None) is not None for name in ("concurrency", "time_budget")):
+            raise ConfigError("--concurrency and --time-budget are options of --universal")
         result = run_local(symbols, source=source, store_uri=args.store,
                            pipeline_root=args.pipeline_root, verbose=args.verbose > 0,
-                           notify_url=args.notify_url, notify_format=args.notify_format, **params)
+                           notify_url=args.notify_url, notify_format=args.notify_format,
+                           universal=args.universal, **params)
     except PipelineRunError as exc:
         _print_summary(exc.summary)  # the exit task posted it and pushed the failure
         raise
@@ -538,11 +626,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_options(p, default_source=DEFAULT_SOURCE)
     p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
-    p.add_argument("--preset", default="fast", help="fast (default) or tiny (seconds, for trials); the flags below override it")
+    p.add_argument("--preset", default=None, help="fast (default for --symbol), universal (default for --symbols) "
+                   "or tiny (seconds, for trials); the flags below override it")
     from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, add_arguments
 
     add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
     p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
+    p.add_argument("--symbols", help="comma-separated symbols (or 'all' of a csv:DIR folder): train ONE "
+                   "universal model on their pooled windows (csv:DIR reads DIR/<SYMBOL>_*.csv[.gz]); each is "
+                   "evaluated on its own test "
+                   "period into --out/symbols/<SYMBOL>/ (none with --test-size 0)")
+    p.add_argument("--warm-start", metavar="DIR", help="with --symbols: start from this universal model "
+                   "folder's weights and input scaler (same inputs, window and units)")
+    p.add_argument("--warm-from-store", metavar="URI", help="with --symbols: start from the newest accepted "
+                   "universal model of these symbols in this model store (none, or another shape: full training)")
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="with --symbols: symbols fetched at once (default 4)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="with --symbols: stop training after this many seconds (best weights kept)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -629,9 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_options(p, default_source=DEFAULT_SOURCE)
     p.add_argument("--model", required=True, help="model folder (holds model.onnx and model_card.json)")
-    p.add_argument("--history-days", type=float, default=60.0,
+    p.add_argument("--history-days", type=float, default=400.0,
                    help="days loaded before the period for the volatility features and the "
-                   "baselines' fits (default 60)")
+                   "baselines' monthly refits on the trailing year (default 400)")
     p.add_argument("--out", required=True, help="output folder (replaced as a whole)")
     p.set_defaults(func=cmd_evaluate)
 

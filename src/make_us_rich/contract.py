@@ -25,7 +25,10 @@ REQUIRED_FILES: tuple[str, ...] = (
     "model_card.json",
 )
 OPTIONAL_FILES: tuple[str, ...] = ("training_curves.png", "fan_chart.png", "calibration.png")
-ARTIFACT_FILES: tuple[str, ...] = REQUIRED_FILES + OPTIONAL_FILES
+#: Training state kept beside the artifacts, never served: the Keras graph a later run of a
+#: universal model warm-starts from (issue 21).
+STATE_FILES: tuple[str, ...] = ("model.keras",)
+ARTIFACT_FILES: tuple[str, ...] = REQUIRED_FILES + OPTIONAL_FILES + STATE_FILES
 
 
 @dataclass(frozen=True)

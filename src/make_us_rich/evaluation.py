@@ -18,6 +18,9 @@ from make_us_rich.io import write_json
 
 #: the period scored when none is given
 DEFAULT_PERIOD_DAYS = 30.0
+#: days loaded before the period: the GARCH-t and HAR baselines refit monthly on the trailing
+#: 365 days (with less they are weaker than in training's evaluation), plus the features' warm-up
+DEFAULT_HISTORY_DAYS = 400.0
 
 
 def load_window(start, end, days, history_days: float) -> dict[str, Any]:
@@ -49,6 +52,7 @@ def evaluate_folder(
     whole). Returns the scores and the folder."""
     from make_us_rich.preprocessing import extract_features_from_dataset
     from make_us_rich.preprocessing.volatility import add_volatility_features
+    from make_us_rich.preprocessing.windows import check_inputs_available, unavailable_inputs
     from make_us_rich.training.artifacts import swap_into_place, write_predictions
     from make_us_rich.training.evaluate import evaluate_model
     from make_us_rich.training.plots import plot_calibration, plot_fan_chart
@@ -61,15 +65,22 @@ def evaluate_folder(
         raise ConfigError(
             f"{folder} is not a model folder ({exc}); pass the --out of `mkrich train` or a run's artifacts"
         ) from None
-    if card.get("symbol") != symbol:
+    universal = card.get("kind") == "universal" or "universal" in card
+    if card.get("symbol") != symbol and not universal:
         raise ConfigError(f"{folder} holds a model of {card.get('symbol')!r}, not {symbol!r}; check --symbol")
     if card.get("features") != list(contract.FEATURES):
         raise ConfigError(f"{folder} was trained on other features than this version computes; retrain it")
     first, last = period_bounds(klines, *period)
     features = add_volatility_features(extract_features_from_dataset(klines), klines)
+    inputs = (card.get("hyperparameters") or {}).get("inputs") or []
+    lacking = unavailable_inputs(features)
+    check_inputs_available(inputs, lacking, symbol)
     evaluation = evaluate_model(model_bytes, features, int(card["sequence_length"]), start=first, end=last)
-    test = {"symbol": symbol, "model": {"folder": str(folder), "created": card.get("created"),
-                                        "files": {contract.MODEL_FILE: card.get("files", {}).get(contract.MODEL_FILE)}},
+    test = {"symbol": symbol, "model_info": {"folder": str(folder), "created": card.get("created"),
+                                        "files": {contract.MODEL_FILE: card.get("files", {}).get(contract.MODEL_FILE)},
+                                        "kind": "universal" if universal else "per-symbol",
+                                        "trained_on": card.get("symbols") or (card.get("universal") or {}).get("trained_on")},
+            "inputs": {"used": list(inputs), "unavailable": list(lacking)},
             **evaluation.metrics}
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -93,6 +93,17 @@ STORE_PARAMS: tuple[Param, ...] = (
           "the clients of the latest one; running servers keep the old model until restarted"),
 )
 PIPELINE_PARAMS: tuple[Param, ...] = DATA_PARAMS + TRAIN_PARAMS + GATE_PARAMS + STORE_PARAMS
+#: The universal pipeline's own (issue 21): it takes PIPELINE_PARAMS and these.
+UNIVERSAL_PARAMS: tuple[Param, ...] = (
+    Param("concurrency", int, 4, "symbols fetched at once (within Binance's request-weight limit)"),
+    Param("eval_batch", int, 10, "symbols evaluated and published per task (a process start and its imports "
+          "are paid once per batch)"),
+    Param("time_budget", float, 600.0, "seconds of training at most, so that the hourly cycle fits in the "
+          "hour (0: no limit; the best weights seen are kept)"),
+    Param("warm_start", bool, True, "start from the last accepted universal model in the store (false: "
+          "train in full)"),
+)
+UNIVERSAL_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in UNIVERSAL_PARAMS}
 PIPELINE_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in PIPELINE_PARAMS}
 BY_NAME: dict[str, Param] = {p.name: p for p in PIPELINE_PARAMS}
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from make_us_rich.data import DataReport, load_klines, read_klines_csv, write_klines_csv
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
-from make_us_rich.io import atomic_path, read_json, write_json
+from make_us_rich.io import atomic_path, read_json, sha256, write_json
 from make_us_rich.preprocessing import (
     extract_features_from_dataset,
     load_scaler,
@@ -33,7 +33,11 @@ from make_us_rich.preprocessing import (
 )
 from make_us_rich.preprocessing.split import holdout_size
 from make_us_rich.preprocessing.volatility import add_volatility_features
-from make_us_rich.preprocessing.windows import fit_input_scaler, make_quantile_windows
+from make_us_rich.preprocessing.windows import (
+    fit_input_scaler,
+    make_quantile_windows,
+    resolve_inputs,
+)
 from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 
@@ -153,17 +157,25 @@ def sequences_stage(
         np.savez(
             fh, X_train=tr.X[:cut], y_train=tr.y[:cut], X_val=tr.X[cut:], y_val=tr.y[cut:],
             X_test=te.X, y_test=te.y, t_test=te.index.asi8,
+            unavailable=np.asarray(sorted(set(tr.unavailable) | set(te.unavailable)), dtype=str),
         )
     return {"train_windows": cut, "val_windows": n_val, "test_windows": len(te.y),
-            "train_rows": len(train), "test_rows": len(test)}
+            "train_rows": len(train), "test_rows": len(test), "unavailable_inputs": list(tr.unavailable)}
+
+
+def _unavailable(z) -> list[str]:
+    """The inputs the symbol's source lacks, as the sequences stage recorded them."""
+    return [str(c) for c in z["unavailable"]] if "unavailable" in z else []
 
 
 def scale_stage(sequences_npz: str | Path, scaler_dir: str | Path, inputs: tuple[str, ...]) -> dict[str, Any]:
     """Stage 5: MinMax(-1, 1) fit on the train windows only (not validation, not test), on the
-    stationary inputs the LSTM reads (each window divided by its trailing volatility)."""
+    stationary inputs the LSTM reads (each window divided by its trailing volatility): those of
+    ``inputs`` the symbol's source has (no ``trades_ratio`` without trade counts)."""
     with np.load(sequences_npz) as z:
         X = z["X_train"]
-    scaler = fit_input_scaler(X, tuple(inputs))
+        inputs = resolve_inputs(tuple(inputs), _unavailable(z))
+    scaler = fit_input_scaler(X, inputs)
     save_scaler(scaler, scaler_dir)
     return {"inputs": list(inputs), "fit_rows": int(X.shape[0] * X.shape[1])}
 
@@ -188,6 +200,7 @@ def train_stage(
     with np.load(sequences_npz) as z:
         data = {k: z[k] for k in ("X_train", "y_train", "X_val", "y_val")}
         n_test = len(z["y_test"])
+        cfg = cfg.with_overrides(inputs=resolve_inputs(cfg.inputs, _unavailable(z)))
     if data["X_train"].shape[1] != cfg.sequence_length:
         raise ConfigError(
             f"windows have length {data['X_train'].shape[1]} but the config says "
@@ -288,6 +301,7 @@ def evaluate_stage(
         test_start=test.index[0],
         gate_tolerance=gate_tolerance,
         coverage_band=(coverage_min, coverage_max),
+        keras_model=model_dir / "model.keras",
     )
 
 
@@ -364,3 +378,467 @@ def run_stages(
         )
         done("evaluate", metrics)
     return metrics
+
+
+# ----------------------------------------------------------------------------- universal model
+UNIVERSAL_FILE = "universal.json"
+
+
+class WarmStartMismatch(ConfigError):
+    """The model to warm-start from has another shape (inputs, window, units) than this run's."""
+
+#: windows (spread over the symbols' test or validation windows) the ONNX parity is checked on
+PARITY_WINDOWS = 2048
+
+
+def universal_train_stage(
+    features: dict[str, str | Path],
+    config: dict[str, Any] | TrainConfig,
+    model_dir: str | Path,
+    *,
+    test_start: dict[str, str | None] | None = None,
+    init_dir: str | Path | None = None,
+    time_budget: float | None = None,
+    progress: bool | str = False,
+    tensorboard_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """One universal model on the pooled windows of every symbol (issue 21): ``features`` maps
+    each symbol to its feature table (features stage output), ``test_start`` to the first
+    forecast hour of its test period (``None``/absent: no test, every window trains or
+    validates). The model reads the inputs of ``config.inputs`` that every symbol has
+    (``trades_ratio`` is dropped when one symbol's source lacks trade counts). ``init_dir``
+    (a model folder of the same shape: the last accepted universal model) warm-starts the
+    weights and keeps its input scaler; ``time_budget`` (s) bounds training.
+
+    Writes into ``model_dir``: ``model.keras``, ``model.onnx``, ``parity.json``, ``scaler/``,
+    ``config.json`` (the inputs actually used), ``history.json``, ``training.json`` and
+    ``universal.json`` (symbols, windows and unavailable inputs of each)."""
+    from make_us_rich.contract import MODEL_FILE
+    from make_us_rich.io import atomic_write_bytes
+    from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows, split_pooled
+    from make_us_rich.training.export import export_onnx
+    from make_us_rich.training.quantile_model import fit_pooled_model, load_serving_model
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    if not features:
+        raise ConfigError("a universal model needs at least one symbol's features")
+    tables = {sym: read_table(path) for sym, path in features.items()}
+    starts = {sym: (pd.Timestamp(t) if t else None) for sym, t in (test_start or {}).items()}
+    windows = pool_windows(tables, cfg.sequence_length)
+    lacking = sorted({c for names in windows.unavailable.values() for c in names})
+    cfg = cfg.with_overrides(inputs=resolve_inputs(cfg.inputs, lacking))
+    train, val, test = split_pooled(windows, cfg.val_size, starts)
+    init = None
+    if init_dir is not None:
+        init_dir = Path(init_dir)
+        previous = _folder_config(init_dir)
+        if (previous.inputs, previous.sequence_length, previous.lstm_units) != (
+                cfg.inputs, cfg.sequence_length, cfg.lstm_units):
+            raise WarmStartMismatch(
+                f"cannot warm-start from {init_dir}: it reads {list(previous.inputs)} over "
+                f"{previous.sequence_length} h with {previous.lstm_units} units, this run "
+                f"{list(cfg.inputs)} over {cfg.sequence_length} h with {cfg.lstm_units}; retrain in full"
+            )
+        scaler = load_scaler(init_dir / "scaler" if (init_dir / "scaler").is_dir() else init_dir)
+        init = load_serving_model(init_dir / "model.keras")
+    else:
+        scaler = fit_pooled_scaler(train, cfg.inputs)
+    har_features = None
+    if cfg.blend_har:
+        har_features = [tables[s][tables[s].index < starts[s]] if starts.get(s) is not None else tables[s]
+                        for s in tables]
+    trained = fit_pooled_model(train, val, scaler, cfg, har_features=har_features, init_from=init,
+                               time_budget=time_budget, progress=progress, tensorboard_dir=tensorboard_dir)
+    out = Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trained.serving.save(out / "model.keras")
+    check = test if len(test) else val
+    pick = np.unique(np.linspace(0, len(check) - 1, min(PARITY_WINDOWS, len(check))).astype(int))
+    model_bytes, parity = export_onnx(trained.serving, check.X(pick))
+    atomic_write_bytes(out / MODEL_FILE, model_bytes)
+    write_json(out / "parity.json", parity.to_dict())
+    save_scaler(scaler, out / "scaler")
+    epochs = len(trained.history["val_loss"])
+    counts = {"train": train.counts(), "val": val.counts(), "test": test.counts()}
+    summary = {
+        "epochs_run": epochs,
+        "best_epoch": trained.best_epoch,
+        "seconds": round(trained.seconds, 3),
+        "seconds_per_epoch": round(trained.seconds / max(epochs, 1), 3),
+        "initial_val_loss": trained.extra["initial_val_loss"],
+        "best_val_loss": trained.extra["best_val_loss"],
+        "train_windows": len(train),
+        "val_windows": len(val),
+        "test_windows": len(test),
+        "warm_start": trained.extra["warm_start"],
+        "time_budget": time_budget,
+        "budget_exhausted": trained.extra["budget_exhausted"],
+        **({"spread_scale": trained.extra["spread_scale"]} if "spread_scale" in trained.extra else {}),
+    }
+    info = {
+        "kind": "universal",
+        "symbols": list(windows.symbols),
+        "inputs": list(cfg.inputs),
+        "unavailable": {s: list(v) for s, v in windows.unavailable.items()},
+        "windows": {s: {k: counts[k][s] for k in counts} for s in windows.symbols},
+        "periods": {s: _span(t) for s, t in tables.items()},
+        "test_start": {s: (starts[s].isoformat() if starts.get(s) is not None else None) for s in windows.symbols},
+    }
+    write_json(out / "history.json", trained.history)
+    write_json(out / "training.json", summary)
+    write_json(out / "config.json", cfg.to_dict())
+    write_json(out / UNIVERSAL_FILE, info)
+    _write_universal_card(out, cfg, info, summary, parity.to_dict())
+    return {**summary, "inputs": info["inputs"], "symbols": info["symbols"], "parity": parity.to_dict()}
+
+
+def _folder_config(folder: Path) -> TrainConfig:
+    """The config of a universal model folder, or of a symbol's published artifact folder."""
+    if (folder / "config.json").is_file():
+        return TrainConfig.from_dict(read_json(folder / "config.json"))
+    return TrainConfig.from_dict(read_json(folder / "model_card.json")["hyperparameters"])
+
+
+def warm_start_from_store(store_uri: str, symbols: list[str], dest: str | Path) -> dict[str, Any] | None:
+    """Fetch the newest accepted universal model serving one of ``symbols`` (with its Keras
+    state) from the store into ``dest``; ``None`` when there is none (a first run: train in
+    full)."""
+    from make_us_rich.contract import STATE_FILES
+    from make_us_rich.store import ModelStore
+
+    store = ModelStore(store_uri)
+    best = None
+    for sym in symbols:
+        pointer = store.latest(sym)
+        if pointer is None:
+            continue
+        manifest = store.manifest(sym, pointer["version"])
+        if STATE_FILES[0] in manifest.get("files", {}) and (best is None or pointer["version"] > best[1]):
+            best = (sym, pointer["version"])
+    if best is None:
+        return None
+    store.fetch(best[0], dest, best[1])
+    return {"symbol": best[0], "version": best[1]}
+
+
+def universal_evaluate_stage(
+    model_dir: str | Path,
+    klines_dir: str | Path,
+    features_csv: str | Path,
+    out_dir: str | Path,
+    *,
+    symbol: str,
+    source: str,
+    interval: str = "1h",
+    gate_tolerance: float = DEFAULT_TOLERANCE,
+    coverage_min: float = COVERAGE_BAND[0],
+    coverage_max: float = COVERAGE_BAND[1],
+) -> dict[str, Any]:
+    """One symbol's artifact folder from the universal model: its test period (the model's
+    ``test_start`` of the symbol, or the last ``test_size`` of its rows for a symbol the model
+    was not trained on) against its own baselines, gated on its own. Returns metrics.json's
+    content."""
+    from make_us_rich.contract import MODEL_FILE
+    from make_us_rich.data import normalize_symbol
+    from make_us_rich.preprocessing.windows import check_inputs_available, unavailable_inputs
+    from make_us_rich.training.artifacts import write_artifacts
+
+    model_dir = Path(model_dir)
+    sym = normalize_symbol(symbol)
+    info = read_json(model_dir / UNIVERSAL_FILE)
+    config = TrainConfig.from_dict(read_json(model_dir / "config.json"))
+    features = read_table(features_csv)
+    lacking = unavailable_inputs(features)
+    check_inputs_available(config.inputs, lacking, sym)
+    start = info["test_start"].get(sym)
+    if start is None:
+        start = features.index[len(features) - holdout_size(len(features), config.test_size)].isoformat()
+    start_ts = pd.Timestamp(start)
+    train, test = features[features.index < start_ts], features[features.index >= start_ts]
+    if train.empty or test.empty:
+        raise InsufficientHistoryError(f"{sym}: no test period after {start} in its features; load more history")
+    data = {
+        "source": source,
+        "start": _span(train)[0],
+        "end": _span(test)[1],
+        "rows": len(features),
+        "train_period": _span(train),
+        "test_period": _span(test),
+        "validation": read_json(Path(klines_dir) / REPORT_FILE),
+    }
+    model_info = {
+        "kind": "universal",
+        "trained_on": info["symbols"],
+        "in_training": sym in info["symbols"],
+        "inputs_used": list(config.inputs),
+        "inputs_unavailable": list(lacking),
+        "model_sha256": sha256(model_dir / MODEL_FILE),
+    }
+    return write_artifacts(
+        out_dir, symbol=sym, interval=interval, config=config, data=data,
+        scaler=load_scaler(model_dir / "scaler"), model_bytes=(model_dir / MODEL_FILE).read_bytes(),
+        parity=read_json(model_dir / "parity.json"), history=read_json(model_dir / "history.json"),
+        training=read_json(model_dir / "training.json"), features=features, test_start=test.index[0],
+        gate_tolerance=gate_tolerance, coverage_band=(coverage_min, coverage_max), model_info=model_info,
+        keras_model=model_dir / "model.keras",
+    )
+
+
+def _write_universal_card(out: Path, cfg: TrainConfig, info: dict[str, Any], training: dict[str, Any],
+                          parity: dict[str, Any]) -> None:
+    """``model_card.json`` of the universal model folder (what ``mkrich evaluate --model`` reads)."""
+    from datetime import UTC, datetime
+
+    from make_us_rich import contract
+    from make_us_rich.training.artifacts import MODEL_CARD_SCHEMA, library_versions
+
+    card = {
+        "schema": MODEL_CARD_SCHEMA,
+        "kind": "universal",
+        "symbol": None,
+        "symbols": info["symbols"],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "features": list(contract.FEATURES),
+        "inputs": {"used": info["inputs"], "unavailable": info["unavailable"]},
+        "data": {"periods": info["periods"], "test_start": info["test_start"], "windows": info["windows"]},
+        "target": "log return to the next close (quantiles " + ", ".join(f"{q:g}" for q in contract.QUANTILES) + ")",
+        "sequence_length": cfg.sequence_length,
+        **contract.signature(cfg.sequence_length, len(contract.FEATURES)),
+        "opset": contract.OPSET,
+        "hyperparameters": cfg.to_dict(),
+        "training": training,
+        "parity": parity,
+        "versions": library_versions(),
+        "files": {contract.MODEL_FILE: sha256(out / contract.MODEL_FILE)},
+    }
+    write_json(out / "model_card.json", card)
+
+
+MARKET_INDEX = "market.json"
+#: symbols fetched at once: Binance weighs a klines request 2 of 6000 a minute; a few requests
+#: in flight keep far below it while hiding each request's latency
+DEFAULT_CONCURRENCY = 4
+
+
+def fetch_many_stage(
+    source: str,
+    symbols: list[str],
+    out_dir: str | Path,
+    *,
+    test_size: float = 0.1,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    interval: str = "1h",
+    lookback_days: float | None = 365.0,
+    start: str | None = None,
+    end: str | None = None,
+    max_missing_fraction: float = 0.01,
+    api_url: str | None = None,
+    progress: bool = False,
+    client: object | None = None,
+) -> dict[str, Any]:
+    """Stages 1-2 for many symbols, ``concurrency`` at a time: ``out_dir/<SYMBOL>/klines/`` and
+    ``features.csv`` each, and ``market.json``: the symbols fetched, each one's test start (its
+    last ``test_size`` of rows; none with 0) and inputs it lacks, and the symbols that failed
+    with the reason (the run goes on without them; it fails only when none is left)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from make_us_rich.data import normalize_symbol
+    from make_us_rich.errors import MakeUsRichError
+    from make_us_rich.preprocessing.windows import unavailable_inputs
+
+    syms = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
+    if not syms:
+        raise ConfigError("no symbol given; pass --symbols S1,S2,...")
+    out = Path(out_dir)
+
+    def one(sym: str) -> dict[str, Any]:
+        d = out / sym
+        report = fetch_stage(source, sym, d / "klines", interval=interval, lookback_days=lookback_days,
+                             start=start, end=end, max_missing_fraction=max_missing_fraction,
+                             api_url=api_url, progress=progress, client=client)
+        features_stage(d / "klines", d / "features.csv")
+        table = read_table(d / "features.csv")
+        first = table.index[len(table) - holdout_size(len(table), test_size)].isoformat() if test_size > 0 else None
+        return {"rows": len(table), "period": _span(table), "test_start": first,
+                "unavailable": list(unavailable_inputs(table)), "missing_candles": report["missing_candles"]}
+
+    fetched, failed = {}, {}
+    with ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
+        futures = {sym: pool.submit(one, sym) for sym in syms}
+        for sym, future in futures.items():
+            try:
+                fetched[sym] = future.result()
+            except MakeUsRichError as exc:
+                failed[sym] = str(exc)
+    index = {"source": str(source), "symbols": fetched, "failed": failed}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MARKET_INDEX, index)
+    if not fetched:
+        raise InsufficientHistoryError("no symbol could be loaded: " + "; ".join(f"{s}: {m}" for s, m in failed.items()))
+    return index
+
+
+def market_train_stage(market_dir: str | Path, config: dict[str, Any] | TrainConfig, model_dir: str | Path,
+                       *, warm_store: str | None = None, **options: Any) -> dict[str, Any]:
+    """:func:`universal_train_stage` on every symbol :func:`fetch_many_stage` loaded. With
+    ``warm_store`` (a store URI), training starts from the newest accepted universal model
+    serving one of the symbols, when there is one of the same shape; otherwise in full (the
+    summary's ``warm_start`` says which, ``warm_start_from`` from what)."""
+    market = Path(market_dir)
+    index = read_json(market / MARKET_INDEX)
+    symbols = index["symbols"]
+
+    def train(**more: Any) -> dict[str, Any]:
+        return universal_train_stage({s: market / s / "features.csv" for s in symbols}, config, model_dir,
+                                     test_start={s: v["test_start"] for s, v in symbols.items()}, **options, **more)
+
+    if not warm_store:
+        return train()
+    with tempfile.TemporaryDirectory(prefix="mkrich-warm-") as tmp:
+        found = warm_start_from_store(warm_store, list(symbols), tmp)
+        if found is None:
+            return {**train(), "warm_start_from": None, "warm_start_note": "no accepted universal model in the store"}
+        try:
+            return {**train(init_dir=tmp), "warm_start_from": found}
+        except WarmStartMismatch as exc:
+            return {**train(), "warm_start_from": None, "warm_start_note": str(exc)}
+
+
+def market_evaluate_stage(model_dir: str | Path, market_dir: str | Path, symbol: str, out_dir: str | Path,
+                          **options: Any) -> dict[str, Any]:
+    """One symbol's row of the run: :func:`universal_evaluate_stage` on its data in
+    ``market_dir``; a symbol that could not be loaded or evaluated gives a row with the
+    ``error`` (the others go on)."""
+    from make_us_rich.data import normalize_symbol
+    from make_us_rich.errors import MakeUsRichError
+
+    sym = normalize_symbol(symbol)
+    market = Path(market_dir)
+    index = read_json(market / MARKET_INDEX)
+    if sym not in index["symbols"]:
+        return {"symbol": sym, "error": index["failed"].get(sym, "not in the run's data")}
+    try:
+        metrics = universal_evaluate_stage(model_dir, market / sym / "klines", market / sym / "features.csv",
+                                           out_dir, symbol=sym, source=index["source"], **options)
+    except MakeUsRichError as exc:
+        return {"symbol": sym, "error": str(exc)}
+    return {"symbol": sym, **symbol_row(metrics)}
+
+
+def symbol_batches(symbols: list[str], size: int) -> list[list[str]]:
+    """The run's symbols in batches of ``size``: one evaluation task each (a process start and
+    its imports are paid once per batch, not per symbol)."""
+    if size < 1:
+        raise ConfigError(f"the evaluation batch must hold >= 1 symbol, got {size}")
+    return [list(symbols[i : i + size]) for i in range(0, len(symbols), size)]
+
+
+def evaluate_publish_stage(
+    model_dir: str | Path,
+    market_dir: str | Path,
+    symbols: list[str],
+    out_dir: str | Path,
+    *,
+    store_uri: str | None = None,
+    keep: int = 10,
+    **options: Any,
+) -> dict[str, dict[str, Any]]:
+    """A batch of symbols: each evaluated and gated on its own (:func:`market_evaluate_stage`,
+    artifacts in ``out_dir/<SYMBOL>/``), then published through the gate to ``store_uri`` when
+    given (a rejected model is stored as rejected, the symbol keeps its previous one). One
+    symbol's failure is its row's ``error``; the others go on. Returns the rows by symbol."""
+    from make_us_rich.errors import MakeUsRichError
+
+    rows = {}
+    for sym in symbols:
+        row = market_evaluate_stage(model_dir, market_dir, sym, Path(out_dir) / sym, **options)
+        if store_uri and "error" not in row:
+            try:
+                result = publish_stage(Path(out_dir) / sym, sym, store_uri, keep)
+                row["published"] = {k: result[k] for k in ("status", "version", "latest")}
+            except MakeUsRichError as exc:
+                row["error"] = f"publish failed: {exc}"
+        rows[row.pop("symbol")] = row
+    return rows
+
+
+def run_universal(
+    source: str,
+    symbols: list[str],
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    interval: str = "1h",
+    lookback_days: float | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    max_missing_fraction: float = 0.01,
+    api_url: str | None = None,
+    gate_tolerance: float = DEFAULT_TOLERANCE,
+    coverage_band: tuple[float, float] = COVERAGE_BAND,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    init_dir: str | Path | None = None,
+    warm_store: str | None = None,
+    time_budget: float | None = None,
+    work_dir: str | Path | None = None,
+    progress: bool = False,
+    tensorboard_dir: str | Path | None = None,
+    client: object | None = None,
+    on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Fetch and features per symbol (:func:`fetch_many_stage`) -> one universal model on the
+    pooled windows -> ONNX -> each symbol evaluated and gated on its own test period (the last
+    ``test_size`` of its rows; none with 0) - the stages the universal pipeline runs.
+    ``out_dir`` receives the model folder and ``symbols/<SYMBOL>/`` (one publishable artifact
+    folder per symbol); returns the summary (also ``summary.json``): the training, each
+    symbol's scores and gate decision, and the symbols that failed and why."""
+    config = config or TrainConfig()
+    done = on_stage or (lambda name, info: None)
+    out = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="mkrich-universal-") as tmp:
+        market = Path(work_dir) if work_dir else Path(tmp)
+        index = fetch_many_stage(
+            source, symbols, market, test_size=config.test_size, concurrency=concurrency, interval=interval,
+            lookback_days=lookback_days, start=start, end=end, max_missing_fraction=max_missing_fraction,
+            api_url=api_url, progress=progress, client=client,
+        )
+        done("fetch", index)
+        if init_dir is not None and warm_store:
+            raise ConfigError("warm-start from a folder or from the store, not both")
+        training = market_train_stage(market, config, out, warm_store=warm_store, time_budget=time_budget,
+                                      progress=progress, tensorboard_dir=tensorboard_dir,
+                                      **({"init_dir": init_dir} if init_dir is not None else {}))
+        done("train", training)
+        results: dict[str, Any] = {}
+        if config.test_size > 0:
+            for sym in index["symbols"]:
+                row = market_evaluate_stage(
+                    out, market, sym, out / "symbols" / sym, interval=interval, gate_tolerance=gate_tolerance,
+                    coverage_min=coverage_band[0], coverage_max=coverage_band[1],
+                )
+                results[sym] = {k: v for k, v in row.items() if k != "symbol"}
+                done(f"evaluate {sym}", row)
+    summary = {"symbols": list(index["symbols"]), "failed": index["failed"], "training": training,
+               "evaluation": results}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def symbol_row(metrics: dict[str, Any]) -> dict[str, Any]:
+    """One symbol's line of a run's table: key test scores, inputs and the gate's decision."""
+    test = metrics["test"]
+    ratio = test.get("ratio") or {}
+    intervals = test["model"]["intervals"]
+    return {
+        "n": test["n"],
+        "period": test["period"],
+        "pinball_vs_empirical": ratio.get("pinball_vs_empirical"),
+        "pinball_vs_garch_t": ratio.get("pinball_vs_garch_t"),
+        "pinball_vs_har": ratio.get("pinball_vs_har"),
+        "coverage_90": intervals["90"]["coverage"],
+        "coverage_50": intervals["50"]["coverage"],
+        "median_rmse_vs_persistence": ratio.get("median_rmse_vs_persistence"),
+        "inputs": metrics.get("inputs"),
+        "gate": metrics["gate"]["passed"],
+        "reasons": metrics["gate"]["reasons"],
+    }

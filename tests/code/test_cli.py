@@ -96,14 +96,19 @@ def test_train_command_writes_artifacts_and_a_summary(tmp_path, capsys):
     import pytest
 
     pytest.importorskip("tensorflow")
+    # every gate flag reaches the gate (--coverage-min/--coverage-max were once accepted and ignored)
     rc = main(["train", "--source", "sample", "--symbol", "BTCUSDT", "--days", "75",
-               "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress"])
+               "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress",
+               "--gate-tolerance", "0.5", "--coverage-min", "0.97", "--coverage-max", "0.99"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "BTCUSDT: " in out and "forecast hours" in out and "persistence" in out and "gate: " in out
     assert (tmp_path / "m" / "model.onnx").is_file()
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
     assert card["hyperparameters"]["sequence_length"] == 12
+    gate = json.loads((tmp_path / "m" / "metrics.json").read_text())["gate"]
+    assert gate["tolerance"] == 0.5 and gate["coverage_band"] == [0.97, 0.99]
+    assert not gate["passed"] and any("coverage" in r for r in gate["reasons"])
 
 
 def _closed_port() -> int:

@@ -86,3 +86,17 @@ def test_csv_source_with_broken_rows_is_refused(tmp_path):
     )
     with pytest.raises(DataValidationError, match=r"broken\.csv: 1 row\(s\) have a missing, infinite or non-positive"):
         load_klines(f"csv:{path}", "BTCUSDT")
+
+
+def test_csv_folder_reads_the_one_file_of_the_symbol(tmp_path, sample_btceur):
+    from make_us_rich.data.sources import csv_symbols
+
+    write_klines_csv(sample_btceur.iloc[:50], tmp_path / "BTCEUR_1h_2023H2.csv.gz")
+    klines, _ = load_klines(f"csv:{tmp_path}", "BTC/EUR")
+    assert len(klines) == 50
+    assert csv_symbols(tmp_path) == ["BTCEUR"]
+    with pytest.raises(ConfigError, match="no file named ETHUSDT_"):
+        load_klines(f"csv:{tmp_path}", "ETHUSDT")
+    write_klines_csv(sample_btceur.iloc[:40], tmp_path / "BTCEUR_other.csv")
+    with pytest.raises(ConfigError, match="2 files"):
+        load_klines(f"csv:{tmp_path}", "BTCEUR")

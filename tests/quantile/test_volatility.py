@@ -86,9 +86,9 @@ def test_a_missing_candle_is_a_gap_not_a_return(klines):
 def test_bad_input_names_the_problem(klines):
     with pytest.raises(DataValidationError, match="trades"):
         volatility_features(klines.drop(columns="trades"))
-    empty_trades = klines.assign(trades=np.nan)
+    some_trades = klines.assign(trades=klines["trades"].astype("Int64").mask(klines.index == 3))
     with pytest.raises(DataValidationError, match="trade count"):
-        volatility_features(empty_trades)
+        volatility_features(some_trades)
     feats = extract_features_from_dataset(klines)
     with pytest.raises(DataValidationError, match="same klines"):
         add_volatility_features(feats.iloc[1:], klines)

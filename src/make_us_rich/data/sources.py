@@ -1,4 +1,5 @@
-"""Where klines come from: ``binance`` (live), ``sample`` (bundled real klines) or ``csv:PATH``.
+"""Where klines come from: ``binance`` (live), ``sample`` (bundled real klines) or ``csv:PATH``
+(a file, or a folder of ``<SYMBOL>_*.csv[.gz]`` files, one per symbol).
 
 All three give the same validated 12-column frame, so every later stage is indifferent to the
 source. ``load_klines`` is the one entry point used by the CLI and the pipeline.
@@ -63,6 +64,25 @@ def sample_path(symbol: str) -> Path:
     return Path(str(ref))
 
 
+def csv_path(path: Path, symbol: str) -> Path:
+    """``csv:PATH``: the file itself, or in a folder the one file ``<SYMBOL>_*.csv[.gz]``."""
+    if not path.is_dir():
+        return path
+    sym = normalize_symbol(symbol)
+    found = sorted(p for p in path.glob(f"{sym}_*") if p.name.endswith((".csv", ".csv.gz")))
+    if len(found) != 1:
+        what = "no file" if not found else f"{len(found)} files ({', '.join(p.name for p in found)})"
+        raise ConfigError(f"{path} holds {what} named {sym}_*.csv[.gz]; keep one file per symbol "
+                          "there, or give the file itself (csv:FILE)")
+    return found[0]
+
+
+def csv_symbols(path: Path) -> list[str]:
+    """The symbols of a folder of ``<SYMBOL>_*.csv[.gz]`` files."""
+    names = {p.name.split("_", 1)[0] for p in path.glob("*_*") if p.name.endswith((".csv", ".csv.gz"))}
+    return sorted(names)
+
+
 def load_klines(
     source: str | Source,
     symbol: str,
@@ -109,7 +129,7 @@ def load_klines(
                 raise ConfigError(f"the bundled sample holds {SAMPLE_INTERVAL} klines, not {interval}")
             path = sample_path(sym)
         else:
-            path = src.path
+            path = csv_path(src.path, sym)
         raw = read_klines_csv(path)
         label = str(path)
         if raw["timestamp"].isna().any():  # validate before windowing: never drop them silently

@@ -14,7 +14,8 @@ Columns (:data:`VOLATILITY_FEATURES`), all float64:
   30 days (``t + 1h - 24h``, ``t + 1h - 48h``, ...): the daily cycle, known at ``t``.
 * ``return_24h``: signed ``log(close_t / close_{t-24h})``.
 * ``volume_ratio``, ``trades_ratio``: the candle's volume / trade count over its trailing 30-day
-  mean.
+  mean. A source without trade counts (OHLCV only: every ``trades`` empty) gives a ``trades_ratio``
+  of NaN throughout; :mod:`~make_us_rich.preprocessing.windows` treats it as unavailable.
 * ``norm_vol``: RMS of ``log_return`` over the trailing 720 h, floored at :data:`MIN_NORM_VOL`;
   the scale by which the quantile model divides its inputs and targets.
 
@@ -84,10 +85,11 @@ def volatility_features(klines: pd.DataFrame) -> pd.DataFrame:
             f"cannot compute volatility features: klines lack column(s) {missing}; load them "
             "with make_us_rich.data.load_klines"
         )
-    if klines["trades"].isna().any():
+    no_trades = bool(klines["trades"].isna().all())  # an OHLCV-only source: trades_ratio is NaN
+    if klines["trades"].isna().any() and not no_trades:
         raise DataValidationError(
-            "cannot compute trades_ratio: the klines have empty 'trades' values; use a source "
-            "that reports the trade count (Binance, the bundled sample)"
+            "cannot compute trades_ratio: some candles have empty 'trades' values and others not; "
+            "use a source that reports the trade count for every candle, or none (OHLCV only)"
         )
     ts = pd.DatetimeIndex(pd.to_datetime(klines["timestamp"], utc=True), name="timestamp")
     if not ts.is_monotonic_increasing or ts.has_duplicates:
@@ -105,7 +107,10 @@ def volatility_features(klines: pd.DataFrame) -> pd.DataFrame:
     log_close = np.log(close)
     day_ago = log_close.reindex(ts - pd.Timedelta(hours=24)).to_numpy()
     out["return_24h"] = log_close.to_numpy() - day_ago
+    out["trades_ratio"] = np.nan
     for name, column in (("volume_ratio", "volume"), ("trades_ratio", "trades")):
+        if name == "trades_ratio" and no_trades:
+            continue
         amount = pd.Series(klines[column].to_numpy(np.float64), index=ts)
         mean = _rolling_mean(amount, "30D")
         out[name] = (amount / mean.where(mean > 0)).to_numpy()

@@ -5,6 +5,11 @@ serving side all use it; the model runs the same transform as a Keras layer, tes
 A window holds :data:`QUANTILE_FEATURES` (the features stage's columns) of ``L`` consecutive
 candles, oldest first; its target is the log return of the candle after it. Windows across a
 gap in the candles, or over the volatility features' warm-up (NaN), are left out.
+
+A source may lack an input (:data:`OPTIONAL_INPUTS`: ``trades_ratio`` of an OHLCV-only pair,
+NaN in every row of its feature table). Such a column is *unavailable*: its windows hold the
+neutral :data:`NEUTRAL_FILL` there (never NaN), and a model that reads it cannot serve that
+symbol (:func:`resolve_inputs` drops it from the inputs of a model trained on such symbols).
 """
 
 from __future__ import annotations
@@ -44,6 +49,53 @@ HISTORY_DAYS = 32
 STEP = pd.Timedelta(hours=1)
 #: floor before a log (a candle with high == low, an hour without trades)
 LOG_FLOOR = 1e-2
+#: inputs a source may lack as a whole (OHLCV-only pairs report no trade counts)
+OPTIONAL_INPUTS: tuple[str, ...] = ("trades_ratio",)
+#: what an unavailable ratio column holds in a window: a ratio of 1 (its log is 0)
+NEUTRAL_FILL = 1.0
+
+
+def unavailable_inputs(features: pd.DataFrame) -> tuple[str, ...]:
+    """The :data:`OPTIONAL_INPUTS` this feature table lacks (NaN in every row)."""
+    return tuple(c for c in OPTIONAL_INPUTS if c in features and not features[c].notna().any())
+
+
+def resolve_inputs(inputs: tuple[str, ...], unavailable) -> tuple[str, ...]:
+    """The model inputs of ``inputs`` that every training symbol has (``unavailable``: the
+    inputs some symbol lacks); raises when none is left."""
+    missing = set(unavailable)
+    used = tuple(c for c in inputs if c not in missing)
+    if not used:
+        raise ConfigError(f"every model input {list(inputs)} is unavailable in some symbol's data; "
+                          f"choose inputs among {[c for c in INPUT_KINDS if c not in missing]}")
+    return used
+
+
+def check_inputs_available(inputs, unavailable, symbol: str = "this symbol") -> None:
+    """A clear error when a model reads an input the symbol's source lacks."""
+    lacking = sorted(set(inputs) & set(unavailable))
+    if lacking:
+        raise ConfigError(
+            f"the model reads {lacking}, which the data of {symbol} lacks (a source without trade "
+            "counts); use a model trained without them (e.g. `mkrich train --inputs` without "
+            "trades_ratio, or a universal model trained with such a symbol)"
+        )
+
+
+def window_frame(features: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """:data:`QUANTILE_FEATURES` of ``features`` with unavailable inputs set to
+    :data:`NEUTRAL_FILL`, and the names of those inputs."""
+    missing = [c for c in QUANTILE_FEATURES if c not in features]
+    if missing:
+        raise ConfigError(
+            f"features lack column(s) {missing}; build them with the features stage "
+            "(extract_features_from_dataset + add_volatility_features)"
+        )
+    unavailable = unavailable_inputs(features)
+    frame = features[list(QUANTILE_FEATURES)]
+    if unavailable:
+        frame = frame.assign(**{c: NEUTRAL_FILL for c in unavailable})
+    return frame, unavailable
 
 
 @dataclass
@@ -53,6 +105,7 @@ class QuantileWindows:
     X: np.ndarray  # float32 [n, L, F], raw features
     y: np.ndarray  # float64 [n], log return of the candle after the window
     index: pd.DatetimeIndex  # open time of the forecast candle (the target row)
+    unavailable: tuple[str, ...] = ()  # inputs the source lacks (NEUTRAL_FILL in X)
 
     @property
     def norm_vol(self) -> np.ndarray:
@@ -60,40 +113,51 @@ class QuantileWindows:
 
     def since(self, start) -> QuantileWindows:
         keep = self.index >= pd.Timestamp(start)
-        return QuantileWindows(self.X[keep], self.y[keep], self.index[keep])
+        return QuantileWindows(self.X[keep], self.y[keep], self.index[keep], self.unavailable)
 
     def until(self, end) -> QuantileWindows:
         keep = self.index <= pd.Timestamp(end)
-        return QuantileWindows(self.X[keep], self.y[keep], self.index[keep])
+        return QuantileWindows(self.X[keep], self.y[keep], self.index[keep], self.unavailable)
 
 
 def make_quantile_windows(features: pd.DataFrame, sequence_length: int) -> QuantileWindows:
     """Windows of :data:`QUANTILE_FEATURES` whose rows and target are consecutive candles, hold
     no NaN (volatility warm-up, gaps) and have a finite target. The last window (no target yet)
-    is not included; serve it with ``features.iloc[-L:]``."""
-    missing = [c for c in QUANTILE_FEATURES if c not in features]
-    if missing:
-        raise ConfigError(
-            f"features lack column(s) {missing}; build them with the features stage "
-            "(extract_features_from_dataset + add_volatility_features)"
+    is not included; serve it with ``features.iloc[-L:]``. Unavailable inputs hold
+    :data:`NEUTRAL_FILL` (:func:`window_frame`)."""
+    frame, unavailable = window_frame(features)
+    X, _ = create_sequences(frame, TARGET, sequence_length)
+    keep = valid_window_ends(frame, sequence_length) - sequence_length
+    return QuantileWindows(
+        X=np.ascontiguousarray(X[keep]),
+        y=frame[TARGET].to_numpy(np.float64)[keep + sequence_length],
+        index=frame.index[keep + sequence_length],
+        unavailable=unavailable,
+    )
+
+
+def valid_window_ends(frame: pd.DataFrame, sequence_length: int) -> np.ndarray:
+    """Row positions ``t`` of the forecast candles whose window ``frame[t - L : t]`` and target
+    are consecutive candles, hold no NaN and have a finite target (``frame``: from
+    :func:`window_frame`)."""
+    values = frame.to_numpy(np.float64)
+    n = len(values) - sequence_length
+    if n < 1:
+        raise InsufficientHistoryError(
+            f"{len(values)} row(s) make no window of sequence_length={sequence_length}: need at "
+            f"least {sequence_length + 1} rows (window + the next row as its target)"
         )
-    frame = features[list(QUANTILE_FEATURES)]
-    X, y = create_sequences(frame, TARGET, sequence_length)
+    y = values[sequence_length:, list(frame.columns).index(TARGET)]
     ok = contiguous_windows(frame.index, sequence_length, STEP) & np.isfinite(y)
-    bad_row = ~np.isfinite(frame.to_numpy(np.float64)).all(axis=1)
+    bad_row = ~np.isfinite(values).all(axis=1)
     bad = np.concatenate([[0], np.cumsum(bad_row)])
-    ok &= (bad[sequence_length : sequence_length + len(y)] - bad[: len(y)]) == 0
+    ok &= (bad[sequence_length : sequence_length + n] - bad[:n]) == 0
     if not ok.any():
         raise InsufficientHistoryError(
             f"no complete {sequence_length} h window with a next candle in {len(frame)} rows "
             "(the volatility features need about 30 days of warm-up); load more history"
         )
-    keep = np.flatnonzero(ok)
-    return QuantileWindows(
-        X=np.ascontiguousarray(X[keep]),
-        y=frame[TARGET].to_numpy(np.float64)[keep + sequence_length],
-        index=frame.index[keep + sequence_length],
-    )
+    return np.flatnonzero(ok) + sequence_length
 
 
 def input_groups(inputs: tuple[str, ...]) -> dict[str, list[int]]:

@@ -433,7 +433,7 @@ def _read_artifacts(folder: Path, symbol: str) -> dict[str, bytes]:
     missing = [n for n in REQUIRED_FILES if not (folder / n).is_file()]
     if missing:
         raise ConfigError(f"{folder} lacks {', '.join(missing)}; is it the output of `mkrich train`?")
-    files = {n: (folder / n).read_bytes() for n in (*REQUIRED_FILES, *OPTIONAL_FILES) if (folder / n).is_file()}
+    files = {n: (folder / n).read_bytes() for n in contract.ARTIFACT_FILES if (folder / n).is_file()}
     try:
         card = json.loads(files["model_card.json"])
         json.loads(files["metrics.json"])

@@ -9,6 +9,7 @@
 ``predictions.csv``   one row per test hour: last close, actual close, quantile closes
 ``history.json``      train/validation loss per epoch
 ``model_card.json``   what the model is: data, features, signature, hyperparameters, versions...
+``model.keras``       the Keras graph (training state for a warm start; never served)
 ``training_curves.png``, ``fan_chart.png``, ``calibration.png``
 ====================  =====================================================================
 
@@ -73,10 +74,16 @@ def write_artifacts(
     test_start,
     gate_tolerance: float = DEFAULT_TOLERANCE,
     coverage_band: tuple[float, float] = COVERAGE_BAND,
+    model_info: dict[str, Any] | None = None,
+    keras_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate the exported model on the test period (forecast hours from ``test_start`` on,
     ``features`` holding the history before it) beside the baselines, apply the gate and write
-    every artifact into ``out_dir`` (replaced as a whole). Returns metrics.json's content."""
+    every artifact into ``out_dir`` (replaced as a whole). Returns metrics.json's content.
+    ``model_info`` (a universal model: its symbols, the inputs it reads, those this symbol
+    lacks) goes into the card and metrics as ``universal``; ``keras_model`` (its Keras file) is
+    kept beside as ``model.keras`` for the next run's warm start."""
+    from make_us_rich.preprocessing.windows import unavailable_inputs
     from make_us_rich.training.plots import plot_calibration, plot_fan_chart, plot_training_curves
 
     sym = normalize_symbol(symbol)
@@ -89,12 +96,17 @@ def write_artifacts(
         "gate": gate.to_dict(),
         "parity": parity,
         "training": training,
+        "inputs": {"used": list(config.inputs), "unavailable": list(unavailable_inputs(features))},
     }
+    if model_info:
+        metrics["universal"] = model_info
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         atomic_write_bytes(staging / contract.MODEL_FILE, model_bytes)
+        if keras_model is not None:
+            shutil.copyfile(keras_model, staging / contract.STATE_FILES[0])
         save_scaler(scaler, staging)
         write_json(staging / "metrics.json", metrics)
         write_predictions(evaluation.predictions, staging / "predictions.csv")
@@ -118,6 +130,8 @@ def write_artifacts(
             **contract.signature(config.sequence_length, len(contract.FEATURES)),
             "opset": contract.OPSET,
             "hyperparameters": config.to_dict(),
+            "inputs": metrics["inputs"],
+            **({"universal": model_info} if model_info else {}),
             "metrics": test_metrics,
             "gate": gate.to_dict(),
             "parity": parity,
@@ -125,7 +139,8 @@ def write_artifacts(
             "versions": library_versions(),
         }
         card["files"] = {
-            name: sha256(staging / name) for name in ARTIFACTS if name != "model_card.json"
+            name: sha256(staging / name) for name in ARTIFACTS
+            if name != "model_card.json" and (staging / name).is_file()
         }
         write_json(staging / "model_card.json", card)
         staging.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared

@@ -45,6 +45,7 @@ from make_us_rich import contract
 from make_us_rich.baselines import HAR_REGRESSORS, RANGE_FLOOR, HarFit, fit_har
 from make_us_rich.contract import INPUT_NAME, OUTPUT_NAME
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
+from make_us_rich.preprocessing.pooled import PooledWindows, batch_order
 from make_us_rich.preprocessing.split import holdout_size
 from make_us_rich.preprocessing.volatility import NORM_VOL
 from make_us_rich.preprocessing.windows import (
@@ -359,6 +360,99 @@ def fit_quantile_model(
                    "n_train": len(z_train), "n_val": len(z_val)}
     if config.calibrate:
         model.extra["spread_scale"] = calibrate_spread(model, X_val, z_val).tolist()
+    return model
+
+
+class WindowBatches(keras.utils.PyDataset):
+    """Batches ``(raw windows, z)`` gathered from :class:`~make_us_rich.preprocessing.pooled.
+    PooledWindows` on demand (reshuffled each epoch when ``seed`` is given)."""
+
+    def __init__(self, windows: PooledWindows, batch_size: int, seed: int | None = None) -> None:
+        super().__init__()
+        self.windows, self.batch_size = windows, int(batch_size)
+        self.z = windows.z.astype("float32")
+        self.rng = np.random.default_rng(seed) if seed is not None else None
+        self.batches = batch_order(len(windows), self.batch_size, self.rng)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        idx = self.batches[i]
+        return self.windows.X(idx), self.z[idx]
+
+    def on_epoch_end(self) -> None:
+        if self.rng is not None:
+            self.batches = batch_order(len(self.windows), self.batch_size, self.rng)
+
+
+#: layers whose weights a warm start copies from the last accepted model
+WARM_LAYERS = ("lstm", "head", "z_quantiles")
+
+
+def fit_pooled_model(
+    train: PooledWindows,
+    val: PooledWindows,
+    scaler: MinMaxScaler,
+    config: TrainConfig,
+    *,
+    har_features: list[pd.DataFrame] | None = None,
+    init_from: keras.Model | None = None,
+    time_budget: float | None = None,
+    progress: bool | str = False,
+    tensorboard_dir: str | Path | None = None,
+) -> QuantileModel:
+    """The universal model: fit on the pooled windows of every symbol, batches gathered on
+    demand, early-stopping on the pooled validation windows. ``har_features`` (each symbol's
+    train feature table) fits one HAR on the pooled rows when ``config.blend_har``.
+    ``init_from`` (the last accepted serving model, built with the same ``scaler``) warm-starts
+    the LSTM and head; ``time_budget`` (seconds) stops training when spent."""
+    from make_us_rich.training.train import TimeBudget, _EpochLines, _EpochProgress
+
+    if len(train) < config.batch_size:
+        raise InsufficientHistoryError(
+            f"{len(train)} training windows are too few (need at least batch_size="
+            f"{config.batch_size}); load more history or lower batch_size"
+        )
+    if len(val) == 0:
+        raise InsufficientHistoryError("no validation window; load more history")
+    if config.blend_har and not har_features:
+        raise ConfigError("blend_har needs the train period's features to fit the HAR model")
+    seed_everything(config.seed)
+    har = fit_har([f[list(QUANTILE_FEATURES)] for f in har_features]) if config.blend_har else None
+    model = build_quantile_model(config, scaler, train.z, har)
+    if init_from is not None:
+        for name in WARM_LAYERS:
+            source, target = init_from.get_layer(name), model.core.get_layer(name)
+            weights = source.get_weights()
+            if [w.shape for w in weights] != [w.shape for w in target.get_weights()]:
+                raise ConfigError(f"cannot warm-start: layer {name!r} differs from the last model's "
+                                  "(other units, inputs or window length); retrain in full")
+            target.set_weights(weights)
+    batches = WindowBatches(train, config.batch_size, seed=config.seed)
+    validation = WindowBatches(val, max(config.batch_size, 1024))
+    stopper = BestWeights(validation, config.patience, config.batch_size)
+    callbacks: list = [stopper]
+    budget = TimeBudget(time_budget) if time_budget else None
+    if budget is not None:
+        callbacks.append(budget)
+    if progress == "lines":
+        callbacks.append(_EpochLines(config.max_epochs))
+    elif progress:
+        callbacks.append(_EpochProgress(config.max_epochs, "training"))
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
+    started = time.perf_counter()
+    fit = model.core.fit(batches, validation_data=validation, epochs=config.max_epochs,
+                         callbacks=callbacks, verbose=0)
+    model.seconds = time.perf_counter() - started
+    model.history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    model.best_epoch = stopper.best_epoch
+    model.extra = {"initial_val_loss": stopper.initial_val_loss, "best_val_loss": stopper.best,
+                   "n_train": len(train), "n_val": len(val), "warm_start": init_from is not None,
+                   "time_budget": time_budget, "budget_exhausted": bool(budget and budget.exhausted)}
+    if config.calibrate:
+        model.extra["spread_scale"] = calibrate_spread(model, val.X(), val.z).tolist()
     return model
 
 

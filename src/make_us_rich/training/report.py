@@ -123,3 +123,36 @@ def write_report(artifacts_dir: str | Path, html_path: str | Path, markdown_path
     Path(html_path).write_text(page)
     if markdown_path:
         Path(markdown_path).write_text(markdown_summary(metrics))
+
+
+SYMBOL_COLUMNS = (("pinball_vs_empirical", "pinball / A"), ("pinball_vs_garch_t", "pinball / GARCH-t"),
+                  ("pinball_vs_har", "pinball / HAR"), ("coverage_90", "cov 90 %"), ("coverage_50", "cov 50 %"),
+                  ("median_rmse_vs_persistence", "RMSE / persistence"))
+
+
+def _symbol_cells(sym: str, row: dict[str, Any]) -> list[str]:
+    if "error" in row:
+        return [sym, *[""] * len(SYMBOL_COLUMNS), "not evaluated", row["error"]]
+    status = (row.get("published") or {}).get("status") or ("passed" if row["gate"] else "rejected")
+    lacking = ", ".join((row.get("inputs") or {}).get("unavailable") or []) or "-"
+    return [sym, *[("n/a" if row.get(k) is None else f"{row[k]:.4f}") for k, _ in SYMBOL_COLUMNS], status,
+            f"inputs lacking: {lacking}"]
+
+
+def symbols_markdown(rows: dict[str, dict[str, Any]]) -> str:
+    """The per-symbol table of a universal run (each symbol's test period vs its own baselines)."""
+    head = ["symbol", *[t for _, t in SYMBOL_COLUMNS], "gate / store", "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_symbol_cells(s, r)) + " |" for s, r in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
+def symbols_html(rows: dict[str, dict[str, Any]]) -> str:
+    head = ["symbol", *[t for _, t in SYMBOL_COLUMNS], "gate / store", "note"]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _symbol_cells(s, r)) + "</tr>"
+                   for s, r in rows.items())
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>make-us-rich universal run</title>"
+            "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}</style></head><body>"
+            "<h2>Universal model: each symbol on its own test period</h2><table><tr>"
+            + "".join(f"<th>{html.escape(c)}</th>" for c in head) + f"</tr>{body}</table></body></html>")

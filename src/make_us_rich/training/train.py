@@ -23,13 +23,15 @@ class BestWeights(keras.callbacks.Callback):
         self.initial_val_loss = float("nan")
 
     def on_train_begin(self, logs=None):
-        X_val, y_val, *weights = self.validation
-        self.initial_val_loss = float(
-            self.model.evaluate(
+        if isinstance(self.validation, keras.utils.PyDataset):
+            loss = self.model.evaluate(self.validation, verbose=0)
+        else:
+            X_val, y_val, *weights = self.validation
+            loss = self.model.evaluate(
                 X_val, y_val, sample_weight=weights[0] if weights else None,
                 batch_size=self.batch_size, verbose=0,
             )
-        )
+        self.initial_val_loss = float(loss)
         self.best = self.initial_val_loss
         self.best_weights = self.model.get_weights()
         self.best_epoch = 0
@@ -47,6 +49,28 @@ class BestWeights(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.model.set_weights(self.best_weights)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training once ``seconds`` have passed (checked after each batch); the epoch ends
+    with its validation, so :class:`BestWeights` still keeps the best weights seen."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = float(seconds)
+        self.exhausted = False
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self.deadline = time.monotonic() + self.seconds
+
+    def on_train_batch_end(self, batch, logs=None):
+        import time
+
+        if time.monotonic() >= self.deadline:
+            self.exhausted = True
+            self.model.stop_training = True
 
 
 class _EpochProgress(keras.callbacks.Callback):
