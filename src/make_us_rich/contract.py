@@ -17,6 +17,8 @@ from make_us_rich.scoring import QUANTILE_COLUMNS, QUANTILES
 
 DATATYPE = "FP32"  # Open Inference Protocol name of float32
 OPSET = 17
+#: Model versions the store keeps per symbol by default (older ones go at publish).
+DEFAULT_KEEP = 10
 FEATURES: tuple[str, ...] = QUANTILE_FEATURES
 MODEL_FILE = "model.onnx"
 #: The artifact folder of one model: what the evaluate stage writes and the store publishes.

@@ -13,7 +13,7 @@ import argparse
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from make_us_rich.store.model_store import DEFAULT_KEEP
+from make_us_rich.contract import DEFAULT_KEEP
 from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 

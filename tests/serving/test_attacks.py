@@ -216,7 +216,7 @@ def test_invalid_latest_at_start_is_one_line_and_exit_2(tmp_path):
 @pytest.fixture(scope="module")
 def btcusdt_artifacts(tmp_path_factory, tiny_config):
     pytest.importorskip("tensorflow")
-    from make_us_rich.training.workflow import train_symbol
+    from make_us_rich.workflow import train_symbol
 
     out = tmp_path_factory.mktemp("artifacts") / "btcusdt"
     # a wide gate: the test needs a second accepted symbol, not a good model

@@ -4,14 +4,10 @@ offline demos). Nothing here is imported by the production code paths."""
 from __future__ import annotations
 
 import os
-import socket
 
+from make_us_rich.ports import free_port, stop_process
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "missing_tool", "stop_process", "wait_until"]
 
 
 def missing_tool(message: str):
@@ -24,14 +20,22 @@ def missing_tool(message: str):
     pytest.skip(message)
 
 
-def stop_process(proc, timeout: float = 20.0) -> None:
-    """Stop a server started as a subprocess: SIGTERM, and SIGKILL if it has not exited after
-    ``timeout`` seconds."""
-    import subprocess
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.1, *, what: str = "the condition"):
+    """Poll ``condition()`` until it returns something truthy and return that; after ``timeout``
+    seconds fail with ``TimeoutError`` naming ``what`` (and the last exception the condition
+    raised, if it raised). For tests that wait on a server, a thread or a file."""
+    import time
 
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = condition()
+        except Exception as exc:  # a server not up yet, a file half-written...
+            last_error, result = exc, None
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise TimeoutError(f"{what} did not happen within {timeout:g} s{detail}")
+        time.sleep(interval)
