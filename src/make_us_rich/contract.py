@@ -40,9 +40,9 @@ class Tensor:
     description: str
     datatype: str = DATATYPE
 
-    def dims(self, sequence_length: int, n_features: int) -> list[int]:
-        sizes = {"L": sequence_length, "F": n_features}
-        return [sizes.get(d, d) if isinstance(d, str) else d for d in self.shape]  # type: ignore[misc]
+    def dims(self, sequence_length: int, n_features: int) -> list[int | str]:
+        sizes: dict[str, int | str] = {"L": sequence_length, "F": n_features}
+        return [sizes.get(d, d) if isinstance(d, str) else d for d in self.shape]
 
     def spec(self, sequence_length: int, n_features: int) -> dict[str, object]:
         """KServe/OIP v2 metadata of this tensor (``name``, ``datatype``, ``shape``)."""
