@@ -1,9 +1,12 @@
-"""Test doubles that speak real protocols on loopback (used by the test suite, benchmarks and
-offline demos). Nothing here is imported by the production code paths."""
+"""Test doubles that speak real protocols on loopback, and :func:`wait_until`, for the test suite,
+the benchmarks and the offline demo ``mkrich fake-binance`` (the one production command that
+imports this package; ``tests/code/test_layers.py`` checks that). Ports and processes live in
+:mod:`make_us_rich.ports`, which production code uses; they are re-exported here."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from make_us_rich.ports import free_port, stop_process
 
@@ -20,22 +23,23 @@ def missing_tool(message: str):
     pytest.skip(message)
 
 
-def wait_until(condition, timeout: float = 30.0, interval: float = 0.1, *, what: str = "the condition"):
-    """Poll ``condition()`` until it returns something truthy and return that; after ``timeout``
-    seconds fail with ``TimeoutError`` naming ``what`` (and the last exception the condition
-    raised, if it raised). For tests that wait on a server, a thread or a file."""
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.1, *,
+               what: str | Callable[[], str] = "the condition",
+               ignoring: tuple[type[BaseException], ...] = ()):
+    """Poll ``condition()`` until it returns something truthy, and return that. An exception of a
+    type in ``ignoring`` (a server not listening yet) counts as "not yet"; any other propagates at
+    once (a process that exited fails the wait without waiting it out). After ``timeout`` seconds:
+    ``TimeoutError`` naming ``what`` (a callable is asked then: a server's log). For tests that wait on a server, a thread or a file."""
     import time
 
     deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
     while True:
         try:
             result = condition()
-        except Exception as exc:  # a server not up yet, a file half-written...
-            last_error, result = exc, None
+        except ignoring:
+            result = None
         if result:
             return result
         if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise TimeoutError(f"{what} did not happen within {timeout:g} s{detail}")
+            raise TimeoutError(f"{what() if callable(what) else what}: not within {timeout:g} s")
         time.sleep(interval)
