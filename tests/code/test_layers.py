@@ -177,3 +177,19 @@ def test_the_ports_module_imports_nothing_of_the_project():
     users = {m for m, edges in graph.items() if not m.startswith("make_us_rich.testing")
              and any(t.startswith("make_us_rich.testing") for t in edges)}
     assert users == {"make_us_rich.cli"}
+
+
+def test_no_private_name_is_imported_from_another_part():
+    """``from make_us_rich.cli import _check_port_free`` in the console was how a cycle hid: a part
+    uses another part's public names only (inside one part, its modules share privates)."""
+    modules = project_modules()
+    crossings = []
+    for module, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("make_us_rich"):
+                source = node.module or ""
+                if part(source) == part(module):
+                    continue
+                crossings += [f"{path.relative_to(ROOT)}:{node.lineno} {source}.{a.name}"
+                              for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+    assert not crossings, crossings
