@@ -163,6 +163,7 @@ def publish_model(
     symbol: str,
     store_uri: str,
     keep: int,
+    allow_contract_change: bool,
     s3_endpoint: str,
     s3_region: str,
     rollout_isvc: str,
@@ -179,7 +180,7 @@ def publish_model(
     if s3_region:
         os.environ["AWS_DEFAULT_REGION"] = s3_region
 
-    result = publish_stage(artifacts.path, symbol, store_uri, keep)
+    result = publish_stage(artifacts.path, symbol, store_uri, keep, allow_contract_change)
     print(f"{symbol} {result['version']}: {result['status']} ({'; '.join(result['reasons'])})")
     if rollout_isvc and result["latest"]:
         from make_us_rich.rollout import rollout_inference_service

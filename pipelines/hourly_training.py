@@ -85,6 +85,7 @@ def hourly_training(
     s3_region: str = "us-east-1",
     s3_secret: str = "mkrich-s3-credentials",
     keep: int = D["keep"],
+    allow_contract_change: bool = D["allow_contract_change"],
     rollout_isvc: str = "",
     dashboard_url: str = "",
 ):
@@ -138,7 +139,8 @@ def hourly_training(
         ).set_display_name("evaluate + gate")
         publish = publish_model(
             artifacts=evaluation.outputs["artifacts"], symbol=symbol, store_uri=store_uri,
-            keep=keep, s3_endpoint=s3_endpoint, s3_region=s3_region, rollout_isvc=rollout_isvc,
+            keep=keep, allow_contract_change=allow_contract_change, s3_endpoint=s3_endpoint,
+            s3_region=s3_region, rollout_isvc=rollout_isvc,
         ).set_display_name("publish model")
         kubernetes.use_secret_as_env(publish, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
         kubernetes.use_secret_as_env(publish, secret_name=PUSHGATEWAY_SECRET,

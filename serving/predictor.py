@@ -2,14 +2,18 @@
 
 Lifecycle as KServe defines it: ``load`` (latest model of the symbol from the store) ->
 ``preprocess`` (request -> validated float32 windows, :mod:`make_us_rich.serving.tensors`) ->
-``predict`` (onnxruntime) -> ``postprocess`` (v2 ``InferResponse`` or v1 ``predictions``).
+``predict`` (onnxruntime; forecasts that are not finite, ordered and plausible are refused, never
+answered nor counted in the metrics) -> ``postprocess`` (v2 ``InferResponse`` or v1 ``predictions``).
 
-Hot reload: a background thread polls the store's ``latest.json``; a new version is loaded and
+Hot reload: a background thread polls the store's ``latest.json``; a new version with the same
+serving contract (:func:`make_us_rich.contract.contract_changes`) is loaded and
 checked (checksum, signature, a probe inference) off the request path and swapped in with one
 reference assignment. Each request takes the model reference once in ``preprocess`` and uses it
 to the end, so in-flight requests finish on the model they started with. A broken new model or
-a malformed pointer is refused: the server stays on the old one, logs why once and reports it
-in ``status()`` until a later poll succeeds. No exception ends the reload loop; a loop that
+a malformed or missing pointer (a store moved away), or a version with another contract (its
+clients would break; a restart serves it) is refused: the server stays on the old
+one, logs why once, counts the failed polls and reports it in ``status()`` until a later poll
+succeeds. No exception ends the reload loop; a loop that
 died anyway or hangs in a poll is reported by ``reload_state()`` (the server turns a dead one
 into failing liveness and readiness).
 """
@@ -35,10 +39,12 @@ from make_us_rich.serving import metrics
 from make_us_rich.serving.tensors import (
     DEFAULT_MAX_BATCH,
     BadRequest,
+    check_domain,
+    check_forecasts,
     parse_v1_body,
     parse_v2_input,
 )
-from make_us_rich.store import ModelStore, StoreError
+from make_us_rich.store import MalformedPointer, ModelStore, StoreError
 
 log = logging.getLogger(__name__)
 _CLOSE = contract.FEATURES.index("close")
@@ -53,6 +59,8 @@ class LoadedModel:
     n_features: int
     session: Any
     created: float | None = None  # Unix time the model was trained (model card), for its age
+    features: tuple[str, ...] = contract.FEATURES  # the input's columns (the pointer's), in order
+    contract: dict | None = None  # the serving contract its pointer records (contract.contract_of)
 
 
 def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = None) -> LoadedModel:
@@ -72,7 +80,7 @@ def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = 
         if list(probe[t.name].shape) != expected or not np.isfinite(probe[t.name]).all():
             raise ValueError(f"model {version} answers a probe window with {t.name}={probe[t.name].tolist()}")
     return LoadedModel(symbol, version, pointer.get("triton_version"), seq_len, n_features, session,
-                       _created(store, symbol, pointer))
+                       _created(store, symbol, pointer), tuple(pointer["features"]), contract.contract_of(pointer))
 
 
 def _created(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> float | None:
@@ -92,7 +100,21 @@ def _created(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> float |
 
 
 class _Refused(Exception):
-    pass
+    """A new version that is not swapped in: ``str`` says why in full (log, authenticated
+    status), ``public`` in words that reveal nothing of the store (anonymous status)."""
+
+    def __init__(self, message: str, public: str) -> None:
+        super().__init__(message)
+        self.public = public
+
+
+def _public_reason(exc: Exception) -> str:
+    """What an anonymous caller may learn of a reload failure: its kind, no path or endpoint."""
+    if isinstance(exc, _Refused):
+        return exc.public
+    if isinstance(exc, MalformedPointer):
+        return "the model store's latest pointer is malformed"
+    return "the model store cannot be read"
 
 
 @dataclass(frozen=True)
@@ -124,11 +146,12 @@ class ForecastModel(Model):
         self.stall_after = stall_after if stall_after is not None else max(600.0, 10 * reload_interval)
         self.current: LoadedModel | None = None
         self.last_reload_error: str | None = None
+        self.last_reload_error_public: str | None = None  # the same without internals
         self.polls = 0
         self.poll_failures = 0
         self.last_poll: float | None = None
         self._poll_started: float | None = None
-        self._refused: tuple[dict, str] | None = None  # a pointer to a broken model, and why: not retried
+        self._refused: tuple[dict, _Refused] | None = None  # a pointer to a broken model, and why: not retried
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -151,19 +174,35 @@ class ForecastModel(Model):
         self._poll_started = time.monotonic()
         try:
             pointer = self.store.latest(self.symbol)
+            if pointer is None and self.current is not None:  # never removed by a publish
+                raise StoreError(f"no latest.json for {self.symbol} in {self.store.uri} any more: the "
+                                 "store was moved, deleted or emptied")
             if pointer is None or (self.current and pointer["version"] == self.current.version):
                 self._set_error(None)
                 return False
             if self._refused and pointer == self._refused[0]:
-                self._set_error(self._refused[1])
+                self._set_error(str(self._refused[1]), self._refused[1].public)
                 return False
+            changes = contract.contract_changes(self.current.contract, contract.contract_of(pointer)) if self.current else []
+            if changes:  # promoted with --allow-contract-change: never swapped under running clients
+                version = pointer["version"]
+                refusal = _Refused(
+                    f"refused version {version}: its serving contract differs ({'; '.join(changes)}) and "
+                    f"would break the clients of {self.current.version}; restart the server to serve it "
+                    "(docs/serving.md#contract-changes)",
+                    f"version {version} has another serving contract: it is served after a restart")
+                self._refused = (pointer, refusal)
+                raise refusal
             try:
                 new = load_model(self.store, self.symbol, pointer)
             except Exception as exc:
-                message = f"refused version {pointer['version']}: {exc}"
-                if not isinstance(exc, StoreError):  # a broken model; a store error may pass
-                    self._refused = (pointer, message)
-                raise _Refused(message) from exc
+                version = pointer["version"]
+                if isinstance(exc, StoreError):  # may pass: retried at the next poll
+                    raise _Refused(f"refused version {version}: {exc}",
+                                   f"version {version} cannot be read from the model store yet") from exc
+                refusal = _Refused(f"refused version {version}: {exc}", f"refused version {version}: broken model")
+                self._refused = (pointer, refusal)
+                raise refusal from exc
             old, self.current = self.current, new  # atomic swap; in-flight requests keep `old`
             self._set_error(None)
             self._loaded(old)
@@ -177,17 +216,18 @@ class ForecastModel(Model):
             if message != self.last_reload_error:
                 log.error("%s: %s; still serving %s", self.name, message,
                           self.current.version if self.current else None)
-            self._set_error(message)
+            self._set_error(message, _public_reason(exc))
             return False
         finally:
             self.polls += 1
             self.last_poll = time.time()
             self._poll_started = None
 
-    def _set_error(self, message: str | None) -> None:
+    def _set_error(self, message: str | None, public: str | None = None) -> None:
         if message is None and self.last_reload_error:
             log.warning("%s: reload recovered (was: %s)", self.name, self.last_reload_error)
         self.last_reload_error = message
+        self.last_reload_error_public = None if message is None else public or "reload failed"
         metrics.RELOAD_FAILING.labels(self.symbol).set(0 if message is None else 1)
 
     def _loaded(self, old: LoadedModel | None) -> None:
@@ -225,14 +265,16 @@ class ForecastModel(Model):
             return "stalled"
         return "running"
 
-    def status(self) -> dict[str, Any]:
+    def status(self, detail: bool = True) -> dict[str, Any]:
+        """Versions and the reload loop's state; the full reload error (store paths, endpoints)
+        only with ``detail``, else its kind (:func:`_public_reason`)."""
         m = self.current
         return {
             "model": self.name,
             "symbol": self.symbol,
             "version": m.version if m else None,
             "triton_version": m.triton_version if m else None,
-            "last_reload_error": self.last_reload_error,
+            "last_reload_error": self.last_reload_error if detail else self.last_reload_error_public,
             "reload": {
                 "state": self.reload_state(),
                 "polls": self.polls,
@@ -267,6 +309,7 @@ class ForecastModel(Model):
                     t.name, t.datatype, t.shape, None if raw is not None else t.data, raw,
                     model.sequence_length, model.n_features, self.max_batch,
                 )
+                check_domain(windows, model.features)
                 return _Prepared(model, windows, payload.id, True)
             if isinstance(payload, bytes | bytearray):  # sent without a JSON content type
                 try:
@@ -274,12 +317,19 @@ class ForecastModel(Model):
                 except ValueError:
                     raise BadRequest("the request body is not JSON") from None
             windows = parse_v1_body(payload, model.sequence_length, model.n_features, self.max_batch)
+            check_domain(windows, model.features)
             return _Prepared(model, windows, None, False)
         except BadRequest as exc:
             raise InvalidInput(str(exc)) from None
 
     def predict(self, payload: _Prepared, headers: dict[str, str] | None = None):
-        return payload, predict_all(payload.model.session, payload.windows)
+        """onnxruntime, then the forecasts checked before anything is answered or counted."""
+        outputs = predict_all(payload.model.session, payload.windows)
+        try:
+            check_forecasts(payload.windows, outputs, payload.model.features)
+        except BadRequest as exc:
+            raise InvalidInput(str(exc)) from None
+        return payload, outputs
 
     def _observe(self, windows: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
         """Count the forecasts; keep the last window's forecast and its last close."""

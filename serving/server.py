@@ -13,10 +13,13 @@ import hmac
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from fastapi import Request
 
 from make_us_rich.data import normalize_symbol
 from make_us_rich.errors import ConfigError
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # 8 MiB: ~13,000 windows of 24 x 10 as JSON
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a whole body: a window is a few kB
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds to receive a request line and its headers (< 1 kB)
 TOKEN_ENV = "MKRICH_SERVING_TOKEN"
 _BINARY_HEADER = b"inference-header-content-length"
 
@@ -38,8 +42,60 @@ def _is_inference_path(path: str) -> bool:
     )
 
 
+def authorized(headers: dict[bytes, bytes], token: str | None) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (never, without a token)."""
+    if not token:
+        return False
+    given = headers.get(b"authorization", b"")
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
 def _is_repository_path(path: str) -> bool:
     return path.startswith(("/v2/repository", "/v1/repository"))
+
+
+_MODEL = r"[^/:]+"
+#: Every route this server answers, with its methods; anything else is refused by the guard
+#: (404, 405, or 501 for the KServe routes below) before KServe can log a traceback for it.
+ROUTES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple(
+    (re.compile(pattern), frozenset(methods)) for pattern, methods in (
+        (r"/", ("GET",)),  # KServe's liveness
+        (r"/metrics", ("GET",)),
+        (r"/openapi\.json", ("GET",)),
+        (r"/mkrich/status", ("GET",)),
+        (r"/v1/models", ("GET",)),
+        (rf"/v1/models/{_MODEL}", ("GET",)),
+        (rf"/v1/models/{_MODEL}:predict", ("POST",)),
+        (r"/v2", ("GET",)),
+        (r"/v2/health/(live|ready)", ("GET",)),
+        (r"/v2/models", ("GET",)),
+        (rf"/v2/models/{_MODEL}", ("GET",)),
+        (rf"/v2/models/{_MODEL}/ready", ("GET",)),
+        (rf"/v2/models/{_MODEL}/infer", ("POST",)),
+    )
+)
+#: Routes KServe registers that this server does not support: 501 with what to use instead.
+UNSUPPORTED: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(rf"/v2/models/{_MODEL}/versions/[^/]+(/ready|/infer)?"),
+     "model versions are not addressable: each model serves its latest accepted version "
+     "(GET /v2/models/<model> lists it in 'versions'); drop /versions/<v> from the path"),
+    (re.compile(rf"/v1/models/{_MODEL}:explain"), "this model has no explainer; use :predict"),
+)
+
+
+def check_route(method: str, path: str) -> tuple[int, str, list] | None:
+    """``None`` for a route the server answers, else (status, reason, headers) to refuse it with."""
+    path = path.rstrip("/") or "/"
+    for pattern, reason in UNSUPPORTED:
+        if pattern.fullmatch(path):
+            return 501, reason, []
+    allowed = set().union(*(methods for pattern, methods in ROUTES if pattern.fullmatch(path)))
+    if not allowed:
+        return 404, "no such route; the routes are listed in the serving docs (docs/serving.md)", []
+    if method not in allowed and not (method == "HEAD" and "GET" in allowed):
+        return 405, f"method {method[:20]} not allowed; use {', '.join(sorted(allowed))}", [
+            (b"allow", ", ".join(sorted(allowed)).encode())]
+    return None
 
 
 class RejectionLog:
@@ -65,15 +121,75 @@ class RejectionLog:
         log.warning("rejected %s %s: %d %s%s", method, path[:200], status, reason[:300], more)
 
 
+#: One rate limit for every rejection line, whether the guard or the HTTP protocol refuses.
+REJECTIONS = RejectionLog()
+
+
+def header_timeout_protocol(timeout: float):
+    """uvicorn's HTTP protocol class with a deadline for each request's line and headers.
+
+    uvicorn closes idle keep-alive connections but has no deadline for a connection that sends
+    nothing, or a request whose headers trickle in (slowloris: each byte restarts nothing), so
+    a few hundred such connections stay open for good. This one answers 408 and closes them
+    ``timeout`` seconds after the connection opened or the request's first byte arrived. The
+    body has its own deadline in :class:`GuardMiddleware`.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    head = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    reason = f"request headers not received within {timeout:g} s"
+    body = json.dumps({"error": reason}).encode()
+    answer = head + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+    class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._header_timer is None and self._between_requests():
+                self._arm()  # the first bytes of a new request on a kept-alive connection
+            super().data_received(data)
+            if not self._between_requests():
+                self._disarm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _between_requests(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _arm(self) -> None:
+            self._header_timer = self.loop.call_later(timeout, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing() or not self._between_requests():
+                return
+            REJECTIONS(408, "-", "(request line and headers incomplete)", reason)
+            self.transport.write(answer)
+            self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
 class _QuietClientErrors(logging.Filter):
-    """KServe logs a full traceback for every 4xx it raises; :class:`RejectionLog` already
-    wrote the one line such a request deserves."""
+    """KServe logs a full traceback for every 4xx (and 501) it raises; :class:`RejectionLog`
+    already wrote the one line such a request deserves."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from kserve.errors import InvalidInput, ModelNotFound
+        from kserve.errors import InvalidInput, ModelNotFound, UnsupportedProtocol
 
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, InvalidInput | ModelNotFound)
+        return not isinstance(exc, InvalidInput | ModelNotFound | UnsupportedProtocol | NotImplementedError)
 
 
 async def _send_json(send, status: int, payload: dict[str, Any], headers: Sequence = ()) -> None:
@@ -101,6 +217,9 @@ class GuardMiddleware:
       the store decides what is served, and KServe's ``load`` cannot bring back a model that
       ``unload`` removed, so even a caller holding the token could only break the server;
     * the bearer token (if configured) on the inference routes (401);
+    * only the routes in :data:`ROUTES` reach KServe: others get 404, 405 (wrong method) or
+      501 (:data:`UNSUPPORTED`: versioned routes, ``:explain``), with one log line, where
+      KServe logged a traceback each;
     * the body is read here, whole, within ``max_body`` bytes (413, chunked or not) and
       ``body_timeout`` seconds (408): a client that stops sending mid-body is cut off;
     * the binary tensor extension's framing is checked (400) before KServe slices with it.
@@ -115,7 +234,7 @@ class GuardMiddleware:
         self.max_body = max_body
         self.token = token
         self.body_timeout = body_timeout
-        self.rejections = RejectionLog()
+        self.rejections = REJECTIONS
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -167,10 +286,12 @@ class GuardMiddleware:
             raise _Refuse(403, "the model repository API is disabled: the model store decides "
                                "what is served (publish with `mkrich publish`)")
         headers = dict(scope.get("headers") or [])
-        if self.token and _is_inference_path(path):
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                raise _Refuse(401, "missing or wrong bearer token", headers=[(b"www-authenticate", b"Bearer")])
+        if self.token and _is_inference_path(path) and not authorized(headers, self.token):
+            raise _Refuse(401, "missing or wrong bearer token", headers=[(b"www-authenticate", b"Bearer")])
+        refused = check_route(scope.get("method", ""), path)
+        if refused:
+            await self._drain(receive, time.monotonic() + self.body_timeout)
+            raise _Refuse(refused[0], refused[1], headers=refused[2])
         deadline = time.monotonic() + self.body_timeout
         length = headers.get(b"content-length")
         if length is not None and not length.strip().isdigit():
@@ -303,6 +424,7 @@ def serve(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_body: int = DEFAULT_MAX_BODY,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     token: str | None = None,
     on_listen=None,
 ) -> None:
@@ -311,6 +433,8 @@ def serve(
     called once the models are loaded, before the server listens."""
     if body_timeout <= 0:
         raise ConfigError(f"body timeout must be > 0 seconds, got {body_timeout}")
+    if header_timeout <= 0:
+        raise ConfigError(f"header timeout must be > 0 seconds, got {header_timeout}")
     import kserve
     from kserve.model_server import app
     from kserve.protocol.dataplane import DataPlane
@@ -348,6 +472,7 @@ def serve(
     class LoopbackModelServer(kserve.ModelServer):
         def setup_event_loop(self):  # start() has built the REST server: bind it to `host`
             self._rest_server.config.host = host
+            self._rest_server.config.http = header_timeout_protocol(header_timeout)
             super().setup_event_loop()
 
     server = LoopbackModelServer(http_port=port, enable_grpc=False, workers=1)
@@ -355,9 +480,16 @@ def serve(
     discovery = Discovery(models, server.register_model, reload_interval, max_batch) if symbols is None else None
 
     @app.get("/mkrich/status")
-    async def status() -> dict:
-        return {"store": store_uri, "models": [m.status() for m in models],
-                "discovery_errors": discovery.errors if discovery else {}}
+    async def status(request: Request) -> dict:
+        """Open, for probes and dashboards; the internals (store URI, the reload errors' full
+        text, which name paths and endpoints) only with the token, else only their kind."""
+        detail = authorized(dict(request.scope.get("headers") or []), token)
+        errors = discovery.errors if discovery else {}
+        answer = {"models": [m.status(detail) for m in models],
+                  "discovery_errors": errors if detail else {
+                      k: "the model store cannot be listed" if k == "*" else "cannot be served yet"
+                      for k in errors}}
+        return {"store": store_uri, **answer} if detail else answer
 
     app.add_middleware(GuardMiddleware, max_body=max_body, token=token, body_timeout=body_timeout,
                        known=lambda name: by_name(name) is not None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -130,3 +131,75 @@ def parse_v1_body(body: Any, sequence_length: int, n_features: int, max_batch: i
     if array.size == 0:
         raise BadRequest("empty batch: send at least one window")
     return check_window(array, sequence_length, n_features, max_batch)
+
+
+#: What any window built by the features stage satisfies (checked for the features a model has).
+_POSITIVE = ("open", "high", "low", "close", "norm_vol")
+_NON_NEGATIVE = ("range_vol_6h", "range_vol_24h", "range_vol_7d", "range_vol_30d", "bar_range",
+                 "hour_vol", "volume_ratio", "trades_ratio")
+_WHOLE_IN = {"hour": (0, 23), "day_of_week": (0, 6), "day_of_month": (1, 31), "week_of_year": (1, 53),
+             "month": (1, 12)}
+#: the largest move within the hour a sane forecast's 90 % interval may imply (x2 or /2)
+MAX_MOVE = 2.0
+_HINT = ("send raw features built as in training (make_us_rich.preprocessing; prices in the "
+         "quote currency), see docs/serving.md")
+
+
+def _where(mask: np.ndarray) -> str:
+    """The first True of a ``[batch, L]`` mask: "window i, row j" (row 0 = oldest hour)."""
+    window, row = np.argwhere(mask)[0]
+    return f"window {window}, row {row}"
+
+
+def _window(mask: np.ndarray) -> str:
+    return f"window {np.argwhere(mask)[0][0]}"
+
+
+def check_domain(windows: np.ndarray, features: Sequence[str]) -> None:
+    """Refuse windows no features stage can produce (a calendar hour of 2,300,000, a negative
+    price, a high below the low): the model's answer to them is meaningless, often not finite."""
+    col = {name: windows[..., i] for i, name in enumerate(features)}
+    for name in _POSITIVE:
+        if name in col and (bad := ~(col[name] > 0)).any():
+            raise BadRequest(f"{_where(bad)}: {name!r} must be > 0, got {col[name][bad][0]:g}; {_HINT}")
+    for name in _NON_NEGATIVE:
+        if name in col and (bad := col[name] < 0).any():
+            raise BadRequest(f"{_where(bad)}: {name!r} must be >= 0, got {col[name][bad][0]:g}; {_HINT}")
+    for name, (low, high) in _WHOLE_IN.items():
+        if name in col:
+            value = col[name]
+            bad = (value < low) | (value > high) | (value != np.round(value))
+            if bad.any():
+                raise BadRequest(f"{_where(bad)}: {name!r} must be a whole number from {low} to {high}, "
+                                 f"got {value[bad][0]:g}; {_HINT}")
+    if {"open", "high", "low", "close"} <= col.keys():
+        top = np.maximum(col["open"], col["close"])
+        bottom = np.minimum(col["open"], col["close"])
+        bad = (col["high"] < top) | (col["low"] > bottom)
+        if bad.any():
+            raise BadRequest(f"{_where(bad)}: a candle needs low <= open, close <= high; {_HINT}")
+
+
+def check_forecasts(windows: np.ndarray, outputs: dict[str, np.ndarray], features: Sequence[str]) -> None:
+    """Refuse to answer forecasts that are not finite, whose quantiles are not ordered, or whose
+    90 % interval implies the close doubling or halving within the hour: the windows are
+    outside what the model can forecast, even if they passed :func:`check_domain`."""
+    for name, values in outputs.items():
+        if not np.isfinite(values).all():
+            raise BadRequest(f"the model's {name} for {_window(~np.isfinite(values))} is not finite: the "
+                             f"window is outside what it can forecast; {_HINT}")
+    quantiles = outputs.get(contract.QUANTILE_OUTPUT_NAME)
+    if quantiles is None:
+        return
+    if (bad := np.diff(quantiles, axis=1) < 0).any():
+        raise BadRequest(f"the model's quantiles for {_window(bad)} are not ordered: the window is "
+                         f"outside what it can forecast; {_HINT}")
+    if "close" in features:
+        close = windows[:, -1, list(features).index("close"), None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = quantiles / close
+        bad = ~((ratio >= 1 / MAX_MOVE) & (ratio <= MAX_MOVE))
+        if bad.any():
+            raise BadRequest(f"the model's forecast for {_window(bad)} moves the close beyond x{MAX_MOVE:g} "
+                             f"or /{MAX_MOVE:g} within the hour: the window is outside what it can "
+                             f"forecast; {_HINT}")

@@ -211,14 +211,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from make_us_rich.store import ModelStore
 
     store = ModelStore(args.store, keep=args.keep)
-    result = store.publish(args.artifacts, args.symbol)
-    if push_publish(store, result.symbol, args.artifacts):
+    result = store.publish(args.artifacts, args.symbol, allow_contract_change=args.allow_contract_change)
+    if push_publish(store, result.symbol, args.artifacts, version=result.version):
         print("  metrics pushed to the Pushgateway")
     print(f"{result.symbol} {result.version}: {result.status.upper()} -> {result.uri}")
     for reason in result.reasons:
         print(f"  gate: {reason}")
     if result.latest:
         print(f"  latest -> {result.version}; Triton: {store.triton_uri}/{contract_model_name(result.symbol)}/{result.triton_version}/model.onnx")
+        if result.contract_changes:
+            print(f"  serving contract changed ({'; '.join(result.contract_changes)}): running servers keep "
+                  "the previous model until restarted; tell the clients")
     else:
         print("  not promoted: latest is unchanged")
     if result.removed_versions:
@@ -268,6 +271,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.store, symbols, host=args.host, port=args.port, reload_interval=args.reload_interval,
           max_batch=args.max_batch, max_body=args.max_body, body_timeout=args.body_timeout,
+          header_timeout=args.header_timeout,
           on_listen=announce)
     return 0
 
@@ -531,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     keep = BY_NAME["keep"]
     p.add_argument("--keep", type=int, default=keep.default, help=f"{keep.help} (default {keep.default})")
     p.add_argument("--fail-on-reject", action="store_true", help="exit 3 when the gate rejected the model")
+    allow = BY_NAME["allow_contract_change"]
+    p.add_argument(allow.cli_flag, type=allow.parse, nargs="?", const=True, default=False,
+                   help=f"{allow.help} (alone or true/false, as for mkrich run)")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("versions", help="list a symbol's model versions in the store")
@@ -559,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="largest request body in bytes")
     p.add_argument("--body-timeout", type=float, default=30.0,
                    help="seconds a client may take to send a request body (default 30; then 408)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a client may take to send a request line and its headers, from "
+                   "the connection or the request's first byte (default 10; then 408 and closed)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

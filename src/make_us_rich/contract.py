@@ -98,3 +98,50 @@ def triton_config(name: str, sequence_length: int, n_features: int, version_poli
         f"output [\n{block(OUTPUTS)}\n]\n"
         f"version_policy: {version_policy}\n"
     )
+
+
+def serving_contract(
+    sequence_length: int, features: list[str] | tuple[str, ...], quantiles=QUANTILES, outputs=None
+) -> dict[str, object]:
+    """What a client relies on: the input tensor, the order of its features, the outputs and the
+    quantiles of ``quantile_close``. ``outputs``: specs as a model card lists them (default:
+    this code's :data:`OUTPUTS`)."""
+    n = len(features)
+    specs = outputs if outputs is not None else [t.spec(sequence_length, n) for t in OUTPUTS]
+    return {
+        "input": INPUT.spec(sequence_length, n),
+        "features": list(features),
+        "outputs": [{k: o[k] for k in ("name", "datatype", "shape")} for o in specs],
+        "quantiles": [float(q) for q in quantiles],
+    }
+
+
+def contract_of(record: dict) -> dict[str, object]:
+    """The serving contract a ``latest.json`` pointer or a manifest records; older ones recorded
+    only ``sequence_length`` and ``features`` (their outputs were this code's)."""
+    return record.get("contract") or serving_contract(record["sequence_length"], record["features"])
+
+
+def contract_changes(old: dict, new: dict) -> list[str]:
+    """The changes from ``old`` to ``new`` that break a client of ``old``, in words: another
+    input shape, features or quantiles, an output removed or reshaped. An added output breaks
+    nobody (clients read outputs by name)."""
+    changes = []
+    if old["input"] != new["input"]:
+        changes.append(f"input {old['input']['name']} {old['input']['shape']} -> {new['input']['name']} "
+                       f"{new['input']['shape']}")
+    if old["features"] != new["features"]:
+        gone = [f for f in old["features"] if f not in new["features"]]
+        added = [f for f in new["features"] if f not in old["features"]]
+        what = "; ".join([f"removed {', '.join(gone)}"] * bool(gone) + [f"added {', '.join(added)}"] * bool(added))
+        changes.append(f"features {what or 'reordered'}")
+    now = {o["name"]: o for o in new["outputs"]}
+    for o in old["outputs"]:
+        if o["name"] not in now:
+            changes.append(f"output {o['name']} removed")
+        elif (now[o["name"]]["shape"], now[o["name"]]["datatype"]) != (o["shape"], o["datatype"]):
+            changes.append(f"output {o['name']} {o['datatype']} {o['shape']} -> "
+                           f"{now[o['name']]['datatype']} {now[o['name']]['shape']}")
+    if old["quantiles"] != new["quantiles"]:
+        changes.append(f"quantiles {old['quantiles']} -> {new['quantiles']}")
+    return changes

@@ -77,13 +77,19 @@ def push(symbol: str, values: dict[str, tuple[float, str]], url: str | None = No
     return True
 
 
-def push_publish(store, symbol: str, artifacts_dir: str | Path, url: str | None = None) -> bool:
+def push_publish(
+    store, symbol: str, artifacts_dir: str | Path, url: str | None = None, version: str | None = None
+) -> bool:
     """After a publish to ``store``: the run's metrics (``artifacts_dir/metrics.json``), with
-    the rejected streak from the store's versions."""
+    the rejected streak from the store's versions and, given the published ``version``, the
+    gate's decision as stored (the store's own checks, e.g. the serving contract, may reject a
+    model metrics.json says passed)."""
     if not (url if url is not None else os.environ.get(PUSHGATEWAY_ENV)):
         return False
     try:
         metrics = json.loads((Path(artifacts_dir) / "metrics.json").read_text())
+        if version is not None:
+            metrics["gate"] = store.manifest(symbol, version)["gate"]
         streak = rejected_streak(store.versions(symbol))
     except Exception as exc:
         log.warning("no Pushgateway metrics for %s: %s", symbol, exc)

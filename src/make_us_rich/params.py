@@ -89,6 +89,9 @@ GATE_PARAMS: tuple[Param, ...] = (
 )
 STORE_PARAMS: tuple[Param, ...] = (
     Param("keep", int, DEFAULT_KEEP, "model versions to retain per symbol in the store"),
+    Param("allow_contract_change", bool, False,
+          "promote a model whose serving contract (input shape, features, outputs, quantiles) breaks "
+          "the clients of the latest one; running servers keep the old model until restarted"),
 )
 PIPELINE_PARAMS: tuple[Param, ...] = DATA_PARAMS + TRAIN_PARAMS + GATE_PARAMS + STORE_PARAMS
 PIPELINE_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in PIPELINE_PARAMS}

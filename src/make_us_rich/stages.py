@@ -291,17 +291,19 @@ def evaluate_stage(
     )
 
 
-def publish_stage(artifacts_dir: str | Path, symbol: str, store_uri: str, keep: int = 10) -> dict[str, Any]:
-    """Stage 8b: publish through the gate to the model store; then the run's metrics to the
-    Pushgateway when ``MKRICH_PUSHGATEWAY_URL`` is set."""
+def publish_stage(
+    artifacts_dir: str | Path, symbol: str, store_uri: str, keep: int = 10, allow_contract_change: bool = False
+) -> dict[str, Any]:
+    """Stage 8b: publish through the gate (with the serving contract check) to the model store;
+    then the run's metrics to the Pushgateway when ``MKRICH_PUSHGATEWAY_URL`` is set."""
     from dataclasses import asdict
 
     from make_us_rich.observability import push_publish
     from make_us_rich.store import ModelStore
 
     store = ModelStore(store_uri, keep=keep)
-    result = asdict(store.publish(artifacts_dir, symbol))
-    push_publish(store, result["symbol"], artifacts_dir)
+    result = asdict(store.publish(artifacts_dir, symbol, allow_contract_change=allow_contract_change))
+    push_publish(store, result["symbol"], artifacts_dir, version=result["version"])
     return result
 
 

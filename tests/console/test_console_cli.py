@@ -134,3 +134,18 @@ def test_make_console_publishes_a_sample_model_into_an_empty_store(tmp_path, mon
     published = ModelStore(store).versions("BTCEUR")
     ensure_model(str(store))  # a store with a model is left alone
     assert ModelStore(store).versions("BTCEUR") == published
+
+
+def test_a_port_in_use_names_the_consoles_own_make_variable(tmp_path):
+    """Issue 23 #9: the hint named ``make serve PORT=N`` (the inference server's)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run("console", "--port", str(port), "--db", f"sqlite:///{tmp_path}/c.db",
+                   env={"MKRICH_CONSOLE_SECRET": SECRET})
+    assert done.returncode == 2, done.stderr
+    assert f"port {port} is in use" in done.stderr and "make console CONSOLE_PORT=N" in done.stderr
+    assert "PORT=N (make serve" not in done.stderr and "Traceback" not in done.stderr

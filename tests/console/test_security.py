@@ -3,7 +3,7 @@ headers, throttling, roles, tokens and bad input (nothing written), on SQLite an
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from console_helpers import ADMIN, MEMBER, OTHER, create_token, csrf, login, page_csrf, signed_in
@@ -110,7 +110,7 @@ def test_same_answer_for_unknown_user_and_wrong_password(make_console, engine, u
         with console.client() as c:
             page = c.get("/login")
             r = c.post("/login", data={"email": email, "password": "not-the-password", "csrf": csrf(page.text)})
-            return r.status_code, r.text.replace(csrf(page.text), "")
+            return r.status_code, r.text.replace(csrf(page.text), "").replace(email, "E-MAIL")
 
     known, unknown = attempt(MEMBER[0]), attempt("nobody@example.com")
     assert known == unknown and known[0] == 401
@@ -121,17 +121,35 @@ def test_same_answer_for_unknown_user_and_wrong_password(make_console, engine, u
     assert not auth.verify_password(None, "not-the-password")
 
 
-def test_sign_in_is_throttled_per_account_with_backoff(make_console, users):
-    console = make_console(account_max_failures=3, backoff_seconds=30)
+def throttle_row(engine, key: str) -> LoginThrottle | None:
+    with session_factory(engine)() as db:
+        return db.get(LoginThrottle, key)
+
+
+def from_address(console, address: str):
+    """A client seen at ``address`` (uvicorn believes X-Forwarded-For from 127.0.0.1)."""
+    client = console.client()
+    client.headers["X-Forwarded-For"] = address
+    return client
+
+
+def test_sign_in_is_throttled_per_account_and_address_with_backoff(make_console, engine, users):
+    console = make_console(max_failures=3, backoff_seconds=30)
     with console.client() as c:
         for _ in range(3):
-            assert login(c, MEMBER[0], "wrong-password-xx").status_code == 401
+            wrong = login(c, MEMBER[0], "wrong-password-xx")
+            assert wrong.status_code == 401
+            assert f'value="{MEMBER[0]}"' in wrong.text  # a wrong password keeps the e-mail
         blocked = login(c, *MEMBER)  # even the right password waits
-        assert blocked.status_code == 429 and 25 <= int(blocked.headers["retry-after"]) <= 30
-        assert "Too many failed sign-ins" in blocked.text
+        wait = int(blocked.headers["retry-after"])
+        assert blocked.status_code == 429 and 25 <= wait <= 30
+        assert "Too many failed sign-ins: try again in " in blocked.text
+        until = blocked.text.split("(at ")[1].split(" UTC)")[0]  # and says when, in UTC
+        assert abs((datetime.strptime(until, "%H:%M:%S") - datetime.strptime(f"{utcnow():%H:%M:%S}", "%H:%M:%S"))
+                   .total_seconds() % 86400 - wait) <= 5
         assert login(c, *OTHER).status_code == 303  # another account from the same address
-    with session_factory(console.app.state.engine)() as db:
-        row = db.get(LoginThrottle, f"account:{MEMBER[0]}")
+    with session_factory(engine)() as db:
+        row = db.get(LoginThrottle, f"pair:127.0.0.1|{MEMBER[0]}")
         row.blocked_until = utcnow() - timedelta(seconds=1)  # the wait is over
         db.commit()
     with console.client() as c:
@@ -140,12 +158,92 @@ def test_sign_in_is_throttled_per_account_with_backoff(make_console, users):
         assert again.status_code == 429 and 55 <= int(again.headers["retry-after"]) <= 60
 
 
-def test_sign_in_is_throttled_per_client_address(make_console, users):
+def test_an_attacker_elsewhere_cannot_keep_a_user_out(make_console, engine, users):
+    """Issue 19 #8: failures are counted per (account, address); the higher account-wide limit
+    blocks new addresses only, never one the account has signed in from."""
+    console = make_console(max_failures=3, account_max_failures=6, backoff_seconds=30)
+    home = from_address(console, "198.51.100.7")
+    assert login(home, *MEMBER).status_code == 303
+    with from_address(console, "203.0.113.9") as attacker:
+        for _ in range(3):
+            assert login(attacker, MEMBER[0], "guess-password-xx").status_code == 401
+        assert login(attacker, MEMBER[0], "guess-password-xx").status_code == 429
+    for i in range(3):  # more guesses from elsewhere: the account-wide count reaches its limit
+        with from_address(console, f"203.0.113.{20 + i}") as attacker:
+            assert login(attacker, MEMBER[0], "guess-password-xx").status_code == 401
+    with from_address(console, "192.0.2.50") as unknown:
+        assert login(unknown, *MEMBER).status_code == 429  # a new address waits
+    with from_address(console, "198.51.100.7") as again:
+        assert login(again, *MEMBER).status_code == 303  # the owner, from home, does not
+    assert throttle_row(engine, f"account:{MEMBER[0]}").failures == 6
+
+
+def test_failures_from_a_shared_address_do_not_lock_out_its_known_accounts(make_console, users):
+    """Everyone on 127.0.0.1 (or behind one NAT) shares the address-wide count: accounts that
+    have signed in from there before are spared its block."""
     console = make_console(address_max_failures=4, backoff_seconds=30)
+    assert login(console.client(), *ADMIN).status_code == 303
     with console.client() as c:
         for i in range(4):
             assert login(c, f"user{i}@example.com", "wrong-password-xx").status_code == 401
-        assert login(c, *MEMBER).status_code == 429
+        assert login(c, *MEMBER).status_code == 429  # never signed in from here
+        assert login(c, *ADMIN).status_code == 303
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\n", "\x7f", "\u0085"])
+def test_control_characters_in_sign_in_are_400_and_counted(make_console, engine, users, char):
+    """Issue 19 #1: a NUL in the e-mail was a 500 on PostgreSQL, and the attempt went uncounted
+    (the insert that counts it failed on the NUL)."""
+    console = make_console()
+    with console.client() as c:
+        token = csrf(c.get("/login").text)
+        for form in ({"email": f"a{char}b@x.io", "password": "x" * 12},
+                     {"email": MEMBER[0], "password": f"{MEMBER[1]}{char}"}):
+            answer = c.post("/login", data={**form, "csrf": token})
+            assert answer.status_code == 400 and "control character" in answer.text, answer.text
+        assert throttle_row(engine, "address:127.0.0.1").failures == 2
+        assert login(c, *MEMBER).status_code == 303  # and the server is fine
+
+
+@pytest.mark.parametrize("path, form", [
+    ("/admin/users", {"email": "new\x00@example.com", "password": "new-password-123"}),
+    ("/admin/users", {"email": "new@example.com", "password": "new-password\x00123"}),
+    ("/admin/users", {"email": "new@example.com", "password": "new-password-123", "role": "member\x00"}),
+    ("/admin/users/{member}", {"monthly_quota": "7\x00"}),
+    ("/tokens", {"name": "script\x00", "expires_days": "30"}),
+    ("/tokens", {"name": "script", "expires_days": "3\x1b0"}),
+])
+def test_control_characters_in_forms_are_400_and_write_nothing(make_console, engine, users, path, form):
+    console = make_console()
+    admin = signed_in(console, ADMIN)
+    before = count(engine, User), count(engine, ApiToken)
+    answer = admin.post(path.format(**users), data={**form, "csrf": page_csrf(admin, "/admin/users")})
+    assert answer.status_code == 400 and "control character" in answer.text, answer.text
+    assert (count(engine, User), count(engine, ApiToken)) == before
+    with session_factory(engine)() as db:
+        assert db.get(User, users["member"]).monthly_quota == 5
+    assert admin.get("/admin/users").status_code == 200
+
+
+def test_control_characters_in_create_user_are_refused_by_the_library(engine):
+    from make_us_rich.console.auth import InvalidInput, create_user
+
+    with session_factory(engine)() as db, pytest.raises(InvalidInput, match="control character"):
+        create_user(db, "root\x00@example.com", "a-long-admin-password")
+
+
+@pytest.mark.parametrize("path", [
+    "/tokens/99999999999999999999/revoke", "/tokens/2147483648/revoke", "/tokens/-1/revoke",
+    "/tokens/abc/revoke", "/admin/users/99999999999999999999", "/admin/users/2147483648",
+    "/admin/users/0", "/admin/users/%C2%B2",
+])
+def test_ids_out_of_range_are_404(make_console, engine, users, path):
+    """Issue 19 #5: an id too large for the integer column was a 500 and reset the connection."""
+    console = make_console()
+    admin = signed_in(console, ADMIN)
+    answer = admin.post(path, data={"csrf": page_csrf(admin, "/admin/users"), "role": "member"})
+    assert answer.status_code == 404, answer.text
+    assert admin.get("/tokens").status_code == 200
 
 
 def test_csrf_is_required_and_nothing_is_written_without_it(make_console, engine, users):
@@ -251,7 +349,7 @@ def test_open_redirect_is_refused(make_console, users):
         answer = c.post("/login", data={"email": MEMBER[0], "password": MEMBER[1], "csrf": csrf(page.text),
                                         "next": "https://evil.example/"})
         assert answer.headers["location"] == "/"
-    from make_us_rich.console.app import _safe_next
+    from make_us_rich.console.web import safe_next as _safe_next
 
     for bad in ("/\t/evil.example", "/\\evil.example", "//evil.example", "/x//evil", "javascript:alert(1)", "/\n"):
         assert _safe_next(bad) == "/", bad

@@ -5,7 +5,6 @@ on a laptop and a phone."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import struct
 from datetime import datetime
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.slow
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 MEMBER = ("member@example.com", "a member password 1")
-CHART_DAYS = next(f.default for f in dataclasses.fields(Settings) if f.name == "chart_days")
+CHART_DAYS = Settings.model_fields["chart_days"].default
 
 
 def sign_in(context, console, email: str, password: str):

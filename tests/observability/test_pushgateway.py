@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -48,11 +49,21 @@ def test_publish_pushes_the_run_and_counts_rejections_in_a_row(
 
     publish_stage(trained_artifacts, "BTCEUR", store)
     assert pushed(pushgateway, "BTCEUR")["mkrich_pipeline_gate_rejected_streak"] == 0
+    accepted_at = pushed(pushgateway, "BTCEUR")["mkrich_pipeline_last_accepted_timestamp_seconds"]
+
+    # passed the gate's scores but breaks the serving contract: rejected, and pushed as such
+    shutil.copytree(trained_artifacts, tmp_path / "6h")
+    card = json.loads((tmp_path / "6h" / "model_card.json").read_text())
+    (tmp_path / "6h" / "model_card.json").write_text(json.dumps({**card, "sequence_length": 6}))
+    assert publish_stage(tmp_path / "6h", "BTCEUR", store)["status"] == "rejected"
+    refused = pushed(pushgateway, "BTCEUR")
+    assert refused["mkrich_pipeline_gate_passed"] == 0 and refused["mkrich_pipeline_gate_rejected_streak"] == 1
+    assert refused["mkrich_pipeline_last_accepted_timestamp_seconds"] == accepted_at
 
     push_failure(["BTCEUR"])
     after = pushed(pushgateway, "BTCEUR")
     assert after["mkrich_pipeline_last_failure_timestamp_seconds"] >= after["mkrich_pipeline_last_run_timestamp_seconds"]
-    assert after["mkrich_pipeline_gate_passed"] == 1  # a failure push keeps the run's metrics
+    assert after["mkrich_pipeline_gate_passed"] == 0  # a failure push keeps the last run's metrics
 
 
 def test_off_by_default_and_a_dead_gateway_never_fails_the_publish(

@@ -12,8 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.client import HTTPConnection
 
+import numpy as np
 import psutil
 import pytest
 from test_server import NAME, Server, http
@@ -168,10 +170,10 @@ def test_malformed_latest_during_hot_reload_then_a_real_publish(tmp_path, traine
     path = tmp_path / "store"
     store = ModelStore(path)
     first = store.publish(trained_artifacts, "BTCEUR")
-    srv = Server(path)
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})
 
-    def status():
-        return http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]
+    def status():  # with the token: the full text of the reload errors
+        return http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]["models"][0]
 
     def wait_for(predicate):
         deadline = time.time() + 20
@@ -189,14 +191,14 @@ def test_malformed_latest_during_hot_reload_then_a_real_publish(tmp_path, traine
             store.backend.put("models/BTCEUR/latest.json", garbage)
             model = wait_for(lambda m, message=message: message in (m["last_reload_error"] or ""))
             assert model["version"] == first.version and model["reload"]["state"] == "running"
-            assert srv.infer(windows)[1]["model_version"] == first.version
+            assert srv.infer(windows, headers=AUTH)[1]["model_version"] == first.version
             assert http("GET", f"{srv.url}/v2/health/ready")[0] == 200
         store.backend.put("models/BTCEUR/latest.json", good)
         wait_for(lambda m: m["last_reload_error"] is None)  # cleared once a poll succeeds
         second = store.publish(trained_artifacts, "BTCEUR")
         model = wait_for(lambda m: m["version"] == second.version)
         assert model["last_reload_error"] is None and model["reload"]["failures"] >= 3
-        assert srv.infer(windows)[1]["model_version"] == second.version
+        assert srv.infer(windows, headers=AUTH)[1]["model_version"] == second.version
         log = srv.log.read_text()
         assert log.count("still serving") == 3  # one line per new cause, not one per poll
     finally:
@@ -351,3 +353,269 @@ def test_a_store_error_while_loading_a_new_version_is_retried(tmp_path, trained_
     assert not model.check_for_update() and "refused version" in model.last_reload_error
     assert not model.check_for_update() and model.poll_failures == 2  # no reload attempt
     assert model.current.version == second.version and model._refused[0] == pointer
+
+
+def test_unsupported_routes_answer_quietly_one_line_each_at_most(server, windows):
+    """Issue 19 #3: versioned routes and :explain made KServe log a traceback per request
+    (100 requests -> 1,630 lines); unknown routes and wrong methods are refused alike."""
+    before = len(server.log.read_text().splitlines())
+    body = v2_request(windows)
+    cases = [
+        ("GET", f"/v2/models/{NAME}/versions/1", None, {}, 501, "versions are not addressable"),
+        ("GET", f"/v2/models/{NAME}/versions/1/ready", None, {}, 501, "versions are not addressable"),
+        ("POST", f"/v2/models/{NAME}/versions/1/infer", body, AUTH, 501, "versions are not addressable"),
+        ("POST", f"/v1/models/{NAME}:explain", {"instances": windows.tolist()}, AUTH, 501, "no explainer"),
+        ("GET", "/v3/anything", None, {}, 404, "no such route"),
+        ("DELETE", f"/v2/models/{NAME}", None, {}, 405, "not allowed; use GET"),
+    ]
+    n = 0
+    for method, path, payload, headers, status, message in cases * 5:
+        got, answer = http(method, server.url + path, payload, headers=headers)
+        assert got == status and message in answer["error"], (path, got, answer)
+        n += 1
+    lines = server.log.read_text().splitlines()[before:]
+    assert not any("Traceback" in line or "NotImplementedError" in line for line in lines), lines[:20]
+    assert len(lines) <= n
+    assert infer(server, windows)[0] == 200
+    assert http("GET", f"{server.url}/v2/models/{NAME}")[0] == 200
+
+
+def metric_value(url: str, name: str, **labels: str) -> float | None:
+    """One sample of the server's /metrics (Prometheus text format), or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
+def test_a_store_moved_away_while_serving_is_reported_then_recovers(tmp_path, trained_artifacts, windows):
+    """Issue 19 #6: after `mv store store.gone` the server kept answering (good) but reported
+    nothing: a missing latest.json was taken for "no change"."""
+    path = tmp_path / "store"
+    first = ModelStore(path).publish(trained_artifacts, "BTCEUR")
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})
+
+    def model_status():
+        return http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]["models"][0]
+
+    def wait_for(predicate):
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if predicate(current := model_status()):
+                return current
+            time.sleep(0.1)
+        pytest.fail(f"status never matched: {current}")
+
+    try:
+        failures = metric_value(srv.url, "mkrich_model_reload_failures_total", symbol="BTCEUR")
+        assert failures == 0
+        path.rename(tmp_path / "store.gone")
+        model = wait_for(lambda m: m["last_reload_error"] is not None)
+        assert "no latest.json for BTCEUR" in model["last_reload_error"] and model["version"] == first.version
+        wait_for(lambda m: m["reload"]["failures"] >= 3)
+        assert metric_value(srv.url, "mkrich_model_reload_failures_total", symbol="BTCEUR") >= 3
+        assert metric_value(srv.url, "mkrich_model_reload_failing", symbol="BTCEUR") == 1
+        assert srv.infer(windows, headers=AUTH)[0] == 200  # still serving the model it holds
+        assert srv.log.read_text().count("no latest.json for BTCEUR") == 1  # one line per cause
+        (tmp_path / "store.gone").rename(path)
+        wait_for(lambda m: m["last_reload_error"] is None)
+        assert metric_value(srv.url, "mkrich_model_reload_failing", symbol="BTCEUR") == 0
+        assert "reload recovered" in srv.log.read_text()
+    finally:
+        srv.stop()
+
+
+def test_status_keeps_the_store_internals_for_the_token(tmp_path, trained_artifacts, s3_env):
+    """Issue 19 #9: the open /mkrich/status showed the store path and the S3 endpoint in its
+    error text. Anonymous callers get the error's kind; the token holder the full text."""
+    path = tmp_path / "store"
+    ModelStore(path).publish(trained_artifacts, "BTCEUR")
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})
+    try:
+        (path / "models" / "BTCEUR" / "latest.json").write_bytes(b"not json")
+        deadline = time.time() + 20
+        while time.time() < deadline and not http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"]:
+            time.sleep(0.1)
+        full = http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]
+        assert full["store"] == str(path) and str(path) in full["models"][0]["last_reload_error"]
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            status, anonymous = http("GET", f"{srv.url}/mkrich/status", headers=headers)
+            assert status == 200 and "store" not in anonymous and str(tmp_path) not in json.dumps(anonymous)
+            model = anonymous["models"][0]
+            assert model["last_reload_error"] == "the model store's latest pointer is malformed"
+            assert model["version"] == full["models"][0]["version"] and model["reload"]["state"] == "running"
+        assert str(path) in srv.log.read_text()  # the operator's side keeps the details
+    finally:
+        srv.stop()
+    # an S3 store emptied while serving: its bucket stays out of the anonymous answer too
+    store = ModelStore(f"s3://{s3_env}/status")
+    store.publish(trained_artifacts, "BTCEUR")
+    env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                      "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    srv = Server(f"s3://{s3_env}/status", {**env, "MKRICH_SERVING_TOKEN": TOKEN})
+    try:
+        store.backend.delete(store.backend.list("models"))
+        deadline = time.time() + 20
+        while time.time() < deadline and not http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"]:
+            time.sleep(0.1)
+        anonymous = json.dumps(http("GET", f"{srv.url}/mkrich/status")[1])
+        assert s3_env not in anonymous and "the model store cannot be read" in anonymous
+        assert f"s3://{s3_env}/status" in json.dumps(http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1])
+    finally:
+        srv.stop()
+
+
+def test_slow_headers_are_cut_off_with_408(store_dir, windows):
+    """Issue 19 #7: 500 connections trickling headers were all still open after 70 s. Here a
+    handful, with --header-timeout 1: each trickles a header byte every 0.2 s (or sends
+    nothing) and must be answered 408 and closed within 15 s."""
+    import select
+
+    srv = Server(store_dir, None, "--header-timeout", "1")
+
+    def slowloris(first: bytes, results: list, index: int) -> None:
+        deadline = time.time() + 15
+        answer = b""
+        try:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+                sock.sendall(first)
+                while time.time() < deadline:
+                    if select.select([sock], [], [], 0.2)[0]:  # the server spoke: read to EOF
+                        while chunk := sock.recv(4096):
+                            answer += chunk
+                        results[index] = answer or b"closed"
+                        return
+                    if first:
+                        sock.sendall(b"X")  # one more byte of a header that never ends
+        except (ConnectionResetError, BrokenPipeError):  # closed while we were still sending
+            results[index] = answer or b"reset"
+            return
+        results[index] = b"still open"
+
+    try:
+        firsts = [b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nX-Slow: "] * 4 + [b"POST /v2/mod", b""]
+        results: list = [None] * len(firsts)
+        threads = [threading.Thread(target=slowloris, args=(f, results, i)) for i, f in enumerate(firsts)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert "still open" not in [r.decode() for r in results], results
+        assert all(r.startswith(b"HTTP/1.1 408") or r == b"reset" for r in results), results
+        assert results[-1].startswith(b"HTTP/1.1 408")  # silent: nothing was being sent
+        assert b"request headers not received within 1 s" in results[-1]
+        assert "rejected - (request line and headers incomplete): 408" in srv.log.read_text()
+        # a prompt client on a kept-alive connection is not cut off between its requests
+        conn = HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        for _ in range(3):
+            conn.request("POST", f"/v2/models/{NAME}/infer", json.dumps(v2_request(windows)),
+                         {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+            response.read()
+            time.sleep(0.6)  # 1.8 s in all on one connection: more than the header timeout
+        conn.close()
+    finally:
+        srv.stop()
+
+
+def test_absurd_windows_are_refused_and_never_reach_the_metrics(server, windows):
+    """Issue 19 #4: a valid window x 1e5 was answered 200 with quantiles [0, 0, 9.98e12, null,
+    null], and mkrich_forecast_close{quantile="0.5"} was +Inf afterwards."""
+    from make_us_rich import contract
+
+    assert infer(server, windows)[0] == 200
+    before = {q: metric_value(server.url, "mkrich_forecast_close", symbol="BTCEUR", quantile=q)
+              for q in ("0.05", "0.5", "0.95")}
+    served = metric_value(server.url, "mkrich_predictions_total", symbol="BTCEUR")
+    volatile = windows.copy()
+    volatile[..., contract.FEATURES.index("log_return"):] *= 1e5  # calendar and prices intact
+    for bad, message in [(windows * 1e5, "'hour' must be a whole number from 0 to 23"),
+                         (volatile, "is not finite"), (windows * -1, "'open' must be > 0")]:
+        status, answer = infer(server, bad)
+        assert status == 400 and message in answer["error"], (status, answer)
+        status, answer = http("POST", f"{server.url}/v1/models/{NAME}:predict", {"instances": bad.tolist()},
+                              headers=AUTH)
+        assert status == 400 and message in answer["error"], (status, answer)
+    after = {q: metric_value(server.url, "mkrich_forecast_close", symbol="BTCEUR", quantile=q) for q in before}
+    assert after == before and all(np.isfinite(v) for v in after.values())
+    assert metric_value(server.url, "mkrich_predictions_total", symbol="BTCEUR") == served
+    assert "Traceback" not in server.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def short_window_artifacts(tmp_path_factory, tiny_config):
+    """A real BTCEUR model of another serving contract: 6 h windows instead of 12."""
+    pytest.importorskip("tensorflow")
+    from dataclasses import replace
+
+    from make_us_rich.training.workflow import train_symbol
+
+    out = tmp_path_factory.mktemp("artifacts") / "btceur-6h"
+    train_symbol("sample", "BTCEUR", out, replace(tiny_config, sequence_length=6), days=75, gate_tolerance=10.0)
+    return out
+
+
+def test_a_publish_with_another_contract_never_breaks_running_clients(
+    tmp_path, trained_artifacts, short_window_artifacts, windows
+):
+    """Issue 19 #2: a model with shorter windows passed the gate, was promoted and hot-swapped;
+    58 % of a watcher's requests then answered 400 and readiness stayed true. Now the gate
+    refuses it; allowed explicitly, it is promoted but the running server keeps the model its
+    clients use and says why, until a restart serves the new contract."""
+    path = tmp_path / "store"
+    store = ModelStore(path)
+    first = store.publish(trained_artifacts, "BTCEUR")
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})
+    answers: list = []
+    stop = threading.Event()
+
+    def watcher():
+        while not stop.is_set():
+            answers.append(srv.infer(windows, headers=AUTH)[0])
+            time.sleep(0.02)
+
+    def model_status():
+        return http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]["models"][0]
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    try:
+        refused = store.publish(short_window_artifacts, "BTCEUR")
+        assert refused.status == "rejected" and "serving contract differs" in refused.reasons[-1]
+        assert store.latest("BTCEUR")["version"] == first.version
+        allowed = store.publish(short_window_artifacts, "BTCEUR", allow_contract_change=True)
+        assert allowed.latest and allowed.contract_changes
+        deadline = time.time() + 20
+        while time.time() < deadline and not model_status()["last_reload_error"]:
+            time.sleep(0.1)
+        model = model_status()
+        assert f"refused version {allowed.version}: its serving contract differs" in model["last_reload_error"]
+        assert model["version"] == first.version
+        anonymous = http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"]
+        assert anonymous == f"version {allowed.version} has another serving contract: it is served after a restart"
+        assert metric_value(srv.url, "mkrich_model_reload_failing", symbol="BTCEUR") == 1
+        time.sleep(1)  # a few more polls: still refused, logged once
+        stop.set()
+        thread.join()
+        assert answers and set(answers) == {200}, sorted(set(answers))
+        assert http("GET", f"{srv.url}/v2/models/{NAME}")[1]["inputs"][0]["shape"] == [-1, 12, 21]
+        assert srv.log.read_text().count("serving contract differs") == 1
+    finally:
+        stop.set()
+        thread.join()
+        srv.stop()
+    srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})  # the deliberate step: a restart (a rollout)
+    try:
+        assert http("GET", f"{srv.url}/v2/models/{NAME}")[1]["inputs"][0]["shape"] == [-1, 6, 21]
+        status, answer = srv.infer(windows, headers=AUTH)
+        assert status == 400 and "expected shape [batch, 6, 21]" in answer["error"]
+        status, answer = srv.infer(windows[:, -6:], headers=AUTH)
+        assert status == 200 and answer["model_version"] == allowed.version
+    finally:
+        srv.stop()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from make_us_rich.serving.tensors import BadRequest, parse_v1_body, parse_v2_input
+from make_us_rich import contract
+from make_us_rich.serving.tensors import (
+    BadRequest,
+    check_domain,
+    check_forecasts,
+    parse_v1_body,
+    parse_v2_input,
+)
 
 L, F = 12, 10
 
@@ -62,4 +69,47 @@ def test_v1():
     ]:
         with pytest.raises(BadRequest) as err:
             parse_v1_body(body, L, F)
+        assert message in str(err.value)
+
+
+def _set(windows, name, value, window=0, row=-1):
+    out = windows.copy()
+    out[window, row, contract.FEATURES.index(name)] = value
+    return out
+
+
+def test_windows_no_features_stage_can_make_are_refused(windows):
+    """Issue 19 #4: a valid window x 1e5 was answered 200 with null quantiles."""
+    check_domain(windows, contract.FEATURES)  # real windows pass
+    for bad, message in [
+        (windows * 1e5, "window 0, row 0: 'hour' must be a whole number from 0 to 23"),
+        (windows * -1, "'open' must be > 0"),
+        (windows * 0, "'open' must be > 0"),
+        (_set(windows, "hour", 7.5, window=2), "window 2, row 11: 'hour' must be a whole number"),
+        (_set(windows, "month", 13), "'month' must be a whole number from 1 to 12, got 13"),
+        (_set(windows, "norm_vol", 0), "'norm_vol' must be > 0"),
+        (_set(windows, "volume_ratio", -1), "'volume_ratio' must be >= 0"),
+        (_set(windows, "high", 1.0), "low <= open, close <= high"),
+    ]:
+        with pytest.raises(BadRequest, match="send raw features built as in training") as err:
+            check_domain(bad, contract.FEATURES)
+        assert message in str(err.value)
+    check_domain(np.ones((1, L, F), np.float32), [f"x{i}" for i in range(F)])  # unknown features: no rule
+
+
+def test_forecasts_not_finite_unordered_or_absurd_are_refused(windows):
+    close = windows[:, -1, contract.FEATURES.index("close")]
+    good = {"next_close": close[:, None] * 1.0, "quantile_close": close[:, None] * [0.99, 0.995, 1.0, 1.005, 1.01]}
+    check_forecasts(windows, good, contract.FEATURES)
+    for name, change, message in [
+        ("quantile_close", lambda q: q.__setitem__((1, 4), np.inf), "quantile_close for window 1 is not finite"),
+        ("next_close", lambda q: q.__setitem__((2, 0), np.nan), "next_close for window 2 is not finite"),
+        ("quantile_close", lambda q: q.__setitem__((0, 1), q[0, 3] * 2), "not ordered"),
+        ("quantile_close", lambda q: q.__setitem__((0, 0), 0.0), "beyond x2 or /2 within the hour"),
+        ("quantile_close", lambda q: q.__setitem__((2, 4), q[2, 4] * 3), "forecast for window 2 moves"),
+    ]:
+        bad = {k: v.copy() for k, v in good.items()}
+        change(bad[name])
+        with pytest.raises(BadRequest) as err:
+            check_forecasts(windows, bad, contract.FEATURES)
         assert message in str(err.value)

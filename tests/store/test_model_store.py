@@ -174,3 +174,80 @@ def test_publish_command(tmp_path, trained_artifacts, rejected_artifacts, capsys
     assert main(["versions", "--symbol", "BTCEUR", "--store", uri]) == 0
     listing = capsys.readouterr().out
     assert listing.count("rejected") == 2 and listing.count("<- latest") == 1
+
+
+def _with_card(src, dest, **changes):
+    """A copy of an artifact folder whose model card says another serving contract (the store
+    reads the contract from the card; the model itself is the server's business)."""
+    shutil.copytree(src, dest)
+    card = json.loads((dest / "model_card.json").read_text())
+    card.update(changes)
+    (dest / "model_card.json").write_text(json.dumps(card))
+    return dest
+
+
+def test_a_contract_change_is_refused_at_promotion_unless_allowed(tmp_path, trained_artifacts):
+    """Issue 19 #2: a model with 12 h windows instead of 48 passed the gate, was promoted, and
+    every client got 400s."""
+    from make_us_rich import contract
+
+    store = ModelStore(tmp_path / "store")
+    first = store.publish(trained_artifacts, "BTCEUR")
+    assert store.latest("BTCEUR")["contract"]["input"]["shape"] == [-1, 12, 21]
+    shorter = _with_card(trained_artifacts, tmp_path / "short", sequence_length=6)
+    refused = store.publish(shorter, "BTCEUR")
+    assert refused.status == "rejected" and not refused.latest and refused.contract_changes == []
+    assert "serving contract differs from latest" in refused.reasons[-1]
+    assert "input window [-1, 12, 21] -> window [-1, 6, 21]" in refused.reasons[-1]
+    assert "--allow-contract-change" in refused.reasons[-1]
+    assert store.latest("BTCEUR")["version"] == first.version
+    manifest = store.manifest("BTCEUR", refused.version)
+    assert manifest["gate"]["passed"] is False and manifest["contract_changes"]
+
+    fewer = _with_card(trained_artifacts, tmp_path / "fewer", features=list(contract.FEATURES[:-1]))
+    reasons = store.publish(fewer, "BTCEUR").reasons[-1]
+    assert "features removed norm_vol" in reasons
+
+    allowed = store.publish(shorter, "BTCEUR", allow_contract_change=True)
+    assert allowed.status == "accepted" and allowed.latest
+    assert allowed.contract_changes == ["input window [-1, 12, 21] -> window [-1, 6, 21]"]
+    assert store.latest("BTCEUR")["contract"]["input"]["shape"] == [-1, 6, 21]
+    assert store.publish(shorter, "BTCEUR").status == "accepted"  # same contract: no change
+
+
+def test_added_outputs_and_older_pointers_are_no_contract_change(tmp_path, trained_artifacts):
+    from make_us_rich import contract
+
+    store = ModelStore(tmp_path / "store")
+    store.publish(trained_artifacts, "BTCEUR")
+    pointer = store.latest("BTCEUR")
+    del pointer["contract"]  # written before the contract was recorded
+    store.backend.put("models/BTCEUR/latest.json", json.dumps(pointer).encode())
+    assert store.publish(trained_artifacts, "BTCEUR").status == "accepted"
+    card = json.loads((trained_artifacts / "model_card.json").read_text())
+    extra = {"name": "spread", "datatype": "FP32", "shape": [-1, 1]}
+    more = _with_card(trained_artifacts, tmp_path / "more", outputs=[*card["outputs"], extra])
+    assert store.publish(more, "BTCEUR").status == "accepted"  # clients read outputs by name
+    old = contract.contract_of(pointer)
+    assert len(contract.contract_of(store.latest("BTCEUR"))["outputs"]) == 3
+    assert contract.contract_changes(old, {**old, "quantiles": [0.1, 0.5, 0.9]}) == [
+        f"quantiles {old['quantiles']} -> [0.1, 0.5, 0.9]"]
+    assert contract.contract_changes(old, {**old, "outputs": old["outputs"][1:]})[0] == "output next_close removed"
+
+
+def test_publish_command_with_a_contract_change(tmp_path, trained_artifacts, capsys):
+    from make_us_rich.cli import main
+
+    store = str(tmp_path / "store")
+    shorter = _with_card(trained_artifacts, tmp_path / "short", sequence_length=6)
+    assert main(["publish", str(trained_artifacts), "--symbol", "BTCEUR", "--store", store]) == 0
+    capsys.readouterr()
+    assert main(["publish", str(shorter), "--symbol", "BTCEUR", "--store", store, "--fail-on-reject"]) == 3
+    out = capsys.readouterr().out
+    assert "REJECTED" in out and "gate: serving contract differs from latest" in out
+    assert main(["publish", str(shorter), "--symbol", "BTCEUR", "--store", store, "--allow-contract-change"]) == 0
+    out = capsys.readouterr().out
+    assert "ACCEPTED" in out and "serving contract changed (input window [-1, 12, 21] -> window [-1, 6, 21])" in out
+    assert main(["publish", str(trained_artifacts), "--symbol", "BTCEUR", "--store", store,
+                 "--allow-contract-change", "false"]) == 0
+    assert "REJECTED" in capsys.readouterr().out  # back to 12 h windows is a change too

@@ -1,4 +1,4 @@
-"""Accounts and sign-in: Argon2 password hashes, throttling with exponential back-off, sessions
+"""Accounts and sign-in: Argon2 password hashes, throttling with exponential back-off per account and address, sessions
 kept server side (the cookie carries a signed random id), CSRF tokens bound to the session.
 
 An unknown e-mail, a disabled account and a wrong password get the same answer in about the same
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +34,9 @@ from make_us_rich.errors import ConfigError
 PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
 FORGET_AFTER = timedelta(days=1)
+#: an address the account signed in from is spared its account- and address-wide blocks this long
+KNOWN_FOR = timedelta(days=30)
+KEY_MAX = 300
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(24))
 
@@ -41,7 +45,17 @@ class InvalidInput(ConfigError):
     """A form value the console refuses (shown to the user as a 400)."""
 
 
+def check_text(name: str, value: str | None) -> None:
+    """Refuse a control character (NUL, escape, line breaks ...) in any text a person or script
+    sends: PostgreSQL cannot store a NUL, and none of them belongs in a form field."""
+    bad = next((c for c in value or "" if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise InvalidInput(f"field {name!r} contains a control character (U+{ord(bad):04X}): "
+                           "remove it and try again")
+
+
 def normalize_email(email: str) -> str:
+    check_text("email", email)
     value = (email or "").strip().lower()
     if not value or len(value) > EMAIL_MAX or "@" not in value or any(c.isspace() for c in value):
         raise InvalidInput(f"an e-mail address of at most {EMAIL_MAX} characters is needed")
@@ -49,6 +63,7 @@ def normalize_email(email: str) -> str:
 
 
 def check_password_rules(password: str) -> None:
+    check_text("password", password)
     if not (PASSWORD_MIN <= len(password) <= PASSWORD_MAX):
         raise InvalidInput(f"the password must have {PASSWORD_MIN} to {PASSWORD_MAX} characters")
 
@@ -82,27 +97,67 @@ def create_user(db: DbSession, email: str, password: str, role: str = "member",
 
 
 # --------------------------------------------------------------------------- throttling
-def throttle_keys(email: str, address: str | None) -> list[str]:
-    return [f"account:{email[:EMAIL_MAX]}", f"address:{address or 'unknown'}"]
+def _key(kind: str, value: str) -> str:
+    """A throttle row's key; a long or unprintable value is hashed so that the key always fits
+    the column (and reads well in the table otherwise)."""
+    key = f"{kind}:{value}"
+    if len(key) > KEY_MAX or not key.isprintable():
+        return f"{kind}:sha256:{_sha256(value)}"
+    return key
 
 
-def blocked_for(db: DbSession, keys: list[str], now: datetime | None = None) -> float:
-    """Seconds until every key may try again (0: now)."""
+@dataclass(frozen=True)
+class ThrottleKeys:
+    """The rows one sign-in attempt is counted on: the account from this address (the tight
+    limit), the account from anywhere and the address for any account (the loose limits, which
+    do not apply where the account has signed in before: ``known``)."""
+
+    pair: str
+    account: str
+    address: str
+    known: str
+
+    @classmethod
+    def of(cls, email: str, address: str | None) -> ThrottleKeys:
+        address = address or "unknown"
+        return cls(pair=_key("pair", f"{address}|{email}"), account=_key("account", email),
+                   address=_key("address", address), known=_key("known", f"{address}|{email}"))
+
+    def counted(self) -> list[str]:
+        return [self.pair, self.account, self.address]
+
+
+def _limit(settings: Settings, key: str) -> int:
+    kind = key.partition(":")[0]
+    return {"pair": settings.max_failures, "account": settings.account_max_failures}.get(
+        kind, settings.address_max_failures)
+
+
+def blocked_for(db: DbSession, keys: ThrottleKeys, now: datetime | None = None) -> float:
+    """Seconds until this account may try again from this address (0: now). The account-wide and
+    address-wide blocks are not applied where the account signed in within ``KNOWN_FOR``, so that
+    guesses from elsewhere cannot keep its owner out."""
     now = now or utcnow()
-    rows = db.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys))).all()
-    waits = [(r.blocked_until - now).total_seconds() for r in rows if r.blocked_until and r.blocked_until > now]
+    rows = {r.key: r for r in db.scalars(select(LoginThrottle).where(
+        LoginThrottle.key.in_([*keys.counted(), keys.known])))}
+    known = keys.known in rows and rows[keys.known].updated_at > now - KNOWN_FOR
+    applied = [keys.pair] if known else keys.counted()
+    waits = [(rows[k].blocked_until - now).total_seconds() for k in applied
+             if k in rows and rows[k].blocked_until and rows[k].blocked_until > now]
     return max(waits, default=0.0)
 
 
 def record_failure(db: DbSession, settings: Settings, keys: list[str]) -> None:
-    """One more failure per key (an atomic increment); from the limit on, each failure doubles
-    the wait. Keys quiet for a day are forgotten, so random e-mails cannot fill the table."""
+    """One more failure per key (an atomic increment); from the key's limit on, each failure
+    doubles the wait. Keys quiet for a day are forgotten, so random e-mails cannot fill the table."""
     now = utcnow()
     db.execute(delete(LoginThrottle).where(
-        LoginThrottle.updated_at < now - FORGET_AFTER,
+        LoginThrottle.updated_at < now - FORGET_AFTER, ~LoginThrottle.key.startswith("known:"),
         or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until < now)))
+    db.execute(delete(LoginThrottle).where(LoginThrottle.key.startswith("known:"),
+                                           LoginThrottle.updated_at < now - KNOWN_FOR))
     for key in keys:
-        limit = settings.account_max_failures if key.startswith("account:") else settings.address_max_failures
+        limit = _limit(settings, key)
         insert_ignore(db, LoginThrottle, key=key, failures=0, updated_at=now)
         failures = db.execute(
             update(LoginThrottle).where(LoginThrottle.key == key)
@@ -115,19 +170,20 @@ def record_failure(db: DbSession, settings: Settings, keys: list[str]) -> None:
                        .values(blocked_until=now + timedelta(seconds=wait)))
 
 
-def undo_failure(db: DbSession, settings: Settings, keys: list[str]) -> None:
-    """Take back the failure :func:`authenticate` recorded for an attempt that succeeded (and
-    the block it may have started)."""
-    for key in keys:
-        limit = settings.account_max_failures if key.startswith("account:") else settings.address_max_failures
+def record_success(db: DbSession, settings: Settings, keys: ThrottleKeys) -> None:
+    """Take back the failure :func:`authenticate` counted for an attempt that succeeded (and the
+    block it may have started), clear the account's count from this address and remember the
+    address as one the account signs in from."""
+    for key in (keys.account, keys.address):
         db.execute(update(LoginThrottle).where(LoginThrottle.key == key, LoginThrottle.failures > 0)
                    .values(failures=LoginThrottle.failures - 1))
-        db.execute(update(LoginThrottle).where(LoginThrottle.key == key, LoginThrottle.failures < limit)
+        db.execute(update(LoginThrottle).where(LoginThrottle.key == key,
+                                               LoginThrottle.failures < _limit(settings, key))
                    .values(blocked_until=None))
-
-
-def clear_failures(db: DbSession, key: str) -> None:
-    db.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+    db.execute(delete(LoginThrottle).where(LoginThrottle.key == keys.pair))
+    now = utcnow()
+    insert_ignore(db, LoginThrottle, key=keys.known, failures=0, updated_at=now)
+    db.execute(update(LoginThrottle).where(LoginThrottle.key == keys.known).values(updated_at=now))
 
 
 @dataclass
@@ -138,15 +194,19 @@ class SignIn:
 
 def authenticate(db: DbSession, settings: Settings, email: str, password: str, address: str | None) -> SignIn:
     """The user for ``email``/``password``, or ``SignIn(None)`` (wrong, unknown or disabled: one
-    answer), or ``SignIn(None, retry_after)`` while throttled (the password is not even tried)."""
+    answer), or ``SignIn(None, retry_after)`` while throttled (the password is not even tried).
+    :class:`InvalidInput` for a control character, before anything reaches the database."""
+    check_text("email", email)
+    check_text("password", password)
     key_email = (email or "").strip().lower()
-    keys = throttle_keys(key_email, address)
+    keys = ThrottleKeys.of(key_email, address)
     wait = blocked_for(db, keys)
     if wait > 0:
         return SignIn(None, wait)
     # count the attempt as a failure before the (slow) password check and commit it, so that
-    # parallel guesses cannot all pass the block above; a success takes it back
-    record_failure(db, settings, keys)
+    # parallel guesses cannot all pass the block above, and whatever fails afterwards the
+    # attempt stays counted; a success takes it back
+    record_failure(db, settings, keys.counted())
     db.commit()
     user = db.scalar(select(User).where(User.email == key_email)) if key_email else None
     ok = verify_password(user.password_hash if user else None, password)
@@ -154,8 +214,7 @@ def authenticate(db: DbSession, settings: Settings, email: str, password: str, a
         return SignIn(None)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    undo_failure(db, settings, keys[1:])
-    clear_failures(db, keys[0])
+    record_success(db, settings, keys)
     db.commit()
     return SignIn(user)
 

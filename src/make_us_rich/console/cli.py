@@ -119,14 +119,11 @@ def serve(settings, host: str, port: int, on_ready=None) -> None:
     import uvicorn
 
     from make_us_rich.console.app import create_app
-    from make_us_rich.ports import port_in_use
 
-    if port_in_use(port, host):
-        raise ConfigError(f"port {port} is in use (another console?): stop it, or choose another "
-                          "port with --port N (make console CONSOLE_PORT=N)")
+    check_port_free(port, host)
     _migrated_engine(settings.db_url)
     app = create_app(settings)
-    trusted = os.environ.get("MKRICH_CONSOLE_TRUSTED_PROXIES", "")
+    trusted = settings.trusted_proxies
     shown = f"[{host}]" if ":" in host else host
     print(f"console on http://{shown}:{port}/ (database {_safe_url(settings.db_url)}, store "
           f"{settings.store}, inference {settings.inference_url})", flush=True)
@@ -134,6 +131,15 @@ def serve(settings, host: str, port: int, on_ready=None) -> None:
         on_ready()
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=bool(trusted),
                 forwarded_allow_ips=trusted or None, server_header=False)
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """A taken port is a one-line error naming the console's own flag and make variable."""
+    from make_us_rich.ports import port_in_use
+
+    if port_in_use(port, host):
+        raise ConfigError(f"port {port} is in use (another console, or make docs-serve?): stop it, "
+                          "or choose another port with --port N (make console CONSOLE_PORT=N)")
 
 
 def _safe_url(url: str) -> str:

@@ -1,12 +1,15 @@
-"""Console settings: every one from the environment (``MKRICH_CONSOLE_*``), flags win."""
+"""Console settings (pydantic-settings): every one from the environment (``MKRICH_CONSOLE_*``), flags win."""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from make_us_rich.errors import ConfigError
 
@@ -44,59 +47,84 @@ def dev_secret(path: Path = SECRET_FILE) -> str:
     return key
 
 
-@dataclass(frozen=True)
-class Settings:
-    db_url: str = DEFAULT_DB
-    secret: str = field(default="", repr=False)
-    inference_url: str = DEFAULT_INFERENCE_URL
-    inference_token: str | None = field(default=None, repr=False)
-    store: str = "runs/store"
-    source: str = "sample"
-    binance_api_url: str | None = None
-    #: the last hour the window may end at (ISO 8601, UTC); default now (Binance) or the replay's end
-    end: str | None = None
-    secure_cookies: bool = False
-    #: sign-in failures before back-off starts, per account and per client address
-    account_max_failures: int = 5
-    address_max_failures: int = 20
-    backoff_seconds: float = 1.0
-    backoff_max_seconds: float = 900.0
-    session_hours: float = 12.0
-    chart_days: int = 7
-    default_quota: int = 1000
+class Settings(BaseSettings):
+    """Every setting from the environment: ``MKRICH_CONSOLE_`` + the field's name (``db_url`` is
+    ``MKRICH_CONSOLE_DB``; ``store`` and ``binance_api_url`` are ``MKRICH_STORE`` and
+    ``BINANCE_API_URL``, shared with the other commands); keyword arguments (the command-line
+    flags) win. Immutable."""
 
-    def __post_init__(self) -> None:
-        if len(self.secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(
+    model_config = SettingsConfigDict(env_prefix="MKRICH_CONSOLE_", frozen=True, env_ignore_empty=True,
+                                      extra="forbid", validate_by_name=True)
+
+    db_url: str = Field(DEFAULT_DB, validation_alias="MKRICH_CONSOLE_DB")
+    secret: str = Field("", repr=False)
+    inference_url: str = Field(DEFAULT_INFERENCE_URL)
+    inference_token: str | None = Field(None, repr=False)
+    store: str = Field("runs/store", validation_alias="MKRICH_STORE")
+    source: str = Field("sample")
+    binance_api_url: str | None = Field(None, validation_alias="BINANCE_API_URL")
+    #: the last hour the window may end at (ISO 8601, UTC); default now (Binance) or the replay's end
+    end: str | None = Field(None)
+    secure_cookies: bool = Field(False)
+    #: addresses of the reverse proxies whose X-Forwarded-For is believed (comma-separated)
+    trusted_proxies: str = Field("")
+    #: sign-in failures before back-off starts: of one account from one client address, of one
+    #: account from anywhere, of one address for any account (the last two spare the addresses
+    #: the account has signed in from)
+    max_failures: int = Field(5, ge=1)
+    account_max_failures: int = Field(50, ge=1)
+    address_max_failures: int = Field(100, ge=1)
+    backoff_seconds: float = Field(1.0, gt=0)
+    backoff_max_seconds: float = Field(900.0, gt=0)
+    session_hours: float = Field(12.0, gt=0)
+    chart_days: int = Field(7, ge=1)
+    default_quota: int = Field(1000, ge=0)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError("; ".join(_problem(e) for e in exc.errors())) from None
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: str) -> str:
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(
                 f"the session secret must be at least {MIN_SECRET_LENGTH} characters; set "
                 "MKRICH_CONSOLE_SECRET (e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
-        if self.source not in ("sample", "binance") and not self.source.startswith("csv:"):
-            raise ConfigError(f"source {self.source!r}: use sample, binance or csv:PATH")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in ("sample", "binance") and not value.startswith("csv:"):
+            raise ValueError(f"source {value!r}: use sample, binance or csv:PATH")
+        return value
 
     @classmethod
-    def from_env(cls, **overrides) -> Settings:
-        """Settings from ``MKRICH_CONSOLE_*`` (and ``MKRICH_STORE``, ``BINANCE_API_URL``);
-        ``overrides`` that are not ``None`` (the command-line flags) win."""
-        env = os.environ
-        values = {
-            "db_url": env.get("MKRICH_CONSOLE_DB") or DEFAULT_DB,
-            "inference_url": env.get("MKRICH_CONSOLE_INFERENCE_URL") or DEFAULT_INFERENCE_URL,
-            "inference_token": env.get("MKRICH_CONSOLE_INFERENCE_TOKEN") or None,
-            "store": env.get("MKRICH_STORE") or "runs/store",
-            "source": env.get("MKRICH_CONSOLE_SOURCE") or "sample",
-            "binance_api_url": env.get("BINANCE_API_URL") or None,
-            "end": env.get("MKRICH_CONSOLE_END") or None,
-            "secure_cookies": _flag("MKRICH_CONSOLE_SECURE_COOKIES"),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        secret = values.pop("secret", None) or env.get("MKRICH_CONSOLE_SECRET")
-        if not secret:
+    def from_env(cls, **overrides: Any) -> Settings:
+        """The settings of the environment; ``overrides`` that are not ``None`` (the flags) win.
+        Without MKRICH_CONSOLE_SECRET a workstation gets a generated key (:func:`dev_secret`)."""
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if not values.get("secret") and not os.environ.get("MKRICH_CONSOLE_SECRET"):
             if _secret_required():
                 raise ConfigError("MKRICH_CONSOLE_SECRET is required in a container (a Kubernetes "
                                   "Secret): the session signing key, 32+ random characters")
-            secret = dev_secret()
-        return cls(secret=secret, **values)
+            values["secret"] = dev_secret()
+        return cls(**values)
 
-    def with_(self, **changes) -> Settings:
-        return replace(self, **changes)
+    def with_(self, **changes: Any) -> Settings:
+        return self.model_copy(update=changes)
+
+
+def _problem(error: Any) -> str:
+    """One line naming the setting and its variable (never the value: it may be a secret)."""
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    field = Settings.model_fields.get(name)
+    if field is None:  # reported under its variable's name
+        return f"setting {name}: {error['msg']}"
+    return f"setting {name} ({field.validation_alias or 'MKRICH_CONSOLE_' + name.upper()}): {error['msg']}"

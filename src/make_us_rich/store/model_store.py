@@ -23,7 +23,8 @@ gate and the pointer did not choose; the next publish repairs the view
 (:meth:`ModelStore.sync_triton`). The pointer also lists the versions promoted before it
 (``promoted``), so a version whose publish died before the pointer is listed as
 ``incomplete``, not ``accepted``. A model that failed the promotion gate is stored with status
-``rejected`` and never becomes ``latest`` nor reaches the Triton view.
+``rejected`` and never becomes ``latest`` nor reaches the Triton view; so is, unless allowed, a
+model whose serving contract (recorded in the pointer) would break the clients of ``latest``.
 
 Debris of interrupted publishes (versions without a manifest or never promoted, stale ``.part``
 files of the local backend) never counts for retention and is removed by a later publish once
@@ -37,7 +38,7 @@ import json
 import os
 import re
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class PublishResult:
     uri: str
     reasons: list[str]
     removed_versions: list[str]
+    contract_changes: list[str] = field(default_factory=list)  # promoted although they break clients
 
 
 def _sha256(data: bytes) -> str:
@@ -242,11 +244,14 @@ class ModelStore:
             raise PublishError(f"verification of {self.uri}/{key} failed: stored object differs")
         return {"sha256": _sha256(data), "size": len(data)}
 
-    def publish(self, artifacts: str | Path, symbol: str) -> PublishResult:
+    def publish(self, artifacts: str | Path, symbol: str, allow_contract_change: bool = False) -> PublishResult:
         """Publish the artifacts of ``mkrich train --out DIR`` as a new version of ``symbol``.
 
         The promotion gate's decision is read from ``metrics.json``: accepted models become
-        ``latest`` and reach the Triton view; rejected ones are stored as rejected only.
+        ``latest`` and reach the Triton view; rejected ones are stored as rejected only. The
+        gate also refuses a model whose serving contract breaks the clients of the current
+        ``latest`` (:func:`~make_us_rich.contract.contract_changes`: another input shape,
+        features, quantiles, an output removed), unless ``allow_contract_change``.
         """
         sym = self._sym(symbol)
         files = _read_artifacts(Path(artifacts), sym)
@@ -254,6 +259,7 @@ class ModelStore:
         metrics = json.loads(files["metrics.json"])
         gate = metrics.get("gate") or {}
         accepted = bool(gate.get("passed"))
+        serving = contract.serving_contract(card["sequence_length"], card["features"], outputs=card.get("outputs"))
         checksums = {name: _sha256(data) for name, data in files.items()}
         created = datetime.now(UTC)
         version = f"{created.strftime('%Y%m%dT%H%M%S.%fZ')}-{checksums['model.onnx'][:8]}"
@@ -270,6 +276,13 @@ class ModelStore:
             if self.backend.list(self._version_key(sym, version)):
                 raise PublishError(f"version {version} already exists; versions are immutable")
             previous = self._latest_or_none(sym)
+            changes = contract.contract_changes(contract.contract_of(previous), serving) if previous else []
+            if changes and accepted and not allow_contract_change:
+                accepted = False
+                gate = {**gate, "passed": False, "reasons": [*gate.get("reasons", []), (
+                    f"serving contract differs from latest {previous['version']} ({'; '.join(changes)}): "
+                    "its clients would break; publish with --allow-contract-change (pipeline: "
+                    "allow_contract_change=true) to promote it, then restart the servers (docs/serving.md)")]}
             uploaded = {
                 name: self._put_verified(self._version_key(sym, version, name), data)
                 for name, data in files.items()
@@ -286,6 +299,8 @@ class ModelStore:
                 "triton_version": triton_version,
                 "sequence_length": card["sequence_length"],
                 "features": card["features"],
+                "contract": serving,
+                "contract_changes": changes,
                 "metrics": metrics.get("test"),
                 "files": uploaded,
             }
@@ -304,6 +319,7 @@ class ModelStore:
                     "published": manifest["published"],
                     "sequence_length": card["sequence_length"],
                     "features": card["features"],
+                    "contract": serving,
                     "checksums": {n: u["sha256"] for n, u in uploaded.items()},
                     "metrics": metrics.get("test"),
                     "promoted": promoted,
@@ -331,6 +347,7 @@ class ModelStore:
             uri=f"{self.uri}/{self._version_key(sym, version)}",
             reasons=list(gate.get("reasons", [])),
             removed_versions=removed,
+            contract_changes=changes if accepted else [],
         )
 
     def _put_if_changed(self, key: str, data: bytes) -> None:
