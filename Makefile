@@ -129,8 +129,9 @@ docs-serve: $(call need,docs) ## the documentation site with live reload on http
 docs-assets: $(STAMP) monitoring-tools browser-tools ## re-make the pictures of the docs (docs/assets): a run on the sample, the dashboard, the console in Chromium (STEPS=plots dashboard console)
 	$(PY) docs/make_assets.py $(STEPS)
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and mypy on src/ ([tool.mypy] in pyproject.toml)
 	$(VENV)/bin/ruff check src tests bench serving components pipelines docs
+	$(PY) -m mypy
 
 format: $(STAMP) ## ruff format + fixes
 	$(VENV)/bin/ruff check --fix src tests bench serving components pipelines docs

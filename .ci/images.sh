@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# the roles of make_us_rich.images (one Dockerfile target each)
+# the roles of make_us_rich.images (the Dockerfile's build argument ROLE)
 read -ra ROLES <<< "$(python3 -c 'import ast, sys; print(*next(ast.literal_eval(n.value) for n in ast.parse(open(sys.argv[1]).read()).body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ROLES"))' src/make_us_rich/images.py)"
 if [[ -n ${MKRICH_IMAGE_ROLES:-} ]]; then
   read -ra ONLY <<< "$MKRICH_IMAGE_ROLES"
@@ -112,7 +112,7 @@ build() {
   for role in "${ROLES[@]}"; do
     ref=$(image_ref "$role")
     started=$EPOCHREALTIME
-    "$e" build "${args[@]}" --target "$role" -t "$ref" .
+    "$e" build "${args[@]}" --build-arg ROLE="$role" -t "$ref" .
     seconds=$(awk "BEGIN {printf \"%.1f\", $EPOCHREALTIME - $started}")
     size=$("$e" image inspect --format '{{.Size}}' "$ref")
     rows+=("{\"role\": \"$role\", \"image\": \"$ref\", \"build_seconds\": $seconds, \"bytes\": $size}")

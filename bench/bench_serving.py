@@ -49,7 +49,7 @@ def main() -> None:
     from make_us_rich.inference import onnx_session, predict
     from make_us_rich.store import ModelStore
     from make_us_rich.training import preset
-    from make_us_rich.training.workflow import train_symbol
+    from make_us_rich.workflow import train_symbol
 
     work = Path(tempfile.mkdtemp(prefix="mkrich-bench-"))
     train_symbol("sample", "BTCEUR", work / "model", preset("fast").with_overrides(max_epochs=1))

@@ -20,7 +20,7 @@ import json, resource, sys, tempfile, time
 import pandas as pd
 from make_us_rich.data import read_klines_csv, validate_klines
 from make_us_rich.training import preset
-from make_us_rich.training.workflow import train_from_klines
+from make_us_rich.workflow import train_from_klines
 path, name = sys.argv[1], sys.argv[2]
 k = read_klines_csv(path)
 k, _ = validate_klines(k[k["timestamp"] >= pd.Timestamp("2023-01-01", tz="UTC")])

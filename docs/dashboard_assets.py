@@ -137,7 +137,7 @@ def run(seconds: float, tmp: Path) -> tuple[dict, list[dict]]:
     """The real run; returns its timeline and, per dashboard panel, the series Prometheus answered."""
     from make_us_rich.stages import publish_stage
     from make_us_rich.training import preset
-    from make_us_rich.training.workflow import train_symbol
+    from make_us_rich.workflow import train_symbol
 
     config = preset("tiny")
     store = tmp / "store"

@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
 
 def training_plots() -> None:
     from make_us_rich.training import TrainConfig
-    from make_us_rich.training.workflow import train_symbol
+    from make_us_rich.workflow import train_symbol
 
     ASSETS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

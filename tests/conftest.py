@@ -83,7 +83,7 @@ def shared_once(tmp_path_factory, name: str, make) -> Path:
 def trained_artifacts(tmp_path_factory, tiny_config):
     """A real quantile model trained on 75 days of the BTCEUR sample (gate: accepted)."""
     pytest.importorskip("tensorflow")
-    from make_us_rich.training.workflow import train_symbol
+    from make_us_rich.workflow import train_symbol
 
     def train(out: Path) -> None:
         run = train_symbol("sample", "BTCEUR", out, tiny_config, days=TINY_DAYS)
@@ -97,7 +97,7 @@ def rejected_artifacts(tmp_path_factory, tiny_config):
     """A real model that fails the gate: its 90 % interval cannot cover within a band of
     0.99-1.0 (and the gate tolerates nothing)."""
     pytest.importorskip("tensorflow")
-    from make_us_rich.training.workflow import train_symbol
+    from make_us_rich.workflow import train_symbol
 
     def train(out: Path) -> None:
         run = train_symbol("sample", "BTCEUR", out, tiny_config, days=TINY_DAYS, gate_tolerance=0.0,

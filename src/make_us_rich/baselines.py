@@ -1,4 +1,4 @@
-"""Honest baselines for the quantile forecast of the next-hour log return (issue 11).
+"""Honest baselines for the quantile forecast of the next-hour log return.
 
 Walk-forward: the forecast for the candle opening at ``T`` (its ``log_return`` is the target)
 uses rows before ``T`` only; models refit monthly use the months before. Every baseline returns

@@ -181,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from make_us_rich.data import parse_source
     from make_us_rich.params import TRAIN_PARAMS, given
     from make_us_rich.training import preset
-    from make_us_rich.training.workflow import ARTIFACTS, train_symbol
+    from make_us_rich.workflow import ARTIFACTS, train_symbol
 
     name = args.preset or ("universal" if args.symbols else "fast")
     config = preset(name).with_overrides(**given(args, TRAIN_PARAMS))
@@ -331,17 +331,13 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
     """A taken port is a one-line error that says what to do, before the server starts."""
-    import socket
+    from make_us_rich.ports import port_in_use
 
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            raise ConfigError(
-                f"port {port} is in use (another mkrich serve?): stop it, or choose another "
-                "port with --port N (make serve PORT=N)"
-            ) from None
+    if port_in_use(port, host):
+        raise ConfigError(
+            f"port {port} is in use (another mkrich serve?): stop it, or choose another "
+            "port with --port N (make serve PORT=N)"
+        )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

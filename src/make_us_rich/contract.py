@@ -17,6 +17,8 @@ from make_us_rich.scoring import QUANTILE_COLUMNS, QUANTILES
 
 DATATYPE = "FP32"  # Open Inference Protocol name of float32
 OPSET = 17
+#: Model versions the store keeps per symbol by default (older ones go at publish).
+DEFAULT_KEEP = 10
 FEATURES: tuple[str, ...] = QUANTILE_FEATURES
 MODEL_FILE = "model.onnx"
 #: The artifact folder of one model: what the evaluate stage writes and the store publishes.
@@ -41,9 +43,9 @@ class Tensor:
     description: str
     datatype: str = DATATYPE
 
-    def dims(self, sequence_length: int, n_features: int) -> list[int]:
-        sizes = {"L": sequence_length, "F": n_features}
-        return [sizes.get(d, d) if isinstance(d, str) else d for d in self.shape]  # type: ignore[misc]
+    def dims(self, sequence_length: int, n_features: int) -> list[int | str]:
+        sizes: dict[str, int | str] = {"L": sequence_length, "F": n_features}
+        return [sizes.get(d, d) if isinstance(d, str) else d for d in self.shape]
 
     def spec(self, sequence_length: int, n_features: int) -> dict[str, object]:
         """KServe/OIP v2 metadata of this tensor (``name``, ``datatype``, ``shape``)."""
@@ -134,7 +136,7 @@ def contract_changes(old: dict, new: dict) -> list[str]:
     if old["features"] != new["features"]:
         gone = [f for f in old["features"] if f not in new["features"]]
         added = [f for f in new["features"] if f not in old["features"]]
-        what = "; ".join(filter(None, [gone and f"removed {', '.join(gone)}", added and f"added {', '.join(added)}"]))
+        what = "; ".join([f"removed {', '.join(gone)}"] * bool(gone) + [f"added {', '.join(added)}"] * bool(added))
         changes.append(f"features {what or 'reordered'}")
     now = {o["name"]: o for o in new["outputs"]}
     for o in old["outputs"]:

@@ -1,5 +1,5 @@
-"""Container images, one per role: the single setting shared by the KFP components (and, with
-the deployment issue, the manifests and the Helm chart).
+"""Container images, one per role: the single setting shared by the KFP components, the
+manifests and the Helm chart. The Dockerfile builds the role named by its ``ROLE`` build argument.
 
 ``MKRICH_IMAGE_REGISTRY`` (default ``ghcr.io/make-us-rich``) and ``MKRICH_IMAGE_TAG`` (default:
 the package version) pick them; they are read when the components module is imported, i.e. at

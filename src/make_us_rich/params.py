@@ -10,10 +10,11 @@ declarations, and the pipeline's signature takes its defaults from :data:`PIPELI
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, dataclass, fields
+import builtins
+from dataclasses import dataclass, fields
 from typing import Any
 
-from make_us_rich.store.model_store import DEFAULT_KEEP
+from make_us_rich.contract import DEFAULT_KEEP
 from make_us_rich.training.config import TrainConfig
 from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 
@@ -32,7 +33,7 @@ class Param:
         return self.flag or "--" + self.name.replace("_", "-")
 
     @property
-    def pipeline_type(self) -> type:
+    def pipeline_type(self) -> builtins.type:
         """KFP parameters are scalars: a tuple of ints travels as "64" or "128,128"."""
         return str if self.type is tuple else self.type
 
@@ -60,7 +61,7 @@ class Param:
 def _train_params() -> tuple[Param, ...]:
     out = []
     for f in fields(TrainConfig):
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default_factory() if callable(f.default_factory) else f.default
         typ = tuple if isinstance(default, tuple) else type(default)
         out.append(Param(f.name, typ, default, f.metadata["help"], f.metadata.get("flag"),
                          f.metadata.get("choices")))

@@ -43,7 +43,7 @@ def _call(url: str, body: dict | None = None, token: str | None = None, timeout:
 
 
 def v2_request(windows, request_id: str | None = None) -> dict[str, Any]:
-    body = {"inputs": [{"name": contract.INPUT_NAME, "shape": list(windows.shape),
+    body: dict[str, Any] = {"inputs": [{"name": contract.INPUT_NAME, "shape": list(windows.shape),
                         "datatype": contract.DATATYPE, "data": windows.reshape(-1).tolist()}]}
     if request_id:
         body["id"] = request_id

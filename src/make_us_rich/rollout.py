@@ -61,7 +61,7 @@ def rollout_inference_service(name: str, version: str, namespace: str | None = N
             "serving.kserve.io", "v1beta1", namespace, "inferenceservices", name, rollout_patch(version)
         )
     except Exception as exc:
-        status = getattr(exc, "status", None)
+        status = getattr(exc, "status", 0)
         hint = {403: "the pipeline's ServiceAccount may not patch inferenceservices",
                 404: "no such InferenceService"}.get(status, "")
         raise RolloutError(

@@ -1,4 +1,4 @@
-"""Scores of quantile forecasts (issue 11), NumPy only: usable by the trainer, the evaluator,
+"""Scores of quantile forecasts, NumPy only: usable by the trainer, the evaluator,
 the benchmarks and the gate without TensorFlow.
 
 A forecast is an array ``[n, len(QUANTILES)]`` (or a DataFrame with :data:`QUANTILE_COLUMNS`),

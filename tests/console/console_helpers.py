@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
 
 import httpx
 
 from make_us_rich.console.app import create_app
 from make_us_rich.console.settings import Settings
-from make_us_rich.testing import free_port
+from make_us_rich.testing import free_port, wait_until
 
 SECRET = "console-tests-" + "k" * 40
 ADMIN = ("admin@example.com", "admin-password-123")
@@ -33,11 +32,13 @@ class Console:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
+
+        def started() -> bool:
+            if not self.server.started and not self.thread.is_alive():
                 raise RuntimeError("the console did not start")
-            time.sleep(0.02)
+            return self.server.started
+
+        wait_until(started, 20, 0.02, what="the console started")
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, follow_redirects=False, timeout=60)

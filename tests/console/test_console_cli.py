@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ from sqlalchemy import select
 from make_us_rich.console import migrate
 from make_us_rich.console.auth import verify_password
 from make_us_rich.console.db import User, make_engine, session_factory
-from make_us_rich.testing import free_port
+from make_us_rich.testing import free_port, wait_until
 
 MKRICH = [sys.executable, "-m", "make_us_rich.cli"]
 
@@ -82,17 +81,14 @@ def test_make_console_script(tmp_path, console_store):
                             stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while f"open {url}/" not in log.read_text():
+
+        def announced() -> bool:
             assert proc.poll() is None, log.read_text()
-            assert time.time() < deadline, log.read_text()
-            time.sleep(0.2)
-        for _ in range(50):
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+            return f"open {url}/" in log.read_text()
+
+        wait_until(announced, 120, 0.2, what=lambda: f"the console's announcement:\n{log.read_text()}")
+        wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 5, 0.1,
+                   what="/readyz answers 200", ignoring=(httpx.TransportError,))
         assert "created administrator boss@example.com" in log.read_text()
         with httpx.Client(base_url=url) as c:
             assert login(c, "boss@example.com", "boss-password-123").status_code == 303

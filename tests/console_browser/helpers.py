@@ -10,12 +10,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from make_us_rich.testing import missing_tool, stop_process
+from make_us_rich.testing import missing_tool, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -60,19 +59,18 @@ class Process:
         self.log = Path(tempfile.mkdtemp(prefix=f"mkrich-{name}-")) / "out.log"
         self.proc = subprocess.Popen([sys.executable, "-m", *args], stdout=self.log.open("w"),
                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        deadline = time.time() + timeout
-        while True:
+
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"{name} exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if http("GET", ready_url)[0] == 200:
-                    return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.time() > deadline:
-                self.stop()
-                raise AssertionError(f"{name} not ready in {timeout} s:\n{self.log.read_text()}")
-            time.sleep(0.2)
+            return http("GET", ready_url)[0] == 200
+
+        try:
+            wait_until(ready, timeout, 0.2, what=f"{name} ready",
+                       ignoring=(urllib.error.URLError, ConnectionError, TimeoutError))
+        except TimeoutError:
+            self.stop()
+            raise AssertionError(f"{name} not ready in {timeout} s:\n{self.log.read_text()}") from None
 
     def stop(self) -> None:
         stop_process(self.proc)

@@ -86,4 +86,8 @@ def test_checkov_dockerfile():
     text = (REPO / "Dockerfile").read_text()
     assert all(re.match(r"python:3\.11\.\d+-slim-bookworm", line.split()[1])
                for line in text.splitlines() if line.startswith("FROM python"))
-    assert text.count("USER 10001:10001") == 4
+    # every role is the one final stage (ROLE picks its role-* stage): it runs as uid 10001
+    lines = text.splitlines()
+    last_from = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    assert [line for line in lines if line.startswith("USER ")] == ["USER 10001:10001"]
+    assert "USER 10001:10001" in lines[last_from:]

@@ -96,7 +96,7 @@ def test_code_edit_keeps_the_dependency_layers(engine, images, tmp_path):
     edited = context / "src" / "make_us_rich" / "images.py"
     edited.write_text(edited.read_text() + f"\n# an edit {uuid.uuid4()}\n")  # new to the cache
     tag = "localhost/make-us-rich-layer-probe:test"
-    out = subprocess.run(["podman", "build", "--format", "docker", "--pull=never", "--target", "trainer",
+    out = subprocess.run(["podman", "build", "--format", "docker", "--pull=never", "--build-arg", "ROLE=trainer",
                           "-t", tag, str(context)], capture_output=True, text=True, timeout=900)
     subprocess.run(["podman", "rmi", tag], capture_output=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -19,7 +19,7 @@ from make_us_rich import stages
 from make_us_rich.inference import onnx_session, predict_all
 from make_us_rich.training.export import ExportError, check_parity, export_onnx
 from make_us_rich.training.quantile_model import load_serving_model
-from make_us_rich.training.workflow import ARTIFACTS, train_symbol
+from make_us_rich.workflow import ARTIFACTS, train_symbol
 
 DAYS = 75
 

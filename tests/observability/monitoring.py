@@ -6,12 +6,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from make_us_rich.testing import free_port, missing_tool, stop_process
+from make_us_rich.testing import free_port, missing_tool, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTING = REPO / "manifests" / "components" / "alerting"
@@ -35,19 +34,18 @@ class Daemon:
         self.log = Path(tempfile.mkdtemp(prefix=f"mkrich-{name}-")) / "out.log"
         cmd = [binary(name), f"--web.listen-address=127.0.0.1:{self.port}", *args]
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
+
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{name} exited:\n{self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + ready_path, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{name} not ready in time:\n{self.log.read_text()}")
+            with urllib.request.urlopen(self.url + ready_path, timeout=2) as r:
+                return r.status == 200
+
+        try:
+            wait_until(ready, 30, 0.1, what=f"{name} ready", ignoring=(urllib.error.URLError, ConnectionError))
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{name} not ready in time:\n{self.log.read_text()}") from None
 
     def get(self, path: str) -> str:
         with urllib.request.urlopen(self.url + path, timeout=10) as r:

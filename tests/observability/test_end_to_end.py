@@ -20,6 +20,7 @@ import yaml
 from monitoring import ALERTING, Daemon, free_port
 
 from make_us_rich.store import ModelStore
+from make_us_rich.testing import wait_until
 from make_us_rich.testing.webhook import WebhookReceiver
 
 pytest.importorskip("kserve")
@@ -74,10 +75,12 @@ def test_stale_model_alert_reaches_the_receiver_and_resolves(tmp_path, trained_a
             url = f"{prometheus.url}/api/v1/query?query={urllib.request.quote(expr)}"
             return json.loads(urllib.request.urlopen(url, timeout=10).read())["data"]["result"]
 
-        deadline = time.time() + 60
-        while not query('mkrich_model_created_timestamp_seconds{symbol="BTCEUR"}'):
-            assert time.time() < deadline and serve.poll() is None, (tmp_path / "serve.log").read_text()
-            time.sleep(0.5)
+        def scraped() -> list:
+            assert serve.poll() is None, (tmp_path / "serve.log").read_text()
+            return query('mkrich_model_created_timestamp_seconds{symbol="BTCEUR"}')
+
+        wait_until(scraped, 60, 0.5, what=lambda: "Prometheus scraped the model's creation time; "
+                   "the server's log:\n" + (tmp_path / "serve.log").read_text())
         if time.time() < stale_at - 3:  # scraped well before the model goes stale: not firing
             assert not query('ALERTS{alertname="MkrichModelStale"}') and not receiver.notifications
 

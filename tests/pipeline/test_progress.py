@@ -8,6 +8,7 @@ import time
 
 from make_us_rich.pipelines.runner import _LiveStatus, _LogTee
 from make_us_rich.progress import bar, epoch_line, parse_epoch
+from make_us_rich.testing import wait_until
 
 
 def test_epoch_lines_round_trip_and_the_bar_reads_without_a_terminal():
@@ -19,24 +20,17 @@ def test_epoch_lines_round_trip_and_the_bar_reads_without_a_terminal():
     assert bar(25, 20, width=4) == "[####]"
 
 
-def _wait_for(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, "the live line was not redrawn"
-        time.sleep(0.01)
-
-
 def test_the_running_step_is_redrawn_in_place_with_its_epoch_bar():
     terminal = io.StringIO()
     live = _LiveStatus(terminal, enabled=True, interval=0.01)
     tee = _LogTee(io.StringIO(), watch=live.watch)
     live.start("train-lstm", "BTCEUR")
-    _wait_for(lambda: "train-lstm" in terminal.getvalue())
+    wait_until(lambda: "train-lstm" in terminal.getvalue(), 5, 0.01, what="the live line redrawn")
     assert "epoch" not in terminal.getvalue()  # no bar before the first epoch ends
     line = epoch_line(1, 4, loss=0.5, val_loss=0.6)
     tee.write("some log line\n" + line[:7])  # a line can arrive in pieces
     tee.write(line[7:] + "\n")
-    _wait_for(lambda: "epoch 1/4" in terminal.getvalue())
+    wait_until(lambda: "epoch 1/4" in terminal.getvalue(), 5, 0.01, what="the live line redrawn")
     assert "\r\x1b[2K  ..     train-lstm         BTCEUR" in terminal.getvalue()
     assert "[#####---------------] epoch 1/4" in terminal.getvalue()
     live.print("  ok  train-lstm", lambda line: terminal.write(line + "\n"))

@@ -23,6 +23,7 @@ from test_server import NAME, Server, http
 from make_us_rich.predict_client import v2_request
 from make_us_rich.store import ModelStore
 from make_us_rich.store.model_store import _sha256
+from make_us_rich.testing import wait_until
 
 pytest.importorskip("kserve")
 
@@ -176,13 +177,8 @@ def test_malformed_latest_during_hot_reload_then_a_real_publish(tmp_path, traine
         return http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]["models"][0]
 
     def wait_for(predicate):
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            current = status()
-            if predicate(current):
-                return current
-            time.sleep(0.1)
-        pytest.fail(f"status never matched: {current}")
+        return wait_until(lambda: current if predicate(current := status()) else None, 20, 0.1,
+                          what=lambda: f"status never matched: {status()}")
 
     try:
         good = store.backend.get("models/BTCEUR/latest.json")
@@ -218,7 +214,7 @@ def test_invalid_latest_at_start_is_one_line_and_exit_2(tmp_path):
 @pytest.fixture(scope="module")
 def btcusdt_artifacts(tmp_path_factory, tiny_config):
     pytest.importorskip("tensorflow")
-    from make_us_rich.training.workflow import train_symbol
+    from make_us_rich.workflow import train_symbol
 
     out = tmp_path_factory.mktemp("artifacts") / "btcusdt"
     # a wide gate: the test needs a second accepted symbol, not a good model
@@ -239,9 +235,8 @@ def test_without_symbols_every_symbol_of_the_store_is_served_and_later_ones_too(
         assert http("POST", f"{srv.url}/v2/models/btcusdt-close/infer", body)[0] == 200
         assert http("POST", f"{srv.url}/v2/models/{NAME}/infer", body)[0] == 404
         published = store.publish(trained_artifacts, "BTCEUR")
-        deadline = time.time() + 30
-        while time.time() < deadline and http("POST", f"{srv.url}/v2/models/{NAME}/infer", body)[0] != 200:
-            time.sleep(0.2)
+        wait_until(lambda: http("POST", f"{srv.url}/v2/models/{NAME}/infer", body)[0] == 200, 30, 0.2,
+                   what=f"{NAME} served after its first publish")
         status, answer = http("POST", f"{srv.url}/v2/models/{NAME}/infer", body)
         assert status == 200 and answer["model_version"] == published.version
         names = {m["model"] for m in http("GET", f"{srv.url}/mkrich/status")[1]["models"]}
@@ -282,9 +277,7 @@ def test_a_poll_that_hangs_is_reported_stalled_then_recovers(tmp_path, trained_a
         fifo = latest.with_name("fifo")
         os.mkfifo(fifo)
         os.replace(fifo, latest)
-        deadline = time.time() + 10
-        while time.time() < deadline and model.reload_state() != "stalled":
-            time.sleep(0.05)
+        wait_until(lambda: model.reload_state() == "stalled", 10, 0.05, what="the reload loop stalled")
         assert model.status()["reload"]["state"] == "stalled"
         assert reload_metrics("BTCEUR") == {"running": 0, "stalled": 1, "dead": 0}
         (latest.parent / "tmp").write_bytes(good)
@@ -292,8 +285,7 @@ def test_a_poll_that_hangs_is_reported_stalled_then_recovers(tmp_path, trained_a
         os.replace(latest.parent / "tmp", latest)
         os.write(writer, good)
         os.close(writer)
-        while time.time() < deadline and model.reload_state() != "running":
-            time.sleep(0.05)
+        wait_until(lambda: model.reload_state() == "running", 10, 0.05, what="the reload loop running again")
         assert model.reload_state() == "running" and model.last_reload_error is None
         assert reload_metrics("BTCEUR") == {"running": 1, "stalled": 0, "dead": 0}
     finally:
@@ -404,12 +396,8 @@ def test_a_store_moved_away_while_serving_is_reported_then_recovers(tmp_path, tr
         return http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]["models"][0]
 
     def wait_for(predicate):
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if predicate(current := model_status()):
-                return current
-            time.sleep(0.1)
-        pytest.fail(f"status never matched: {current}")
+        return wait_until(lambda: current if predicate(current := model_status()) else None, 20, 0.1,
+                          what=lambda: f"status never matched: {model_status()}")
 
     try:
         failures = metric_value(srv.url, "mkrich_model_reload_failures_total", symbol="BTCEUR")
@@ -438,9 +426,8 @@ def test_status_keeps_the_store_internals_for_the_token(tmp_path, trained_artifa
     srv = Server(path, {"MKRICH_SERVING_TOKEN": TOKEN})
     try:
         (path / "models" / "BTCEUR" / "latest.json").write_bytes(b"not json")
-        deadline = time.time() + 20
-        while time.time() < deadline and not http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"]:
-            time.sleep(0.1)
+        wait_until(lambda: http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"], 20, 0.1,
+                   what="a reload error in /mkrich/status")
         full = http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1]
         assert full["store"] == str(path) and str(path) in full["models"][0]["last_reload_error"]
         for headers in ({}, {"Authorization": "Bearer wrong"}):
@@ -460,9 +447,8 @@ def test_status_keeps_the_store_internals_for_the_token(tmp_path, trained_artifa
     srv = Server(f"s3://{s3_env}/status", {**env, "MKRICH_SERVING_TOKEN": TOKEN})
     try:
         store.backend.delete(store.backend.list("models"))
-        deadline = time.time() + 20
-        while time.time() < deadline and not http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"]:
-            time.sleep(0.1)
+        wait_until(lambda: http("GET", f"{srv.url}/mkrich/status")[1]["models"][0]["last_reload_error"], 20, 0.1,
+                   what="a reload error in /mkrich/status")
         anonymous = json.dumps(http("GET", f"{srv.url}/mkrich/status")[1])
         assert s3_env not in anonymous and "the model store cannot be read" in anonymous
         assert f"s3://{s3_env}/status" in json.dumps(http("GET", f"{srv.url}/mkrich/status", headers=AUTH)[1])
@@ -554,7 +540,7 @@ def short_window_artifacts(tmp_path_factory, tiny_config):
     pytest.importorskip("tensorflow")
     from dataclasses import replace
 
-    from make_us_rich.training.workflow import train_symbol
+    from make_us_rich.workflow import train_symbol
 
     out = tmp_path_factory.mktemp("artifacts") / "btceur-6h"
     train_symbol("sample", "BTCEUR", out, replace(tiny_config, sequence_length=6), days=75, gate_tolerance=10.0)
@@ -591,9 +577,7 @@ def test_a_publish_with_another_contract_never_breaks_running_clients(
         assert store.latest("BTCEUR")["version"] == first.version
         allowed = store.publish(short_window_artifacts, "BTCEUR", allow_contract_change=True)
         assert allowed.latest and allowed.contract_changes
-        deadline = time.time() + 20
-        while time.time() < deadline and not model_status()["last_reload_error"]:
-            time.sleep(0.1)
+        wait_until(lambda: model_status()["last_reload_error"], 20, 0.1, what="the contract change refused")
         model = model_status()
         assert f"refused version {allowed.version}: its serving contract differs" in model["last_reload_error"]
         assert model["version"] == first.version

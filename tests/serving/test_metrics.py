@@ -15,6 +15,7 @@ from test_server import NAME, Server, http
 from make_us_rich import contract
 from make_us_rich.predict_client import v2_request
 from make_us_rich.store import ModelStore
+from make_us_rich.testing import wait_until
 
 pytest.importorskip("kserve")
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,16 +31,6 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
 
 def value(samples, name: str, **labels) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
-
-
-def wait_for(check, what: str, timeout: float = 30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_metrics_follow_predictions_and_reloads(tmp_path, trained_artifacts, windows):
@@ -58,8 +49,9 @@ def test_metrics_follow_predictions_and_reloads(tmp_path, trained_artifacts, win
         assert [value(m, "mkrich_reload_loop_state", symbol="BTCEUR", state=s) for s in ("running", "stalled", "dead")] == [1, 0, 0]
         first_poll = value(m, "mkrich_reload_loop_last_poll_timestamp_seconds", symbol="BTCEUR")
         assert first_poll is None or time.time() - 60 < first_poll <= time.time()
-        wait_for(lambda: (value(scrape(srv.url), "mkrich_reload_loop_last_poll_timestamp_seconds", symbol="BTCEUR") or 0)
-                 > (first_poll or 0), "the reload loop's next poll (0.2 s)")
+        wait_until(lambda: (value(scrape(srv.url), "mkrich_reload_loop_last_poll_timestamp_seconds", symbol="BTCEUR") or 0)
+                   > (first_poll or 0), 30, 0.2,
+                       what="the reload loop's next poll (0.2 s)")
 
         status, body = srv.infer(windows)
         assert status == 200
@@ -79,19 +71,19 @@ def test_metrics_follow_predictions_and_reloads(tmp_path, trained_artifacts, win
         assert value(m, "request_predict_seconds_count", model_name=NAME) >= 1  # KServe's own beside ours
 
         second = store.publish(trained_artifacts, "BTCEUR")
-        m = wait_for(lambda: (s := scrape(srv.url)) and value(s, "mkrich_model_reloads_total", symbol="BTCEUR") == 1 and s,
-                     "the reload of the second version")
+        m = wait_until(lambda: (s := scrape(srv.url)) and value(s, "mkrich_model_reloads_total", symbol="BTCEUR") == 1 and s, 30, 0.2,
+                       what="the reload of the second version")
         assert value(m, "mkrich_model_info", symbol="BTCEUR", model=NAME, version=second.version) == 1
         assert value(m, "mkrich_model_info", symbol="BTCEUR", model=NAME, version=first.version) is None
 
         store.backend.put("models/BTCEUR/latest.json", b"{not json")
-        m = wait_for(lambda: (s := scrape(srv.url)) and value(s, "mkrich_model_reload_failing", symbol="BTCEUR") == 1 and s,
-                     "a failing reload")
+        m = wait_until(lambda: (s := scrape(srv.url)) and value(s, "mkrich_model_reload_failing", symbol="BTCEUR") == 1 and s, 30, 0.2,
+                       what="a failing reload")
         assert value(m, "mkrich_model_reload_failures_total", symbol="BTCEUR") >= 1
         assert value(m, "mkrich_model_info", symbol="BTCEUR", model=NAME, version=second.version) == 1
         third = store.publish(trained_artifacts, "BTCEUR")  # rewrites the pointer: reloads recover
-        m = wait_for(lambda: (s := scrape(srv.url)) and value(s, "mkrich_model_reload_failing", symbol="BTCEUR") == 0 and s,
-                     "the reload to recover")
+        m = wait_until(lambda: (s := scrape(srv.url)) and value(s, "mkrich_model_reload_failing", symbol="BTCEUR") == 0 and s, 30, 0.2,
+                       what="the reload to recover")
         assert value(m, "mkrich_model_info", symbol="BTCEUR", model=NAME, version=third.version) == 1
     finally:
         srv.stop()

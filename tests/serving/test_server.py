@@ -3,6 +3,7 @@ serving real published models from a local store."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import pytest
 
 from make_us_rich.predict_client import predict_next_close, v2_request
 from make_us_rich.store import ModelStore
-from make_us_rich.testing import free_port, stop_process
+from make_us_rich.testing import free_port, stop_process, wait_until
 
 pytest.importorskip("kserve")
 
@@ -59,18 +60,17 @@ class Server:
             cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
-        deadline = time.time() + 90
-        while time.time() < deadline:
+
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log.read_text()}")
-            try:
-                if http("GET", f"{self.url}/v2/health/ready")[0] == 200:
-                    return
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server not ready in time:\n{self.log.read_text()}")
+            return http("GET", f"{self.url}/v2/health/ready")[0] == 200
+
+        try:
+            wait_until(ready, 90, 0.2, what="server ready", ignoring=(urllib.error.URLError, ConnectionError))
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"server not ready in time:\n{self.log.read_text()}") from None
 
     def infer(self, windows, **kw):
         return http("POST", f"{self.url}/v2/models/{NAME}/infer", v2_request(windows), **kw)
@@ -203,9 +203,8 @@ def test_hot_reload_under_load_and_broken_models_refused(tmp_path, trained_artif
             w.start()
         time.sleep(0.5)
         second = store.publish(trained_artifacts, "BTCEUR")
-        deadline = time.time() + 20
-        while time.time() < deadline and not all(r and r[-1][1] == second.version for r in streams):
-            time.sleep(0.1)
+        with contextlib.suppress(TimeoutError):  # the assertions below say what did not swap
+            wait_until(lambda: all(r and r[-1][1] == second.version for r in streams), 20, 0.1)
         time.sleep(0.3)
         stop.set()
         for w in workers:
@@ -229,13 +228,9 @@ def test_hot_reload_under_load_and_broken_models_refused(tmp_path, trained_artif
 
         pointer.update(version=broken, checksums={**pointer["checksums"], "model.onnx": hashlib.sha256(garbage).hexdigest()})
         store.backend.put("models/BTCEUR/latest.json", json.dumps(pointer).encode())
-        deadline = time.time() + 20
-        status_body = {}
-        while time.time() < deadline:
-            status_body = http("GET", f"{srv.url}/mkrich/status")[1]
-            if status_body["models"][0]["last_reload_error"]:
-                break
-            time.sleep(0.2)
+        status_body = wait_until(
+            lambda: (b := http("GET", f"{srv.url}/mkrich/status")[1])["models"][0]["last_reload_error"] and b,
+            20, 0.2, what="the broken version's refusal in /mkrich/status")
         model_status = status_body["models"][0]
         assert f"refused version {broken}" in model_status["last_reload_error"]
         assert model_status["version"] == second.version

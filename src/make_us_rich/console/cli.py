@@ -109,8 +109,6 @@ def cmd_console(args: argparse.Namespace) -> int:
     settings = Settings.from_env(db_url=args.db, store=args.store, source=args.source,
                                  inference_url=args.inference_url, binance_api_url=args.api_url)
     if args.with_server:
-        from make_us_rich.console.dev import run_with_server
-
         return run_with_server(settings, args.host, args.port)
     serve(settings, args.host, args.port)
     return 0
@@ -137,15 +135,11 @@ def serve(settings, host: str, port: int, on_ready=None) -> None:
 
 def check_port_free(port: int, host: str = "127.0.0.1") -> None:
     """A taken port is a one-line error naming the console's own flag and make variable."""
-    import socket
+    from make_us_rich.ports import port_in_use
 
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            raise ConfigError(f"port {port} is in use (another console, or make docs-serve?): stop it, "
-                              "or choose another port with --port N (make console CONSOLE_PORT=N)") from None
+    if port_in_use(port, host):
+        raise ConfigError(f"port {port} is in use (another console, or make docs-serve?): stop it, "
+                          "or choose another port with --port N (make console CONSOLE_PORT=N)")
 
 
 def _safe_url(url: str) -> str:
@@ -156,3 +150,46 @@ def _safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "(unparsable URL)"
+
+
+def ensure_admin(db_url: str) -> None:
+    """An administrator exists (``make console``): the first one from MKRICH_CONSOLE_ADMIN_EMAIL
+    and MKRICH_CONSOLE_ADMIN_PASSWORD, or asked for in a terminal."""
+    from sqlalchemy import select
+
+    from make_us_rich.console.db import User, session_factory
+
+    engine = _migrated_engine(db_url)
+    with session_factory(engine)() as db:
+        if db.scalar(select(User.id).where(User.role == "admin", User.disabled.is_(False))) is not None:
+            return
+    email = os.environ.get("MKRICH_CONSOLE_ADMIN_EMAIL")
+    if not email:
+        if not sys.stdin.isatty():
+            raise ConfigError("no administrator yet: set MKRICH_CONSOLE_ADMIN_EMAIL and "
+                              "MKRICH_CONSOLE_ADMIN_PASSWORD, or run make console in a terminal")
+        email = input("no administrator yet; e-mail of the first one: ")
+    create_admin(engine, email, admin_password())
+    print(f"created administrator {email.strip().lower()}", flush=True)
+
+
+def run_with_server(settings, host: str, port: int) -> int:
+    """``--with-server`` (:mod:`make_us_rich.console.dev`): a sample model, an administrator and
+    ``mkrich serve`` beside the console, stopped with it."""
+    from urllib.parse import urlsplit
+
+    from make_us_rich.console.dev import ensure_model, port_or_free, start_server
+    from make_us_rich.ports import stop_process
+
+    ensure_model(settings.store)
+    ensure_admin(settings.db_url)
+    wanted = urlsplit(settings.inference_url)
+    server_port = port_or_free(wanted.port if wanted.hostname == "127.0.0.1" and wanted.port else 8080)
+    proc, url = start_server(settings.store, server_port)
+    try:
+        serve(settings.with_(inference_url=url), host, port,
+              on_ready=lambda: print(f"open http://{host}:{port}/ and sign in (mkrich serve on {url}; "
+                                     "Ctrl-C stops both)", flush=True))
+    finally:
+        stop_process(proc)
+    return 0

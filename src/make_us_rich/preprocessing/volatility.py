@@ -1,4 +1,4 @@
-"""Causal volatility features of hourly klines, for the quantile forecaster (issue 11).
+"""Causal volatility features of hourly klines, for the quantile forecaster.
 
 What is forecastable at these horizons is the size of the next move: volatility clusters,
 depends on the hour of day and rises after falls. Every feature at row ``t`` uses candles up to

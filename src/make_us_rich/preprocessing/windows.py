@@ -1,4 +1,4 @@
-"""Stage 5 of the quantile forecaster: raw feature windows and their targets, and the
+"""Stage 4 (``sequences_stage``) of the quantile forecaster: raw feature windows and their targets, and the
 stationary transform of a window (no TensorFlow: the data stages, the evaluation and the
 serving side all use it; the model runs the same transform as a Keras layer, tested equal).
 

@@ -13,6 +13,7 @@ verification off for self-signed test endpoints. Credentials are never logged.
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from pathlib import Path
@@ -37,8 +38,8 @@ class Backend(Protocol):
 
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
-    def list(self, prefix: str) -> list[str]: ...
-    def delete(self, keys: list[str]) -> None: ...
+    def list(self, prefix: str) -> builtins.list[str]: ...
+    def delete(self, keys: builtins.list[str]) -> None: ...
 
 
 def _check_key(key: str) -> str:
@@ -75,14 +76,14 @@ class LocalBackend:
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> builtins.list[str]:
         base = self.root.joinpath(*[p for p in prefix.split("/") if p])
         if not base.is_dir():
             return []
         keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
         return sorted(k for k in keys if not k.rsplit("/", 1)[-1].startswith("."))
 
-    def remove_stale_temporary(self, older_than: float) -> list[Path]:
+    def remove_stale_temporary(self, older_than: float) -> builtins.list[Path]:
         """Delete the ``.part`` files a killed writer left, once older than ``older_than``
         seconds (a younger one may belong to a write in progress)."""
         cutoff = time.time() - older_than
@@ -91,7 +92,7 @@ class LocalBackend:
             path.unlink(missing_ok=True)
         return stale
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         for key in keys:
             path = self._path(key)
             path.unlink(missing_ok=True)
@@ -163,10 +164,10 @@ class S3Backend:
         except Exception as exc:
             raise self._fail("reading", key, exc) from exc
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> builtins.list[str]:
         full = self._key(prefix.strip("/")) + "/" if prefix.strip("/") else (self.prefix + "/" if self.prefix else "")
         cut = len(self.prefix) + 1 if self.prefix else 0
-        keys: list[str] = []
+        keys: builtins.list[str] = []
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
                 keys.extend(obj["Key"][cut:] for obj in page.get("Contents", []))
@@ -174,7 +175,7 @@ class S3Backend:
             raise self._fail("listing", prefix, exc) from exc
         return sorted(keys)
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         for i in range(0, len(keys), 1000):
             chunk = [{"Key": self._key(k)} for k in keys[i : i + 1000]]  # validated before I/O
             try:

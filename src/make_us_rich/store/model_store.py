@@ -52,7 +52,7 @@ from make_us_rich.store.backends import Backend, ObjectNotFound, StoreError, ope
 #: Files a published version must contain (what ``mkrich train --out`` writes).
 REQUIRED_FILES = contract.REQUIRED_FILES
 OPTIONAL_FILES = contract.OPTIONAL_FILES
-DEFAULT_KEEP = 10
+DEFAULT_KEEP = contract.DEFAULT_KEEP
 DEFAULT_STALE_AFTER = 3600.0
 #: Test hook: ``MKRICH_TEST_KILL_AT=<point>`` makes ``publish`` SIGKILL its own process at that
 #: point (see ``_checkpoint``), so tests interrupt a real ``mkrich publish`` where they choose.

@@ -1,17 +1,16 @@
-"""Test doubles that speak real protocols on loopback (used by the test suite, benchmarks and
-offline demos). Nothing here is imported by the production code paths."""
+"""Test doubles that speak real protocols on loopback, and :func:`wait_until`, for the test suite,
+the benchmarks and the offline demo ``mkrich fake-binance`` (the one production command that
+imports this package; ``tests/code/test_layers.py`` checks that). Ports and processes live in
+:mod:`make_us_rich.ports`, which production code uses; they are re-exported here."""
 
 from __future__ import annotations
 
 import os
-import socket
+from collections.abc import Callable
 
+from make_us_rich.ports import free_port, stop_process
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "missing_tool", "stop_process", "wait_until"]
 
 
 def missing_tool(message: str):
@@ -24,14 +23,23 @@ def missing_tool(message: str):
     pytest.skip(message)
 
 
-def stop_process(proc, timeout: float = 20.0) -> None:
-    """Stop a server started as a subprocess: SIGTERM, and SIGKILL if it has not exited after
-    ``timeout`` seconds."""
-    import subprocess
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.1, *,
+               what: str | Callable[[], str] = "the condition",
+               ignoring: tuple[type[BaseException], ...] = ()):
+    """Poll ``condition()`` until it returns something truthy, and return that. An exception of a
+    type in ``ignoring`` (a server not listening yet) counts as "not yet"; any other propagates at
+    once (a process that exited fails the wait without waiting it out). After ``timeout`` seconds:
+    ``TimeoutError`` naming ``what`` (a callable is asked then: a server's log). For tests that wait on a server, a thread or a file."""
+    import time
 
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+        except ignoring:
+            result = None
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what() if callable(what) else what}: not within {timeout:g} s")
+        time.sleep(interval)
