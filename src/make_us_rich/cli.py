@@ -221,9 +221,9 @@ def _train_universal(args: argparse.Namespace, config, days) -> int:
         from make_us_rich.data.sources import csv_symbols
 
         src = parse_source(args.source)
-        if src.kind != "csv" or not src.path.is_dir():
+        if src.kind != "csv" or not src.csv.is_dir():
             raise ConfigError("--symbols all needs --source csv:DIR (a folder of <SYMBOL>_*.csv[.gz] files)")
-        symbols = csv_symbols(src.path)
+        symbols = csv_symbols(src.csv)
     summary = run_universal(
         args.source, symbols, args.out, config, interval=args.interval, lookback_days=days,
         start=args.start, end=args.end, max_missing_fraction=args.max_missing_fraction,

@@ -19,7 +19,7 @@ from make_us_rich.errors import ConfigError
 def check_source(source: str, symbols: list[str], interval: str = "1h") -> None:
     """The source's syntax, and for replay sources that each symbol and the interval exist."""
     from make_us_rich.data.klines import interval_ms
-    from make_us_rich.data.sources import SAMPLE_INTERVAL, parse_source, sample_path
+    from make_us_rich.data.sources import SAMPLE_INTERVAL, csv_path, parse_source, sample_path
 
     if not symbols:
         raise ConfigError("no symbols given; e.g. --symbols BTCEUR,BTCUSDT")
@@ -31,12 +31,15 @@ def check_source(source: str, symbols: list[str], interval: str = "1h") -> None:
         for symbol in symbols:
             sample_path(symbol)
     elif src.kind == "csv":
-        path = src.path
-        if not path.is_file():
-            raise ConfigError(f"csv source {path}: no such file (csv:PATH names a klines file in "
-                              "the Binance dump format, e.g. one written by mkrich fetch)")
-        if not os.access(path, os.R_OK):
-            raise ConfigError(f"csv source {path}: not readable")
+        # a folder holds one <SYMBOL>_*.csv[.gz] per symbol (csv_path says which is missing)
+        paths = [csv_path(src.csv, s) for s in symbols] if src.csv.is_dir() else [src.csv]
+        for path in paths:
+            if not path.is_file():
+                raise ConfigError(f"csv source {path}: no such file (csv:PATH names a klines file in "
+                                  "the Binance dump format, e.g. one written by mkrich fetch, or a "
+                                  "folder of <SYMBOL>_*.csv[.gz] files)")
+            if not os.access(path, os.R_OK):
+                raise ConfigError(f"csv source {path}: not readable")
 
 
 def check_binance(symbols: list[str], interval: str = "1h", api_url: str | None = None,

@@ -482,7 +482,7 @@ def universal_train_stage(
         "unavailable": {s: list(v) for s, v in windows.unavailable.items()},
         "windows": {s: {k: counts[k][s] for k in counts} for s in windows.symbols},
         "periods": {s: _span(t) for s, t in tables.items()},
-        "test_start": {s: (starts[s].isoformat() if starts.get(s) is not None else None) for s in windows.symbols},
+        "test_start": {s: (t.isoformat() if (t := starts.get(s)) is not None else None) for s in windows.symbols},
     }
     write_json(out / "history.json", trained.history)
     write_json(out / "training.json", summary)

@@ -83,3 +83,18 @@ def test_a_step_that_cannot_succeed_fails_once(tmp_path, capsys):
     assert "extract-features" not in log
     assert main(["runs", "show", "nope", "--root", str(tmp_path / "root")]) == 2
     assert "no run under" in capsys.readouterr().err
+
+
+def test_a_csv_folder_is_checked_symbol_by_symbol(tmp_path):
+    """csv:DIR (one <SYMBOL>_*.csv[.gz] per symbol, as the universal model reads) passes the
+    preflight when each symbol has its file, and names the missing one otherwise."""
+    from make_us_rich.data.sources import sample_path
+    from make_us_rich.errors import ConfigError
+    from make_us_rich.preflight import check_source
+
+    folder = tmp_path / "market"
+    folder.mkdir()
+    (folder / "BTCEUR_1h.csv.gz").write_bytes(sample_path("BTCEUR").read_bytes())
+    check_source(f"csv:{folder}", ["BTCEUR"])
+    with pytest.raises(ConfigError, match=r"holds no file named BTCUSDT_\*\.csv\[\.gz\]"):
+        check_source(f"csv:{folder}", ["BTCEUR", "BTCUSDT"])

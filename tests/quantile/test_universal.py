@@ -201,7 +201,7 @@ def test_cli_trains_a_universal_model_from_a_folder(market, tmp_path, capsys):
 
 def test_a_per_symbol_model_of_an_ohlcv_only_source_says_what_it_reads(market, tmp_path, tiny_config):
     pytest.importorskip("tensorflow")
-    from make_us_rich.training.workflow import train_symbol
+    from make_us_rich.workflow import train_symbol
 
     run = train_symbol(f"csv:{market}", "ETHUSDT", tmp_path / "eth", tiny_config, days=75)
     assert "trades_ratio" not in run.card["hyperparameters"]["inputs"]

@@ -39,6 +39,13 @@ class Source:
     def __str__(self) -> str:
         return f"csv:{self.path}" if self.kind == "csv" else self.kind
 
+    @property
+    def csv(self) -> Path:
+        """A ``csv:`` source's path: a klines file, or a folder of ``<SYMBOL>_*.csv[.gz]``."""
+        if self.kind != "csv" or self.path is None:
+            raise ConfigError(f"{self} is not a csv:PATH source")
+        return self.path
+
 
 def parse_source(spec: str | Source) -> Source:
     """``"binance"``, ``"sample"`` or ``"csv:PATH"`` -> :class:`Source`."""
@@ -129,7 +136,7 @@ def load_klines(
                 raise ConfigError(f"the bundled sample holds {SAMPLE_INTERVAL} klines, not {interval}")
             path = sample_path(sym)
         else:
-            path = csv_path(src.path, sym)
+            path = csv_path(src.csv, sym)
         raw = read_klines_csv(path)
         label = str(path)
         if raw["timestamp"].isna().any():  # validate before windowing: never drop them silently

@@ -419,7 +419,7 @@ def fit_pooled_model(
     if config.blend_har and not har_features:
         raise ConfigError("blend_har needs the train period's features to fit the HAR model")
     seed_everything(config.seed)
-    har = fit_har([f[list(QUANTILE_FEATURES)] for f in har_features]) if config.blend_har else None
+    har = fit_har([f[list(QUANTILE_FEATURES)] for f in har_features or []]) if config.blend_har else None
     model = build_quantile_model(config, scaler, train.z, har)
     if init_from is not None:
         for name in WARM_LAYERS:
