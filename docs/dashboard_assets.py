@@ -34,6 +34,8 @@ DASHBOARD = REPO / "manifests" / "components" / "alerting" / "dashboard.json"
 ASSETS = Path(__file__).resolve().parent / "assets"
 SYMBOLS = ("BTCEUR", "BTCUSDT")
 TRAIN_DAYS = 75
+#: the answers of the last run's queries: ``--replot`` draws the picture again from them
+SERIES_CACHE = REPO / ".cache" / "dashboard-series.json"
 
 
 def dashboard_queries(path: Path = DASHBOARD) -> list[dict]:
@@ -222,36 +224,61 @@ def _legend(fmt: str, labels: dict) -> str:
     return out or ", ".join(f"{k}={v}" for k, v in labels.items())
 
 
+#: one colour per symbol in every panel; a series' kind (median, 5 %, p99, ...) is its line style
+SYMBOL_COLOURS = {"BTCEUR": "tab:blue", "BTCUSDT": "tab:orange"}
+OTHER_COLOURS = ("tab:green", "tab:red", "tab:purple", "tab:brown")
+STYLES = ("-", "--", "-.", ":")
+
+
+def _symbol(labels: dict) -> str:
+    name = labels.get("symbol") or labels.get("model") or labels.get("model_name", "")
+    return name.split("-")[0].upper()
+
+
 def plot(timeline: dict, panels: list[dict], out: Path) -> None:
+    """Readable at the docs' page width: large type, each panel's legend below it (never over
+    its lines), a colour per symbol and a line style per query; the first symbol drawn wide and
+    pale under the second, so that two symbols with the same values stay both visible."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(4, 2, figsize=(13, 13), dpi=72)
+    rows = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(14, 4.6 * rows), dpi=80)
     start = timeline["start"]
     for ax, panel in zip(axes.flat, panels, strict=False):
-        for style, target in zip(("-", "--", "-.", ":"), panel["targets"], strict=False):
+        others = iter(OTHER_COLOURS)
+        for style, target in zip(STYLES, panel["targets"], strict=False):
+            drawn: set[str] = set()  # a symbol's second series of one query (e.g. status 400): marked
             for series in target["series"]:
+                symbol = _symbol(series["metric"])
+                marker = {"marker": "o", "markevery": 25, "ms": 6} if symbol in drawn else {}
+                drawn.add(symbol)
+                colour = SYMBOL_COLOURS.get(symbol) or next(others, "black")
+                first = symbol == next(iter(SYMBOL_COLOURS))
                 t = [float(ts) - timeline["start_unix"] for ts, _ in series["values"]]
                 v = [float(x) for _, x in series["values"]]
-                ax.plot(t, v, style, label=_legend(target["legend"], series["metric"]), lw=1.2)
+                ax.plot(t, v, style, color=colour, lw=3.2 if first else 1.4, alpha=0.5 if first else 1.0,
+                        label=_legend(target["legend"], series["metric"]), **marker)
         for e in timeline["events"][1:-1]:
-            ax.axvline(e["t"] - start, color="grey", ls=":", lw=0.8)
-        ax.set_title(panel["title"], fontsize=10)
-        ax.set_xlabel("seconds into the run", fontsize=8)
+            ax.axvline(e["t"] - start, color="grey", ls=":", lw=1.0)
+        ax.set_title(panel["title"], fontsize=14, fontweight="bold")
+        ax.set_xlabel("seconds into the run", fontsize=11)
         if panel["unit"] not in ("", "none", "short"):
-            ax.set_ylabel(panel["unit"], fontsize=8)
-        ax.tick_params(labelsize=7)
+            ax.set_ylabel(panel["unit"], fontsize=11)
+        ax.tick_params(labelsize=10)
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(fontsize=6, loc="best")
+            ax.legend(fontsize=10, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                      frameon=False)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle("make-us-rich dashboard queries on a real short run (Prometheus answers, not a Grafana "
-                 "screenshot)\nvertical lines: a rejected BTCEUR model, then a new accepted one reloaded; "
-                 "one sample hour per second", fontsize=11)
-    fig.tight_layout()
+    fig.suptitle("The dashboard's own queries on a real short run (Prometheus's answers, not a Grafana "
+                 "screenshot)\nblue BTCEUR, orange BTCUSDT (drawn over it: where only orange shows, "
+                 "they coincide); dotted verticals: a rejected BTCEUR model,\nthen a new accepted one "
+                 "reloaded; one sample hour per second", fontsize=14)
+    fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=2.0)
     fig.savefig(out)
     plt.close(fig)
 
@@ -261,10 +288,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=400,
                         help="length of the traffic (default 400: the dashboard's rates look back 5 minutes)")
     parser.add_argument("--out", type=Path, default=ASSETS / "dashboard.png")
+    parser.add_argument("--replot", action="store_true",
+                        help=f"draw again from the last run's answers ({SERIES_CACHE.relative_to(REPO)}), no run")
     args = parser.parse_args(argv)
+    if args.replot:
+        cached = json.loads(SERIES_CACHE.read_text())
+        plot(cached["timeline"], cached["panels"], args.out)
+        print(f"wrote {args.out} from {SERIES_CACHE}")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         timeline, panels = run(args.seconds, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    SERIES_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    SERIES_CACHE.write_text(json.dumps({"timeline": timeline, "panels": panels}))
     plot(timeline, panels, args.out)
     answered = {p["title"]: sum(len(t["series"]) for t in p["targets"]) for p in panels}
     record = {**timeline, "series_per_panel": answered,

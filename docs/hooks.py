@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -132,3 +133,18 @@ def on_page_markdown(markdown: str, page, **_):
         if marker in markdown:
             markdown = markdown.replace(marker, make())
     return markdown
+
+
+# ------------------------------------------------------------------ API pages
+#: Sphinx roles in the docstrings (``:class:`~pkg.Name```): Markdown renders the name as code and
+#: leaves the role's text before it, so the API pages showed ``:class:`` literally.
+_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|data|attr|exc|obj|const):<code>(~?)([^<]+)</code>")
+
+
+def strip_roles(html: str) -> str:
+    """``:class:<code>~a.b.C</code>`` -> ``<code>C</code>`` (``~`` keeps the last name only)."""
+    return _ROLE.sub(lambda m: f"<code>{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}</code>", html)
+
+
+def on_page_content(html: str, page, **_):
+    return strip_roles(html)

@@ -4,7 +4,10 @@ evaluate + gate -> publish, for every symbol in parallel (``dsl.ParallelFor``).
 * The parameters' defaults come from :mod:`make_us_rich.params` (declared once, shared with
   the CLI); the cluster-side ones (store, S3, rollout) are declared here.
 * Fetch ends its window at the run's scheduled time (``PIPELINE_JOB_SCHEDULE_TIME_UTC``; now
-  for ad-hoc runs), so a scheduled run is reproducible; it is retried on failure.
+  for ad-hoc runs), so a scheduled run is reproducible. Fetch retries transient faults
+  (rate limits, 5xx, timeouts) itself with bounded backoff; no task has a KFP retry policy, since
+  KFP retries every failure alike, and an unknown symbol or a missing file fails the same way
+  four times over minutes. The hourly schedule is the outer retry.
 * Caching is off for every task: each run starts from fresh data.
 * Training has CPU/memory requests and limits and a timeout.
 * Publishing reads S3 credentials from the Secret ``s3_secret`` (optional: a local folder
@@ -106,7 +109,6 @@ def hourly_training(
             end_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, api_url=api_url,
             max_missing_fraction=max_missing_fraction,
         ).set_display_name("fetch klines")
-        fetch.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
 
         features = extract_features(klines=fetch.outputs["klines"]).set_display_name("extract features")
         split = split_dataset(features=features.outputs["features"], test_size=test_size).set_display_name("split 90/10")

@@ -81,13 +81,13 @@ def _step_numbers(outputs: dict[str, Any], limit: int = 6) -> str:
     artifacts = {n: v for n, v in outputs.items() if getattr(v, "metadata", None)}
     several = sum(type(v).__name__ != "Metrics" for v in artifacts.values()) > 1
     items: dict[str, str] = {}
-    for name, value in outputs.items():
+    for name, value in sorted(outputs.items()):  # metadata come as a map: sorted, a stable line
         if name not in artifacts:
             if isinstance(value, str) and len(value) <= 80:  # not the exit task's summary
                 items.setdefault(name, value)
             continue
         is_metrics = type(value).__name__ == "Metrics"
-        for key, v in value.metadata.items():
+        for key, v in sorted(value.metadata.items()):
             if not isinstance(v, bool | int | float) or (is_metrics and not key.startswith("ratio_")):
                 continue
             label = f"{name}.{key}" if several and not is_metrics else key
@@ -211,7 +211,8 @@ def _step_symbol(kwargs: dict, outputs, symbols: list[str]) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _report_steps(symbols: list[str], report, tee: _LogTee, live: _LiveStatus):
+def _report_steps(symbols: list[str], report, tee: _LogTee, live: _LiveStatus,
+                  steps: list[dict[str, Any]] | None = None):
     """Call ``report(line)`` as each step finishes: step, symbol, seconds, key numbers; a failed
     step is recorded with its error (read from its own output, before later logs follow).
     ``live`` shows the running step meanwhile."""
@@ -223,10 +224,14 @@ def _report_steps(symbols: list[str], report, tee: _LogTee, live: _LiveStatus):
     def finished(kwargs: dict, outputs, status, seconds: float) -> None:
         step, symbol = _step_symbol(kwargs, outputs, symbols)
         ok = getattr(status, "name", str(status)) == "SUCCESS"
+        numbers = _step_numbers(outputs) if ok else ""
         if not ok:
             failed.append(f"{step} ({symbol}) failed: {tee.last_error() or 'see the log'}")
+        if steps is not None:
+            steps.append({"step": step, "symbol": symbol, "status": "ok" if ok else "FAILED",
+                          "seconds": round(seconds, 1), "numbers": numbers})
         live.print(f"  {'ok ' if ok else 'FAILED'} {step:<18} {symbol:<8} {seconds:5.1f} s  "
-                   f"{_step_numbers(outputs) if ok else ''}".rstrip(), report)
+                   f"{numbers}".rstrip(), report)
 
     try:
         with on_task_finished(finished, started):
@@ -275,12 +280,13 @@ def run_local(
     if live is None:
         live = not verbose and getattr(terminal, "isatty", lambda: False)()
     status = _LiveStatus(terminal, enabled=bool(live))
+    steps: list[dict[str, Any]] = []
     with log_path.open("w") as log:
         tee = _LogTee(log, echo=terminal if verbose else None, watch=status.watch)
         with (
             _notify_env(notify_url, notify_format),
             _resolve_time_placeholders(now),
-            _report_steps(list(symbols), report, tee, status) as failed,
+            _report_steps(list(symbols), report, tee, status, steps) as failed,
             contextlib.redirect_stdout(tee),
             contextlib.redirect_stderr(tee),
             warnings.catch_warnings(),
@@ -300,6 +306,15 @@ def run_local(
     run_dirs = sorted((p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     log_file = log_path.rename((run_dirs[-1] if run_dirs else root) / "kfp-local.log")
     summary = _exit_summary(run_dirs[-1]) if run_dirs else None
+    if run_dirs:  # the run history's record (mkrich runs)
+        from make_us_rich.runs import write_record
+
+        write_record(run_dirs[-1], {
+            "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 1), "status": "failed" if error else "succeeded",
+            "error": error, "symbols": list(symbols), "source": source, "store": store_abs,
+            "parameters": params, "steps": steps,
+        })
     if error:
         failure = PipelineRunError(f"{error} (full log: {log_file})")
         failure.summary = summary

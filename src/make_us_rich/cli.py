@@ -15,10 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from make_us_rich import __version__
-from make_us_rich.contract import model_name as contract_model_name
 from make_us_rich.errors import ConfigError, MakeUsRichError
 
 log = logging.getLogger("make_us_rich.cli")
+
+#: The one default source of every command that reads klines on this machine: the bundled sample,
+#: so that each works offline on a fresh clone; ``--source binance`` for live data. (submit and
+#: schedule, the cluster's hourly retrain, default to binance: see docs/cli.md.)
+DEFAULT_SOURCE = "sample"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -207,6 +211,7 @@ def default_store() -> str:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from make_us_rich.contract import model_name as contract_model_name
     from make_us_rich.observability import push_publish
     from make_us_rich.store import ModelStore
 
@@ -231,8 +236,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_versions(args: argparse.Namespace) -> int:
     from make_us_rich.store import ModelStore
+    from make_us_rich.store.backends import LocalBackend
 
     store = ModelStore(args.store)
+    if isinstance(store.backend, LocalBackend) and not store.backend.root.is_dir():
+        raise ConfigError(f"no model store at {store.backend.root}: check --store (or "
+                          "$MKRICH_STORE); `mkrich run` or `mkrich publish` creates one")
     latest = store.latest(args.symbol) or {}
     versions = store.versions(args.symbol)
     if not versions:
@@ -262,6 +271,11 @@ def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import warnings
+
+    # kserve answers through fastapi's ORJSONResponse, which fastapi now deprecates: a warning
+    # at the first request of every server start that the user can do nothing about
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated", module="fastapi")
     from make_us_rich.serving.server import serve
 
     symbols = [x.strip() for x in args.symbols.split(",") if x.strip()] if args.symbols else None
@@ -323,7 +337,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
     from make_us_rich.params import PIPELINE_PARAMS, add_arguments
 
     p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols, trained in parallel")
-    p.add_argument("--source", default=None if cluster else "sample",
+    p.add_argument("--source", default=None if cluster else DEFAULT_SOURCE,
                    help="binance, sample or csv:PATH" + (" (default binance)" if cluster else " (default sample: offline)"))
     add_arguments(p, PIPELINE_PARAMS)
     if cluster:
@@ -363,10 +377,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = _pipeline_params(args)
     symbols = [normalize_symbol(s) for s in params.pop("symbols")]
     source = params.pop("source")
-    if source == "binance":
-        from make_us_rich.data.binance import BinanceClient
+    from make_us_rich.preflight import check_run
 
-        BinanceClient(api_url=params.get("api_url"), timeout=5.0).ping()
+    check_run(symbols, source, args.store, interval=params.get("interval", _default("interval")),
+              api_url=params.get("api_url"))
     print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}"
           f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
     try:
@@ -407,7 +421,11 @@ def _cluster_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _cluster_params(args: argparse.Namespace) -> dict:
+    from make_us_rich.preflight import check_source
+
     params = _pipeline_params(args)
+    check_source(params.get("source", "binance"), params["symbols"],
+                 params.get("interval", _default("interval")))
     if args.store:
         params["store_uri"] = args.store
     if args.s3_endpoint:
@@ -464,7 +482,8 @@ def cmd_fake_binance(args: argparse.Namespace) -> int:
     tables = {s: load_klines("sample", s)[0] for s in args.symbols.split(",")}
     with FakeBinance(tables, port=args.port) as fake:
         print(f"fake Binance API serving {', '.join(tables)} (bundled sample) at {fake.api_url}")
-        print(f"try: mkrich fetch --api-url {fake.api_url} --end 2023-12-31 --days 30 --out x.csv")
+        print(f"try: mkrich fetch --source binance --api-url {fake.api_url} --end 2023-12-31 "
+              "--days 30 --out x.csv")
         sys.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
@@ -489,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fetch klines, validate them and write a CSV in the Binance dump format "
         "(the same format csv:PATH reads).",
     )
-    _add_source_options(p, default_source="binance")
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
     p.add_argument("--out", required=True, help="CSV path to write (.csv or .csv.gz)")
     p.set_defaults(func=cmd_fetch)
 
@@ -500,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         "klines/, features.csv, train.csv, test.csv, the windows (sequences.npz), the scaler of "
         "the LSTM's inputs (scaler/) and summary.json.",
     )
-    _add_source_options(p, default_source="sample")
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
     from make_us_rich.params import BY_NAME
 
     for name in ("sequence_length", "test_size", "val_size"):
@@ -517,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scaler.pkl/json, metrics.json, predictions.csv, history.json, model_card.json, PNG plots) into --out. "
         "Defaults: the 'fast' preset; the whole file for replay sources, 365 days for binance.",
     )
-    _add_source_options(p, default_source="sample")
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
     p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
     p.add_argument("--preset", default="fast", help="fast (default) or tiny (seconds, for trials); the flags below override it")
     from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, add_arguments
@@ -544,7 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{allow.help} (alone or true/false, as for mkrich run)")
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("versions", help="list a symbol's model versions in the store")
+    p = sub.add_parser(
+        "versions", help="list a symbol's model versions in the store",
+        description="Every version of a symbol's model in the store, oldest first: its status "
+        "(accepted, rejected), its Triton version and its test scores (pinball ratios against "
+        "the empirical quantiles and GARCH-t, 90 % coverage, median RMSE against persistence); "
+        "the latest one is marked. Over time: mkrich runs models.",
+    )
     p.add_argument("--symbol", default="BTCEUR")
     _add_store_option(p)
     p.set_defaults(func=cmd_versions)
@@ -578,10 +603,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
         help="ask a running server for the next hour's close (features built as in training)",
+        description="Load the last window of klines from --source, build the features exactly "
+        "as training did, send them to the server at --url (mkrich serve, or a Triton/KServe "
+        "endpoint speaking the Open Inference Protocol v2) and print the median forecast of the "
+        "next close with its 50 % and 90 % intervals. $MKRICH_SERVING_TOKEN is sent as a bearer "
+        "token when set.",
     )
     p.add_argument("--symbol", default="BTCEUR")
     p.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
-    p.add_argument("--source", default="binance", help="where the last window comes from: binance or sample")
+    p.add_argument("--source", default=DEFAULT_SOURCE,
+                   help=f"where the last window comes from: binance or sample (default {DEFAULT_SOURCE})")
     p.add_argument("--end", help="last candle's open time (default: latest available)")
     p.add_argument("--api-url", help="Binance REST base URL (default: $BINANCE_API_URL or Binance)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON (for scripts)")
@@ -596,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the hours before it, by the model and by the baselines (persistence, empirical "
         "quantiles, GARCH-t, HAR). Writes metrics.json, predictions.csv and the plots to --out.",
     )
-    _add_source_options(p, default_source="sample")
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
     p.add_argument("--model", required=True, help="model folder (holds model.onnx and model_card.json)")
     p.add_argument("--history-days", type=float, default=60.0,
                    help="days loaded before the period for the volatility features and the "
@@ -615,11 +646,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show kfp.local's output (executor inputs, component logs) live")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compile", help="compile the pipeline to IR YAML and Pipeline/PipelineVersion manifests")
+    p = sub.add_parser(
+        "compile", help="compile the pipeline to IR YAML and Pipeline/PipelineVersion manifests",
+        description="Write hourly-training.yaml (the KFP IR, to upload in the Kubeflow UI or the "
+        "API) and hourly-training.k8s.yaml (Pipeline and PipelineVersion manifests for kubectl "
+        "apply) into --out.",
+    )
     p.add_argument("--out", default="pipelines/compiled", help="output folder (default pipelines/compiled)")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("submit", help="start one run of the pipeline on a Kubeflow cluster")
+    p = sub.add_parser(
+        "submit", help="start one run of the pipeline on a Kubeflow cluster",
+        description="Compile the pipeline and start one run of it through the Kubeflow Pipelines "
+        "API at --host, in --experiment, with caching off; prints the run id. The source and "
+        "symbols are checked first; on the cluster the source defaults to binance.",
+    )
     _add_pipeline_options(p, cluster=True)
     p.set_defaults(func=cmd_submit)
 
@@ -642,9 +683,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fake_binance)
 
     from make_us_rich.console.cli import add_parser as add_console_parser
+    from make_us_rich.runs_cli import add_parser as add_runs_parser
 
+    add_runs_parser(sub)
     add_console_parser(sub)
     return parser
+
+
+def _check_api_url(args: argparse.Namespace) -> None:
+    """``--api-url`` with another source than binance would be ignored without a word."""
+    source = getattr(args, "source", None)
+    if getattr(args, "api_url", None) and source not in (None, "binance"):
+        raise ConfigError(f"--api-url is for --source binance; the source is {source} "
+                          "(add --source binance)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -659,6 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _check_api_url(args)
         return func(args)
     except MakeUsRichError as exc:
         if args.debug:

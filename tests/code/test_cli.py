@@ -27,7 +27,7 @@ def test_help_lists_commands(capsys):
 def test_fetch_from_the_fake_api(tmp_path, fake_binance, btcusdt_2023, capsys):
     out = tmp_path / "data.csv"
     rc = main([
-        "fetch", "--api-url", fake_binance.api_url, "--symbol", "BTC/USDT", "--days", "365",
+        "fetch", "--source", "binance", "--api-url", fake_binance.api_url, "--symbol", "BTC/USDT", "--days", "365",
         "--end", "2023-12-31T23:00Z", "--out", str(out), "--no-progress",
     ])
     assert rc == 0
@@ -44,7 +44,7 @@ def test_fetch_from_the_sample(tmp_path, capsys):
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path, fake_binance, capsys):
-    rc = main(["fetch", "--api-url", fake_binance.api_url, "--symbol", "XRPEUR", "--days", "1",
+    rc = main(["fetch", "--source", "binance", "--api-url", fake_binance.api_url, "--symbol", "XRPEUR", "--days", "1",
                "--out", str(tmp_path / "x.csv"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: Binance does not know the symbol 'XRPEUR'")

@@ -58,7 +58,8 @@ def test_caching_off_retries_resources_timeout(compiled):
     loop = ir["components"]["comp-for-loop-2"]["dag"]["tasks"]
     for name, task in loop.items():
         assert not task.get("cachingOptions", {}).get("enableCache"), name
-    assert loop["fetch-klines"]["retryPolicy"]["maxRetryCount"] == 3
+    # no KFP retry: it would repeat errors no retry cures (fetch retries transient faults itself)
+    assert not any("retryPolicy" in task for task in loop.values())
     resources = ir["deploymentSpec"]["executors"]["exec-train-lstm"]["container"]["resources"]
     assert resources["resourceCpuLimit"] == "2" and resources["resourceMemoryLimit"] == "4G"
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

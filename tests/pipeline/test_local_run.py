@@ -90,6 +90,17 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
         assert report.count("<img") == 3 and "GARCH-t" in report and "persistence" in (ev / "summary").read_text()
         card = json.loads(Path(ev / "artifacts" / "model_card.json").read_text())
         assert card["data"]["source"] == "sample" and card["data"]["rows"] == 1800
+    # the run history (mkrich runs): the run, its per-symbol gate decisions, the models over time
+    assert main(["runs", "--root", str(tmp_path / "root")]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("hourly-training-")]
+    assert " succeeded " in row and "BTCEUR accepted pinball/A 0." in row and "BTCUSDT rejected" in row
+    assert main(["runs", "show", "latest", "--root", str(tmp_path / "root")]) == 0
+    shown = capsys.readouterr().out
+    assert "gate_tolerance=0.003" in shown and "source sample" in shown
+    assert shown.count("\n  ok      ") == 2 * 9 + 1 and "artifacts: " in shown
+    assert main(["runs", "models", "--symbol", "BTCEUR", "--store", str(store)]) == 0
+    history = capsys.readouterr().out.splitlines()
+    assert len(history) == 3 and history[2].endswith("<- latest") and " accepted " in history[2]
 
 
 def test_a_failing_step_is_one_line_naming_it_and_the_log(tmp_path, capsys):

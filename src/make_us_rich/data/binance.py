@@ -18,10 +18,12 @@ or interval fails at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -102,6 +104,23 @@ class BinanceClient:
                 "or run offline on the bundled sample (SOURCE=sample / --source sample)"
             ) from None
 
+    def check_symbol(self, symbol: str, interval: str = "1h") -> None:
+        """Ask for one candle, without retries: an unknown symbol or interval fails here, before
+        a pipeline starts (``mkrich run``'s preflight)."""
+        import requests
+        from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+        sym = normalize_symbol(symbol)
+        try:
+            self._client.get_klines(symbol=sym, interval=interval, limit=1)
+        except BinanceAPIException as exc:
+            _raise_for_code(exc, sym, interval)
+            raise FetchError(f"Binance answered HTTP {exc.status_code} for {sym}: {exc.message}"
+                             f"{_HINT}") from None
+        except (requests.RequestException, BinanceRequestException) as exc:
+            raise FetchError(f"Binance API at {self._client.API_URL}: {_short_cause(exc)}"
+                             f"{_HINT}") from None
+
     def get_data(
         self,
         symbol: str,
@@ -129,8 +148,7 @@ class BinanceClient:
 
         rows: list[list[Any]] = []
         cursor = start_ms
-        bar = _progress(expected, label, enabled=progress)
-        try:
+        with _progress(expected, label, enabled=progress) as bar:
             while cursor <= end_ms:
                 page = self._request_page(sym, interval, cursor, end_ms, label)
                 if not page:
@@ -143,8 +161,6 @@ class BinanceClient:
                 rows.extend(page)
                 bar.update(len(page))
                 cursor = int(page[-1][0]) + step
-        finally:
-            bar.close()
         # Binance also returns the candle that is still open (its close_time is in the future):
         # it is not a finished hour and must not be trained on or predicted from.
         now_ms = int(self._now() * 1000)
@@ -200,15 +216,7 @@ class BinanceClient:
                     limit=MAX_LIMIT,
                 )
             except BinanceAPIException as exc:
-                if exc.code == _INVALID_SYMBOL:
-                    raise UnknownSymbolError(
-                        f"Binance does not know the symbol {symbol!r} ({exc.message}); check "
-                        "the pair (crypto + quote, e.g. BTCEUR) on the exchange"
-                    ) from None
-                if exc.code == _INVALID_INTERVAL:
-                    raise ConfigError(
-                        f"Binance rejected the interval {interval!r}: {exc.message}"
-                    ) from None
+                _raise_for_code(exc, symbol, interval)
                 status = exc.status_code
                 if status in _RETRY_STATUS:
                     wait = _retry_after(exc.response)
@@ -230,23 +238,62 @@ class BinanceClient:
                     ) from None
             except (requests.Timeout, requests.ConnectionError) as exc:
                 kind = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
-                wait, cause = self._backoff(attempt), f"{kind}: {exc}"
+                wait, cause = self._backoff(attempt), f"{kind}: {_short_cause(exc)}"
             except BinanceRequestException as exc:  # 2xx with a body that is not JSON
                 wait, cause = self._backoff(attempt), f"invalid response: {exc.message}"
 
             if attempt > self.max_retries:
                 raise FetchError(
-                    f"fetching {label} failed after {attempt} attempts; last cause: {cause}. "
-                    f"Is {self._client.API_URL} reachable?"
+                    f"fetching {label} from {self._client.API_URL} failed after {attempt} "
+                    f"attempts ({cause}){_HINT}"
                 )
-            log.warning(
-                "fetching %s: %s; retry %d/%d in %.2f s", label, cause, attempt,
-                self.max_retries, wait,
-            )
+            log.warning("%s: %s; retry %d/%d in %.1f s", symbol, cause, attempt,
+                        self.max_retries, wait)
             self._sleep(wait)
 
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+
+
+#: what to do when Binance cannot be reached, appended to the final error
+_HINT = ("; check the network, set BINANCE_API_URL (e.g. https://api.binance.us/api), or work "
+         "offline on the bundled sample (--source sample)")
+
+
+def _raise_for_code(exc: Any, symbol: str, interval: str) -> None:
+    """Binance's answers that no retry can change: an unknown symbol or interval."""
+    if exc.code == _INVALID_SYMBOL:
+        raise UnknownSymbolError(
+            f"Binance does not know the symbol {symbol!r} ({exc.message}); check "
+            "the pair (crypto + quote, e.g. BTCEUR) on the exchange"
+        ) from None
+    if exc.code == _INVALID_INTERVAL:
+        raise ConfigError(f"Binance rejected the interval {interval!r}: {exc.message}") from None
+
+
+def _short_cause(exc: BaseException) -> str:
+    """The root cause of a requests/urllib3 error in a few words ("connection refused", "read
+    timed out"), not the 400 characters of its repr with the URL and the object addresses."""
+    import re
+
+    seen: BaseException | None = exc
+    text = str(exc)
+    while seen is not None:  # requests wraps urllib3's MaxRetryError, which wraps the cause
+        reason = getattr(seen, "reason", None)
+        if isinstance(reason, BaseException):
+            seen, text = reason, str(reason)
+            continue
+        if seen.args and isinstance(seen.args[0], BaseException):
+            seen, text = seen.args[0], str(seen.args[0])
+            continue
+        break
+    # "<urllib3.connection.HTTPConnection object at 0x..>: " or "HTTPConnection(host=.., port=..): "
+    text = re.sub(r"^(<[^>]*>|\w+\(host=[^)]*\)):\s*", "", text)
+    text = re.sub(r"^Failed to establish a new connection:\s*", "", text)
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
+    text = re.sub(r"\s*\(Caused by .*$|\s*\(read timeout=.*$", "", text)
+    text = (text or type(exc).__name__)[:120]
+    return text[:1].lower() + text[1:]
 
 
 def _retry_after(response: Any) -> float | None:
@@ -261,7 +308,39 @@ def _iso(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%MZ")
 
 
-def _progress(total: int, label: str, *, enabled: bool) -> Any:
+@contextlib.contextmanager
+def _progress(total: int, label: str, *, enabled: bool) -> Iterator[Any]:
+    """The progress bar of a fetch; while it is shown, log lines (a retry) are written above it
+    instead of through it."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=label, unit="candle", disable=not enabled, leave=False)
+    with tqdm(total=total, desc=label, unit="candle", disable=not enabled, leave=False) as bar:
+        root = logging.getLogger()
+        console = [h for h in root.handlers if type(h) is logging.StreamHandler
+                   and h.stream in (sys.stdout, sys.stderr)]
+        if not enabled or not console:
+            yield bar
+            return
+        saved = root.handlers[:]
+        root.handlers = [h for h in saved if h not in console] + [_AboveBar(h, type(bar)) for h in console]
+        try:
+            yield bar
+        finally:
+            root.handlers = saved
+
+
+class _AboveBar(logging.Handler):
+    """A console handler's records written through ``tqdm.write``: the bar is cleared, the line
+    written, the bar redrawn below it."""
+
+    def __init__(self, console: logging.StreamHandler, tqdm_class: Any) -> None:
+        super().__init__(console.level)
+        self.console, self.tqdm_class = console, tqdm_class
+        self.setFormatter(console.formatter)
+        self.filters = console.filters[:]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.tqdm_class.write(self.format(record), file=self.console.stream)
+        except Exception:
+            self.handleError(record)

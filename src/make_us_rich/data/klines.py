@@ -63,6 +63,18 @@ KLINE_COLUMNS: tuple[str, ...] = (
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 #: Columns a CSV must have; the others may be absent or empty (see the policy above).
 REQUIRED_COLUMNS: tuple[str, ...] = ("timestamp", *PRICE_COLUMNS, "volume")
+#: The names Binance's API documentation gives the kline fields (snake_case), read as ours.
+BINANCE_NAMES: dict[str, str] = {
+    "open_time": "timestamp",
+    "kline_open_time": "timestamp",
+    "kline_close_time": "close_time",
+    "quote_asset_volume": "quote_av",
+    "number_of_trades": "trades",
+    "taker_buy_base_asset_volume": "tb_base_av",
+    "taker_buy_quote_asset_volume": "tb_quote_av",
+    "unused_field": "ignore",
+    "unused": "ignore",
+}
 
 KLINE_DTYPES: dict[str, Any] = {
     "timestamp": "datetime64[ns, UTC]",
@@ -193,8 +205,12 @@ def coerce_klines(frame: pd.DataFrame) -> pd.DataFrame:
     """Return a new frame with exactly :data:`KLINE_COLUMNS`, typed as :data:`KLINE_DTYPES`.
 
     Optional columns that are absent become empty (NaN/NaT); missing *required* columns
-    raise :class:`DataValidationError`. Nothing is sorted, dropped or repaired here.
+    raise :class:`DataValidationError`. Headers in Binance's documented names
+    (:data:`BINANCE_NAMES`, any case) are read as ours; a header with columns of neither kind
+    while an optional column is absent is refused (a misnamed column would read as empty).
+    Nothing is sorted, dropped or repaired here.
     """
+    frame = _rename_columns(frame)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DataValidationError(
@@ -229,6 +245,26 @@ def coerce_klines(frame: pd.DataFrame) -> pd.DataFrame:
                 )
             out[col] = num.astype("float64")
     return pd.DataFrame(out, columns=list(KLINE_COLUMNS))
+
+
+def _rename_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    def key(name: object) -> str:
+        text = "_".join(str(name).strip().lower().replace("-", " ").split())
+        return BINANCE_NAMES.get(text, text)
+
+    renamed = {c: key(c) for c in frame.columns}
+    if len(set(renamed.values())) < len(renamed):
+        raise DataValidationError(f"klines columns {list(frame.columns)} name a field twice")
+    frame = frame.rename(columns=renamed)
+    unknown = [c for c in frame.columns if c not in KLINE_COLUMNS]
+    absent = [c for c in KLINE_COLUMNS if c not in frame.columns and c not in REQUIRED_COLUMNS]
+    if unknown and absent:
+        raise DataValidationError(
+            f"klines columns {unknown} are not kline fields, and {absent} are absent (they would "
+            f"be read as empty): name the columns {','.join(KLINE_COLUMNS)} or Binance's "
+            f"documented names ({', '.join(sorted(BINANCE_NAMES))})"
+        )
+    return frame
 
 
 def klines_from_binance(rows: list[list[Any]]) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 Each stage is one module with no framework imports (numpy, pandas, scikit-learn only), so the
 KFP components and the trainer call the very same code; :mod:`make_us_rich.stages` chains them.
+The scaling helpers are imported on first use: scikit-learn takes a second to import, and the
+CLI and the serving layer read constants from this package without needing it.
 """
 
 from make_us_rich.preprocessing.features import (
@@ -10,14 +12,19 @@ from make_us_rich.preprocessing.features import (
     PRICE_FEATURES,
     extract_features_from_dataset,
 )
-from make_us_rich.preprocessing.scaling import (
-    load_scaler,
-    save_scaler,
-    scaler_from_dict,
-    scaler_to_dict,
-)
 from make_us_rich.preprocessing.sequences import contiguous_windows, create_sequences
 from make_us_rich.preprocessing.split import DEFAULT_TEST_SIZE, DEFAULT_VAL_SIZE, split_data
+
+_SCALING = ("load_scaler", "save_scaler", "scaler_from_dict", "scaler_to_dict")
+
+
+def __getattr__(name: str):
+    if name in _SCALING:
+        from make_us_rich.preprocessing import scaling
+
+        return getattr(scaling, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CALENDAR_FEATURES",

@@ -1,0 +1,163 @@
+"""``mkrich runs``: the run history of local pipeline runs and the models' history in the store
+(a thin shell over :mod:`make_us_rich.runs`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from make_us_rich.errors import ConfigError
+
+
+def _f(value, fmt: str = "{:.4f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _when(iso: str | None) -> str:
+    return (iso or "?").replace("T", " ").replace("+00:00", "Z")[:20]
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _symbol_cell(info: dict) -> str:
+    if "gate" not in info:
+        return f"{info['symbol']} (no evaluation)"
+    outcome = info.get("published") or info["gate"]
+    return (f"{info['symbol']} {outcome} pinball/A {_f(info.get('pinball_vs_empirical'))} "
+            f"cov90 {_f(info.get('coverage90'), '{:.3f}')}")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from make_us_rich.runs import list_runs
+
+    runs = list_runs(args.root)[: args.limit]
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    if not runs:
+        print(f"no pipeline runs under {args.root} (`mkrich run` makes one)")
+        return 0
+    print(f"{'run':<44} {'started (UTC)':<20} {'status':<9} {'took':>7}  symbols")
+    for run in runs:
+        cells = "; ".join(_symbol_cell(i) for i in run["symbols"].values()) or "-"
+        print(f"{run['id']:<44} {_when(run['started']):<20} {run['status']:<9} "
+              f"{_duration(run['seconds']):>7}  {cells}")
+    print("\ndetail: mkrich runs show ID (or latest); model history: mkrich runs models --symbol S")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from make_us_rich.runs import find_run, step_logs
+
+    run = find_run(args.root, args.id)
+    if args.log:
+        if not run["log"]:
+            raise ConfigError(f"run {run['id']} has no {run['dir']}/kfp-local.log")
+        steps = [s for s in step_logs(run["log"]) if s["step"] == args.log or args.log == "failed"
+                 and s["status"] != "SUCCESS"]
+        if not steps:
+            names = sorted({s["step"] for s in step_logs(run["log"])})
+            raise ConfigError(f"no step {args.log!r} in run {run['id']}; steps: {', '.join(names)}")
+        for step in steps:
+            print(f"==== {step['step']} ({step['status']})")
+            print("\n".join(step["lines"]))
+        return 0
+    if args.json:
+        print(json.dumps(run, indent=2))
+        return 0
+    print(f"run {run['id']}: {run['status']}, started {_when(run['started'])}, took "
+          f"{_duration(run['seconds'])}")
+    if run["error"]:
+        print(f"  error: {run['error']}")
+    if run["source"] or run["store"]:
+        print(f"  source {run['source']}, store {run['store']}")
+    if run["parameters"]:
+        print("  parameters: " + " ".join(f"{k}={v}" for k, v in sorted(run["parameters"].items())))
+    if run["steps"]:
+        print("steps:")
+        for step in run["steps"]:
+            print(f"  {step['status']:<7} {step['step']:<18} {step['symbol']:<9} "
+                  f"{step['seconds']:6.1f} s  {step.get('numbers', '')}".rstrip())
+    for info in run["symbols"].values():
+        print(f"{info['symbol']}:")
+        if "gate" not in info:
+            print("  no evaluation (the run stopped before evaluate-and-gate)")
+            continue
+        print(f"  gate {info['gate']}; published: {info.get('published', '-')} {info.get('version', '')}".rstrip())
+        print(f"  pinball ratio vs empirical {_f(info['pinball_vs_empirical'])}, vs GARCH-t "
+              f"{_f(info['pinball_vs_garch_t'])}; coverage 90 % {_f(info['coverage90'], '{:.3f}')}"
+              f", 50 % {_f(info['coverage50'], '{:.3f}')}; RMSE vs persistence "
+              f"{_f(info['rmse_vs_persistence'])} ({info.get('test_hours')} test hours)")
+        for reason in info["gate_reasons"]:
+            print(f"    {reason}")
+        print(f"  artifacts: {info['artifacts']}")
+    if run["log"]:
+        print(f"log: {run['log']} (one step: mkrich runs show {run['id']} --log STEP; "
+              "failed steps: --log failed)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from make_us_rich.data import normalize_symbol
+    from make_us_rich.runs import model_history
+
+    symbol = normalize_symbol(args.symbol)
+    history = model_history(args.store, symbol)
+    if args.json:
+        print(json.dumps(history, indent=2))
+        return 0
+    if not history:
+        raise ConfigError(f"no model versions of {symbol} in {args.store}; `mkrich run` or "
+                          "`mkrich publish` adds one")
+    print(f"{symbol}: {len(history)} model version(s), oldest first "
+          "(pinball ratio < 1: better than the baseline; cov90 should be near 0.90)")
+    print(f"{'published (UTC)':<20} {'version':<36} {'status':<9} {'pinball/A':>9} "
+          f"{'pinball/GARCH':>13} {'cov90':>6} {'cov50':>6} {'RMSE/pers.':>10}")
+    for m in history:
+        print(f"{_when(m['published']):<20} {m['version']:<36} {m['status']:<9} "
+              f"{_f(m['pinball_vs_empirical']):>9} {_f(m['pinball_vs_garch_t']):>13} "
+              f"{_f(m['coverage90'], '{:.3f}'):>6} {_f(m['coverage50'], '{:.3f}'):>6} "
+              f"{_f(m['rmse_vs_persistence']):>10}{'  <- latest' if m['latest'] else ''}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    """``mkrich runs`` and its commands ``show`` and ``models``."""
+    p = sub.add_parser(
+        "runs",
+        help="the history of local pipeline runs (and `runs show ID`, `runs models`)",
+        description="List the kfp.local runs under --root, newest first: when, status, duration "
+        "and each symbol's gate decision, publish outcome and key metrics. `runs show ID` gives "
+        "one run's parameters, steps, metrics, artifacts and step logs; `runs models` the "
+        "metrics of a symbol's successive model versions in the store.",
+    )
+    p.add_argument("--root", default="runs/pipeline", help="pipeline root of `mkrich run` (default runs/pipeline)")
+    p.add_argument("--limit", type=int, default=20, help="newest N runs (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    p.set_defaults(func=cmd_runs)
+    runs_sub = p.add_subparsers(dest="runs_command", metavar="COMMAND")
+
+    show = runs_sub.add_parser("show", help="one run: parameters, steps, metrics, artifacts, logs",
+                               description="One run in detail. ID: the folder name, a unique "
+                               "part of it (e.g. its date), or latest.")
+    show.add_argument("id", help="run id (folder name, unique prefix/suffix) or latest")
+    show.add_argument("--root", default=argparse.SUPPRESS, help="pipeline root (default runs/pipeline)")
+    show.add_argument("--log", metavar="STEP", help="print the log of STEP (e.g. train-lstm), or of every failed step with 'failed'")
+    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    show.set_defaults(func=cmd_show)
+
+    models = runs_sub.add_parser("models", help="a symbol's model versions over time, with their metrics",
+                                 description="The metrics of each model version in the store, "
+                                 "oldest first: pinball ratio vs the empirical quantiles and GARCH-t, "
+                                 "interval coverage, median RMSE vs persistence, and which is latest.")
+    models.add_argument("--symbol", default="BTCEUR")
+    models.add_argument("--store", default=os.environ.get("MKRICH_STORE") or "runs/store",
+                        help="store URI (default: $MKRICH_STORE or runs/store)")
+    models.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    models.set_defaults(func=cmd_models)
