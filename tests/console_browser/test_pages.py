@@ -255,6 +255,9 @@ def test_screenshot_of_every_page(browser, console, device, options):
     page.goto(f"{console.url}/login")
     page.screenshot(path=folder / f"login-{device}.png")
     page = sign_in(context, console, *console.admin)
+    errors: list[str] = []  # a script error or a CSP violation on any page
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     for name, path in PAGES.items():
         if name == "login":
             continue
@@ -276,6 +279,7 @@ def test_screenshot_of_every_page(browser, console, device, options):
         if name == "symbol":  # the recorded forecasts against the closes, below the chart
             page.locator("#against").screenshot(path=folder / f"forecasts-{device}.png")
     context.close()
+    assert errors == []
     for name in PAGES:
         width, height = _png_size(folder / f"{name}-{device}.png")
         assert (width, height) == (options["viewport"]["width"], options["viewport"]["height"])
