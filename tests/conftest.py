@@ -134,3 +134,22 @@ def s3_env(s3_server, monkeypatch):
     bucket = f"models-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+    """A real one-symbol kfp.local run (``mkrich run``, tiny settings, the sample): its pipeline
+    root and run id, for the runs pages."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    base = tmp_path_factory.mktemp("pipeline")
+    done = subprocess.run(
+        [sys.executable, "-m", "make_us_rich.cli", "run", "--symbols", "BTCEUR", "--store", str(base / "store"),
+         "--pipeline-root", str(base / "root"), "--lookback-days", "75", "--sequence-length", "12",
+         "--units", "8", "--epochs", "2", "--patience", "2", "--batch-size", "64"],
+        capture_output=True, text=True, timeout=1800)
+    assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: the gate rejected the model
+    (run,) = (base / "root").glob("hourly-training-*")
+    return base / "root", run.name

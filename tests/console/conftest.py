@@ -89,3 +89,4 @@ def model_server(console_store):
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+

@@ -50,6 +50,8 @@ class Console:
 
 
 def settings_for(db_url: str, store: Path | str, **changes) -> Settings:
+    """The periodic forecast recorder is off unless a test turns it on (``record_minutes``)."""
+    changes.setdefault("record_minutes", 0)
     return Settings(db_url=db_url, secret=SECRET, store=str(store), **changes)
 
 

@@ -18,11 +18,14 @@ def test_every_setting_comes_from_the_environment_and_flags_win(monkeypatch, tmp
     monkeypatch.setenv("MKRICH_CONSOLE_SECURE_COOKIES", "1")
     monkeypatch.setenv("MKRICH_CONSOLE_MAX_FAILURES", "7")
     monkeypatch.setenv("MKRICH_CONSOLE_TRUSTED_PROXIES", "10.0.0.0/8")
+    monkeypatch.setenv("MKRICH_CONSOLE_RECORD_MINUTES", "0")
+    monkeypatch.setenv("MKRICH_CONSOLE_RUNS_DIR", "off")
     monkeypatch.setenv("MKRICH_CONSOLE_ADMIN_EMAIL", "not-a-setting@example.com")  # create-admin's
     settings = Settings.from_env(store=None, source="binance")
     assert settings.db_url == f"sqlite:///{tmp_path}/env.db" and settings.store == "s3://models/mkrich"
     assert settings.secure_cookies and settings.max_failures == 7 and settings.source == "binance"
     assert settings.trusted_proxies == "10.0.0.0/8"
+    assert settings.record_minutes == 0 and settings.runs_dir == "off"
     assert Settings.from_env(store="runs/other").store == "runs/other"
     assert SECRET not in repr(settings)
 
@@ -32,6 +35,7 @@ def test_every_setting_comes_from_the_environment_and_flags_win(monkeypatch, tmp
     ({"MKRICH_CONSOLE_SECURE_COOKIES": "maybe"}, "MKRICH_CONSOLE_SECURE_COOKIES"),
     ({"MKRICH_CONSOLE_SOURCE": "ftp"}, "use sample, binance or csv:PATH"),
     ({"MKRICH_CONSOLE_MAX_FAILURES": "0"}, "MKRICH_CONSOLE_MAX_FAILURES"),
+    ({"MKRICH_CONSOLE_RECORD_MINUTES": "-5"}, "MKRICH_CONSOLE_RECORD_MINUTES"),
 ])
 def test_a_setting_that_cannot_work_is_one_clear_error(monkeypatch, env, message):
     monkeypatch.setenv("MKRICH_CONSOLE_SECRET", SECRET)

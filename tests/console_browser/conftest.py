@@ -58,21 +58,53 @@ class Console:
     inference_url: str
     admin: tuple[str, str]
     process: Process
+    run_id: str
+    recorded: int
+
+
+#: hours of the sample before its last candle whose forecasts are recorded before the console starts
+RECORDED_HOURS = 36
+
+
+def record_past_forecasts(db: str, store, inference_url: str) -> int:
+    """Real forecasts of the served model for the sample's last hours (windows ending earlier),
+    recorded as the console records what it fetches: the history the symbol page compares
+    with the closes."""
+    from datetime import UTC, datetime, timedelta
+
+    from make_us_rich.console import forecasts, gateway
+    from make_us_rich.console.db import make_engine, session_factory
+    from make_us_rich.console.settings import Settings
+
+    last = datetime(2023, 12, 31, 23, tzinfo=UTC)
+    engine = make_engine(db)
+    with session_factory(engine)() as session:
+        for back in range(RECORDED_HOURS, 0, -1):
+            settings = Settings(db_url=db, secret="x" * 40, store=str(store), inference_url=inference_url,
+                                end=(last - timedelta(hours=back)).isoformat())
+            forecasts.record(session, gateway.forecast(settings, ModelStore(store), SYMBOL))
+    engine.dispose()
+    return RECORDED_HOURS
 
 
 @pytest.fixture(scope="session")
-def console(tmp_path_factory, model_server):
-    """``mkrich console`` on the sample, with a first admin made by ``create-admin``."""
+def console(tmp_path_factory, model_server, pipeline_run):
+    """``mkrich console`` on the sample, with a first admin made by ``create-admin``, the
+    forecasts of the sample's last hours recorded, and the runs folder of a real run."""
     db = f"sqlite:///{tmp_path_factory.mktemp('console-db') / 'console.db'}"
     env = {"MKRICH_CONSOLE_SECRET": secrets.token_urlsafe(48)}
     made = subprocess.run([sys.executable, "-m", "make_us_rich.cli", "console", "create-admin",
                            "--email", ADMIN[0], "--db", db], capture_output=True, text=True,
                           env={**os.environ, **env, "MKRICH_CONSOLE_ADMIN_PASSWORD": ADMIN[1]}, timeout=120)
     assert made.returncode == 0, made.stdout + made.stderr
+    recorded = record_past_forecasts(db, model_server.store, model_server.url)
+    root, run_id = pipeline_run
+    env["MKRICH_CONSOLE_RUNS_DIR"] = str(root)
     port = free_port()
     process = Process("console", ["make_us_rich.cli", "console", "--db", db, "--host", "127.0.0.1",
                                   "--port", str(port), "--store", str(model_server.store),
                                   "--source", "sample", "--inference-url", model_server.url],
                       ready_url=f"http://127.0.0.1:{port}/readyz", env=env)
-    yield Console(f"http://127.0.0.1:{port}", db, str(model_server.store), model_server.url, ADMIN, process)
+    yield Console(f"http://127.0.0.1:{port}", db, str(model_server.store), model_server.url, ADMIN, process,
+                  run_id, recorded)
     process.stop()

@@ -122,6 +122,36 @@ def test_symbol_page_draws_the_served_forecast_on_the_sample(browser, console):
     context.close()
 
 
+def test_symbol_page_draws_the_recorded_forecasts_against_the_closes(browser, console):
+    """The recorded forecasts of the sample's last hours, as bands over the candles and as a
+    table with the realized coverage, both from what the page holds."""
+    context = browser.new_context(**DESKTOP)
+    page = sign_in(context, console, *console.admin)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    chart = drawn_chart(page, console)
+    closes = {c["time"]: c["close"] for c in chart["candles"]}
+    bands = chart["bands"]
+    assert set(bands) == {"interval_90 low", "interval_90 high", "interval_50 low", "interval_50 high"}
+    hours = [p["time"] for p in bands["interval_90 low"]]
+    # the recorded hours over the candles (the next hour is the fan right of them)
+    assert len(hours) == console.recorded and hours[-1] == chart["candles"][-1]["time"]
+    inside = sum(lo["value"] <= closes[lo["time"]] <= hi["value"]
+                 for lo, hi in zip(bands["interval_90 low"], bands["interval_90 high"], strict=True)
+                 if lo["time"] in closes)
+    coverage = chart["coverage"]
+    assert coverage["hours"] == console.recorded and coverage["90"] == pytest.approx(inside / console.recorded)
+    page.reload()  # the table is rendered on the server: the page again, after the chart recorded its hour
+    page.wait_for_selector('#chart[data-state="drawn"]', timeout=60_000)
+    assert page.locator("#history tbody tr").count() == console.recorded + 1
+    text = page.inner_text("#realized-coverage")
+    assert f"90 % interval {100 * coverage['90']:.1f} %" in text and f"over the {console.recorded} recorded" in text
+    assert page.locator("#replay-banner").is_visible()
+    assert errors == []
+    context.close()
+
+
 def test_token_from_creation_to_revocation(browser, console):
     context = browser.new_context(**DESKTOP)
     page = sign_in(context, console, *console.admin)
@@ -205,6 +235,9 @@ PAGES = {  # name -> path (signed in as the admin)
     "tokens": "/tokens",
     "users": "/admin/users",
     "api": "/docs",
+    "runs": "/runs",
+    "run": "/runs/{run_id}",
+    "history": f"/models/{SYMBOL}/history",
 }
 
 
@@ -222,6 +255,9 @@ def test_screenshot_of_every_page(browser, console, device, options):
     page.goto(f"{console.url}/login")
     page.screenshot(path=folder / f"login-{device}.png")
     page = sign_in(context, console, *console.admin)
+    errors: list[str] = []  # a script error or a CSP violation on any page
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     for name, path in PAGES.items():
         if name == "login":
             continue
@@ -231,7 +267,7 @@ def test_screenshot_of_every_page(browser, console, device, options):
             page.click('form#create-token button[type="submit"]')
             page.wait_for_selector("#new-token")
         else:
-            response = page.goto(f"{console.url}{path}")
+            response = page.goto(f"{console.url}{path.format(run_id=console.run_id)}")
             assert response.status == 200, (name, response.status)
         if name == "symbol":
             page.wait_for_selector('#chart[data-state="drawn"]', timeout=60_000)
@@ -240,7 +276,10 @@ def test_screenshot_of_every_page(browser, console, device, options):
         assert overflow <= 1, (name, device, overflow)
         mask = [page.locator("#new-token")] if name == "tokens" else []
         page.screenshot(path=folder / f"{name}-{device}.png", mask=mask, mask_color="#9aa4b1")
+        if name == "symbol":  # the recorded forecasts against the closes, below the chart
+            page.locator("#against").screenshot(path=folder / f"forecasts-{device}.png")
     context.close()
+    assert errors == []
     for name in PAGES:
         width, height = _png_size(folder / f"{name}-{device}.png")
         assert (width, height) == (options["viewport"]["width"], options["viewport"]["height"])

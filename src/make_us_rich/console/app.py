@@ -7,6 +7,7 @@ render a template or JSON."""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -14,9 +15,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from make_us_rich.console import auth
+from make_us_rich.console import auth, forecasts
 from make_us_rich.console.db import make_engine, session_factory
-from make_us_rich.console.routes import admin, api, pages, tokens
+from make_us_rich.console.routes import admin, api, history, pages, tokens
 from make_us_rich.console.routes import auth as sign_in
 from make_us_rich.console.settings import Settings
 from make_us_rich.console.web import (
@@ -36,7 +37,17 @@ def create_app(settings: Settings) -> FastAPI:
     state = Console(settings=settings, engine=engine, sessions_of=session_factory(engine),
                     sessions=auth.Sessions(settings), store=ModelStore(settings.store),
                     templates=Jinja2Templates(directory=str(PACKAGE / "templates")))
-    app = FastAPI(title="make-us-rich console", version="1", docs_url=None, redoc_url=None,
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        recorder = None
+        if settings.record_minutes > 0:
+            recorder = forecasts.Recorder(settings, state.store, state.sessions_of, settings.record_minutes).start()
+        yield
+        if recorder is not None:
+            recorder.stop()
+
+    app = FastAPI(title="make-us-rich console", version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Forecasts of the served models, with an API token and a monthly quota.")
     app.state.console = state
     app.state.settings = settings
@@ -44,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.secure_cookies = settings.secure_cookies
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(PACKAGE / "static")), name="static")
-    for router in (pages.router, sign_in.router, tokens.router, admin.router, api.router):
+    for router in (pages.router, history.router, sign_in.router, tokens.router, admin.router, api.router):
         app.include_router(router)
 
     @app.exception_handler(HTTPProblem)

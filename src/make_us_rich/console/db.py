@@ -10,13 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
     String,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -122,6 +125,24 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     blocked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Forecast(Base):
+    """A forecast the console obtained from the inference endpoint: for ``target_hour`` (the
+    hour whose close it predicts), by ``model_version``; one row per symbol, hour and version
+    however often it is fetched. What the symbol page compares with the close that came."""
+
+    __tablename__ = "forecasts"
+    __table_args__ = (UniqueConstraint("symbol", "target_hour", "model_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    target_hour: Mapped[datetime] = mapped_column(DateTime)
+    model_version: Mapped[str] = mapped_column(String(100))
+    last_close: Mapped[float] = mapped_column(Float)
+    #: quantile level ("0.05", ...) -> price
+    quantiles: Mapped[dict] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 def insert_ignore(db, model, **values) -> None:

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     session_hours: float = Field(12.0, gt=0)
     chart_days: int = Field(7, ge=1)
     default_quota: int = Field(1000, ge=0)
+    #: minutes between two recordings of every served symbol's forecast (0: off; the forecasts
+    #: fetched for the pages and the API are recorded all the same)
+    record_minutes: float = Field(15.0, ge=0)
+    #: the kfp.local pipeline root the runs pages read (``off``: none, e.g. on a cluster, where
+    #: the Kubeflow Pipelines dashboard lists the runs)
+    runs_dir: str = Field("runs/pipeline")
 
     def __init__(self, **values: Any) -> None:
         try:

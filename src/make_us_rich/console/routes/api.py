@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from make_us_rich.console import gateway, quota, tokens
+from make_us_rich.console import forecasts, gateway, quota, tokens
 from make_us_rich.console.db import ApiToken, User, utcnow
 from make_us_rich.console.web import App, Db, HTTPProblem
 
@@ -53,4 +53,5 @@ def api_forecast(app: App, db: Db, found: Annotated[tuple[ApiToken, User], Depen
     token.last_used_at = utcnow()
     db.commit()
     quota.count_token_call(db, token.id)
+    forecasts.keep(db, answer)
     return answer

@@ -1,5 +1,7 @@
-// The symbol page's chart: candles and the next hour's forecast (median and 50 %/90 % intervals)
-// drawn with TradingView Lightweight Charts (vendored). A static file: the CSP forbids inline scripts.
+// The symbol page's chart: candles, the recorded forecasts' 50 %/90 % bounds hour by hour over
+// them, and the next hour's forecast (median and 50 %/90 % intervals) in room left right of the
+// last candle; drawn with TradingView Lightweight Charts (vendored). A static file: the CSP
+// forbids inline scripts.
 (function () {
   "use strict";
   var el = document.getElementById("chart");
@@ -49,7 +51,8 @@
       // the logo injects a <style> element, which the CSP (style-src 'self') refuses: the page
       // links to TradingView in text instead (the attribution the licence's NOTICE asks for)
       layout: { background: { color: "#ffffff" }, textColor: "#222", attributionLogo: false },
-      timeScale: { timeVisible: true, secondsVisible: false },
+      // room right of the last candle, so the next hour's fan is not squeezed into the edge
+      timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 6 },
       rightPriceScale: { scaleMargins: { top: 0.1, bottom: 0.1 } }
     });
     var series = chart.addSeries(LWC.CandlestickSeries, {
@@ -57,6 +60,23 @@
       wickUpColor: "#26a69a", wickDownColor: "#ef5350"
     });
     series.setData(candles);
+    // the recorded forecasts of past hours: their bounds as steps over the candles
+    var past = (data.history || []).filter(function (r) { return r.time <= last.time; });
+    var bands = {};
+    function band(key, index, color, width) {
+      var points = past.map(function (r) { return { time: r.time, value: r[key][index] }; });
+      if (!points.length) { return; }
+      var line = chart.addSeries(LWC.LineSeries, {
+        color: color, lineWidth: width, lineType: LWC.LineType.WithSteps, lastValueVisible: false,
+        priceLineVisible: false, crosshairMarkerVisible: false
+      });
+      line.setData(points);
+      bands[key + (index ? " high" : " low")] = line;
+    }
+    band("interval_90", 0, "rgba(255,143,0,0.55)", 1);
+    band("interval_90", 1, "rgba(255,143,0,0.55)", 1);
+    band("interval_50", 0, "rgba(230,81,0,0.85)", 2);
+    band("interval_50", 1, "rgba(230,81,0,0.85)", 2);
     var at = Math.floor(Date.parse(f.forecast_time) / 1000);
     function fan(value, color, width, title) {
       var line = chart.addSeries(LWC.LineSeries, {
@@ -72,11 +92,14 @@
       "75 %": fan(f.interval_50[1], "rgba(33,150,243,0.8)", 2, "75 %")
     };
     var median = lines.median = fan(f.median, "#0d47a1", 3, "median");
-    LWC.createSeriesMarkers(median, [{ time: at, position: "inBar", color: "#0d47a1", shape: "circle", text: "forecast" }]);
-    chart.timeScale().fitContent();
+    LWC.createSeriesMarkers(median, [{ time: at, position: "inBar", color: "#0d47a1", shape: "circle" }]);
+    // the last two days and the forecast hour, wide enough to read; the rest by scrolling back
+    chart.timeScale().setVisibleLogicalRange({ from: Math.max(0, candles.length - 48), to: candles.length + 6 });
     // what the chart holds, read back from the library (not the JSON it was given)
     var drawn = {};
     Object.keys(lines).forEach(function (name) { drawn[name] = lines[name].data(); });
+    var drawnBands = {};
+    Object.keys(bands).forEach(function (name) { drawnBands[name] = bands[name].data(); });
     window.mkrichChart = {
       candles: series.data(),
       lines: drawn,
@@ -85,7 +108,9 @@
         interval_50: f.interval_50, interval_90: f.interval_90, last_close: f.last_close,
         model_version: f.model_version
       },
-      quality: q
+      quality: q,
+      bands: drawnBands,
+      coverage: data.coverage
     };
     el.dataset.state = "drawn";
   }
