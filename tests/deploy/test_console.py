@@ -67,6 +67,8 @@ def test_console_deployment(rendered, variant):
         if re.search(r"SECRET|PASSWORD|TOKEN|_DB$|KEY", name) and name != "AWS_ACCESS_KEY_ID":
             assert "secret" in value, f"{variant}: {name} must come from a Secret"
     assert env["MKRICH_STORE"]["value"].startswith("s3://")
+    # no kfp.local runs folder on a cluster: the runs page points to the KFP dashboard
+    assert env["MKRICH_CONSOLE_RUNS_DIR"]["value"] == "off", variant
     # behind an Ingress, the controller's X-Forwarded-For is believed (per-address throttle)
     if any(d["kind"] == "Ingress" for d in documents):
         assert "/" in env["MKRICH_CONSOLE_TRUSTED_PROXIES"]["value"], variant

@@ -77,9 +77,9 @@ def svg_chart(points: list[tuple[str, float | None]], label: str, reference: flo
 
     parts = [f'<svg class="history-chart" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="{escape(label)} per model version">']
-    for v in (lo + pad, (lo + hi) / 2, hi - pad):
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11" '
-                     f'fill="#57606a">{escape(fmt.format(v))}</text>')
+    for tick in (lo + pad, (lo + hi) / 2, hi - pad):
+        parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="11" '
+                     f'fill="#57606a">{escape(fmt.format(tick))}</text>')
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(reference):.1f}" y2="{y(reference):.1f}" '
                  f'stroke="#b71c1c" stroke-dasharray="6 4"/>')
     parts.append(f'<text x="{width - right}" y="{y(reference) - 4:.1f}" text-anchor="end" font-size="11" '

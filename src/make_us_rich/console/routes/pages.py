@@ -50,7 +50,7 @@ def chart_data(app: Console, sym: str) -> dict[str, Any]:
         cached = app.chart_cache.get(sym)
         if cached is not None and time.monotonic() - cached[0] < CHART_TTL:
             return cached[1]
-        data = {"symbol": sym, "candles": gateway.candles(app.settings, sym),
+        data: dict[str, Any] = {"symbol": sym, "candles": gateway.candles(app.settings, sym),
                 "quality": registry.quality(app.store, sym)}
         data["forecast"] = gateway.forecast(app.settings, app.store, sym)
         with app.sessions_of() as db:
