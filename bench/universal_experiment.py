@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--seq", type=int, default=48)
-    ap.add_argument("--weight", default="none", choices=("none", "symbol"))
+    ap.add_argument("--weight", default="none", choices=("none", "symbol", "vol"))
     ap.add_argument("--clip", type=float, default=None)
     ap.add_argument("--market", action="store_true", help="market-wide inputs (basket: the training symbols)")
     ap.add_argument("--calendar", default=None, help="comma-separated calendar inputs (universal_lab.CALENDAR_INPUTS)")

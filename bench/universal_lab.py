@@ -185,7 +185,10 @@ def pooled_training_set(pan: dict[str, Panel], symbols, start, end, max_windows:
         va_T.append(p.T[m_va])
         va_z.append(z[m_va])
         n = int(m_tr.sum())
-        tr_w.append(np.full(n, 1.0 if weight == "none" else 1.0 / max(n, 1)))
+        if weight == "vol":  # the per-symbol pinball in return units weighs each hour by its volatility
+            tr_w.append(p.v[m_tr] / max(p.v[m_tr].mean(), 1e-12) if n else np.zeros(0))
+        else:
+            tr_w.append(np.full(n, 1.0 if weight == "none" else 1.0 / max(n, 1)))
     T, z, w = np.concatenate(tr_T), np.concatenate(tr_z), np.concatenate(tr_w)
     w = w / w.mean()
     rng = np.random.default_rng(seed)
