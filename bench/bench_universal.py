@@ -182,6 +182,16 @@ def print_table(rows, per_symbol, left_out, result) -> None:
         print(f"{'MET ' if t['met'] else 'MISS'} {text}: {shown}")
 
 
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
+
+
 def markdown(payload: dict) -> str:
     """The per-symbol table and the targets of a results file, as docs/benchmarks.md shows them."""
     rows, ps = payload["universal"], payload["per_symbol_models"]
@@ -199,7 +209,7 @@ def markdown(payload: dict) -> str:
     lines += ["", "| target | result | |", "|---|---|---|"]
     for key, text in payload["target_texts"].items():
         t = payload["targets"][key]
-        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in t.items() if k != "met")
+        shown = "; ".join(f"{k} {_fmt(v)}" for k, v in t.items() if k != "met")
         lines.append(f"| {text} | {shown} | {'met' if t['met'] else '**missed**'} |")
     return "\n".join(lines)
 
