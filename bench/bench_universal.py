@@ -145,6 +145,8 @@ def row_of(folder: Path) -> dict:
 
 
 def targets(rows: dict[str, dict], per_symbol: dict[str, dict], left_out: dict[str, dict]) -> dict:
+    if not rows:
+        return {key: {"value": "not measured", "met": None} for key in TARGETS}
     ra = {s: r["ratio_A"] for s, r in rows.items()}
     mean_a = float(np.mean(list(ra.values())))
     har_a = float(np.mean([r["har_ratio_A"] for r in rows.values()]))
@@ -156,13 +158,15 @@ def targets(rows: dict[str, dict], per_symbol: dict[str, dict], left_out: dict[s
     lo_mean = float(np.mean(list(lo.values()))) if lo else float("nan")
     return {
         "mean_ratio_A": {"value": mean_a, "met": mean_a <= 0.95},
-        "beats_per_symbol": {"value": f"{len(wins)}/{len(per_symbol)}", "met": len(wins) >= 15,
+        "beats_per_symbol": {"value": f"{len(wins)}/{len(per_symbol)}" if per_symbol else "not measured",
+                             "met": len(wins) >= 15 if per_symbol else None,
                              "losses": sorted(set(per_symbol) - set(wins))},
         "le_har_on_mean": {"value": mean_a, "har": har_a, "met": mean_a <= har_a},
         "cov90_every": {"misses": cov90_miss, "met": not cov90_miss},
         "cov50_every": {"misses": cov50_miss, "met": not cov50_miss},
         "median_rmse": {"value": rmse, "met": rmse <= 1.002},
-        "left_out": {"value": lo_mean, "each": lo, "met": bool(lo) and all(v <= 0.97 for v in lo.values())},
+        "left_out": {"value": lo_mean if lo else "not measured", "each": lo,
+                     "met": all(v <= 0.97 for v in lo.values()) if lo else None},
     }
 
 
@@ -179,7 +183,7 @@ def print_table(rows, per_symbol, left_out, result) -> None:
     for key, text in TARGETS.items():
         t = result[key]
         shown = {k: v for k, v in t.items() if k != "met"}
-        print(f"{'MET ' if t['met'] else 'MISS'} {text}: {shown}")
+        print(f"{'----' if t['met'] is None else 'MET ' if t['met'] else 'MISS'} {text}: {shown}")
 
 
 def _fmt(value) -> str:
@@ -210,7 +214,9 @@ def markdown(payload: dict) -> str:
     for key, text in payload["target_texts"].items():
         t = payload["targets"][key]
         shown = "; ".join(f"{k} {_fmt(v)}" for k, v in t.items() if k != "met")
-        lines.append(f"| {text} | {shown} | {'met' if t['met'] else '**missed**'} |")
+        unmeasured = t["met"] is None or t.get("value") == "not measured"
+        verdict = "not measured" if unmeasured else "met" if t["met"] else "**missed**"
+        lines.append(f"| {text} | {shown} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -232,8 +238,8 @@ def quality(args) -> dict:
     source = f"csv:{directory}"
     seen = [s for s in symbols if s not in left_out_symbols]
     t0 = time.perf_counter()
-    print("training the universal models (all 20; the 16 outside the left-out set)", flush=True)
-    for name, group in (("universal", symbols), ("universal_16", seen)):
+
+    def train_universal(name: str, group) -> None:
         run(f"train_{name}", ["train", "--source", source, "--symbols", ",".join(group), "--end", TRAIN_END,
                               "--out", str(work / name), *universal_flags], work / name / "model.onnx")
 
@@ -250,43 +256,57 @@ def quality(args) -> dict:
                                       "--out", str(out)], out / "metrics.json")
         return row_of(out)
 
-    print("training the per-symbol models (one year each)", flush=True)
+    def evaluate_all(model: str, group) -> dict[str, dict]:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            return dict(zip(group, pool.map(lambda s: evaluate(model, s), group), strict=True))
+
+    rows: dict[str, dict] = {}
+    per_symbol: dict[str, dict] = {}
+    left_out: dict[str, dict] = {}
+
+    def payload(complete: bool) -> dict:
+        cards = {name: json.loads((work / name / "universal.json").read_text())
+                 for name in ("universal", "universal_16") if (work / name / "universal.json").is_file()}
+        return {
+            "benchmark": "universal quality (issue 21)",
+            "complete": complete,
+            "machine": machine(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "mkrich": args.mkrich,
+            "data": str(directory),
+            "train_end": TRAIN_END,
+            "quick": args.quick,
+            "test": list(test),
+            "universal_flags": universal_flags,
+            "per_symbol": f"mkrich train --symbol S {' '.join(per_symbol_flags)} --end {TRAIN_END} (defaults)",
+            "history_days": HISTORY_DAYS,
+            "left_out": list(left_out_symbols),
+            "targets": targets(rows, per_symbol, left_out),
+            "target_texts": TARGETS,
+            "universal": rows,
+            "per_symbol_models": per_symbol,
+            "universal_16_on_left_out": left_out,
+            "universal_cards": cards,
+            "step_seconds": run.seconds,
+            "wall_seconds": time.perf_counter() - t0,
+        }
+
+    # most telling first, saved after each phase: a run cut short still leaves its figures
+    print(f"universal model on {len(symbols)} pairs, then 2023 walk-forward", flush=True)
+    train_universal("universal", symbols)
+    rows.update(evaluate_all("universal", symbols))
+    save(args.out, payload(False))
+    print(f"universal model on the {len(seen)} pairs outside the left-out set, then the left-out pairs", flush=True)
+    train_universal("universal_16", seen)
+    left_out.update(evaluate_all("universal_16", left_out_symbols))
+    save(args.out, payload(False))
+    print("per-symbol models (one year each), then 2023 walk-forward", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(per_symbol_model, symbols))
-    print("evaluating 2023 walk-forward", flush=True)
-    jobs = [("universal", s) for s in symbols] + [("per_symbol", s) for s in symbols] + \
-           [("universal_16", s) for s in left_out_symbols]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: evaluate(*job), jobs))
-    rows = {s: r for (m, s), r in zip(jobs, results, strict=True) if m == "universal"}
-    per_symbol = {s: r for (m, s), r in zip(jobs, results, strict=True) if m == "per_symbol"}
-    left_out = {s: r for (m, s), r in zip(jobs, results, strict=True) if m == "universal_16"}
-    result = targets(rows, per_symbol, left_out)
-    print_table(rows, per_symbol, left_out, result)
-    cards = {name: json.loads((work / name / "universal.json").read_text())
-             for name in ("universal", "universal_16") if (work / name / "universal.json").is_file()}
-    return {
-        "benchmark": "universal quality (issue 21)",
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "mkrich": args.mkrich,
-        "data": str(directory),
-        "train_end": TRAIN_END,
-        "quick": args.quick,
-        "test": list(test),
-        "universal_flags": universal_flags,
-        "per_symbol": f"mkrich train --symbol S {' '.join(per_symbol_flags)} --end {TRAIN_END} (defaults)",
-        "history_days": HISTORY_DAYS,
-        "left_out": list(left_out_symbols),
-        "targets": result,
-        "target_texts": TARGETS,
-        "universal": rows,
-        "per_symbol_models": per_symbol,
-        "universal_16_on_left_out": left_out,
-        "universal_cards": cards,
-        "step_seconds": run.seconds,
-        "wall_seconds": time.perf_counter() - t0,
-    }
+    per_symbol.update(evaluate_all("per_symbol", symbols))
+    result = payload(True)
+    print_table(rows, per_symbol, left_out, result["targets"])
+    return result
 
 
 def main() -> None:
@@ -306,9 +326,10 @@ def main() -> None:
         return
     if args.quick and args.work == DEFAULT_WORK:
         args.work = f"{DEFAULT_WORK}-quick"
+    args.out = args.out or ("universal_quick" if args.quick else "universal")
     payload = quality(args)
     if payload:
-        print(f"  -> {save(args.out or ('universal_quick' if args.quick else 'universal'), payload)}")
+        print(f"  -> {save(args.out, payload)}")
 
 
 if __name__ == "__main__":
