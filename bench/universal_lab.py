@@ -10,6 +10,7 @@ Nothing here is imported by the library or the tests.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import time
@@ -107,7 +108,8 @@ def make_panel(symbol: str, features: pd.DataFrame, sequence_length: int, inputs
 
 
 def panels(sequence_length: int = 48, inputs: tuple[str, ...] = OHLCV_INPUTS, symbols=SYMBOLS) -> dict[str, Panel]:
-    key = CACHE / f"panels_{sequence_length}_{abs(hash(tuple(inputs))) % 10**8}.pkl"
+    digest = hashlib.sha256(",".join(inputs).encode()).hexdigest()[:12]  # stable across processes
+    key = CACHE / f"panels_{sequence_length}_{digest}.pkl"
     if key.is_file():
         out = pickle.loads(key.read_bytes())
         if all(s in out for s in symbols):
