@@ -456,9 +456,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = params.pop("source")
     from make_us_rich.preflight import check_run
 
-    check_run(symbols, source, args.store, interval=params.get("interval", _default("interval")),
-              api_url=params.get("api_url"))
-    print(f"running pipeline hourly-training locally (kfp.local) for {', '.join(symbols)} on {source}"
+    left_out = check_run(symbols, source, args.store, interval=params.get("interval", _default("interval")),
+                         api_url=params.get("api_url"), partial=args.universal)
+    for symbol, reason in left_out.items():  # the universal run lists them in its summary too
+        print(f"{symbol}: left out of this run: {reason}", flush=True)
+    print(f"running pipeline {'universal-training' if args.universal else 'hourly-training'} locally (kfp.local) for {', '.join(symbols)} on {source}"
           f"{'' if args.verbose else ' (-v shows kfp.local output live)'}", flush=True)
     try:
         if args.universal:

@@ -74,11 +74,29 @@ def check_store(uri: str) -> None:
 
 
 def check_run(symbols: list[str], source: str, store_uri: str, *, interval: str = "1h",
-              api_url: str | None = None) -> None:
-    """Everything ``mkrich run`` can check before kfp.local starts."""
+              api_url: str | None = None, partial: bool = False) -> dict[str, str]:
+    """Everything ``mkrich run`` can check before kfp.local starts. With ``partial`` (a universal
+    run, which leaves a symbol without data out and goes on) the symbols that cannot be had are
+    returned with the reason instead of failing the run, unless none can be had."""
     from make_us_rich.data.sources import parse_source
 
-    check_source(source, symbols, interval)
-    if parse_source(source).kind == "binance":
-        check_binance(symbols, interval, api_url)
+    if not partial:
+        check_source(source, symbols, interval)
+        if parse_source(source).kind == "binance":
+            check_binance(symbols, interval, api_url)
+        check_store(store_uri)
+        return {}
+    if not symbols:
+        check_source(source, symbols, interval)  # says: no symbols given
+    left: dict[str, str] = {}
+    for symbol in symbols:
+        try:
+            check_source(source, [symbol], interval)
+            if parse_source(source).kind == "binance":
+                check_binance([symbol], interval, api_url)
+        except ConfigError as exc:
+            left[symbol] = str(exc)
+    if len(left) == len(symbols):
+        raise ConfigError(next(iter(left.values())))
     check_store(store_uri)
+    return left

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-
-from conftest import REPO
+from deploy_tools import REPO
 
 SCHEMAS = Path(__file__).parent / "schemas"
 ALERTING = REPO / "manifests" / "components" / "alerting"

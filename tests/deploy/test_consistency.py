@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import re
 
+from deploy_tools import docs, run, tool
+
 from make_us_rich import contract
 from make_us_rich.images import ROLES, image
 from make_us_rich.store import ModelStore, triton_config
 from make_us_rich.training import TrainConfig
 
 
-def _config_map(docs):
-    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "mkrich-schedule"]
+def _config_map(documents):
+    (cm,) = [d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "mkrich-schedule"]
     return cm["data"]
 
 
@@ -108,8 +110,6 @@ def test_the_registry_is_one_setting_of_an_overlay(manifests_copy):
     """components/image-registry: the registry and tag in an overlay's mkrich-schedule ConfigMap
     (a registry with a port too) become every image it deploys and the pipeline's."""
     import shutil
-
-    from conftest import docs, run, tool
 
     overlays = manifests_copy / "overlays"
     for name in ("local-kind", "prod"):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from deploy_tools import REPO, run, tool
 
-from conftest import REPO, run, tool
 from make_us_rich.images import image
 
 VARIANTS = ("kustomize:overlays/console-test", "kustomize:overlays/console-postgres-test",

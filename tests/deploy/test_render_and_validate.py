@@ -9,8 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
-from conftest import K8S_VERSION, REPO, run, tool
+from deploy_tools import K8S_VERSION, REPO, run, tool
 
 CUSTOM = {"InferenceService", "Pipeline", "PipelineVersion", "PrometheusRule", "PodMonitor", "Cluster"}
 SCHEMAS = Path(__file__).parent / "schemas"

@@ -8,8 +8,7 @@ import re
 
 import pytest
 import yaml
-
-from conftest import REPO, docs, run, tool
+from deploy_tools import REPO, docs, run, tool
 
 CHART = str(REPO / "charts" / "make-us-rich")
 

@@ -10,8 +10,7 @@ import subprocess
 
 import pytest
 import yaml
-
-from conftest import REPO, tool
+from deploy_tools import REPO, tool
 
 CHECKOV_ENV = {"BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "TRUE"}
 

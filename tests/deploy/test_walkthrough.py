@@ -9,8 +9,8 @@ import re
 import shlex
 
 import pytest
+from deploy_tools import REPO
 
-from conftest import REPO
 from make_us_rich.cli import build_parser, main
 from make_us_rich.testing.fake_kfp import FakeKFP
 
