@@ -413,7 +413,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
         p.add_argument("--universal", action="store_true",
                        help="run universal-training: ONE model on the pooled data of every symbol, then "
                        "evaluate, gate and publish it for each (issue 21)")
-        add_arguments(p, UNIVERSAL_PARAMS)
+        add_arguments(p.add_argument_group("universal-training (only with --universal)"), UNIVERSAL_PARAMS)
     p.add_argument("--source", default=None if cluster else DEFAULT_SOURCE,
                    help="binance, sample or csv:PATH" + (" (default binance)" if cluster else " (default sample: offline)"))
     add_arguments(p, PIPELINE_PARAMS)

@@ -109,7 +109,7 @@ PIPELINE_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in PIPELIN
 BY_NAME: dict[str, Param] = {p.name: p for p in PIPELINE_PARAMS}
 
 
-def add_arguments(parser: argparse.ArgumentParser, params: tuple[Param, ...]) -> None:
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, params: tuple[Param, ...]) -> None:
     """One flag per parameter; unset flags stay ``None`` (= the declared default), so a preset
     or the pipeline's own default applies."""
     for p in params:
