@@ -323,7 +323,6 @@ def fit_quantile_model(
     early-stopping on the validation windows. ``train_features`` (the train period's feature
     table) fits the in-graph HAR when ``config.blend_har``. ``progress``: True draws an epoch bar,
     ``"lines"`` logs one line per epoch (pipeline steps). Deterministic for a seed."""
-    from make_us_rich.training.train import _EpochLines, _EpochProgress
 
     norm = QUANTILE_FEATURES.index(NORM_VOL)
     X_train, X_val = data["X_train"], data["X_val"]
@@ -342,12 +341,7 @@ def fit_quantile_model(
     validation = (X_val, z_val)
     stopper = BestWeights(validation, config.patience, config.batch_size)
     callbacks: list = [stopper]
-    if progress == "lines":
-        callbacks.append(_EpochLines(config.max_epochs))
-    elif progress:
-        callbacks.append(_EpochProgress(config.max_epochs, "training"))
-    if tensorboard_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
+    callbacks += _reporting_callbacks(config.max_epochs, progress, tensorboard_dir)
     started = time.perf_counter()
     fit = model.core.fit(
         X_train, z_train, validation_data=validation, epochs=config.max_epochs,
@@ -407,7 +401,7 @@ def fit_pooled_model(
     train feature table) fits one HAR on the pooled rows when ``config.blend_har``.
     ``init_from`` (the last accepted serving model, built with the same ``scaler``) warm-starts
     the LSTM and head; ``time_budget`` (seconds) stops training when spent."""
-    from make_us_rich.training.train import TimeBudget, _EpochLines, _EpochProgress
+    from make_us_rich.training.train import TimeBudget
 
     if len(train) < config.batch_size:
         raise InsufficientHistoryError(
@@ -436,12 +430,7 @@ def fit_pooled_model(
     budget = TimeBudget(time_budget) if time_budget else None
     if budget is not None:
         callbacks.append(budget)
-    if progress == "lines":
-        callbacks.append(_EpochLines(config.max_epochs))
-    elif progress:
-        callbacks.append(_EpochProgress(config.max_epochs, "training"))
-    if tensorboard_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
+    callbacks += _reporting_callbacks(config.max_epochs, progress, tensorboard_dir)
     started = time.perf_counter()
     fit = model.core.fit(batches, validation_data=validation, epochs=config.max_epochs,
                          callbacks=callbacks, verbose=0)
@@ -472,3 +461,17 @@ def train_quantile_model(features: pd.DataFrame, config: TrainConfig | None = No
 def load_serving_model(path: str | Path):
     """The serving graph saved by the train stage (the custom layers are registered here)."""
     return keras.models.load_model(path)
+
+
+def _reporting_callbacks(max_epochs: int, progress: bool | str, tensorboard_dir) -> list:
+    """Epoch lines (``progress="lines"``, for the pipeline's log), a bar, and TensorBoard."""
+    from make_us_rich.training.train import _EpochLines, _EpochProgress
+
+    out: list = []
+    if progress == "lines":
+        out.append(_EpochLines(max_epochs))
+    elif progress:
+        out.append(_EpochProgress(max_epochs, "training"))
+    if tensorboard_dir:
+        out.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
+    return out
