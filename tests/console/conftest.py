@@ -13,18 +13,14 @@ from make_us_rich.console.auth import create_user
 from make_us_rich.console.db import make_engine, session_factory
 from make_us_rich.console.dev import start_server
 from make_us_rich.store import ModelStore
-from make_us_rich.testing import free_port, missing_tool
-from make_us_rich.testing.postgres import PostgresServer, PostgresUnavailable
+from make_us_rich.testing import free_port
+from make_us_rich.testing.postgres import started_or_missing
 
 
 @pytest.fixture(scope="session")
 def postgres():
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as exc:
-        missing_tool(str(exc))
-    yield server
-    server.stop()
+    with started_or_missing() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

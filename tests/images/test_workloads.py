@@ -128,16 +128,10 @@ def _restricted(engine: str, name: str) -> None:
 # --------------------------------------------------------------------------------- the console
 @pytest.fixture(scope="module")
 def postgres():
-    from make_us_rich.testing.postgres import PostgresServer, PostgresUnavailable
+    from make_us_rich.testing.postgres import started_or_missing
 
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as exc:
-        from make_us_rich.testing import missing_tool
-
-        missing_tool(str(exc))
-    yield server
-    server.stop()
+    with started_or_missing() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from make_us_rich.testing import free_port
+from make_us_rich.testing import free_port, missing_tool
 
 INSTALL_HINT = "run `make db-tools` (apt-installs postgresql)"
 
@@ -125,3 +127,17 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def started_or_missing() -> Iterator[PostgresServer]:
+    """A running server for a test fixture, or the suite's missing-tool outcome (a skip, a
+    failure under ``CI=true``) where PostgreSQL is not installed."""
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        missing_tool(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
