@@ -4,6 +4,7 @@ or the hourly recurring run), and compile it (IR YAML and Kubernetes manifests).
 
 from __future__ import annotations
 
+import builtins
 import collections
 import contextlib
 import io
@@ -275,7 +276,7 @@ def run_local(
     from make_us_rich.store import ModelStore
 
     terminal = sys.stdout  # kfp.local's output is redirected below; progress lines are not
-    report = report or (lambda line: print(line, file=terminal, flush=True))
+    report = report or (lambda line: (terminal.write(line + "\n"), terminal.flush()))
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     store_abs = store_uri if "://" in store_uri else str(Path(store_uri).resolve())
@@ -302,6 +303,9 @@ def run_local(
             warnings.showwarning = lambda msg, cat, fn, ln, *a, **k: tee.write(
                 warnings.formatwarning(msg, cat, fn, ln))
             handlers = logging.getLogger().handlers[:]
+            # kfp.local indents a task's prints by swapping builtins.print; parallel tasks
+            # (ParallelFor) can restore each other's swap and leave print indented for good
+            original_print = builtins.print
             try:
                 pipeline = universal_training if universal else hourly_training
                 pipeline(symbols=list(symbols), source=source, store_uri=store_abs, **params)
@@ -311,6 +315,7 @@ def run_local(
                 # kfp.local swaps the root logger's handlers per task; with parallel tasks it can
                 # leave one behind that writes to this (soon closed) log
                 logging.getLogger().handlers[:] = handlers
+                builtins.print = original_print
     seconds = time.time() - started
     name = UNIVERSAL_PIPELINE_NAME if universal else PIPELINE_NAME
     run_dirs = sorted((p for p in root.glob(f"{name}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)

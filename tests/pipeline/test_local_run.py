@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
     from make_us_rich.testing.webhook import WebhookReceiver
 
     store = tmp_path / "store"
+    original_print = builtins.print
     with WebhookReceiver(status=500) as hook:
         rc = main([
             "run", "--symbols", "BTCEUR,BTCUSDT", "--store", str(store),
@@ -32,6 +34,8 @@ def test_local_run_publishes_a_model_per_symbol(tmp_path, capsys):
         ])
         out = capsys.readouterr().out
         assert rc == 0, out
+        # kfp.local swaps print per task; its parallel tasks could leave it swapped (indented)
+        assert builtins.print is original_print
         time.sleep(0.5)  # nothing else may arrive: the CLI prints, it never posts a second time
         (summary,) = hook.notifications
     assert summary["status"] == "succeeded" and summary["error"] is None
