@@ -15,8 +15,7 @@ from common import machine, save, shared_data, timeit
 from make_us_rich import contract
 from make_us_rich.data import read_klines_csv, validate_klines
 from make_us_rich.inference import onnx_session
-from make_us_rich.preprocessing import extract_features_from_dataset
-from make_us_rich.preprocessing.volatility import add_volatility_features
+from make_us_rich.preprocessing import build_features
 from make_us_rich.preprocessing.windows import fit_input_scaler, make_quantile_windows
 from make_us_rich.training import TrainConfig
 from make_us_rich.training import quantile_model as qm
@@ -26,7 +25,7 @@ from make_us_rich.training.export import to_onnx
 def main() -> None:
     k = read_klines_csv(shared_data("BTCUSDT_1h_until_2023.csv.gz"))
     k, _ = validate_klines(k[k["timestamp"] >= pd.Timestamp("2023-01-01", tz="UTC")])
-    features = add_volatility_features(extract_features_from_dataset(k), k)
+    features = build_features(k)
     cfg = TrainConfig()
     w = make_quantile_windows(features, cfg.sequence_length)
     har = qm.fit_har(features[list(contract.FEATURES)]) if cfg.blend_har else None

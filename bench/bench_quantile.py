@@ -33,8 +33,7 @@ import pandas as pd
 from common import machine, save, timeit
 from make_us_rich import baselines
 from make_us_rich.data import read_klines_csv, validate_klines
-from make_us_rich.preprocessing.features import extract_features_from_dataset
-from make_us_rich.preprocessing.volatility import add_volatility_features
+from make_us_rich.preprocessing.features import build_features
 from make_us_rich.scoring import pinball_ratio_ci, point_errors, score
 
 VALIDATION = [("2022-07-01", "2022-10-01"), ("2022-10-01", "2023-01-01")]
@@ -72,7 +71,7 @@ def shared_dir() -> Path:
 
 def load_features(symbol: str) -> pd.DataFrame:
     klines, _ = validate_klines(read_klines_csv(shared_dir() / f"{symbol}_1h_until_2023.csv.gz"))
-    return add_volatility_features(extract_features_from_dataset(klines), klines)
+    return build_features(klines)
 
 
 def evaluate_period(features: pd.DataFrame, start: str, end: str, config, label: str) -> dict:

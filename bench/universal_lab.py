@@ -24,8 +24,8 @@ import pandas as pd
 
 from make_us_rich import baselines
 from make_us_rich.data import read_klines_csv, validate_klines
-from make_us_rich.preprocessing.features import extract_features_from_dataset
-from make_us_rich.preprocessing.volatility import NORM_VOL, add_volatility_features
+from make_us_rich.preprocessing.features import build_features
+from make_us_rich.preprocessing.volatility import NORM_VOL
 from make_us_rich.preprocessing.windows import (
     QUANTILE_FEATURES,
     make_quantile_windows,
@@ -71,7 +71,7 @@ def load_features(symbol: str) -> tuple[pd.DataFrame, bool]:
     has_trades = bool(klines["trades"].notna().all())
     if not has_trades:
         klines = klines.assign(trades=klines["volume"])
-    features = add_volatility_features(extract_features_from_dataset(klines), klines)
+    features = build_features(klines)
     cached.write_bytes(pickle.dumps((features, has_trades)))
     return features, has_trades
 

@@ -97,12 +97,11 @@ def _windows(symbol: str, sequence_length: int):
 
     from make_us_rich import contract
     from make_us_rich.data import load_klines
-    from make_us_rich.preprocessing import extract_features_from_dataset
-    from make_us_rich.preprocessing.volatility import add_volatility_features
+    from make_us_rich.preprocessing import build_features
 
     klines, _ = load_klines("sample", symbol)
     k = klines.tail(24 * 52).reset_index(drop=True)
-    feats = add_volatility_features(extract_features_from_dataset(k), k)[list(contract.FEATURES)]
+    feats = build_features(k)[list(contract.FEATURES)]
     values = feats.to_numpy(np.float32)[-24 * 20:]
     return [values[i : i + sequence_length] for i in range(len(values) - sequence_length)]
 

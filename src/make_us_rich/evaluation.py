@@ -50,8 +50,7 @@ def evaluate_folder(
     """Score ``model_dir/model.onnx`` on the period of ``klines`` (``(start, end, days)``);
     write ``metrics.json``, ``predictions.csv`` and the plots into ``out_dir`` (replaced as a
     whole). Returns the scores and the folder."""
-    from make_us_rich.preprocessing import extract_features_from_dataset
-    from make_us_rich.preprocessing.volatility import add_volatility_features
+    from make_us_rich.preprocessing import build_features
     from make_us_rich.preprocessing.windows import check_inputs_available, unavailable_inputs
     from make_us_rich.training.artifacts import swap_into_place, write_predictions
     from make_us_rich.training.evaluate import evaluate_model
@@ -71,7 +70,7 @@ def evaluate_folder(
     if card.get("features") != list(contract.FEATURES):
         raise ConfigError(f"{folder} was trained on other features than this version computes; retrain it")
     first, last = period_bounds(klines, *period)
-    features = add_volatility_features(extract_features_from_dataset(klines), klines)
+    features = build_features(klines)
     inputs = (card.get("hyperparameters") or {}).get("inputs") or []
     lacking = unavailable_inputs(features)
     check_inputs_available(inputs, lacking, symbol)

@@ -16,8 +16,7 @@ import pandas as pd
 from make_us_rich import contract
 from make_us_rich.data import interval_ms, load_klines, normalize_symbol
 from make_us_rich.errors import MakeUsRichError
-from make_us_rich.preprocessing import extract_features_from_dataset
-from make_us_rich.preprocessing.volatility import add_volatility_features
+from make_us_rich.preprocessing import build_features
 from make_us_rich.preprocessing.windows import HISTORY_DAYS
 from make_us_rich.scoring import QUANTILE_COLUMNS
 
@@ -77,7 +76,7 @@ def predict_next_close(
             f"the last {seq_len} candles have a gap (at {window['timestamp'][gaps.reindex(window.index, fill_value=False)].iloc[0]}); "
             "the exchange had an outage - try again after the next candle"
         )
-    table = add_volatility_features(extract_features_from_dataset(klines), klines).tail(seq_len)
+    table = build_features(klines).tail(seq_len)
     features = table[list(contract.FEATURES)].to_numpy("float32")[None]
     if not np.isfinite(features).all():
         raise MakeUsRichError(

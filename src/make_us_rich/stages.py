@@ -26,13 +26,12 @@ from make_us_rich.data import DataReport, load_klines, read_klines_csv, write_kl
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 from make_us_rich.io import atomic_path, read_json, sha256, write_json
 from make_us_rich.preprocessing import (
-    extract_features_from_dataset,
+    build_features,
     load_scaler,
     save_scaler,
     split_data,
 )
 from make_us_rich.preprocessing.split import holdout_size
-from make_us_rich.preprocessing.volatility import add_volatility_features
 from make_us_rich.preprocessing.windows import (
     fit_input_scaler,
     make_quantile_windows,
@@ -116,7 +115,7 @@ def features_stage(klines_dir: str | Path, out_csv: str | Path) -> dict[str, Any
     """Stage 2: klines (validated by the fetch stage, with the run's interval and limits)
     -> feature table: price and calendar features, then the causal volatility features."""
     klines = read_klines_csv(Path(klines_dir) / KLINES_FILE)
-    features = add_volatility_features(extract_features_from_dataset(klines), klines)
+    features = build_features(klines)
     _write_table(features, out_csv)
     return {"rows": len(features), "features": list(features.columns)}
 

@@ -193,3 +193,22 @@ def test_no_private_name_is_imported_from_another_part():
                 crossings += [f"{path.relative_to(ROOT)}:{node.lineno} {source}.{a.name}"
                               for a in node.names if a.name.startswith("_") and a.name != "__version__"]
     assert not crossings, crossings
+
+
+def test_one_feature_builder():
+    """Training, evaluation and prediction build features with ``build_features`` only: a module
+    that chained the two feature steps itself could drift from what the model was trained on."""
+    steps = {"extract_features_from_dataset", "add_volatility_features"}
+    callers = {}
+    for module, path in project_modules().items():
+        if module.startswith("make_us_rich.preprocessing"):
+            continue
+        called = {node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+                  for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)}
+        if called & steps:
+            callers[module] = sorted(called & steps)
+    assert not callers, f"call make_us_rich.preprocessing.build_features instead: {callers}"
+    # the three places that need features do use it
+    for module in ("stages", "evaluation", "predict_client"):
+        source = (ROOT / "src" / "make_us_rich" / f"{module}.py").read_text()
+        assert "build_features(" in source, module

@@ -183,12 +183,11 @@ def test_server_image_answers_like_onnxruntime_in_process(served, in_images, s3_
 
     from make_us_rich import contract
     from make_us_rich.inference import onnx_session, predict_all
-    from make_us_rich.preprocessing import extract_features_from_dataset
-    from make_us_rich.preprocessing.volatility import add_volatility_features
+    from make_us_rich.preprocessing import build_features
 
     seq = PARAMS["sequence_length"]
     k = sample_btceur.tail(24 * 40).reset_index(drop=True)
-    table = add_volatility_features(extract_features_from_dataset(k), k)[list(contract.FEATURES)]
+    table = build_features(k)[list(contract.FEATURES)]
     features = table.to_numpy(np.float32)[-(seq + 4):]
     windows = np.stack([features[i : i + seq] for i in range(5)])
     request = urllib.request.Request(f"{served}/v2/models/{SYMBOL.lower()}-close/infer",

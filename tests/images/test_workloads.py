@@ -221,8 +221,7 @@ def test_predictor_serves_the_model_from_s3(engine, predictor, sample_btceur):
     from make_us_rich import contract
     from make_us_rich.inference import onnx_session, predict_all
     from make_us_rich.predict_client import v2_request
-    from make_us_rich.preprocessing import extract_features_from_dataset
-    from make_us_rich.preprocessing.volatility import add_volatility_features
+    from make_us_rich.preprocessing import build_features
 
     name = f"{predictor['name']}-{predictor['container']['name']}"
     _probe(engine, name, predictor["container"], "readinessProbe", predictor["published"])
@@ -233,7 +232,7 @@ def test_predictor_serves_the_model_from_s3(engine, predictor, sample_btceur):
     session = onnx_session(predictor["model"])
     seq = session.get_inputs()[0].shape[1]
     k = sample_btceur.tail(24 * 40).reset_index(drop=True)
-    table = add_volatility_features(extract_features_from_dataset(k), k)[list(contract.FEATURES)]
+    table = build_features(k)[list(contract.FEATURES)]
     features = table.to_numpy(np.float32)[-(seq + 2):]
     windows = np.stack([features[i : i + seq] for i in range(3)])
     status, body = _get(f"{base}/v2/models/{model}/infer", data=json.dumps(v2_request(windows)).encode(),

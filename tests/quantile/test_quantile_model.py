@@ -12,8 +12,7 @@ from make_us_rich.baselines import fit_har
 from make_us_rich.contract import INPUT_NAME, OUTPUT_NAME
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 from make_us_rich.inference import onnx_session, predict_all
-from make_us_rich.preprocessing.features import extract_features_from_dataset
-from make_us_rich.preprocessing.volatility import add_volatility_features
+from make_us_rich.preprocessing.features import build_features
 from make_us_rich.scoring import QUANTILES
 from make_us_rich.training import quantile_model as qm
 from make_us_rich.training.config import TrainConfig
@@ -26,7 +25,7 @@ TINY = TrainConfig(sequence_length=12, lstm_units=8, max_epochs=2, patience=2, b
 @pytest.fixture(scope="module")
 def features(sample_btceur):
     k = sample_btceur.iloc[:1800].reset_index(drop=True)
-    return add_volatility_features(extract_features_from_dataset(k), k)
+    return build_features(k)
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 
 from make_us_rich.data import write_klines_csv
 from make_us_rich.errors import ConfigError, DataValidationError
-from make_us_rich.preprocessing.features import extract_features_from_dataset
+from make_us_rich.preprocessing.features import build_features
 from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows, split_pooled
-from make_us_rich.preprocessing.volatility import add_volatility_features, volatility_features
+from make_us_rich.preprocessing.volatility import volatility_features
 from make_us_rich.preprocessing.windows import (
     NEUTRAL_FILL,
     QUANTILE_FEATURES,
@@ -33,7 +33,7 @@ def ohlcv_only(klines: pd.DataFrame) -> pd.DataFrame:
 
 
 def features_of(klines: pd.DataFrame) -> pd.DataFrame:
-    return add_volatility_features(extract_features_from_dataset(klines), klines)
+    return build_features(klines)
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,10 @@ def windows(sample_btceur):
     """Three real feature windows of 12 hours from the end of the BTCEUR sample (with the
     volatility features' 32 days of history before them)."""
     from make_us_rich import contract
-    from make_us_rich.preprocessing import extract_features_from_dataset
-    from make_us_rich.preprocessing.volatility import add_volatility_features
+    from make_us_rich.preprocessing import build_features
 
     k = sample_btceur.tail(24 * 40).reset_index(drop=True)
-    feats = add_volatility_features(extract_features_from_dataset(k), k)[list(contract.FEATURES)]
+    feats = build_features(k)[list(contract.FEATURES)]
     feats = feats.to_numpy(np.float32)[-14:]
     return np.stack([feats[i : i + 12] for i in range(3)])
 

@@ -10,6 +10,7 @@ from make_us_rich.preprocessing.features import (
     CALENDAR_FEATURES,
     FEATURE_COLUMNS,
     PRICE_FEATURES,
+    build_features,
     extract_features_from_dataset,
 )
 from make_us_rich.preprocessing.sequences import contiguous_windows, create_sequences
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_VAL_SIZE",
     "FEATURE_COLUMNS",
     "PRICE_FEATURES",
+    "build_features",
     "contiguous_windows",
     "create_sequences",
     "extract_features_from_dataset",

@@ -1,7 +1,8 @@
 """Stage 2: features from klines, vectorized (no row loops).
 
-The same function builds features for training and for serving (``mkrich predict``), so a
-served model always sees what it was trained on.
+:func:`build_features` is the one feature builder: training (the features stage), evaluation
+(``mkrich evaluate``) and prediction (``mkrich predict``) all call it, so what is served cannot
+drift from what was trained.
 """
 
 from __future__ import annotations
@@ -61,3 +62,11 @@ def extract_features_from_dataset(klines: pd.DataFrame) -> pd.DataFrame:
     values[:, 4] = values[:, 3] - values[:, 0]
     values[:, 5:] = calendar_features(ts)
     return pd.DataFrame(values, index=ts, columns=list(FEATURE_COLUMNS))
+
+
+def build_features(klines: pd.DataFrame) -> pd.DataFrame:
+    """Klines -> the model's whole feature table: :data:`FEATURE_COLUMNS` then the causal
+    volatility features (:mod:`make_us_rich.preprocessing.volatility`), indexed by open time."""
+    from make_us_rich.preprocessing.volatility import add_volatility_features
+
+    return add_volatility_features(extract_features_from_dataset(klines), klines)
