@@ -17,7 +17,8 @@ class ConfigError(MakeUsRichError, ValueError):
 
 
 class UnknownSymbolError(ConfigError):
-    """The exchange does not know the requested trading pair."""
+    """A well-formed trading pair that nothing here knows: the exchange does not list it, or no
+    model in the store serves it (the console answers 404)."""
 
 
 class DataValidationError(MakeUsRichError, ValueError):

@@ -9,7 +9,7 @@ from typing import Any
 
 from make_us_rich.console.settings import Settings
 from make_us_rich.data import load_klines, normalize_symbol
-from make_us_rich.errors import ConfigError, MakeUsRichError
+from make_us_rich.errors import ConfigError, MakeUsRichError, UnknownSymbolError
 from make_us_rich.predict_client import ServerError, predict_next_close
 from make_us_rich.scoring import INTERVALS, QUANTILE_COLUMNS, QUANTILES
 from make_us_rich.store import ModelStore, StoreError
@@ -17,22 +17,18 @@ from make_us_rich.store import ModelStore, StoreError
 MAX_SYMBOL_LENGTH = 20
 
 
-class UnknownSymbol(ConfigError):
-    """Well-formed, but the store has no served model for it."""
-
-
 class ForecastUnavailable(MakeUsRichError):
     """The inference endpoint or the klines source failed (a 502/503 for the caller)."""
 
 
 def check_symbol(raw: str, store: ModelStore) -> str:
-    """``raw`` as a served symbol; :class:`ConfigError` when malformed, :class:`UnknownSymbol`
+    """``raw`` as a served symbol; :class:`ConfigError` when malformed, :class:`UnknownSymbolError`
     when no model serves it."""
     if not raw or len(raw) > MAX_SYMBOL_LENGTH:
         raise ConfigError(f"a symbol has 5 to {MAX_SYMBOL_LENGTH} letters or digits, e.g. BTCEUR")
     symbol = normalize_symbol(raw)
     if symbol not in served_symbols(store):
-        raise UnknownSymbol(f"no model is served for {symbol}; see /models for the symbols")
+        raise UnknownSymbolError(f"no model is served for {symbol}; see /models for the symbols")
     return symbol
 
 

@@ -23,7 +23,7 @@ from make_us_rich.console import auth, gateway
 from make_us_rich.console.db import User
 from make_us_rich.console.settings import Settings
 from make_us_rich.data import normalize_symbol
-from make_us_rich.errors import ConfigError
+from make_us_rich.errors import ConfigError, UnknownSymbolError
 from make_us_rich.store import ModelStore
 
 SESSION_COOKIE = "mkrich_session"
@@ -88,7 +88,7 @@ class Console:
         """``raw`` as a symbol (served by a model unless ``served=False``), else 400/404/503."""
         try:
             return gateway.check_symbol(raw, self.store) if served else normalize_symbol(raw)
-        except gateway.UnknownSymbol as exc:
+        except UnknownSymbolError as exc:
             raise HTTPProblem(404, str(exc)) from None
         except ConfigError as exc:
             raise HTTPProblem(400, str(exc)) from None

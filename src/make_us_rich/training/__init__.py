@@ -1,6 +1,7 @@
 """Stages 6-8: the quantile LSTM, its self-contained ONNX export and its honest evaluation.
-``config`` and ``evaluate`` are light (no TensorFlow); ``quantile_model``, ``quantile_train``,
-``train`` and ``export`` need the ``train`` extra.
+``config``, ``evaluate``, ``report``, ``artifacts`` and ``plots`` need no TensorFlow;
+``quantile_model``, ``model`` (its quantile layer), ``train`` (its callbacks) and ``export``
+need the ``train`` extra.
 """
 
 from make_us_rich.training.config import PRESETS, TrainConfig, preset
