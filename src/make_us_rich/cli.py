@@ -290,7 +290,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from make_us_rich.store import ModelStore
 
     store = ModelStore(args.store, keep=args.keep)
-    result = store.publish(args.artifacts, args.symbol, allow_contract_change=args.allow_contract_change)
+    result = store.publish(args.artifacts, args.symbol, allow_contract_change=bool(args.allow_contract_change))
     if push_publish(store, result.symbol, args.artifacts, version=result.version):
         print("  metrics pushed to the Pushgateway")
     print(f"{result.symbol} {result.version}: {result.status.upper()} -> {result.uri}")
@@ -384,11 +384,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _card_symbol(model_dir: str) -> str:
+    """The symbol a per-symbol model folder was trained on (``--symbol`` left out)."""
+    from make_us_rich.io import read_json
+
+    try:
+        card = read_json(Path(model_dir) / "model_card.json")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{model_dir} is not a model folder ({exc}); pass the --out of "
+                          "`mkrich train` or a run's artifacts") from None
+    if card.get("kind") == "universal" or "universal" in card or not card.get("symbol"):
+        trained = card.get("symbols") or (card.get("universal") or {}).get("trained_on") or []
+        raise ConfigError(f"{model_dir} holds a universal model (trained on {', '.join(trained) or '?'});"
+                          " pass --symbol, any symbol with data in --source")
+    return str(card["symbol"])
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from make_us_rich.data import load_klines, normalize_symbol
     from make_us_rich.evaluation import evaluate_folder, load_window
 
-    symbol = normalize_symbol(args.symbol)
+    symbol = normalize_symbol(args.symbol or _card_symbol(args.model))
     period = (args.start, args.end, args.days)
     klines, report = load_klines(
         args.source, symbol, interval=args.interval,
@@ -606,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the LSTM's inputs (scaler/) and summary.json.",
     )
     _add_source_options(p, default_source=DEFAULT_SOURCE)
-    from make_us_rich.params import BY_NAME
+    from make_us_rich.params import BY_NAME, add_arguments
 
     for name in ("sequence_length", "test_size", "val_size"):
         param = BY_NAME[name]
@@ -626,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
     p.add_argument("--preset", default=None, help="fast (default for --symbol), universal (default for --symbols) "
                    "or tiny (seconds, for trials); the flags below override it")
-    from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, add_arguments
+    from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS
 
     add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
     p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
@@ -657,9 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     keep = BY_NAME["keep"]
     p.add_argument("--keep", type=int, default=keep.default, help=f"{keep.help} (default {keep.default})")
     p.add_argument("--fail-on-reject", action="store_true", help="exit 3 when the gate rejected the model")
-    allow = BY_NAME["allow_contract_change"]
-    p.add_argument(allow.cli_flag, type=allow.parse, nargs="?", const=True, default=False,
-                   help=f"{allow.help} (alone or true/false, as for mkrich run)")
+    add_arguments(p, (BY_NAME["allow_contract_change"],))
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser(
@@ -727,7 +741,9 @@ def build_parser() -> argparse.ArgumentParser:
         "quantiles, GARCH-t, HAR). Writes metrics.json, predictions.csv and the plots to --out.",
     )
     _add_source_options(p, default_source=DEFAULT_SOURCE)
-    p.add_argument("--model", required=True, help="model folder (holds model.onnx and model_card.json)")
+    p.set_defaults(symbol=None)  # the model card's symbol
+    p.add_argument("--model", required=True, help="model folder (holds model.onnx and model_card.json); "
+                   "--symbol defaults to the symbol it was trained on (a universal model needs --symbol)")
     p.add_argument("--history-days", type=float, default=400.0,
                    help="days loaded before the period for the volatility features and the "
                    "baselines' monthly refits on the trailing year (default 400)")

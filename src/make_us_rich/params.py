@@ -113,6 +113,14 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, par
     """One flag per parameter; unset flags stay ``None`` (= the declared default), so a preset
     or the pipeline's own default applies."""
     for p in params:
+        if p.type is bool:  # a switch: --flag / --no-flag (and --flag true|false, as the pipeline)
+            parser.add_argument(
+                p.cli_flag, dest=p.name, type=p.parse, default=None, nargs="?", const=True,
+                metavar="true|false", help=f"{p.help} (default: {p.pipeline_default})".replace("%", "%%"),
+            )
+            parser.add_argument("--no-" + p.cli_flag.removeprefix("--"), dest=p.name, default=None,
+                                action="store_false", help=f"the same as {p.cli_flag} false")
+            continue
         parser.add_argument(
             p.cli_flag, dest=p.name, type=p.parse, default=None, choices=p.choices,
             help=f"{p.help} (default: {p.pipeline_default})".replace("%", "%%"),

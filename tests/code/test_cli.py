@@ -176,3 +176,21 @@ def test_make_with_python_older_than_3_11_says_what_to_do(tmp_path):
     assert done.returncode != 0
     assert "make-us-rich needs Python >= 3.11 (set PYTHON=python3.11)" in done.stderr
     assert not (tmp_path / "venv").exists()
+
+
+def test_boolean_parameters_are_switches():
+    """``--flag`` / ``--no-flag`` for every boolean parameter, and ``--flag true|false`` as the
+    pipeline takes them; left out, the declared default applies (None here)."""
+    from make_us_rich.cli import build_parser
+    from make_us_rich.params import PIPELINE_PARAMS, UNIVERSAL_PARAMS
+
+    switches = [p for p in PIPELINE_PARAMS + UNIVERSAL_PARAMS if p.type is bool]
+    assert {"allow_contract_change", "warm_start"} <= {p.name for p in switches}
+    parser = build_parser()
+    for p in switches:
+        flag = p.cli_flag
+        command = ["run", "--universal"] if p in UNIVERSAL_PARAMS and p not in PIPELINE_PARAMS else ["run"]
+        assert getattr(parser.parse_args(command + [flag]), p.name) is True, flag
+        assert getattr(parser.parse_args(command + ["--no-" + flag[2:]]), p.name) is False, flag
+        assert getattr(parser.parse_args(command + [flag, "false"]), p.name) is False, flag
+        assert getattr(parser.parse_args(command), p.name) is None, flag

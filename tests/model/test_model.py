@@ -175,13 +175,14 @@ def test_mkrich_evaluate_scores_any_period_walk_forward(trained_artifacts, tmp_p
     from make_us_rich.cli import main
 
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", str(trained_artifacts), "--source", "sample", "--symbol", "BTCEUR",
+    # no --symbol: the one the model card names
+    assert main(["evaluate", "--model", str(trained_artifacts), "--source", "sample",
                  "--start", "2023-10-01", "--end", "2023-10-31T23:00", "--no-progress", "--out", str(out)]) == 0
     table = pd.read_csv(out / "predictions.csv")
     assert table["timestamp"].iloc[0] == "2023-10-01T00:00:00Z" and table["timestamp"].iloc[-1] == "2023-10-31T23:00:00Z"
     assert list(table.columns[:8]) == ["timestamp", "last_close", "close", *QUANTILE_COLUMNS]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == len(table) == 31 * 24
+    assert metrics["symbol"] == "BTCEUR" and metrics["n"] == len(table) == 31 * 24
     assert set(metrics["baselines"]) == {"persistence", "empirical", "garch_t", "har"}
     assert 0 < metrics["model"]["intervals"]["90"]["coverage"] <= 1
     text = capsys.readouterr().out

@@ -197,6 +197,10 @@ def test_cli_trains_a_universal_model_from_a_folder(market, tmp_path, capsys):
     assert info["periods"]["BTCUSDT"][1] == "2023-09-15T23:00:00+00:00"
     assert not (out / "symbols").exists()
     assert "no test period" in capsys.readouterr().out
+    # a universal model serves many symbols: evaluate asks which one instead of guessing
+    assert main(["evaluate", "--model", str(out), "--source", f"csv:{market}", "--days", "3",
+                 "--out", str(tmp_path / "e")]) == 2
+    assert "holds a universal model (trained on BTCEUR, BTCUSDT, ETHUSDT); pass --symbol" in capsys.readouterr().err
 
 
 def test_a_per_symbol_model_of_an_ohlcv_only_source_says_what_it_reads(market, tmp_path, tiny_config):
