@@ -111,12 +111,10 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     klines, report = _load(args)
-    stages.write_fetched(klines, report, out / "klines")
-    stages.features_stage(out / "klines", out / "features.csv")
-    split = stages.split_stage(out / "features.csv", out / "train.csv", out / "test.csv", args.test_size)
-    windows = stages.sequences_stage(out / "train.csv", out / "test.csv", out / "sequences.npz",
-                                     args.sequence_length, args.val_size)
-    stages.scale_stage(out / "sequences.npz", out / "scaler", TrainConfig().inputs)
+    config = TrainConfig(sequence_length=args.sequence_length, test_size=args.test_size, val_size=args.val_size)
+    done = stages.run_stages(args.source, args.symbol, out, config, klines=(klines, report), work_dir=out,
+                             until="scale")
+    split, windows = done["split"], done["sequences"]
     columns = list(stages.read_table(out / "train.csv").columns)
     summary = {"symbol": normalize_symbol(args.symbol), "source": args.source, "data": report.to_dict(),
                **split, **windows, "sequence_length": args.sequence_length,

@@ -321,6 +321,10 @@ def publish_stage(
 
 
 # ----------------------------------------------------------------------------- the chain
+#: The stages before training, in order (``run_stages(until=...)``).
+DATA_STAGES = ("fetch", "features", "split", "sequences", "scale")
+
+
 def run_stages(
     source: str,
     symbol: str,
@@ -341,14 +345,26 @@ def run_stages(
     tensorboard_dir: str | Path | None = None,
     client: object | None = None,
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+    until: str | None = None,
 ) -> dict[str, Any]:
     """Fetch -> features -> split -> sequences -> scale -> train -> ONNX -> evaluate + gate, in
     this process, over the stages' own files (in ``work_dir``, default a temporary folder), the
     same chain the pipeline runs as components. Writes the artifact folder ``out_dir`` and
     returns metrics.json's content. ``klines`` (already loaded, with their report) skips the
-    fetch; ``on_stage(name, info)`` is called as each stage finishes."""
+    fetch; ``on_stage(name, info)`` is called as each stage finishes. ``until`` (one of
+    :data:`DATA_STAGES`) stops after that stage and returns each stage's info by name
+    (``mkrich preprocess``: the data stages' files without training)."""
+    if until is not None and until not in DATA_STAGES:
+        raise ConfigError(f"until={until!r}: the chain stops after one of {', '.join(DATA_STAGES)}")
     config = config or TrainConfig()
-    done = on_stage or (lambda name, info: None)
+    infos: dict[str, Any] = {}
+
+    def done(name: str, info: dict[str, Any]) -> bool:
+        infos[name] = info
+        if on_stage:
+            on_stage(name, info)
+        return name == until
+
     with tempfile.TemporaryDirectory(prefix="mkrich-stages-") as tmp:
         w = Path(work_dir) if work_dir else Path(tmp)
         w.mkdir(parents=True, exist_ok=True)
@@ -360,12 +376,13 @@ def run_stages(
                 start=start, end=end, max_missing_fraction=max_missing_fraction, api_url=api_url,
                 progress=progress, client=client,
             )
-        done("fetch", info)
-        done("features", features_stage(w / "klines", w / "features.csv"))
-        done("split", split_stage(w / "features.csv", w / "train.csv", w / "test.csv", config.test_size))
-        done("sequences", sequences_stage(w / "train.csv", w / "test.csv", w / "sequences.npz",
-                                          config.sequence_length, config.val_size))
-        done("scale", scale_stage(w / "sequences.npz", w / "scaler", config.inputs))
+        if (done("fetch", info)
+                or done("features", features_stage(w / "klines", w / "features.csv"))
+                or done("split", split_stage(w / "features.csv", w / "train.csv", w / "test.csv", config.test_size))
+                or done("sequences", sequences_stage(w / "train.csv", w / "test.csv", w / "sequences.npz",
+                                                     config.sequence_length, config.val_size))
+                or done("scale", scale_stage(w / "sequences.npz", w / "scaler", config.inputs))):
+            return infos
         done("train", train_stage(w / "sequences.npz", w / "scaler", config, w / "model",
                                   train_csv=w / "train.csv", progress=progress,
                                   tensorboard_dir=tensorboard_dir))

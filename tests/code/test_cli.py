@@ -74,6 +74,13 @@ def test_preprocess_writes_artifacts(tmp_path, capsys):
     varying = scaler.data_range_ > 0
     np.testing.assert_allclose(scaled.min(axis=0)[varying], -1.0, atol=1e-9)
     np.testing.assert_allclose(scaled.max(axis=0)[varying], 1.0, atol=1e-9)
+    # preprocess is the training chain stopped after its data stages: nothing trained
+    assert not (tmp_path / "model").exists() and not (tmp_path / "onnx").exists()
+    from make_us_rich.errors import ConfigError
+    from make_us_rich.stages import run_stages
+
+    with pytest.raises(ConfigError, match="stops after one of fetch, features, split, sequences, scale"):
+        run_stages("sample", "BTCEUR", tmp_path / "x", until="train")
 
 
 def test_console_script_and_no_tensorflow_import():
