@@ -463,7 +463,7 @@ def _pipeline_params(args: argparse.Namespace) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from make_us_rich.data import normalize_symbol
-    from make_us_rich.pipelines.runner import PipelineRunError, run_local
+    from make_us_rich.pipelines.local import PipelineRunError, run_local
 
     params = _pipeline_params(args)
     symbols = [normalize_symbol(s) for s in params.pop("symbols")]
@@ -540,7 +540,7 @@ def _cluster_params(args: argparse.Namespace) -> dict:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from make_us_rich.pipelines.runner import submit
+    from make_us_rich.pipelines.cluster import submit
 
     run_id = submit(args.host, _cluster_params(args), **_cluster_kwargs(args))
     print(f"submitted run {run_id}")
@@ -548,7 +548,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from make_us_rich.pipelines.runner import schedule
+    from make_us_rich.pipelines.cluster import schedule
 
     result = schedule(args.host, _cluster_params(args), cron=args.cron, **_cluster_kwargs(args))
     print(f"recurring run {result['recurring_run_id']} ({result['cron']}, max_concurrency 1, no catch-up)")
@@ -558,7 +558,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_unschedule(args: argparse.Namespace) -> int:
-    from make_us_rich.pipelines.runner import unschedule
+    from make_us_rich.pipelines.cluster import unschedule
 
     removed = unschedule(args.host, **_cluster_kwargs(args))
     print(f"removed {len(removed)} recurring run(s)" + (f": {', '.join(removed)}" if removed else ""))
@@ -566,7 +566,7 @@ def cmd_unschedule(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from make_us_rich.pipelines.runner import compile_pipeline
+    from make_us_rich.pipelines.compile import compile_pipeline
 
     for path in compile_pipeline(args.out):
         print(f"wrote {path}")

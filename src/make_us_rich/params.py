@@ -109,20 +109,34 @@ PIPELINE_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in PIPELIN
 BY_NAME: dict[str, Param] = {p.name: p for p in PIPELINE_PARAMS}
 
 
+def _typed(p: Param):
+    """``p.parse`` for argparse: its message in the one-line error (not "invalid parse value")."""
+
+    def parse(text: str) -> Any:
+        try:
+            return p.parse(text)
+        except ValueError as exc:
+            kind = {int: "a whole number", float: "a number"}.get(p.type)
+            raise argparse.ArgumentTypeError(f"takes {kind}, not {text!r}" if kind else str(exc)) from None
+
+    parse.__name__ = p.type.__name__
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, params: tuple[Param, ...]) -> None:
     """One flag per parameter; unset flags stay ``None`` (= the declared default), so a preset
     or the pipeline's own default applies."""
     for p in params:
         if p.type is bool:  # a switch: --flag / --no-flag (and --flag true|false, as the pipeline)
             parser.add_argument(
-                p.cli_flag, dest=p.name, type=p.parse, default=None, nargs="?", const=True,
+                p.cli_flag, dest=p.name, type=_typed(p), default=None, nargs="?", const=True,
                 metavar="true|false", help=f"{p.help} (default: {p.pipeline_default})".replace("%", "%%"),
             )
             parser.add_argument("--no-" + p.cli_flag.removeprefix("--"), dest=p.name, default=None,
                                 action="store_false", help=f"the same as {p.cli_flag} false")
             continue
         parser.add_argument(
-            p.cli_flag, dest=p.name, type=p.parse, default=None, choices=p.choices,
+            p.cli_flag, dest=p.name, type=_typed(p), default=None, choices=p.choices,
             help=f"{p.help} (default: {p.pipeline_default})".replace("%", "%%"),
         )
 

@@ -18,9 +18,3 @@ def parse_epoch(line: str) -> tuple[int, int] | None:
     """``(epoch, total)`` from a line written by :func:`epoch_line`, else None."""
     found = _EPOCH.search(line)
     return (int(found.group(1)), int(found.group(2))) if found else None
-
-
-def bar(done: int, total: int, width: int = 20) -> str:
-    """``[######--------------]``: a text bar that also reads in logs without a TTY."""
-    filled = 0 if total <= 0 else min(width, round(width * done / total))
-    return f"[{'#' * filled}{'-' * (width - filled)}]"

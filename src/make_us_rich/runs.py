@@ -2,7 +2,7 @@
 in the store: what the Kubeflow dashboard's run list, MLflow or TensorBoard show, read from the
 files kfp.local and the store already write.
 
-Each run folder gets a ``run.json`` from :func:`make_us_rich.pipelines.runner.run_local` (when,
+Each run folder gets a ``run.json`` from :func:`make_us_rich.pipelines.local.run_local` (when,
 parameters, status, duration, every step's result); the per-symbol gate decisions and metrics
 are read from the run's ``evaluate-and-gate/artifacts/metrics.json`` and ``publish-model``
 outputs, the step logs from its ``kfp-local.log``. A folder of an older run, without

@@ -65,7 +65,7 @@ def test_every_command_has_a_description(command):
 def test_step_numbers_are_printed_in_a_stable_order():
     from types import SimpleNamespace
 
-    from make_us_rich.pipelines.runner import _step_numbers
+    from make_us_rich.pipelines.local import _step_numbers
 
     def klines(order):
         return {"klines": SimpleNamespace(metadata={k: v for k, v in order})}

@@ -58,7 +58,7 @@ def monkeypatch_session():
 def test_the_compiled_pipeline_names_the_built_images(images, tmp_path):
     import yaml
 
-    from make_us_rich.pipelines.runner import compile_pipeline
+    from make_us_rich.pipelines.compile import compile_pipeline
 
     ir = compile_pipeline(tmp_path)[0]
     spec = next(yaml.safe_load_all(ir.read_text()))  # then the platform spec
@@ -73,7 +73,9 @@ def in_images(images, docker_api, s3_server, bucket, tmp_path_factory):
     from kfp import local
 
     from make_us_rich.pipelines.hourly_training import hourly_training
-    from make_us_rich.pipelines.runner import _resolve_time_placeholders
+    from make_us_rich.pipelines.kfp_compat import (
+        resolve_time_placeholders as _resolve_time_placeholders,
+    )
 
     root = tmp_path_factory.mktemp("pipeline-in-images")
     root.chmod(0o777)  # the components run as uid 10001 and write their outputs under the root
@@ -98,7 +100,7 @@ def in_images(images, docker_api, s3_server, bucket, tmp_path_factory):
 @pytest.fixture(scope="session")
 def in_process(tmp_path_factory):
     """The same pipeline in this environment (what `mkrich run` does)."""
-    from make_us_rich.pipelines.runner import run_local
+    from make_us_rich.pipelines.local import run_local
 
     root = tmp_path_factory.mktemp("pipeline-in-process")
     result = run_local([SYMBOL], store_uri=str(root / "store"), pipeline_root=root / "root", **PARAMS)

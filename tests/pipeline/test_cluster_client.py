@@ -6,7 +6,7 @@ import pytest
 
 from make_us_rich.cli import main
 from make_us_rich.errors import ConfigError
-from make_us_rich.pipelines.runner import ClusterError, schedule, submit, unschedule
+from make_us_rich.pipelines.cluster import ClusterError, schedule, submit, unschedule
 from make_us_rich.testing.fake_kfp import FakeKFP
 
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from make_us_rich.images import image
-from make_us_rich.pipelines.runner import compile_pipeline
+from make_us_rich.pipelines.compile import compile_pipeline
 
 STAGES = {
     "fetch-klines": None,

@@ -63,7 +63,7 @@ def test_submit_checks_the_source_without_the_network(capsys):
 def test_a_step_that_cannot_succeed_fails_once(tmp_path, capsys):
     """Past the preflight (here: run_local called directly), an unknown sample symbol fails the
     fetch step once, not four times over minutes, and the error is said once."""
-    from make_us_rich.pipelines.runner import PipelineRunError, run_local
+    from make_us_rich.pipelines.local import PipelineRunError, run_local
 
     lines: list[str] = []
     with pytest.raises(PipelineRunError) as failure:

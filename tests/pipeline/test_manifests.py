@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from make_us_rich.pipelines.runner import compile_pipeline
+from make_us_rich.pipelines.compile import compile_pipeline
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 BASE = MANIFESTS / "base"

@@ -50,10 +50,12 @@ def test_cli_flags_are_generated_from_the_declarations():
     for command in ("run", "submit", "schedule"):
         dests = {a.dest for a in _subparser(command)._actions}
         assert {p.name for p in PIPELINE_PARAMS} <= dests, command
-    train = {a.dest: a for a in _subparser("train")._actions}
+    train = {a.option_strings[0]: a for a in _subparser("train")._actions if a.option_strings}
     for p in (*TRAIN_PARAMS, *GATE_PARAMS):
-        assert p.name in train and p.cli_flag in train[p.name].option_strings
-        assert p.help.split(" (")[0][:20] in train[p.name].help
+        assert p.cli_flag in train and train[p.cli_flag].dest == p.name
+        assert p.help.split(" (")[0][:20] in train[p.cli_flag].help
+        if p.type is bool:  # and its --no- switch
+            assert train["--no-" + p.cli_flag[2:]].dest == p.name
 
 
 def test_cli_values_reach_the_pipeline_typed(tmp_path):
