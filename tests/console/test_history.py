@@ -5,7 +5,6 @@ real forecasts of the real ``mkrich serve`` on the bundled sample."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from make_us_rich.console.db import Forecast, session_factory
 from make_us_rich.data import load_klines
 from make_us_rich.runs import find_run, model_history
 from make_us_rich.store import ModelStore
+from make_us_rich.testing import wait_until
 
 pytest.importorskip("kserve")
 
@@ -105,9 +105,7 @@ def test_the_api_records_what_it_serves(make_console, engine, users, console_sto
 def test_the_periodic_recorder_fills_the_history_once_per_hour_and_version(make_console, engine, users,
                                                                            console_store, model_server):
     make_console(store=console_store, inference_url=model_server, record_minutes=60)
-    deadline = time.time() + 60
-    while count(engine) == 0 and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: count(engine) > 0, 60, 0.2, what="the recorder's first forecast")
     assert count(engine) == 1
     # another round (the same replay hour, the same model) adds nothing
     console = make_console(store=console_store, inference_url=model_server)

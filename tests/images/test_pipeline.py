@@ -167,17 +167,17 @@ def served(engine, images, in_images, s3_server, bucket):
 def _wait_ready(engine: str, name: str, url: str, seconds: float = 120) -> None:
     import urllib.request
 
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    logs = subprocess.run([engine, "logs", name], capture_output=True, text=True)
-    raise AssertionError(f"the server container was not ready in {seconds} s:\n{logs.stdout}{logs.stderr}")
+    from make_us_rich.testing import wait_until
+
+    def ready() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+
+    def logs() -> str:
+        out = subprocess.run([engine, "logs", name], capture_output=True, text=True)
+        return f"the server container ready:\n{out.stdout}{out.stderr}"
+
+    wait_until(ready, seconds, 0.5, what=logs, ignoring=(urllib.error.URLError, ConnectionError, TimeoutError))
 
 
 def test_server_image_answers_like_onnxruntime_in_process(served, in_images, s3_client_env, sample_btceur):
