@@ -312,7 +312,8 @@ def publish_stage(
     """Stage 8b: publish through the gate (with the serving contract check) to the model store;
     then the run's metrics to the Pushgateway when ``MKRICH_PUSHGATEWAY_URL`` is set.
     ``shared_model``: the universal model folder the artifacts come from (stored once for every
-    symbol); ``sync=False`` leaves the Triton view to the caller (``ModelStore.sync_triton_many``)."""
+    symbol); ``sync=False`` leaves the removal of unused shared models and the Triton view to
+    the caller (``ModelStore.sync``)."""
     from dataclasses import asdict
 
     from make_us_rich.observability import push_publish
@@ -751,8 +752,9 @@ def evaluate_publish_stage(
     artifacts in ``out_dir/<SYMBOL>/``), then published through the gate to ``store_uri`` when
     given (a rejected model is stored as rejected, the symbol keeps its previous one). The
     universal model is stored once in the store, every symbol's version names it
-    (``shared``); the Triton view is synced once for the batch. One symbol's failure is its
-    row's ``error``; the others go on. Returns the rows by symbol."""
+    (``shared``); unused shared versions are removed and the Triton view synced once for the
+    batch. One symbol's failure is its row's ``error``; the others go on. Returns the rows by
+    symbol."""
     from make_us_rich.errors import MakeUsRichError
     from make_us_rich.store import ModelStore
 
@@ -770,7 +772,7 @@ def evaluate_publish_stage(
         rows[row.pop("symbol")] = row
     if published:
         try:
-            ModelStore(store_uri, keep=keep).sync_triton_many(published)
+            ModelStore(store_uri, keep=keep).sync(published)
         except MakeUsRichError as exc:  # the pointers moved; the next publish repairs the view
             for sym in published:
                 rows[sym]["triton_error"] = f"Triton view not synced: {exc}"

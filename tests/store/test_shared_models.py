@@ -220,3 +220,16 @@ def test_kill_during_a_shared_publish_then_the_next_publish_repairs(point, backe
     assert pinned(store) == triton_numbers(store) == [done["BTCEUR"].triton_version]
     for sym in SYMBOLS[:2]:
         store.fetch(sym, tmp_path / f"after-{sym}")
+
+
+def test_a_batch_cleans_up_and_syncs_once(tmp_path, universal_models):
+    """``publish(..., sync=False)`` per symbol, then one ``sync()`` for the batch (the pipeline's
+    evaluation tasks): unused shared versions removed, the Triton view following the pointers."""
+    store = ModelStore(tmp_path / "store", keep=1, stale_after=0)
+    old = publish_all(store, universal_models["a"], SYMBOLS[:2], sync=False)["BTCEUR"]
+    assert not store.backend.list("triton")
+    new = publish_all(store, universal_models["b"], SYMBOLS[:2], sync=False)["BTCEUR"]
+    assert store.shared_versions() == sorted([old.shared, new.shared])  # not yet cleaned
+    store.sync(list(SYMBOLS[:2]))
+    assert store.shared_versions() == [new.shared]
+    assert pinned(store) == triton_numbers(store) == [new.triton_version]

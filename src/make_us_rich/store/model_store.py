@@ -317,8 +317,9 @@ class ModelStore:
 
         ``shared_model``: the folder of the universal model the artifacts were evaluated from;
         its files are stored once (``shared/<version>/``, reused by every symbol's publish) and
-        the symbol's version keeps only what is its own. ``sync=False`` leaves the Triton view
-        to a later :meth:`sync_triton_many` (a batch of symbols syncs once).
+        the symbol's version keeps only what is its own. ``sync=False`` leaves the removal of
+        unused shared versions and the Triton view to a later :meth:`sync` (a batch of symbols
+        does it once).
         """
         sym = self._sym(symbol)
         files = _read_artifacts(Path(artifacts), sym)
@@ -514,9 +515,11 @@ class ModelStore:
             if len(parts := k.split("/")) == 4 and (not parts[2].isdigit() or int(parts[2]) not in keep)
         ])
 
-    def sync_triton_many(self, symbols: list[str] | None = None) -> None:
-        """:meth:`sync_triton` of ``symbols`` (default: every symbol with a pointer) after
-        publishes with ``sync=False``; the universal model's view once."""
+    def sync(self, symbols: list[str] | None = None) -> None:
+        """After publishes with ``sync=False``: the shared versions no symbol uses any more
+        removed (:meth:`prune_shared`), then :meth:`sync_triton` of ``symbols`` (default: every
+        symbol with a pointer), the universal model's view once."""
+        self.prune_shared()
         shared = False
         for sym in symbols if symbols is not None else self.symbols():
             pointer = self._latest_or_none(sym)
@@ -567,9 +570,9 @@ class ModelStore:
 
     def prune(self, symbol: str, sync: bool = True) -> list[str]:
         """Keep the newest ``keep`` complete versions and always the ``latest`` one; remove the
-        rest, and the debris of interrupted publishes once stale; then the shared versions no
-        symbol version uses any more (:meth:`prune_shared`), and sync the Triton view (unless
-        ``sync`` is false). Returns the removed versions."""
+        rest, and the debris of interrupted publishes once stale; then, unless ``sync`` is false
+        (see :meth:`sync`), the shared versions no symbol version uses any more
+        (:meth:`prune_shared`) and the Triton view. Returns the removed versions."""
         sym = self._sym(symbol)
         by_version = self._by_version(sym)
         pointer = self._latest_or_none(sym)
@@ -584,9 +587,9 @@ class ModelStore:
         clean = getattr(self.backend, "remove_stale_temporary", None)
         if clean is not None:
             clean(self.stale_after)
-        if doomed:
-            self.prune_shared()
         if sync:
+            if doomed:
+                self.prune_shared()
             self.sync_triton(sym)
         return doomed
 
