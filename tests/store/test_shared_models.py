@@ -233,3 +233,22 @@ def test_a_batch_cleans_up_and_syncs_once(tmp_path, universal_models):
     store.sync(list(SYMBOLS[:2]))
     assert store.shared_versions() == [new.shared]
     assert pinned(store) == triton_numbers(store) == [new.triton_version]
+
+
+def test_two_models_trained_in_the_same_second_share_one_triton_number(tmp_path, universal_models):
+    """Triton numbers a universal model by its training second: two models of the same second
+    are one version in the view (the later name), never a number listed twice in the config."""
+    store = ModelStore(tmp_path / "store")
+    model_a = universal_models["a"]
+    same = tmp_path / "b-same-second"
+    shutil.copytree(universal_models["b"], same)
+    card = json.loads((same / "model_card.json").read_text())
+    card["created"] = json.loads((model_a / "model_card.json").read_text())["created"]
+    (same / "model_card.json").write_text(json.dumps(card))
+    first = store.publish(model_a / "symbols" / "BTCEUR", "BTCEUR", shared_model=model_a)
+    second = store.publish(same / "symbols" / "BTCUSDT", "BTCUSDT", shared_model=same)
+    assert first.triton_version == second.triton_version and first.shared != second.shared
+    assert pinned(store) == triton_numbers(store) == [first.triton_version]
+    later = max(first.shared, second.shared)
+    onnx = store.backend.get(f"triton/universal/{first.triton_version}/model.onnx")
+    assert sha(onnx) == store.shared_manifest(later)["files"]["model.onnx"]["sha256"]

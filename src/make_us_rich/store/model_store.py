@@ -549,8 +549,9 @@ class ModelStore:
             return
         manifests = {v: self.shared_manifest(v) for v in sorted(named)}
         newest = manifests[max(manifests)]
-        pinned = {v: m["triton_version"] for v, m in manifests.items()
-                  if m["contract"] == newest["contract"] and m["triton_version"] == named[v]}
+        by_number = {m["triton_version"]: v for v, m in sorted(manifests.items())  # one model a second: the newest
+                     if m["contract"] == newest["contract"] and m["triton_version"] == named[v]}
+        pinned = {v: n for n, v in by_number.items()}
         for version, n in sorted(pinned.items(), key=lambda item: -item[1]):
             info = manifests[version]["files"][contract.MODEL_FILE]
             model = self.read_shared(version, contract.MODEL_FILE, info["sha256"])
