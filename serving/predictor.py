@@ -25,7 +25,8 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +45,7 @@ from make_us_rich.serving.tensors import (
     parse_v1_body,
     parse_v2_input,
 )
-from make_us_rich.store import MalformedPointer, ModelStore, StoreError
+from make_us_rich.store import UNIVERSAL_MODEL, MalformedPointer, ModelStore, StoreError
 
 log = logging.getLogger(__name__)
 _CLOSE = contract.FEATURES.index("close")
@@ -61,6 +62,35 @@ class LoadedModel:
     created: float | None = None  # Unix time the model was trained (model card), for its age
     features: tuple[str, ...] = contract.FEATURES  # the input's columns (the pointer's), in order
     contract: dict | None = None  # the serving contract its pointer records (contract.contract_of)
+    shared: str | None = None  # the shared (universal) model version it uses
+    sha256: str | None = None  # of its ONNX file: symbols with the same one share a session
+
+
+#: One onnxruntime session per distinct model in this process, by the SHA-256 of its ONNX file:
+#: the symbols a universal model serves share it (one copy of the weights and one thread pool,
+#: not one per symbol). Weak: a session goes with the last model that uses it.
+_SESSIONS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_SESSIONS_LOCK = threading.Lock()
+
+
+def live_sessions() -> int:
+    """How many onnxruntime sessions this process holds (``/mkrich/status``)."""
+    return len(_SESSIONS)
+
+
+def shared_session(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> Any:
+    """The session of the model ``pointer`` names: its file is read and its checksum verified
+    (a version whose model cannot be read is not served), then the session already loaded for
+    that checksum is reused (a model shared with other symbols), else one is created."""
+    digest = pointer["checksums"][contract.MODEL_FILE]
+    shared = pointer.get("shared") if contract.MODEL_FILE in pointer.get("shared_files", ()) else None
+    data = store.read(symbol, pointer["version"], contract.MODEL_FILE, digest, shared=shared)
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(digest)
+        if session is None:
+            session = onnx_session(data)
+            _SESSIONS[digest] = session
+    return session
 
 
 def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = None) -> LoadedModel:
@@ -70,8 +100,7 @@ def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = 
     if pointer is None:
         raise StoreError(f"no accepted model for {symbol} in {store.uri}; train and publish one first")
     version = pointer["version"]
-    data = store.read(symbol, version, contract.MODEL_FILE, pointer["checksums"][contract.MODEL_FILE])
-    session = onnx_session(data)
+    session = shared_session(store, symbol, pointer)
     seq_len, n_features = int(pointer["sequence_length"]), len(pointer["features"])
     check_signature(session, seq_len, n_features)
     probe = predict_all(session, np.ones((2, seq_len, n_features), dtype=np.float32))
@@ -80,7 +109,8 @@ def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = 
         if list(probe[t.name].shape) != expected or not np.isfinite(probe[t.name]).all():
             raise ValueError(f"model {version} answers a probe window with {t.name}={probe[t.name].tolist()}")
     return LoadedModel(symbol, version, pointer.get("triton_version"), seq_len, n_features, session,
-                       _created(store, symbol, pointer), tuple(pointer["features"]), contract.contract_of(pointer))
+                       _created(store, symbol, pointer), tuple(pointer["features"]), contract.contract_of(pointer),
+                       pointer.get("shared"), pointer["checksums"][contract.MODEL_FILE])
 
 
 def _created(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> float | None:
@@ -136,8 +166,9 @@ class ForecastModel(Model):
         reload_interval: float = 30.0,
         max_batch: int = DEFAULT_MAX_BATCH,
         stall_after: float | None = None,
+        name: str | None = None,
     ) -> None:
-        super().__init__(contract.model_name(symbol))
+        super().__init__(name or contract.model_name(symbol))
         self.symbol = symbol
         self.store = store
         self.reload_interval = reload_interval
@@ -273,6 +304,8 @@ class ForecastModel(Model):
             "model": self.name,
             "symbol": self.symbol,
             "version": m.version if m else None,
+            "shared": m.shared if m else None,
+            "model_sha256": m.sha256 if m else None,
             "triton_version": m.triton_version if m else None,
             "last_reload_error": self.last_reload_error if detail else self.last_reload_error_public,
             "reload": {
@@ -359,3 +392,58 @@ class ForecastModel(Model):
         answer = {"predictions": outputs[contract.OUTPUT_NAME][:, 0].tolist()}
         answer.update({n: o.tolist() for n, o in outputs.items() if n != contract.OUTPUT_NAME})
         return {**answer, "model_version": prepared.model.version}
+
+
+class UniversalForecastModel(ForecastModel):
+    """``universal``: the newest universal model that a served symbol's pointer names, for a
+    window of any symbol (one URL for a batch of symbols, or a symbol no pointer names). It
+    follows the symbols' models (no store reads of its own: the same session) and reports the
+    shared model's version; a newer one with another serving contract is refused like a
+    symbol's (a restart serves it)."""
+
+    def __init__(self, models: list[ForecastModel], store: ModelStore, **options: Any) -> None:
+        super().__init__(UNIVERSAL_MODEL, store, name=UNIVERSAL_MODEL, **options)
+        self.models = models
+
+    def _newest(self) -> LoadedModel | None:
+        shared = [m.current for m in self.models if m is not self and m.current is not None and m.current.shared]
+        if not shared:
+            return None
+        best = max(shared, key=lambda m: m.shared or "")
+        return replace(best, symbol=UNIVERSAL_MODEL, version=best.shared)
+
+    def load(self) -> bool:
+        self.current = self._newest()
+        if self.current is None:
+            raise StoreError(f"no served symbol uses a universal model of {self.store.uri}")
+        self._loaded(None)
+        self.ready = True
+        return True
+
+    def check_for_update(self) -> bool:
+        self._poll_started = time.monotonic()
+        try:
+            new = self._newest()
+            if new is None or (self.current and new.version == self.current.version):
+                self._set_error(None)
+                return False
+            changes = contract.contract_changes(self.current.contract, new.contract) if self.current else []
+            if changes:
+                raise _Refused(f"refused version {new.version}: its serving contract differs ({'; '.join(changes)}); "
+                               "restart the server to serve it",
+                               f"version {new.version} has another serving contract: it is served after a restart")
+            old, self.current = self.current, new
+            self._set_error(None)
+            self._loaded(old)
+            metrics.RELOADS.labels(self.symbol).inc()
+            return True
+        except _Refused as exc:
+            self.poll_failures += 1
+            if str(exc) != self.last_reload_error:
+                log.error("%s: %s", self.name, exc)
+            self._set_error(str(exc), exc.public)
+            return False
+        finally:
+            self.polls += 1
+            self.last_poll = time.time()
+            self._poll_started = None

@@ -25,7 +25,7 @@ from make_us_rich.data import normalize_symbol
 from make_us_rich.errors import ConfigError
 from make_us_rich.serving import metrics
 from make_us_rich.serving.tensors import DEFAULT_MAX_BATCH, BadRequest, check_binary_framing
-from make_us_rich.store import ModelStore, StoreError
+from make_us_rich.store import UNIVERSAL_MODEL, ModelStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +365,21 @@ def build_models(store_uri: str, symbols: Sequence[str] | None, reload_interval:
     ]
     for model in models:
         model.load()
+    universal = universal_model(models, store, reload_interval, max_batch)
+    if universal is not None:
+        models.append(universal)
     return models
+
+
+def universal_model(models: list, store: ModelStore, reload_interval: float, max_batch: int):
+    """The ``universal`` model when a served symbol uses a universal model, else ``None``."""
+    from make_us_rich.serving.predictor import UniversalForecastModel
+
+    if not any(m.current is not None and m.current.shared for m in models):
+        return None
+    universal = UniversalForecastModel(models, store, reload_interval=reload_interval, max_batch=max_batch)
+    universal.load()
+    return universal
 
 
 class Discovery:
@@ -386,7 +400,7 @@ class Discovery:
 
         store = self.models[0].store
         try:
-            known = {m.symbol for m in self.models}
+            known = {m.symbol for m in self.models if m.symbol != UNIVERSAL_MODEL}
             for symbol in (s for s in store.symbols() if s not in known):
                 model = ForecastModel(symbol, store, reload_interval=self.reload_interval, max_batch=self.max_batch)
                 try:
@@ -401,6 +415,13 @@ class Discovery:
                 self.models.append(model)
                 model.start_watcher()
                 log.warning("now serving %s (published after the start)", model.name)
+            if not any(m.symbol == UNIVERSAL_MODEL for m in self.models):
+                universal = universal_model(self.models, store, self.reload_interval, self.max_batch)
+                if universal is not None:
+                    self.register(universal)
+                    self.models.append(universal)
+                    universal.start_watcher()
+                    log.warning("now serving %s (a symbol uses a universal model)", universal.name)
         except Exception as exc:
             self.errors["*"] = f"cannot list the symbols of {store.uri}: {exc}"
         else:
@@ -485,7 +506,9 @@ def serve(
         text, which name paths and endpoints) only with the token, else only their kind."""
         detail = authorized(dict(request.scope.get("headers") or []), token)
         errors = discovery.errors if discovery else {}
-        answer = {"models": [m.status(detail) for m in models],
+        from make_us_rich.serving.predictor import live_sessions
+
+        answer = {"models": [m.status(detail) for m in models], "sessions": live_sessions(),
                   "discovery_errors": errors if detail else {
                       k: "the model store cannot be listed" if k == "*" else "cannot be served yet"
                       for k in errors}}

@@ -153,3 +153,35 @@ def pipeline_run(tmp_path_factory):
     assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: the gate rejected the model
     (run,) = (base / "root").glob("hourly-training-*")
     return base / "root", run.name
+
+
+# --------------------------------------------------------------------------- universal models
+UNIVERSAL_SYMBOLS = ("BTCEUR", "BTCUSDT", "ETHUSDT")
+
+
+@pytest.fixture(scope="session")
+def universal_models(tmp_path_factory, sample_btceur, sample_btcusdt):
+    """Two real tiny universal models (issue 21) of BTCEUR, BTCUSDT and ETHUSDT (BTCUSDT's
+    candles under another name), trained on the sample's first 2,000 hours, the second with one
+    epoch less: ``{"market": the run's data folder, "a": model folder, "b": model folder,
+    "csv": the klines (source csv:DIR)}``;
+    each model folder holds ``symbols/<SYMBOL>/``, one publishable artifact folder per symbol."""
+    pytest.importorskip("tensorflow")
+    from make_us_rich.data import write_klines_csv
+    from make_us_rich.stages import run_universal
+    from make_us_rich.training.config import TrainConfig
+
+    tiny = dict(sequence_length=12, lstm_units=8, batch_size=64, patience=1)
+
+    def train(out: Path) -> None:
+        csv = out / "csv"
+        csv.mkdir(parents=True)
+        write_klines_csv(sample_btceur.iloc[:2000], csv / "BTCEUR_1h.csv")
+        write_klines_csv(sample_btcusdt.iloc[:2000], csv / "BTCUSDT_1h.csv")
+        write_klines_csv(sample_btcusdt.iloc[:2000], csv / "ETHUSDT_1h.csv")
+        for name, epochs in (("a", 2), ("b", 1)):
+            run_universal(f"csv:{csv}", list(UNIVERSAL_SYMBOLS), out / name, TrainConfig(**tiny, max_epochs=epochs),
+                          work_dir=out / "market")
+
+    root = shared_once(tmp_path_factory, "universal-models", train)
+    return {"market": root / "market", "a": root / "a", "b": root / "b", "csv": root / "csv"}

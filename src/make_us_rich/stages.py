@@ -305,17 +305,22 @@ def evaluate_stage(
 
 
 def publish_stage(
-    artifacts_dir: str | Path, symbol: str, store_uri: str, keep: int = 10, allow_contract_change: bool = False
+    artifacts_dir: str | Path, symbol: str, store_uri: str, keep: int = 10, allow_contract_change: bool = False,
+    *, shared_model: str | Path | None = None, sync: bool = True,
 ) -> dict[str, Any]:
     """Stage 8b: publish through the gate (with the serving contract check) to the model store;
-    then the run's metrics to the Pushgateway when ``MKRICH_PUSHGATEWAY_URL`` is set."""
+    then the run's metrics to the Pushgateway when ``MKRICH_PUSHGATEWAY_URL`` is set.
+    ``shared_model``: the universal model folder the artifacts come from (stored once for every
+    symbol); ``sync=False`` leaves the removal of unused shared models and the Triton view to
+    the caller (``ModelStore.sync``)."""
     from dataclasses import asdict
 
     from make_us_rich.observability import push_publish
     from make_us_rich.store import ModelStore
 
     store = ModelStore(store_uri, keep=keep)
-    result = asdict(store.publish(artifacts_dir, symbol, allow_contract_change=allow_contract_change))
+    result = asdict(store.publish(artifacts_dir, symbol, allow_contract_change=allow_contract_change,
+                                  shared_model=shared_model, sync=sync))
     push_publish(store, result["symbol"], artifacts_dir, version=result["version"])
     return result
 
@@ -761,20 +766,32 @@ def evaluate_publish_stage(
 ) -> dict[str, dict[str, Any]]:
     """A batch of symbols: each evaluated and gated on its own (:func:`market_evaluate_stage`,
     artifacts in ``out_dir/<SYMBOL>/``), then published through the gate to ``store_uri`` when
-    given (a rejected model is stored as rejected, the symbol keeps its previous one). One
-    symbol's failure is its row's ``error``; the others go on. Returns the rows by symbol."""
+    given (a rejected model is stored as rejected, the symbol keeps its previous one). The
+    universal model is stored once in the store, every symbol's version names it
+    (``shared``); unused shared versions are removed and the Triton view synced once for the
+    batch. One symbol's failure is its row's ``error``; the others go on. Returns the rows by
+    symbol."""
     from make_us_rich.errors import MakeUsRichError
+    from make_us_rich.store import ModelStore
 
     rows = {}
+    published = []
     for sym in symbols:
         row = market_evaluate_stage(model_dir, market_dir, sym, Path(out_dir) / sym, **options)
         if store_uri and "error" not in row:
             try:
-                result = publish_stage(Path(out_dir) / sym, sym, store_uri, keep)
-                row["published"] = {k: result[k] for k in ("status", "version", "latest")}
+                result = publish_stage(Path(out_dir) / sym, sym, store_uri, keep, shared_model=model_dir, sync=False)
+                row["published"] = {k: result[k] for k in ("status", "version", "latest", "shared")}
+                published.append(result["symbol"])
             except MakeUsRichError as exc:
                 row["error"] = f"publish failed: {exc}"
         rows[row.pop("symbol")] = row
+    if published:
+        try:
+            ModelStore(store_uri, keep=keep).sync(published)
+        except MakeUsRichError as exc:  # the pointers moved; the next publish repairs the view
+            for sym in published:
+                rows[sym]["triton_error"] = f"Triton view not synced: {exc}"
     return rows
 
 

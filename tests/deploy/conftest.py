@@ -75,6 +75,9 @@ def rendered(manifests_copy) -> dict[str, list[dict]]:
                     "--set", "console.postgres.enabled=true", "--set", "predictor.tokenSecret=mkrich-token"],
         "console-predictor": ["--set", "console.enabled=true", "--set", "triton.enabled=false",
                               "--set", "predictor.enabled=true", "--set", "console.source=sample"],
+        "all-symbols-predictor": ["--set", "predictor.enabled=true", "--set", "predictor.allSymbols=true",
+                                  "--set", "symbols={BTCEUR,BTCUSDT}",
+                                  "--set", "console.enabled=true", "--set", "console.source=sample"],
     }
     for name, args in variants.items():
         out[f"helm:{name}"] = docs(run(helm, "template", "mkrich", chart, "--namespace", "make-us-rich", *args))

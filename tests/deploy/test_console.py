@@ -18,7 +18,7 @@ from deploy_tools import REPO, run, tool
 from make_us_rich.images import image
 
 VARIANTS = ("kustomize:overlays/console-test", "kustomize:overlays/console-postgres-test",
-            "kustomize:overlays/local-kind", "helm:console", "helm:console-predictor")
+            "kustomize:overlays/local-kind", "helm:console", "helm:console-predictor", "helm:all-symbols-predictor")
 SCHEMAS = Path(__file__).parent / "schemas"
 
 

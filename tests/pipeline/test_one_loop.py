@@ -89,3 +89,5 @@ def test_universal_train_and_pipeline_write_the_same_artifacts(tmp_path, capsys)
         assert _without_timing(metrics[0]) == _without_timing(metrics[1])
         assert store.latest(symbol)["version"] == store.versions(symbol)[-1]["version"]
     assert len(onnx) == 1  # one model serves both
+    (shared,) = store.shared_versions()  # stored once, named by both symbols' pointers
+    assert {store.latest(s)["shared"] for s in ("BTCEUR", "BTCUSDT")} == {shared}

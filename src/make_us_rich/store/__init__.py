@@ -9,6 +9,7 @@ from make_us_rich.store.backends import (
 )
 from make_us_rich.store.model_store import (
     DEFAULT_KEEP,
+    UNIVERSAL_MODEL,
     MalformedPointer,
     ModelStore,
     PublishError,
@@ -26,6 +27,7 @@ __all__ = [
     "PublishResult",
     "S3Backend",
     "StoreError",
+    "UNIVERSAL_MODEL",
     "open_backend",
     "triton_config",
 ]
