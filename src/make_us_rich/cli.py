@@ -286,16 +286,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from make_us_rich.contract import model_name as contract_model_name
     from make_us_rich.observability import push_publish
     from make_us_rich.store import ModelStore
+    from make_us_rich.store.model_store import UNIVERSAL_MODEL
 
     store = ModelStore(args.store, keep=args.keep)
-    result = store.publish(args.artifacts, args.symbol, allow_contract_change=bool(args.allow_contract_change))
+    result = store.publish(args.artifacts, args.symbol, allow_contract_change=bool(args.allow_contract_change),
+                           shared_model=args.shared_model)
     if push_publish(store, result.symbol, args.artifacts, version=result.version):
         print("  metrics pushed to the Pushgateway")
     print(f"{result.symbol} {result.version}: {result.status.upper()} -> {result.uri}")
     for reason in result.reasons:
         print(f"  gate: {reason}")
     if result.latest:
-        print(f"  latest -> {result.version}; Triton: {store.triton_uri}/{contract_model_name(result.symbol)}/{result.triton_version}/model.onnx")
+        triton_name = UNIVERSAL_MODEL if result.shared else contract_model_name(result.symbol)
+        print(f"  latest -> {result.version}; Triton: {store.triton_uri}/{triton_name}/{result.triton_version}/model.onnx")
+        if result.shared:
+            print(f"  model shared by every symbol of the universal model: {result.shared}")
         if result.contract_changes:
             print(f"  serving contract changed ({'; '.join(result.contract_changes)}): running servers keep "
                   "the previous model until restarted; tell the clients")
@@ -319,10 +324,10 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if not versions:
         print(f"no versions of {args.symbol} in {store.uri}")
         return 0
-    print(f"{'version':<36} {'status':<10} {'triton':>6}  test scores")
+    print(f"{'version':<36} {'status':<10} {'triton':>14}  test scores")
     for m in versions:
         mark = "  <- latest" if m["version"] == latest.get("version") else ""
-        print(f"{m['version']:<36} {m['status']:<10} {m.get('triton_version') or '':>6}  "
+        print(f"{m['version']:<36} {m['status']:<10} {m.get('triton_version') or '':>14}  "
               f"{_scores_line(m.get('metrics') or {})}{mark}")
     return 0
 
@@ -672,6 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, default=keep.default, help=f"{keep.help} (default {keep.default})")
     p.add_argument("--fail-on-reject", action="store_true", help="exit 3 when the gate rejected the model")
     add_arguments(p, (BY_NAME["allow_contract_change"],))
+    p.add_argument("--shared-model", metavar="DIR",
+                   help="the universal model folder (`mkrich train --symbols ... --out DIR`) the artifacts "
+                   "were evaluated from: its files are stored once, shared by every symbol's version")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser(

@@ -252,3 +252,19 @@ def test_two_models_trained_in_the_same_second_share_one_triton_number(tmp_path,
     later = max(first.shared, second.shared)
     onnx = store.backend.get(f"triton/universal/{first.triton_version}/model.onnx")
     assert sha(onnx) == store.shared_manifest(later)["files"]["model.onnx"]["sha256"]
+
+
+def test_mkrich_publish_stores_a_universal_model_once(universal_models, tmp_path, capsys):
+    """``mkrich publish --shared-model DIR``: the CLI's way to the same layout as the pipeline."""
+    from make_us_rich.cli import main
+
+    model, uri = universal_models["a"], str(tmp_path / "store")
+    for symbol in ("BTCEUR", "ETHUSDT"):
+        assert main(["publish", str(model / "symbols" / symbol), "--symbol", symbol, "--store", uri,
+                     "--shared-model", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("/triton/universal/") == 2 and "model shared by every symbol" in out
+    store = ModelStore(uri)
+    shared = {store.latest(s)["shared"] for s in ("BTCEUR", "ETHUSDT")}
+    assert len(shared) == 1 and None not in shared
+    assert len([k for k in store.backend.list("shared") if k.endswith("/model.onnx")]) == 1
