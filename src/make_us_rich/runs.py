@@ -266,10 +266,26 @@ def step_logs(log_file: str | Path) -> list[dict[str, Any]]:
     return steps
 
 
+def model_kind(store: Any, symbol: str, version: str) -> dict[str, Any]:
+    """What the model card of ``symbol``'s ``version`` (in the :class:`ModelStore` ``store``)
+    says of the model: ``kind`` (``universal`` or ``per-symbol``; ``None`` without a readable
+    card), the symbols a universal model was trained on and its ONNX file's SHA-256."""
+    from make_us_rich.store import StoreError
+
+    try:
+        card = json.loads(store.read(symbol, version, "model_card.json"))
+    except (StoreError, ValueError):
+        return {"kind": None, "trained_on": [], "model_sha256": None}
+    universal = card.get("universal") or {}
+    kind = "universal" if "universal" in (card.get("kind"), universal.get("kind")) else "per-symbol"
+    return {"kind": kind, "trained_on": list(universal.get("trained_on") or card.get("symbols") or []),
+            "model_sha256": universal.get("model_sha256")}
+
+
 def model_history(store_uri: str, symbol: str) -> list[dict[str, Any]]:
     """Successive model versions of ``symbol`` in the store, oldest first: when published, the
-    gate's decision, pinball ratio against the empirical quantiles and GARCH-t, interval
-    coverage, median RMSE against persistence."""
+    model's kind (universal or per-symbol), the gate's decision, pinball ratio against the
+    empirical quantiles, GARCH-t and HAR, interval coverage, median RMSE against persistence."""
     from make_us_rich.store import ModelStore
 
     store = ModelStore(store_uri)
@@ -284,8 +300,10 @@ def model_history(store_uri: str, symbol: str) -> list[dict[str, Any]]:
             "published": manifest.get("published"),
             "status": manifest.get("status"),
             "latest": manifest["version"] == latest,
+            **model_kind(store, symbol, manifest["version"]),
             "pinball_vs_empirical": ratio.get("pinball_vs_empirical"),
             "pinball_vs_garch_t": ratio.get("pinball_vs_garch_t"),
+            "pinball_vs_har": ratio.get("pinball_vs_har"),
             "coverage90": (intervals.get("90") or {}).get("coverage"),
             "coverage50": (intervals.get("50") or {}).get("coverage"),
             "rmse_vs_persistence": ratio.get("median_rmse_vs_persistence"),

@@ -178,10 +178,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                           "`mkrich publish` adds one")
     print(f"{symbol}: {len(history)} model version(s), oldest first "
           "(pinball ratio < 1: better than the baseline; cov90 should be near 0.90)")
-    print(f"{'published (UTC)':<20} {'version':<36} {'status':<9} {'pinball/A':>9} "
+    print(f"{'published (UTC)':<20} {'version':<36} {'kind':<10} {'status':<9} {'pinball/A':>9} "
           f"{'pinball/GARCH':>13} {'cov90':>6} {'cov50':>6} {'RMSE/pers.':>10}")
     for m in history:
-        print(f"{_when(m['published']):<20} {m['version']:<36} {m['status']:<9} "
+        print(f"{_when(m['published']):<20} {m['version']:<36} {m['kind'] or '?':<10} {m['status']:<9} "
               f"{_f(m['pinball_vs_empirical']):>9} {_f(m['pinball_vs_garch_t']):>13} "
               f"{_f(m['coverage90'], '{:.3f}'):>6} {_f(m['coverage50'], '{:.3f}'):>6} "
               f"{_f(m['rmse_vs_persistence']):>10}{'  <- latest' if m['latest'] else ''}")
@@ -215,8 +215,9 @@ def add_parser(sub) -> None:
 
     models = runs_sub.add_parser("models", help="a symbol's model versions over time, with their metrics",
                                  description="The metrics of each model version in the store, "
-                                 "oldest first: pinball ratio vs the empirical quantiles and GARCH-t, "
-                                 "interval coverage, median RMSE vs persistence, and which is latest.")
+                                 "oldest first: its kind (universal or per-symbol), pinball ratio vs the "
+                                 "empirical quantiles and GARCH-t, interval coverage, median RMSE vs "
+                                 "persistence, and which is latest.")
     models.add_argument("--symbol", default="BTCEUR")
     models.add_argument("--store", default=os.environ.get("MKRICH_STORE") or "runs/store",
                         help="store URI (default: $MKRICH_STORE or runs/store)")
