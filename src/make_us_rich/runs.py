@@ -201,12 +201,34 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         "training": _universal_training(path, log) if universal else None,
         "log": str(log) if log else None,
     }
+    if universal:
+        run["steps"] = [_batch_step(step, record.get("symbols", []), run["parameters"]) for step in run["steps"]]
     for symbol in record.get("symbols", []):
         run["symbols"].setdefault(symbol, {"symbol": symbol})
     if record.get("symbols"):  # the run's order
         order = {s: i for i, s in enumerate(record["symbols"])}
         run["symbols"] = dict(sorted(run["symbols"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     return run
+
+
+def _batch_step(step: dict[str, Any], symbols: list[str], parameters: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation batch's step names the batch's symbols: the runner's record names the run's
+    symbol at the batch's index (its rule for a per-symbol run's loop). A batch that finished
+    gave one outcome per symbol; for one that failed, the batch is found from that index and
+    ``eval_batch`` when the run's parameters give it."""
+    if step.get("step") != "evaluate-and-publish":
+        return step
+    try:
+        outcomes = json.loads(step.get("numbers") or "")
+    except ValueError:
+        outcomes = None
+    if isinstance(outcomes, dict) and outcomes:
+        return {**step, "symbol": ",".join(outcomes)}
+    size = parameters.get("eval_batch")
+    if isinstance(size, int) and size > 0 and step.get("symbol") in symbols:
+        index = symbols.index(step["symbol"])
+        return {**step, "symbol": ",".join(symbols[index * size:(index + 1) * size])}
+    return step
 
 
 def gate_counts(run: dict[str, Any]) -> dict[str, int]:

@@ -97,7 +97,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if run["steps"]:
         print("steps:")
         for step in run["steps"]:
-            print(f"  {step['status']:<7} {step['step']:<18} {step['symbol']:<9} "
+            print(f"  {step['status']:<7} {step['step']:<20} {step['symbol']:<9} "
                   f"{step['seconds']:6.1f} s  {step.get('numbers', '')}".rstrip())
     if run["kind"] == "universal":
         _print_universal(run)

@@ -38,6 +38,9 @@ def test_runs_show_gives_the_per_symbol_table_and_the_training(universal_runs, c
         assert info["pinball_vs_har"] == manifest["metrics"]["ratio"]["pinball_vs_har"]
         assert info["coverage50"] == manifest["metrics"]["model"]["intervals"]["50"]["coverage"]
     assert "no bundled sample for ETHUSDT" in run["symbols"]["ETHUSDT"]["error"]
+    # each evaluation batch names its symbols (--eval-batch 2)
+    assert sorted(s["symbol"] for s in run["steps"] if s["step"] == "evaluate-and-publish") == [
+        "BTCEUR,BTCUSDT", "ETHUSDT"]
     training = json.loads((root / first / "train-universal" / "model" / "training.json").read_text())
     assert run["training"]["trained_on"] == ["BTCEUR", "BTCUSDT"]
     assert run["training"]["best_val_loss"] == training["best_val_loss"] and training["warm_start"] is False
