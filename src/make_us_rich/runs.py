@@ -13,6 +13,7 @@ older run, without ``run.json``, is still listed with what its files tell.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import UTC, datetime
@@ -144,10 +145,8 @@ def _universal_training(run_dir: Path, log: Path | None) -> dict[str, Any] | Non
     info = _read_json(folder / "universal.json") or {}
     note = None
     if log is not None:
-        for step in step_logs(log):
-            if step["step"] == "train-universal":
-                note = next((line.strip() for line in step["lines"]
-                             if re.match(r"\s*(warm start from |trained in full \()", line)), note)
+        stat = log.stat()
+        note = _warm_start_note(str(log), (stat.st_mtime_ns, stat.st_size))
     return {
         **{k: training.get(k) for k in ("epochs_run", "best_epoch", "seconds", "initial_val_loss", "best_val_loss",
                                         "train_windows", "val_windows", "test_windows", "warm_start",
@@ -158,6 +157,17 @@ def _universal_training(run_dir: Path, log: Path | None) -> dict[str, Any] | Non
         "unavailable": {s: v for s, v in (info.get("unavailable") or {}).items() if v},
         "folder": str(folder),
     }
+
+
+@functools.lru_cache(maxsize=256)
+def _warm_start_note(log: str, stamp: tuple[int, int]) -> str | None:
+    """The training task's line on its warm start, from the run's log (read once per version
+    of the file, ``stamp``: the runs pages list every run on each view)."""
+    for step in step_logs(log):
+        if step["step"] == "train-universal":
+            return next((line.strip() for line in step["lines"]
+                         if re.match(r"\s*(warm start from |trained in full \()", line)), None)
+    return None
 
 
 def _artifact_meta(executor_output: dict, name: str) -> dict[str, Any]:

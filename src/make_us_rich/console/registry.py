@@ -98,10 +98,13 @@ def serving_model(store: ModelStore, symbol: str) -> dict[str, Any] | None:
             served = store.symbols()
         except StoreError:
             served = []
-        info["shared_by"] = [
-            s for s in served if s == symbol or (p := _pointer(store, s)) is not None and (
-                p["version"] == pointer["version"] or onnx and (p.get("checksums") or {}).get(contract.MODEL_FILE) == onnx)
-        ]
+        shared = pointer.get("shared")  # a store that keeps a universal model once names it
+
+        def same(p: dict[str, Any] | None) -> bool:
+            return p is not None and bool(p["version"] == pointer["version"] or shared and p.get("shared") == shared
+                                          or onnx and (p.get("checksums") or {}).get(contract.MODEL_FILE) == onnx)
+
+        info["shared_by"] = [s for s in served if s == symbol or same(_pointer(store, s))]
     return info
 
 
