@@ -12,7 +12,6 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
 from make_us_rich import runs
-from make_us_rich.console import registry
 from make_us_rich.console.web import App, HTTPProblem, Member
 from make_us_rich.errors import ConfigError
 from make_us_rich.store import StoreError
@@ -128,5 +127,5 @@ def model_history_page(request: Request, app: App, who: Member, symbol: str):
     }
     return app.render(request, "model_history.html", {
         "symbol": sym, "history": list(reversed(history)), "charts": charts,
-        "model": registry.serving_model(app.store, sym),
+        "model": app.serving_model(sym),
     }, user=who.user, seed=who.session)
