@@ -75,3 +75,18 @@ def test_a_warm_started_rejected_run_says_so(universal_runs, capsys):
     assert store.latest("BTCEUR")["version"] == find_run(root, first)["symbols"]["BTCEUR"]["version"]
     assert main(["runs", "show", "latest", "--root", str(root), "--log", "train-universal"]) == 0
     assert "warm start from " in capsys.readouterr().out
+
+
+def test_a_failed_batch_step_is_named_from_its_index_unit():
+    """Unit test of the step parser, on hand-made step records (a failed batch leaves no
+    outcomes): the runner's record names the run's symbol at the batch's index."""
+    from make_us_rich.runs import _batch_step
+
+    symbols = ["BTCEUR", "BTCUSDT", "ETHUSDT", "XRPUSDT", "ADAUSDT"]
+    failed = {"step": "evaluate-and-publish", "symbol": "BTCUSDT", "status": "FAILED", "numbers": ""}
+    assert _batch_step(failed, symbols, {"eval_batch": 2})["symbol"] == "ETHUSDT,XRPUSDT"
+    assert _batch_step(failed, symbols, {})["symbol"] == "BTCUSDT"  # batch size unknown: as recorded
+    done = {**failed, "status": "ok", "numbers": '{"ADAUSDT": "accepted"}', "symbol": "ETHUSDT"}
+    assert _batch_step(done, symbols, {"eval_batch": 2})["symbol"] == "ADAUSDT"
+    other = {"step": "train-universal", "symbol": "BTCEUR,BTCUSDT", "numbers": "epochs_run=2"}
+    assert _batch_step(other, symbols, {"eval_batch": 2}) == other
