@@ -27,8 +27,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 REPO = ASSETS.parents[1]
 SYMBOL = "BTCEUR"
 #: the console's pages as the browser tests name their screenshots (<page>-<device>.png)
-CONSOLE_PAGES = ("login", "symbols", "symbol", "forecasts", "models", "history", "runs", "run", "tokens", "users",
-                 "api")
+CONSOLE_PAGES = ("login", "symbols", "symbol", "forecasts", "models", "history", "runs", "run", "run-universal",
+                 "tokens", "users", "api")
 CONSOLE_DEVICES = ("desktop", "phone")
 MAX_PICTURE_BYTES = 300_000
 

@@ -185,3 +185,35 @@ def universal_models(tmp_path_factory, sample_btceur, sample_btcusdt):
 
     root = shared_once(tmp_path_factory, "universal-models", train)
     return {"market": root / "market", "a": root / "a", "b": root / "b", "csv": root / "csv"}
+
+
+#: tiny training settings of the universal runs below (the sample's 75 days, seconds per run)
+UNIVERSAL_RUN_FLAGS = ["--lookback-days", "75", "--sequence-length", "12", "--units", "8", "--epochs", "2",
+                       "--patience", "2", "--batch-size", "64", "--seed", "7", "--eval-batch", "2"]
+
+
+@pytest.fixture(scope="session")
+def universal_runs(tmp_path_factory):
+    """Two real ``mkrich run --universal`` runs (kfp.local, tiny settings, the sample) into one
+    pipeline root and store, for the run history: BTCEUR, BTCUSDT and ETHUSDT (no sample: left
+    out and named), the first trained in full and accepted, the second warm-started from it with
+    a time budget and rejected by a gate no model can pass (coverage 0.99-1.0), so each symbol
+    keeps the first run's universal model. Returns ``(root, store, [first id, second id])``."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+
+    def run(base: Path) -> None:
+        common = ["--universal", "--symbols", "BTCEUR,BTCUSDT,ETHUSDT", "--store", str(base / "store"),
+                  "--pipeline-root", str(base / "root"), *UNIVERSAL_RUN_FLAGS]
+        for extra in ([], ["--time-budget", "300", "--gate-tolerance", "0", "--coverage-min", "0.99",
+                           "--coverage-max", "1.0"]):
+            done = subprocess.run([sys.executable, "-m", "make_us_rich.cli", "run", *common, *extra],
+                                  capture_output=True, text=True, timeout=1800)
+            assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: a symbol was rejected
+
+    base = shared_once(tmp_path_factory, "universal-runs", run)
+    ids = sorted(p.name for p in (base / "root").glob("universal-training-*"))
+    assert len(ids) == 2, ids
+    return base / "root", base / "store", ids

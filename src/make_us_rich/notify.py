@@ -1,5 +1,6 @@
-"""One summary per pipeline run (status, and per symbol: data, gate decision and its reasons,
-key metrics beside the baselines, published version, link to the run), built by the pipeline's
+"""One summary per pipeline run (which pipeline, status, and per symbol: data, gate decision and
+its reasons, key metrics beside the baselines, published version, link to the run; for a
+universal run the model all symbols share and a table of one line per symbol), built by the pipeline's
 exit task (``notify_run``, :func:`notify_pipeline_run`) from the model store and posted to a
 webhook when one is configured (``MKRICH_NOTIFY_URL``; on a cluster from the Secret
 ``mkrich-notify``): Slack-compatible incoming-webhook JSON (``{"text": ...}``) or the summary
@@ -47,30 +48,53 @@ def symbol_summary(symbol: str, newest: dict[str, Any] | None, artifacts: str | 
     if card:
         card_data = card.get("data") or {}
         data = {**_scalars(card_data), "validation": _scalars(card_data.get("validation"))}
+    intervals = (test.get("model") or {}).get("intervals") or {}
+    universal = (card or {}).get("universal") or {}
     return {
         "symbol": symbol,
         "status": newest.get("status"),
         "version": newest.get("version"),
+        "kind": "universal" if universal.get("kind") == "universal" or (card or {}).get("kind") == "universal"
+        else "per-symbol" if card else None,
         "gate_reasons": (newest.get("gate") or {}).get("reasons", []),
         "ratios": test.get("ratio") or {},
         "model": {"mean_pinball": (test.get("model") or {}).get("mean_pinball"),
-                  "coverage90": (((test.get("model") or {}).get("intervals") or {}).get("90") or {}).get("coverage")},
+                  "coverage90": (intervals.get("90") or {}).get("coverage"),
+                  "coverage50": (intervals.get("50") or {}).get("coverage")},
         "baselines": {name: b.get("mean_pinball") for name, b in (test.get("baselines") or {}).items()},
         "data": data,
+        **({"universal": {k: universal.get(k) for k in ("trained_on", "model_sha256")}} if universal else {}),
     }
+
+
+#: the pipelines whose runs are summarized
+PIPELINES = ("hourly-training", "universal-training")
 
 
 def run_summary(status: str, symbols: dict[str, dict[str, Any]], *, error: str | None = None,
-                run_url: str | None = None) -> dict[str, Any]:
+                run_url: str | None = None, pipeline: str | None = None) -> dict[str, Any]:
     """``symbols``: per symbol ``{"newest": manifest, "artifacts": folder}`` (run_local's view)
-    or ``{"newest": manifest, "card": model card}`` (:func:`store_results`)."""
-    return {
-        "pipeline": "hourly-training",
+    or ``{"newest": manifest, "card": model card}`` (:func:`store_results`). ``pipeline``: the
+    pipeline that ran; when not given, ``universal-training`` if a model the run published is
+    universal (its card says so), else ``hourly-training``."""
+    rows = [symbol_summary(s, v.get("newest"), v.get("artifacts"), v.get("card")) for s, v in symbols.items()]
+    if pipeline is None:
+        pipeline = "universal-training" if any(r.get("kind") == "universal" for r in rows) else "hourly-training"
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
+    summary = {
+        "pipeline": pipeline,
         "status": status,
         "error": error,
         "run_url": run_url,
-        "symbols": [symbol_summary(s, v.get("newest"), v.get("artifacts"), v.get("card")) for s, v in symbols.items()],
+        "symbols": rows,
     }
+    if pipeline == "universal-training":
+        shared = {(r.get("universal") or {}).get("model_sha256"): r["universal"] for r in rows if r.get("universal")}
+        summary["models"] = [{"model_sha256": sha, "trained_on": info.get("trained_on") or [],
+                              "symbols": [r["symbol"] for r in rows if (r.get("universal") or {}).get("model_sha256") == sha]}
+                             for sha, info in shared.items()]
+    return summary
 
 
 def store_results(store_uri: str, symbols: list[str], since: str | None = None) -> dict[str, dict[str, Any]]:
@@ -111,11 +135,13 @@ def run_link(dashboard_url: str | None, run_id: str | None) -> str | None:
 
 def notify_pipeline_run(state: str, symbols: list[str], store_uri: str, *, since: str | None = None,
                         run_id: str | None = None, dashboard_url: str | None = None,
-                        error: str | None = None) -> tuple[dict[str, Any], str]:
+                        error: str | None = None, pipeline: str | None = None) -> tuple[dict[str, Any], str]:
     """The exit task's work: build the run's summary from the store and post it to
     ``MKRICH_NOTIFY_URL`` (format ``MKRICH_NOTIFY_FORMAT``, default slack) when set. Returns the
     summary and what became of it (for the task's log). Nothing here raises: a summary that
-    cannot read the store says so, a webhook that fails is logged."""
+    cannot read the store says so, a webhook that fails is logged. ``pipeline``: see
+    :func:`run_summary` (the exit task does not know its pipeline's name: a universal run that
+    published nothing is then titled hourly-training)."""
     status = STATES.get(state.upper(), state.lower())
     link = run_link(dashboard_url or os.environ.get(DASHBOARD_ENV), run_id)
     try:
@@ -124,7 +150,10 @@ def notify_pipeline_run(state: str, symbols: list[str], store_uri: str, *, since
         log.error("could not read the run's results from the store %s: %s", store_uri, exc)
         results = {s: {} for s in symbols}
         error = "; ".join(x for x in (error, f"results not read from the store: {type(exc).__name__}: {exc}") if x)
-    summary = run_summary(status, results, error=error or None, run_url=link)
+    if pipeline not in (None, *PIPELINES):
+        log.error("unknown pipeline %r: the summary names the one its models tell", pipeline)
+        pipeline = None
+    summary = run_summary(status, results, error=error or None, run_url=link, pipeline=pipeline)
     url = os.environ.get(NOTIFY_ENV, "").strip()
     if not url:
         return summary, f"no webhook configured ({NOTIFY_ENV} unset): summary logged only"
@@ -137,11 +166,42 @@ def notify_pipeline_run(state: str, symbols: list[str], store_uri: str, *, since
     return summary, "run summary NOT delivered to the webhook (see the warning above); the run is unaffected"
 
 
+def _f(value: Any, fmt: str = "{:.4f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _universal_lines(summary: dict[str, Any]) -> list[str]:
+    """A universal run: the model(s) the symbols share, one table line per symbol, and the gate's
+    reasons of the symbols it rejected only (a run of 100 symbols stays readable)."""
+    lines = []
+    for model in summary.get("models") or []:
+        sha = (model.get("model_sha256") or "?")[:8]
+        lines.append(f"universal model {sha} (trained on {', '.join(model['trained_on'])}) "
+                     f"published for {len(model['symbols'])} symbol(s)")
+    lines.append(f"{'symbol':<12} {'status':<13} {'pinball/A':>9} {'pinball/HAR':>11} {'cov90':>6} {'cov50':>6}  version")
+    for s in summary["symbols"]:
+        if not s.get("version"):
+            lines.append(f"{s['symbol']:<12} {s['status']}")
+            continue
+        ratios, model = s.get("ratios") or {}, s.get("model") or {}
+        lines.append(f"{s['symbol']:<12} {s['status']:<13} {_f(ratios.get('pinball_vs_empirical')):>9} "
+                     f"{_f(ratios.get('pinball_vs_har')):>11} {_f(model.get('coverage90'), '{:.3f}'):>6} "
+                     f"{_f(model.get('coverage50'), '{:.3f}'):>6}  {s['version']}")
+    for s in summary["symbols"]:
+        if s.get("status") == "rejected":
+            lines.append(f"{s['symbol']} rejected (keeps its previous model):")
+            lines += [f"  gate: {r}" for r in s.get("gate_reasons", [])]
+    return lines
+
+
 def text(summary: dict[str, Any]) -> str:
     """The summary as lines of text (the terminal, and Slack's ``text``)."""
-    lines = [f"hourly-training run {summary['status']}" + (f": {summary['error']}" if summary.get("error") else "")]
+    pipeline = summary.get("pipeline") or "hourly-training"
+    lines = [f"{pipeline} run {summary['status']}" + (f": {summary['error']}" if summary.get("error") else "")]
     if summary.get("run_url"):
         lines.append(f"run: {summary['run_url']}")
+    if pipeline == "universal-training":
+        return "\n".join(lines + _universal_lines(summary))
     for s in summary["symbols"]:
         head = f"{s['symbol']}: {s['status']}" + (f" {s['version']}" if s.get("version") else "")
         data = s.get("data") or {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 from make_us_rich.errors import ConfigError
 
@@ -25,12 +26,27 @@ def _duration(seconds) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+#: symbols of a run listed one by one in `mkrich runs`; beyond, the counts
+LISTED_SYMBOLS = 4
+
+
 def _symbol_cell(info: dict) -> str:
     if "gate" not in info:
         return f"{info['symbol']} (no evaluation)"
     outcome = info.get("published") or info["gate"]
     return (f"{info['symbol']} {outcome} pinball/A {_f(info.get('pinball_vs_empirical'))} "
             f"cov90 {_f(info.get('coverage90'), '{:.3f}')}")
+
+
+def _symbols_cell(run: dict) -> str:
+    """Each symbol's outcome, or for a run of many symbols their counts."""
+    from make_us_rich.runs import gate_counts
+
+    if len(run["symbols"]) <= LISTED_SYMBOLS:
+        return "; ".join(_symbol_cell(i) for i in run["symbols"].values()) or "-"
+    counts = gate_counts(run)
+    return (f"{len(run['symbols'])} symbols: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+            + f" (mkrich runs show {run['id']})")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -43,11 +59,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no pipeline runs under {args.root} (`mkrich run` makes one)")
         return 0
-    print(f"{'run':<44} {'started (UTC)':<20} {'status':<9} {'took':>7}  symbols")
+    print(f"{'run':<45} {'kind':<10} {'started (UTC)':<20} {'status':<9} {'took':>7}  symbols")
     for run in runs:
-        cells = "; ".join(_symbol_cell(i) for i in run["symbols"].values()) or "-"
-        print(f"{run['id']:<44} {_when(run['started']):<20} {run['status']:<9} "
-              f"{_duration(run['seconds']):>7}  {cells}")
+        print(f"{run['id']:<45} {run['kind']:<10} {_when(run['started']):<20} {run['status']:<9} "
+              f"{_duration(run['seconds']):>7}  {_symbols_cell(run)}")
     print("\ndetail: mkrich runs show ID (or latest); model history: mkrich runs models --symbol S")
     return 0
 
@@ -71,7 +86,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run, indent=2))
         return 0
-    print(f"run {run['id']}: {run['status']}, started {_when(run['started'])}, took "
+    print(f"run {run['id']} ({run['pipeline']}, {run['kind']}): {run['status']}, started {_when(run['started'])}, took "
           f"{_duration(run['seconds'])}")
     if run["error"]:
         print(f"  error: {run['error']}")
@@ -82,8 +97,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     if run["steps"]:
         print("steps:")
         for step in run["steps"]:
-            print(f"  {step['status']:<7} {step['step']:<18} {step['symbol']:<9} "
+            print(f"  {step['status']:<7} {step['step']:<20} {step['symbol']:<9} "
                   f"{step['seconds']:6.1f} s  {step.get('numbers', '')}".rstrip())
+    if run["kind"] == "universal":
+        _print_universal(run)
+    else:
+        _print_per_symbol(run)
+    if run["log"]:
+        print(f"log: {run['log']} (one step: mkrich runs show {run['id']} --log STEP; "
+              "failed steps: --log failed)")
+    return 0
+
+
+def _print_per_symbol(run: dict) -> None:
     for info in run["symbols"].values():
         print(f"{info['symbol']}:")
         if "gate" not in info:
@@ -97,10 +123,45 @@ def cmd_show(args: argparse.Namespace) -> int:
         for reason in info["gate_reasons"]:
             print(f"    {reason}")
         print(f"  artifacts: {info['artifacts']}")
-    if run["log"]:
-        print(f"log: {run['log']} (one step: mkrich runs show {run['id']} --log STEP; "
-              "failed steps: --log failed)")
-    return 0
+
+
+def _print_universal(run: dict) -> None:
+    """The training of a universal run (warm start, time budget) and its per-symbol gate table."""
+    from make_us_rich.runs import gate_counts
+
+    training = run.get("training")
+    if training:
+        budget = training.get("time_budget")
+        print(f"training: one universal model on {len(training['trained_on'])} symbol(s) "
+              f"({', '.join(training['trained_on'])}); {training.get('epochs_run')} epoch(s), best "
+              f"{training.get('best_epoch')}, val loss {_f(training.get('initial_val_loss'))} -> "
+              f"{_f(training.get('best_val_loss'))}, {_f(training.get('seconds'), '{:.1f}')} s")
+        print(f"  warm start: {training.get('warm_start_note') or ('yes' if training.get('warm_start') else 'no')}")
+        print("  time budget: " + ("none" if not budget else f"{budget:g} s, "
+              + ("exhausted (training stopped early)" if training.get("budget_exhausted") else "not exhausted")))
+        for symbol, lacking in training.get("unavailable", {}).items():
+            print(f"  {symbol} lacks {', '.join(lacking)}")
+    counts = gate_counts(run)
+    print(f"per symbol ({', '.join(f'{n} {k}' for k, n in counts.items() if n)}; pinball ratios < 1 beat "
+          "the baseline):")
+    print(f"  {'symbol':<12} {'gate':<9} {'store':<9} {'pinball/A':>9} {'pinball/HAR':>11} {'cov90':>6} "
+          f"{'cov50':>6} {'RMSE/pers.':>10}  version")
+    for info in run["symbols"].values():
+        if "gate" not in info:
+            print(f"  {info['symbol']:<12} not evaluated: {info.get('error', 'the run stopped before it')}")
+            continue
+        print(f"  {info['symbol']:<12} {info['gate']:<9} {info.get('published', '-'):<9} "
+              f"{_f(info['pinball_vs_empirical']):>9} {_f(info.get('pinball_vs_har')):>11} "
+              f"{_f(info['coverage90'], '{:.3f}'):>6} {_f(info['coverage50'], '{:.3f}'):>6} "
+              f"{_f(info['rmse_vs_persistence']):>10}  {info.get('version', '-')}")
+    rejected = [i for i in run["symbols"].values() if i.get("gate") == "rejected" or i.get("published") == "rejected"]
+    for info in rejected:
+        print(f"{info['symbol']} rejected (keeps its previous model):")
+        for reason in info["gate_reasons"]:
+            print(f"    {reason}")
+    if run["symbols"]:
+        folders = {str(Path(i["artifacts"]).parent) for i in run["symbols"].values() if i.get("artifacts")}
+        print(f"artifacts: {', '.join(sorted(folders))}/<SYMBOL>" if folders else "artifacts: none")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -117,10 +178,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                           "`mkrich publish` adds one")
     print(f"{symbol}: {len(history)} model version(s), oldest first "
           "(pinball ratio < 1: better than the baseline; cov90 should be near 0.90)")
-    print(f"{'published (UTC)':<20} {'version':<36} {'status':<9} {'pinball/A':>9} "
+    print(f"{'published (UTC)':<20} {'version':<36} {'kind':<10} {'status':<9} {'pinball/A':>9} "
           f"{'pinball/GARCH':>13} {'cov90':>6} {'cov50':>6} {'RMSE/pers.':>10}")
     for m in history:
-        print(f"{_when(m['published']):<20} {m['version']:<36} {m['status']:<9} "
+        print(f"{_when(m['published']):<20} {m['version']:<36} {m['kind'] or '?':<10} {m['status']:<9} "
               f"{_f(m['pinball_vs_empirical']):>9} {_f(m['pinball_vs_garch_t']):>13} "
               f"{_f(m['coverage90'], '{:.3f}'):>6} {_f(m['coverage50'], '{:.3f}'):>6} "
               f"{_f(m['rmse_vs_persistence']):>10}{'  <- latest' if m['latest'] else ''}")
@@ -154,8 +215,9 @@ def add_parser(sub) -> None:
 
     models = runs_sub.add_parser("models", help="a symbol's model versions over time, with their metrics",
                                  description="The metrics of each model version in the store, "
-                                 "oldest first: pinball ratio vs the empirical quantiles and GARCH-t, "
-                                 "interval coverage, median RMSE vs persistence, and which is latest.")
+                                 "oldest first: its kind (universal or per-symbol), pinball ratio vs the "
+                                 "empirical quantiles and GARCH-t, interval coverage, median RMSE vs "
+                                 "persistence, and which is latest.")
     models.add_argument("--symbol", default="BTCEUR")
     models.add_argument("--store", default=os.environ.get("MKRICH_STORE") or "runs/store",
                         help="store URI (default: $MKRICH_STORE or runs/store)")

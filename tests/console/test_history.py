@@ -182,6 +182,68 @@ def test_runs_pages(make_console, users, pipeline_run):
     assert other.get(f"/runs/{run_id}").status_code == 404
 
 
+def test_universal_runs_and_the_universal_model_in_the_pages(make_console, users, pipeline_run, universal_runs,
+                                                             tmp_path):
+    """Real runs of both pipelines in one runs folder (links to the fixtures' run folders): the
+    list gives each run's kind; a universal run's page its training (warm start, time budget)
+    and its per-symbol gate table with the store's versions; the symbol and model-history pages
+    say that a universal model serves the symbol and which symbols share it."""
+    per_symbol_root, per_symbol_id = pipeline_run
+    root, store_dir, (first, second) = universal_runs
+    both = tmp_path / "runs"
+    both.mkdir()
+    for folder in (per_symbol_root / per_symbol_id, root / first, root / second):
+        (both / folder.name).symlink_to(folder, target_is_directory=True)
+    store = ModelStore(store_dir)
+    console = make_console(runs_dir=str(both), store=store_dir)
+    member = signed_in(console, MEMBER)
+
+    page = member.get("/runs").text
+    kinds = dict(re.findall(r'<tr data-run="([^"]+)">\s*<td><a [^>]*>[^<]*</a></td>\s*<td class="kind">([^<]+)</td>', page))
+    assert kinds == {per_symbol_id: "per-symbol", first: "universal", second: "universal"}
+    assert f'<a href="/runs/{first}">{first.removeprefix("universal-training-")}</a>' in page
+
+    detail = member.get(f"/runs/{first}")
+    assert detail.status_code == 200 and "universal-training (universal)" in detail.text
+    assert '<dd id="warm-start">trained in full (no accepted universal model in the store)</dd>' in detail.text
+    run = find_run(root, first)
+    assert f'<dd id="time-budget">{run["training"]["time_budget"]:g} s, not exhausted</dd>' in detail.text
+    rows = dict(re.findall(r'<tr data-symbol="([A-Z]+)">(.*?)</tr>', detail.text, re.S))
+    assert list(rows) == ["BTCEUR", "BTCUSDT", "ETHUSDT"]
+    for symbol in ("BTCEUR", "BTCUSDT"):
+        manifest = store.versions(symbol)[0]
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[symbol], re.S)]
+        ratio, intervals = manifest["metrics"]["ratio"], manifest["metrics"]["model"]["intervals"]
+        assert cells == [symbol, "passed", "accepted", f"{ratio['pinball_vs_empirical']:.4f}",
+                         f"{ratio['pinball_vs_har']:.4f}", f"{intervals['90']['coverage']:.4f}",
+                         f"{intervals['50']['coverage']:.4f}", f"{ratio['median_rmse_vs_persistence']:.4f}",
+                         manifest["version"]]
+    assert "not evaluated: no bundled sample for ETHUSDT" in rows["ETHUSDT"]
+    assert "<code>metrics.json</code>" in detail.text and 'id="rejected"' not in detail.text
+
+    later = member.get(f"/runs/{second}").text
+    assert "warm start from " in re.search(r'<dd id="warm-start">(.*?)</dd>', later).group(1)
+    assert '<dd id="time-budget">300 s, ' in later and "2 rejected, 1 not evaluated" in later
+    reasons = store.versions("BTCEUR")[-1]["gate"]["reasons"]
+    assert f"<strong>BTCEUR</strong>: {'; '.join(reasons)}" in later.replace("&lt;", "<").replace("&gt;", ">")
+
+    serving = store.latest("BTCEUR")["version"]
+    for path in ("/symbols/BTCEUR", "/models/BTCEUR/history"):
+        answer = member.get(path)
+        assert answer.status_code == 200, path
+        said = re.search(r'<p id="model-kind" data-kind="([^"]+)">(.*?)</p>', answer.text, re.S)
+        assert said and said.group(1) == "universal", path
+        text = " ".join(said.group(2).split())
+        assert f"universal model</strong> (version <code>{serving}</code>)" in text
+        assert "shared by 2 served symbol(s) (BTCEUR, BTCUSDT)" in text and "pooled data of 2 (BTCEUR, BTCUSDT)" in text
+    history = member.get("/models/BTCEUR/history").text
+    assert history.count('<td class="kind">universal (2 symbols)</td>') == len(store.versions("BTCEUR")) == 2
+
+    per_symbol = make_console(store=find_run(per_symbol_root, per_symbol_id)["store"])
+    page = signed_in(per_symbol, MEMBER).get("/models/BTCEUR/history").text
+    assert 'data-kind="per-symbol">Served by a <strong>per-symbol model</strong> of BTCEUR' in page
+
+
 def test_history_pages_need_a_session(make_console, console_store):
     console = make_console(store=console_store)
     with console.client() as anonymous:

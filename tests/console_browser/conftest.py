@@ -60,6 +60,7 @@ class Console:
     process: Process
     run_id: str
     recorded: int
+    universal_run_id: str
 
 
 #: hours of the sample before its last candle whose forecasts are recorded before the console starts
@@ -88,9 +89,10 @@ def record_past_forecasts(db: str, store, inference_url: str) -> int:
 
 
 @pytest.fixture(scope="session")
-def console(tmp_path_factory, model_server, pipeline_run):
+def console(tmp_path_factory, model_server, pipeline_run, universal_runs):
     """``mkrich console`` on the sample, with a first admin made by ``create-admin``, the
-    forecasts of the sample's last hours recorded, and the runs folder of a real run."""
+    forecasts of the sample's last hours recorded, and a runs folder holding real runs of both
+    pipelines (links to the fixtures' run folders): a per-symbol run and two universal ones."""
     db = f"sqlite:///{tmp_path_factory.mktemp('console-db') / 'console.db'}"
     env = {"MKRICH_CONSOLE_SECRET": secrets.token_urlsafe(48)}
     made = subprocess.run([sys.executable, "-m", "make_us_rich.cli", "console", "create-admin",
@@ -98,7 +100,11 @@ def console(tmp_path_factory, model_server, pipeline_run):
                           env={**os.environ, **env, "MKRICH_CONSOLE_ADMIN_PASSWORD": ADMIN[1]}, timeout=120)
     assert made.returncode == 0, made.stdout + made.stderr
     recorded = record_past_forecasts(db, model_server.store, model_server.url)
-    root, run_id = pipeline_run
+    per_symbol_root, run_id = pipeline_run
+    universal_root, _, universal_ids = universal_runs
+    root = tmp_path_factory.mktemp("console-runs")
+    for folder in (per_symbol_root / run_id, *(universal_root / u for u in universal_ids)):
+        (root / folder.name).symlink_to(folder, target_is_directory=True)
     env["MKRICH_CONSOLE_RUNS_DIR"] = str(root)
     port = free_port()
     process = Process("console", ["make_us_rich.cli", "console", "--db", db, "--host", "127.0.0.1",
@@ -106,5 +112,5 @@ def console(tmp_path_factory, model_server, pipeline_run):
                                   "--source", "sample", "--inference-url", model_server.url],
                       ready_url=f"http://127.0.0.1:{port}/readyz", env=env)
     yield Console(f"http://127.0.0.1:{port}", db, str(model_server.store), model_server.url, ADMIN, process,
-                  run_id, recorded)
+                  run_id, recorded, universal_ids[-1])
     process.stop()

@@ -115,6 +115,9 @@ def test_symbol_page_draws_the_served_forecast_on_the_sample(browser, console):
     shown = page.inner_text("#median").replace(",", "").replace("\u202f", "").replace("\xa0", "")
     assert float(shown) == pytest.approx(forecast["median"], abs=0.01)
     assert page.inner_text("#model-version") == forecast["model_version"]
+    # which kind of model serves it (a per-symbol one here; a universal one: tests/console)
+    assert page.get_attribute("#model-kind", "data-kind") == "per-symbol"
+    assert forecast["model_version"] in page.inner_text("#model-kind")
     # the attribution of the chart library, as text (its logo would need an inline style)
     assert page.locator('a[href="https://www.tradingview.com/"]').count() == 1
     page.screenshot(path=screenshot_dir() / "chart-forecast.png")
@@ -237,6 +240,7 @@ PAGES = {  # name -> path (signed in as the admin)
     "api": "/docs",
     "runs": "/runs",
     "run": "/runs/{run_id}",
+    "run-universal": "/runs/{universal_run_id}",
     "history": f"/models/{SYMBOL}/history",
 }
 
@@ -267,8 +271,15 @@ def test_screenshot_of_every_page(browser, console, device, options):
             page.click('form#create-token button[type="submit"]')
             page.wait_for_selector("#new-token")
         else:
-            response = page.goto(f"{console.url}{path.format(run_id=console.run_id)}")
+            response = page.goto(f"{console.url}{path.format(run_id=console.run_id, universal_run_id=console.universal_run_id)}")
             assert response.status == 200, (name, response.status)
+        if name == "runs":  # both kinds of run
+            kinds = page.locator("#runs td.kind").all_inner_texts()
+            assert sorted(kinds) == ["per-symbol", "universal", "universal"], kinds
+        if name == "run-universal":  # the per-symbol gate table of the warm-started, rejected run
+            assert page.locator("#symbols tbody tr").count() == 3
+            assert page.locator('#symbols tr[data-symbol="BTCEUR"] .status').inner_text() == "rejected"
+            assert page.locator("#warm-start").inner_text().startswith("warm start from ")
         if name == "symbol":
             page.wait_for_selector('#chart[data-state="drawn"]', timeout=60_000)
         # readable without sideways scrolling (wide tables scroll inside their own box)

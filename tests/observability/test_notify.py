@@ -131,3 +131,42 @@ def test_exit_task_never_fails_on_the_webhook_or_the_store(tmp_path, receiver, m
 
     summary, _ = notify_pipeline_run("SUCCEEDED", ["BTCEUR"], str(tmp_path / "empty"), since="{{$.pipeline_job_create_time_utc}}")
     assert "the run's creation time '{{$.pipeline_job_create_time_utc}}' is not an ISO 8601 time" in summary["error"]
+
+
+def test_a_universal_runs_exit_summary_names_its_pipeline_and_has_the_table(universal_runs):
+    """The summary the exit task of two real ``mkrich run --universal`` runs built: titled
+    universal-training (not hourly-training), the model the symbols share, one table line per
+    symbol with the store's figures, and the gate's reasons of the rejected ones."""
+    import json
+
+    root, store_dir, (first, second) = universal_runs
+    store = ModelStore(store_dir)
+
+    def exit_summary(run_id: str) -> dict:
+        output = json.loads((root / run_id / "notify-run" / "executor_output.json").read_text())
+        return json.loads(output["parameterValues"]["Output"])
+
+    summary = exit_summary(first)
+    lines = text(summary).splitlines()
+    assert summary["pipeline"] == "universal-training" and lines[0] == "universal-training run succeeded"
+    accepted = {s: store.versions(s)[0] for s in ("BTCEUR", "BTCUSDT")}
+    (model,) = summary["models"]
+    assert model["symbols"] == ["BTCEUR", "BTCUSDT"] and model["trained_on"] == ["BTCEUR", "BTCUSDT"]
+    assert lines[1] == f"universal model {model['model_sha256'][:8]} (trained on BTCEUR, BTCUSDT) published for 2 symbol(s)"
+    assert lines[2].split() == ["symbol", "status", "pinball/A", "pinball/HAR", "cov90", "cov50", "version"]
+    for line, (symbol, manifest) in zip(lines[3:5], accepted.items(), strict=True):
+        ratio = manifest["metrics"]["ratio"]
+        coverage = manifest["metrics"]["model"]["intervals"]
+        assert line.split() == [symbol, "accepted", f"{ratio['pinball_vs_empirical']:.4f}",
+                                f"{ratio['pinball_vs_har']:.4f}", f"{coverage['90']['coverage']:.3f}",
+                                f"{coverage['50']['coverage']:.3f}", manifest["version"]]
+    assert lines[5:] == ["ETHUSDT      not published"]
+
+    later = text(exit_summary(second))
+    assert later.startswith("universal-training run succeeded\n")
+    rejected = store.versions("BTCEUR")[-1]
+    assert "\nBTCEUR       rejected " in later and rejected["version"] in later
+    assert "\nBTCEUR rejected (keeps its previous model):\n" in later
+    assert all(f"  gate: {r}" in later for r in rejected["gate"]["reasons"])
+    # a per-symbol run's summary keeps its title
+    assert text(run_summary("succeeded", {"BTCEUR": {}})).startswith("hourly-training run succeeded")

@@ -4,17 +4,20 @@ gate's reasons and the test metrics beside the baselines."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from make_us_rich import contract
-from make_us_rich.store import MalformedPointer, ModelStore
+from make_us_rich.runs import model_kind
+from make_us_rich.store import MalformedPointer, ModelStore, StoreError
 
 PLOTS = contract.OPTIONAL_FILES
 
 
 def all_symbols(store: ModelStore) -> list[str]:
     """Symbols with any stored version (also those whose models were all rejected)."""
-    return sorted({parts[1] for k in store.backend.list("models") if len(parts := k.split("/")) >= 3})
+    return sorted({parts[1] for k in store.backend.list("models")
+                   if len(parts := k.split("/")) >= 3 and re.fullmatch(r"[A-Z0-9]{5,20}", parts[1])})
 
 
 def _flat(scores: dict[str, Any]) -> dict[str, float]:
@@ -72,6 +75,37 @@ def quality(store: ModelStore, symbol: str) -> dict[str, Any]:
         "coverage_90": coverage,
         "test_period": metrics.get("period"),
     }
+
+
+def _pointer(store: ModelStore, symbol: str) -> dict[str, Any] | None:
+    try:
+        return store.latest(symbol)
+    except StoreError:  # a malformed pointer or an unreadable store: nothing to say
+        return None
+
+
+def serving_model(store: ModelStore, symbol: str) -> dict[str, Any] | None:
+    """The model that serves ``symbol`` (``None``: none does): its version, kind, the symbols a
+    universal one was trained on, and the served symbols that share it (their pointers name the
+    same version or the same ONNX file), read through the store's pointers and model cards."""
+    pointer = _pointer(store, symbol)
+    if pointer is None:
+        return None
+    info = {"version": pointer["version"], **model_kind(store, symbol, pointer["version"]), "shared_by": [symbol]}
+    if info["kind"] == "universal":
+        onnx = (pointer.get("checksums") or {}).get(contract.MODEL_FILE)
+        try:
+            served = store.symbols()
+        except StoreError:
+            served = []
+        shared = pointer.get("shared")  # a store that keeps a universal model once names it
+
+        def same(p: dict[str, Any] | None) -> bool:
+            return p is not None and bool(p["version"] == pointer["version"] or shared and p.get("shared") == shared
+                                          or onnx and (p.get("checksums") or {}).get(contract.MODEL_FILE) == onnx)
+
+        info["shared_by"] = [s for s in served if s == symbol or same(_pointer(store, s))]
+    return info
 
 
 def registry(store: ModelStore) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from make_us_rich.console import auth, gateway
+from make_us_rich.console import auth, gateway, registry
 from make_us_rich.console.db import User
 from make_us_rich.console.settings import Settings
 from make_us_rich.data import normalize_symbol
@@ -60,6 +60,10 @@ class LoginRequired(Exception):
     """No valid session: pages redirect to /login, JSON callers get 401."""
 
 
+#: seconds the console keeps what it found of the model serving a symbol
+MODEL_TTL = 60.0
+
+
 @dataclass
 class Console:
     """The application's state (``app.state.console``), made once by ``create_app``."""
@@ -74,6 +78,7 @@ class Console:
         default_factory=lambda: threading.BoundedSemaphore(PASSWORD_CHECKS))
     chart_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     chart_lock: threading.Lock = field(default_factory=threading.Lock)
+    model_cache: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
 
     def render(self, request: Request, name: str, context: dict[str, Any], status: int = 200,
                user: User | None = None, seed: str | None = None) -> HTMLResponse:
@@ -83,6 +88,18 @@ class Console:
     def set_cookie(self, response: Response, name: str, value: str) -> None:
         response.set_cookie(name, value, max_age=self.sessions.max_age, httponly=True, samesite="lax",
                             secure=self.settings.secure_cookies, path="/")
+
+    def serving_model(self, symbol: str) -> dict[str, Any] | None:
+        """:func:`registry.serving_model`, kept :data:`MODEL_TTL` seconds: finding the symbols
+        that share a universal model reads every served symbol's pointer."""
+        import time
+
+        cached = self.model_cache.get(symbol)
+        if cached is not None and time.monotonic() - cached[0] < MODEL_TTL:
+            return cached[1]
+        info = registry.serving_model(self.store, symbol)
+        self.model_cache[symbol] = (time.monotonic(), info)
+        return info
 
     def symbol(self, raw: str, served: bool = True) -> str:
         """``raw`` as a symbol (served by a model unless ``served=False``), else 400/404/503."""

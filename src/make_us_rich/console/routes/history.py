@@ -20,6 +20,8 @@ router = APIRouter(include_in_schema=False)
 
 #: the setting's value that turns the runs pages off (a cluster: the KFP dashboard lists runs)
 OFF = ("", "off", "none")
+#: symbols of a run named one by one in the runs list; beyond, their counts
+LISTED_SYMBOLS = 6
 
 
 def runs_root(app: App) -> Path | None:
@@ -31,7 +33,10 @@ def runs_root(app: App) -> Path | None:
 def runs_page(request: Request, app: App, who: Member):
     root = runs_root(app)
     found = runs.list_runs(root) if root else []
-    return app.render(request, "runs.html", {"root": root, "runs": found}, user=who.user, seed=who.session)
+    for run in found:
+        run["counts"] = runs.gate_counts(run)
+    return app.render(request, "runs.html", {"root": root, "runs": found, "listed": LISTED_SYMBOLS},
+                      user=who.user, seed=who.session)
 
 
 def _artifacts(folder: str | None) -> list[str]:
@@ -50,8 +55,15 @@ def run_page(request: Request, app: App, who: Member, run_id: str):
     if not matches:
         raise HTTPProblem(404, f"no run {run_id} under {root}; /runs lists them")
     run = matches[0]
-    for info in run["symbols"].values():
-        info["artifact_names"] = _artifacts(info.get("artifacts"))
+    run["counts"] = runs.gate_counts(run)
+    if run["kind"] == "universal":  # every symbol's folder holds the same names: listed once
+        first = next((i["artifacts"] for i in run["symbols"].values() if i.get("artifacts")), None)
+        run["artifact_names"] = _artifacts(first)
+        run["artifacts_folder"] = str(Path(first).parent) if first else None
+        run["rejected"] = [i for i in run["symbols"].values() if "rejected" in (i.get("gate"), i.get("published"))]
+    else:
+        for info in run["symbols"].values():
+            info["artifact_names"] = _artifacts(info.get("artifacts"))
     # the step logs hold each step's inputs and whatever a library printed: administrators only
     logs = runs.step_logs(run["log"]) if run["log"] and who.user.role == "admin" else []
     return app.render(request, "run.html", {"run": run, "logs": logs}, user=who.user, seed=who.session)
@@ -113,5 +125,7 @@ def model_history_page(request: Request, app: App, who: Member, symbol: str):
         "coverage": svg_chart(list(zip(when, (m["coverage90"] for m in history), strict=True)),
                               "90 % interval coverage", 0.9),
     }
-    return app.render(request, "model_history.html", {"symbol": sym, "history": list(reversed(history)),
-                                                      "charts": charts}, user=who.user, seed=who.session)
+    return app.render(request, "model_history.html", {
+        "symbol": sym, "history": list(reversed(history)), "charts": charts,
+        "model": app.serving_model(sym),
+    }, user=who.user, seed=who.session)

@@ -116,6 +116,7 @@ def symbol_page(request: Request, app: App, who: Member, db: Db, symbol: str):
     return app.render(request, "symbol.html", {
         "symbol": sym, "rows": list(reversed(rows)), "coverage": forecasts.coverage(rows), "error": error,
         "replay": replay(app), "record_minutes": app.settings.record_minutes,
+        "model": app.serving_model(sym),
     }, user=who.user, seed=who.session)
 
 
