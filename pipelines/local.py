@@ -71,8 +71,14 @@ def _iteration(*values: Any) -> int | None:
 
 
 def _step_symbol(kwargs: dict, outputs, symbols: list[str]) -> tuple[str, str]:
+    """The step and whom it works for: the symbols it was given (a universal run's evaluation
+    batch), else the symbol of its ParallelFor iteration, else every symbol of the run."""
     step = kwargs.get("component_name", "?").removeprefix("comp-")
-    index = _iteration(kwargs.get("arguments", {}), outputs)
+    arguments = kwargs.get("arguments", {})
+    given = arguments.get("symbols") if isinstance(arguments, dict) else None
+    if isinstance(given, list) and given and all(isinstance(s, str) for s in given):
+        return step, ",".join(given)
+    index = _iteration(arguments, outputs)
     return step, symbols[index] if index is not None and index < len(symbols) else ",".join(symbols)
 
 

@@ -41,6 +41,10 @@ def test_runs_show_gives_the_per_symbol_table_and_the_training(universal_runs, c
     # each evaluation batch names its symbols (--eval-batch 2)
     assert sorted(s["symbol"] for s in run["steps"] if s["step"] == "evaluate-and-publish") == [
         "BTCEUR,BTCUSDT", "ETHUSDT"]
+    # as the runner recorded them (and printed them): the symbols each batch task was given
+    record = json.loads((root / first / "run.json").read_text())
+    assert sorted(s["symbol"] for s in record["steps"] if s["step"] == "evaluate-and-publish") == [
+        "BTCEUR,BTCUSDT", "ETHUSDT"]
     training = json.loads((root / first / "train-universal" / "model" / "training.json").read_text())
     assert run["training"]["trained_on"] == ["BTCEUR", "BTCUSDT"]
     assert run["training"]["best_val_loss"] == training["best_val_loss"] and training["warm_start"] is False
