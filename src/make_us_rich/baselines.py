@@ -96,7 +96,29 @@ def _walk_forward(
     return _frame(out, index)
 
 
-def _garch_fit_predict(past: pd.DataFrame, rows: pd.DatetimeIndex, history: pd.DataFrame) -> np.ndarray:
+@dataclass(frozen=True)
+class GarchFit:
+    """GARCH(1,1)-t parameters in per-mille returns (:data:`_GARCH_SCALE`), and the variance the
+    recursion starts from (that of the fit's returns)."""
+
+    mu: float
+    omega: float
+    alpha: float
+    beta: float
+    nu: float
+    var0: float
+
+    def sigma2(self, past: pd.DataFrame, start) -> pd.Series:
+        """One-step variance of each row of ``past`` from ``start`` on: row ``i``'s is
+        ``omega + alpha * shock2[i-1] + beta * sigma2[i-1]``, so only the rows before it."""
+        span = past[past.index >= start]
+        shock2 = np.nan_to_num((_GARCH_SCALE * span["log_return"].to_numpy() - self.mu) ** 2, nan=0.0)
+        drive = np.concatenate([[self.var0], self.omega + self.alpha * shock2[:-1]])
+        return pd.Series(signal.lfilter([1.0], [1.0, -self.beta], drive), index=span.index)
+
+
+def fit_garch(history: pd.DataFrame) -> GarchFit:
+    """GARCH(1,1) with Student-t innovations (``arch``) on the returns of ``history``."""
     from arch import arch_model
 
     r_fit = _GARCH_SCALE * history["log_return"].dropna().to_numpy()
@@ -104,14 +126,15 @@ def _garch_fit_predict(past: pd.DataFrame, rows: pd.DatetimeIndex, history: pd.D
         disp="off"
     )
     mu, omega, alpha, beta, nu = (float(res.params[k]) for k in ("mu", "omega", "alpha[1]", "beta[1]", "nu"))
-    # the variance of row i is omega + alpha * shock2[i-1] + beta * sigma2[i-1]: only the past
-    span = past[past.index >= history.index[0]]
-    shock2 = np.nan_to_num((_GARCH_SCALE * span["log_return"].to_numpy() - mu) ** 2, nan=0.0)
-    drive = np.concatenate([[float(np.var(r_fit))], omega + alpha * shock2[:-1]])
-    sigma2 = signal.lfilter([1.0], [1.0, -beta], drive)
-    sigma = np.sqrt(pd.Series(sigma2, index=span.index).reindex(rows).to_numpy())
+    return GarchFit(mu, omega, alpha, beta, nu, float(np.var(r_fit)))
+
+
+def _garch_fit_predict(past: pd.DataFrame, rows: pd.DatetimeIndex, history: pd.DataFrame) -> np.ndarray:
+    fit = fit_garch(history)
+    sigma = np.sqrt(fit.sigma2(past, history.index[0]).reindex(rows).to_numpy())
+    nu = fit.nu
     z = stats.t.ppf(QUANTILES, nu) * np.sqrt((nu - 2.0) / nu)  # quantiles of the unit-variance t
-    return (mu + sigma[:, None] * z[None, :]) / _GARCH_SCALE
+    return (fit.mu + sigma[:, None] * z[None, :]) / _GARCH_SCALE
 
 
 def garch_t(vol: pd.DataFrame, start=None, end=None, fit_window: pd.Timedelta = FIT_WINDOW) -> pd.DataFrame:
