@@ -71,6 +71,17 @@ def _months(index: pd.DatetimeIndex) -> Iterator[pd.DatetimeIndex]:
         yield index[month == period]
 
 
+def fit_history(vol: pd.DataFrame, t0: pd.Timestamp, fit_window: pd.Timedelta) -> pd.DataFrame:
+    """The rows ``[t0 - fit_window, t0)`` a refit at ``t0`` learns from, or a clear error."""
+    history = vol[(vol.index >= t0 - fit_window) & (vol.index < t0)]
+    if history["log_return"].notna().sum() < _MIN_FIT_ROWS:
+        raise InsufficientHistoryError(
+            f"a baseline refit at {t0} has {history['log_return'].notna().sum()} returns "
+            f"before it (need {_MIN_FIT_ROWS}); load more history before the forecast period"
+        )
+    return history
+
+
 def _walk_forward(
     vol: pd.DataFrame,
     start,
@@ -84,13 +95,7 @@ def _walk_forward(
     out = np.full((len(index), len(QUANTILES)), np.nan)
     pos = 0
     for rows in _months(index):
-        t0 = rows[0]
-        history = vol[(vol.index >= t0 - fit_window) & (vol.index < t0)]
-        if history["log_return"].notna().sum() < _MIN_FIT_ROWS:
-            raise InsufficientHistoryError(
-                f"a baseline refit at {t0} has {history['log_return'].notna().sum()} returns "
-                f"before it (need {_MIN_FIT_ROWS}); load more history before the forecast period"
-            )
+        history = fit_history(vol, rows[0], fit_window)
         out[pos : pos + len(rows)] = fit_predict(vol[vol.index <= rows[-1]], rows, history)
         pos += len(rows)
     return _frame(out, index)

@@ -207,15 +207,28 @@ def garch_t_quantiles(fit: baselines.GarchFit, sigma2_next: np.ndarray, h: int) 
     return (h * fit.mu + np.sqrt(np.maximum(total, 0.0))[:, None] * z[None, :]) / _GARCH_SCALE
 
 
+def garch_t_horizons(vol: pd.DataFrame, horizons: Iterable[int], start=None, end=None,
+                     fit_window: pd.Timedelta = FIT_WINDOW) -> dict[int, pd.DataFrame]:
+    """:func:`garch_t` of every horizon from one monthly refit each (the hourly model is the
+    same for every horizon; only the h-step aggregation differs)."""
+    hs = check_horizons(horizons)
+    index = baselines._targets(vol, start, end)
+    out = {h: np.full((len(index), len(QUANTILES)), np.nan) for h in hs}
+    pos = 0
+    for rows in baselines._months(index):
+        history = baselines.fit_history(vol, rows[0], fit_window)
+        fit = baselines.fit_garch(history)
+        sigma2 = fit.sigma2(vol[vol.index <= rows[-1]], history.index[0]).reindex(rows).to_numpy()
+        for h in hs:
+            out[h][pos : pos + len(rows)] = garch_t_quantiles(fit, sigma2, h)
+        pos += len(rows)
+    return {h: _frame(v, index) for h, v in out.items()}
+
+
 def garch_t(vol: pd.DataFrame, h: int, start=None, end=None, fit_window: pd.Timedelta = FIT_WINDOW) -> pd.DataFrame:
     """GARCH(1,1)-t h-step, refit monthly on the trailing ``fit_window`` of hourly returns (all
     complete at the refit); ``h = 1`` is baseline B."""
-
-    def fit_predict(past, rows, history):
-        fit = baselines.fit_garch(history)
-        return garch_t_quantiles(fit, fit.sigma2(past, history.index[0]).reindex(rows).to_numpy(), h)
-
-    return baselines._walk_forward(vol, start, end, fit_window, fit_predict)
+    return garch_t_horizons(vol, [h], start, end, fit_window)[int(h)]
 
 
 BASELINES: dict[str, Callable[..., pd.DataFrame]] = {
@@ -286,3 +299,34 @@ def horizon_targets(vol: pd.DataFrame, horizons: Iterable[int]) -> pd.DataFrame:
     """``[rows, H]`` h-hour targets of every origin of ``vol`` (columns ``h1``, ``h4``, ...)."""
     hs = check_horizons(horizons)
     return pd.DataFrame({f"h{h}": horizon_returns(vol, h) for h in hs}, index=vol.index)
+
+
+def pooled_horizon_targets(windows, tables: Mapping[str, pd.DataFrame], horizons: Iterable[int]) -> np.ndarray:
+    """``[n, H]`` h-hour targets of the pooled windows
+    (:class:`~make_us_rich.preprocessing.pooled.PooledWindows`, made from ``tables``): the target
+    of each window's forecast candle as origin (NaN where unknown: the data's last hours, gaps)."""
+    hs = check_horizons(horizons)
+    out = np.full((len(windows), len(hs)), np.nan)
+    for i, name in enumerate(windows.symbols):
+        mine = np.flatnonzero(windows.symbol == i)
+        if len(mine) == 0:
+            continue
+        targets = horizon_targets(tables[name], hs)
+        at = pd.DatetimeIndex(pd.to_datetime(windows.time[mine], utc=True))
+        out[mine] = targets.reindex(at).to_numpy()
+    return out
+
+
+def purged_pooled_split(windows, y: np.ndarray, horizons: Iterable[int], val_start, test_start):
+    """``(train, val, test)`` of pooled windows and their targets ``y [n, H]`` (from
+    :func:`pooled_horizon_targets`), each side a ``(PooledWindows, targets)`` pair, cut at the
+    same times for every symbol and purged by the longest horizon (:func:`purged_split`). Train
+    and validation windows with an unknown target (the data's end, gaps) are left out; test
+    windows keep NaN targets (each horizon is scored where its target is known)."""
+    hs = check_horizons(horizons)
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != (len(windows), len(hs)):
+        raise ConfigError(f"targets must be [{len(windows)}, {len(hs)}], got {y.shape}")
+    train, val, test = purged_split(windows.index, hs[-1], val_start, test_start)
+    known = np.isfinite(y).all(axis=1)
+    return tuple((windows.take(m), y[m]) for m in (train & known, val & known, test))

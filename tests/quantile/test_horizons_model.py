@@ -1,0 +1,107 @@
+"""The universal quantile model with a horizon axis (issue 22): purged pooled windows, one head
+per horizon, the 1-hour contract outputs kept, a self-contained ONNX graph (parity)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from make_us_rich import contract
+from make_us_rich import horizons as H
+from make_us_rich.errors import ConfigError
+from make_us_rich.preprocessing.features import extract_features_from_dataset
+from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows
+from make_us_rich.preprocessing.volatility import add_volatility_features
+
+pytest.importorskip("tensorflow")
+
+HORIZONS = (1, 4, 24)
+
+
+@pytest.fixture(scope="module")
+def tables(sample_btceur, sample_btcusdt):
+    return {s: add_volatility_features(extract_features_from_dataset(k.iloc[:2200].reset_index(drop=True)),
+                                       k.iloc[:2200].reset_index(drop=True))
+            for s, k in (("BTCEUR", sample_btceur), ("BTCUSDT", sample_btcusdt))}
+
+
+@pytest.fixture(scope="module")
+def split(tables, tiny_config):
+    pooled = pool_windows(tables, tiny_config.sequence_length)
+    y = H.pooled_horizon_targets(pooled, tables, HORIZONS)
+    index = next(iter(tables.values())).index
+    return H.purged_pooled_split(pooled, y, HORIZONS, index[1500], index[1900])
+
+
+def test_pooled_targets_are_each_symbols_h_hour_returns_and_the_cuts_are_purged(tables, split, tiny_config):
+    (train, y_train), (val, y_val), (test, y_test) = split
+    for name, table in tables.items():
+        mine = test.symbol == test.symbols.index(name)
+        expected = H.horizon_targets(table, HORIZONS).reindex(test.index[mine]).to_numpy()
+        np.testing.assert_array_equal(y_test[mine], expected)
+    assert np.isfinite(y_train).all() and np.isfinite(y_val).all()
+    assert np.isnan(y_test[:, 2]).sum() >= 2 * 23  # each symbol's last 23 origins have no 24 h target
+    index = next(iter(tables.values())).index
+    known_train = train.index + 24 * H.STEP
+    known_val = val.index + 24 * H.STEP
+    assert known_train.max() <= index[1500] and known_val.max() <= index[1900]
+    assert val.index.min() >= index[1500] and test.index.min() >= index[1900]
+
+
+@pytest.fixture(scope="module")
+def model(split, tables, tiny_config):
+    from make_us_rich.training.quantile_model import fit_horizon_model
+
+    (train, y_train), (val, y_val), _ = split
+    index = next(iter(tables.values())).index
+    har = [t[t.index < index[1500]] for t in tables.values()]
+    config = tiny_config.with_overrides(max_epochs=1)
+    scaler = fit_pooled_scaler(train, config.inputs)
+    return fit_horizon_model(train, val, y_train, y_val, scaler, config, HORIZONS, har_features=har)
+
+
+def test_one_output_per_horizon_monotone_with_the_one_hour_contract_kept(model, split):
+    from make_us_rich.training.quantile_model import HORIZON_OUTPUT_NAME
+
+    _, _, (test, _) = split
+    X = test.X(slice(0, 64))
+    one_hour, median, stacked = (np.asarray(a) for a in model.serving(X, training=False))
+    assert one_hour.shape == (64, 5) and median.shape == (64, 1) and stacked.shape == (64, 3, 5)
+    np.testing.assert_array_equal(stacked[:, 0, :], one_hour)
+    np.testing.assert_array_equal(median[:, 0], one_hour[:, 2])
+    assert (np.diff(stacked, axis=2) >= 0).all()
+    # the 24 h interval is wider than the 1 h one (volatility-normalized per horizon: sqrt(h))
+    width = stacked[:, :, 4] - stacked[:, :, 0]
+    assert (width[:, 2] > 2.5 * width[:, 0]).all()
+    assert model.serving.output_names == [contract.QUANTILE_OUTPUT_NAME, contract.OUTPUT_NAME, HORIZON_OUTPUT_NAME]
+    returns = np.asarray(model.returns.predict(X, verbose=0))
+    last_close = X[:, -1, list(model.feature_names).index("close")][:, None, None]
+    np.testing.assert_allclose(stacked, last_close * np.exp(returns), rtol=1e-5)
+
+
+def test_the_horizon_model_exports_one_self_contained_onnx_graph_with_parity(model, split):
+    from make_us_rich.inference import onnx_session
+    from make_us_rich.training.export import export_onnx
+    from make_us_rich.training.quantile_model import HORIZON_OUTPUT_NAME
+
+    _, _, (test, _) = split
+    names = (*contract.OUTPUT_NAMES, HORIZON_OUTPUT_NAME)
+    blob, parity = export_onnx(model.serving, test.X(slice(0, 128)), output_names=names)
+    assert parity.passed and parity.max_rel_error <= 1e-4
+    session = onnx_session(blob)
+    assert [o.name for o in session.get_outputs()] == list(names)
+    assert session.get_outputs()[2].shape[1:] == [3, 5]
+
+
+def test_bad_targets_and_horizons_are_refused(split, tiny_config):
+    from make_us_rich.training.quantile_model import build_horizon_model, fit_horizon_model
+
+    (train, y_train), (val, y_val), _ = split
+    scaler = fit_pooled_scaler(train, tiny_config.inputs)
+    bad = y_train.copy()
+    bad[0, 1] = np.nan
+    with pytest.raises(ConfigError, match="finite"):
+        fit_horizon_model(train, val, bad, y_val, scaler, tiny_config, HORIZONS, har_features=[pd.DataFrame()])
+    with pytest.raises(ConfigError, match="1-hour"):
+        build_horizon_model(tiny_config, scaler, y_train[:, 1:], (4, 24))
