@@ -61,6 +61,9 @@ from make_us_rich.scoring import (
 )
 
 DEFAULT_HORIZONS: tuple[int, ...] = (1, 4, 24)
+#: the ONNX output of a multi-horizon model (``[batch, H, 5]`` closes) beside the contract's
+#: 1-hour outputs; the model card's ``horizons`` lists its H horizons in order
+HORIZON_OUTPUT_NAME = "quantile_close_horizons"
 STEP = pd.Timedelta(hours=1)
 #: the longest horizon (a month): windows and fits here are sized in hours
 MAX_HORIZON = 720
@@ -168,12 +171,14 @@ def fit_har_horizon(frame: pd.DataFrame | list[pd.DataFrame], h: int) -> HarFit:
     :func:`~make_us_rich.baselines.fit_har`, which it equals at ``h = 1`` without gaps."""
     xs, ys, rs = [], [], []
     for part in frame if isinstance(frame, list) else [frame]:
+        if len(part) == 0:  # a symbol without rows in the fit period
+            continue
         x, y, r, _ = _har_rows(part, h)
         ok = np.isfinite(x).all(axis=1) & np.isfinite(y) & np.isfinite(r)
         xs.append(x[ok])
         ys.append(y[ok])
         rs.append(r[ok])
-    x, y, r = np.concatenate(xs), np.concatenate(ys), np.concatenate(rs)
+    x, y, r = (np.concatenate(a) if a else np.empty((0, 1 + len(baselines.HAR_REGRESSORS))) for a in (xs, ys, rs))
     if len(y) < _MIN_FIT_ROWS:
         raise InsufficientHistoryError(f"HAR at {h} h needs {_MIN_FIT_ROWS} complete rows, got {len(y)}; "
                                        "load more history")
@@ -330,3 +335,62 @@ def purged_pooled_split(windows, y: np.ndarray, horizons: Iterable[int], val_sta
     train, val, test = purged_split(windows.index, hs[-1], val_start, test_start)
     known = np.isfinite(y).all(axis=1)
     return tuple((windows.take(m), y[m]) for m in (train & known, val & known, test))
+
+
+# --- scoring an exported multi-horizon model (no TensorFlow) --------------------------------
+
+
+def model_horizons(card: Mapping[str, Any]) -> tuple[int, ...]:
+    """The horizons a model card lists (``(1,)`` for a model of the next hour only)."""
+    return check_horizons(card.get("horizons") or (1,))
+
+
+def evaluate_horizons(model_bytes: bytes, features: pd.DataFrame, sequence_length: int,
+                      horizons: Iterable[int], *, start=None, end=None,
+                      n_boot: int = 500) -> tuple[dict[str, Any], dict[int, pd.DataFrame]]:
+    """Score the ONNX model's :data:`HORIZON_OUTPUT_NAME` on every origin of ``[start, end]``
+    beside the baselines of each horizon; returns per-horizon scores and the rows of
+    ``predictions_h{h}.csv``: ``timestamp`` (open time of the target candle, UTC),
+    ``last_close`` (close of the last candle known at the forecast, h hours before),
+    ``close`` (what came) and the quantile closes. Origins whose target the data do not reach
+    yet are not scored (no row)."""
+    from make_us_rich.contract import INPUT_NAME
+    from make_us_rich.inference import onnx_session
+    from make_us_rich.preprocessing.windows import make_quantile_windows
+
+    hs = check_horizons(horizons)
+    windows = make_quantile_windows(features, sequence_length)
+    if start is not None:
+        windows = windows.since(start)
+    if end is not None:
+        windows = windows.until(end)
+    if len(windows.y) == 0:
+        raise InsufficientHistoryError(f"no complete window to forecast between {start} and {end}; "
+                                       "choose a longer period or load more history before it")
+    session = onnx_session(model_bytes)
+    if HORIZON_OUTPUT_NAME not in [o.name for o in session.get_outputs()]:
+        raise ConfigError(f"the model has no output {HORIZON_OUTPUT_NAME!r}: it forecasts the next hour only")
+    q_close = session.run([HORIZON_OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(windows.X, dtype=np.float32)})[0]
+    if q_close.shape[1:] != (len(hs), len(QUANTILES)):
+        raise ConfigError(f"the model's {HORIZON_OUTPUT_NAME} is {list(q_close.shape[1:])}, its card lists "
+                          f"horizons {list(hs)}; the card and the model do not belong together")
+    close = features["close"].astype(np.float64)
+    last = close.reindex(windows.index - STEP).to_numpy()
+    vol = features
+    scores, predictions = {}, {}
+    for j, h in enumerate(hs):
+        y = horizon_returns(vol, h).reindex(windows.index).to_numpy()
+        known = np.isfinite(y)
+        q = np.asarray(q_close[:, j, :], dtype=np.float64)
+        frame = pd.DataFrame(q[known], columns=list(QUANTILE_COLUMNS))
+        target = target_time(windows.index[known], h)
+        frame.insert(0, "timestamp", target.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        frame.insert(1, "last_close", last[known])
+        frame.insert(2, "close", close.reindex(target).to_numpy())
+        predictions[h] = frame
+        origins = windows.index[known]
+        base = all_baselines(vol, h, origins[0], origins[-1])
+        q_ret = np.log(q[known] / last[known][:, None])
+        scores[str(h)] = score_horizon(y[known], q_ret,
+                                       {k: v.reindex(origins).to_numpy() for k, v in base.items()}, h, n_boot)
+    return scores, predictions

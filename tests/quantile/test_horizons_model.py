@@ -105,3 +105,52 @@ def test_bad_targets_and_horizons_are_refused(split, tiny_config):
         fit_horizon_model(train, val, bad, y_val, scaler, tiny_config, HORIZONS, har_features=[pd.DataFrame()])
     with pytest.raises(ConfigError, match="1-hour"):
         build_horizon_model(tiny_config, scaler, y_train[:, 1:], (4, 24))
+
+
+def test_mkrich_evaluate_writes_one_predictions_file_per_horizon(model, split, tmp_path, capsys):
+    """A multi-horizon model folder: predictions.csv stays the 1-hour file; predictions_h{h}.csv
+    has the same columns, ``timestamp`` the target candle's open time and ``last_close`` the
+    close known h hours before it."""
+    import json
+
+    from make_us_rich.cli import main
+    from make_us_rich.data import load_klines
+    from make_us_rich.scoring import QUANTILE_COLUMNS
+    from make_us_rich.training.export import export_onnx
+    from make_us_rich.training.quantile_model import HORIZON_OUTPUT_NAME
+
+    _, _, (test, _) = split
+    blob, _ = export_onnx(model.serving, test.X(slice(0, 64)),
+                          output_names=(*contract.OUTPUT_NAMES, HORIZON_OUTPUT_NAME))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / contract.MODEL_FILE).write_bytes(blob)
+    card = {"kind": "universal", "symbols": ["BTCEUR", "BTCUSDT"], "features": list(contract.FEATURES),
+            "sequence_length": model.config.sequence_length, "horizons": list(HORIZONS),
+            "hyperparameters": model.config.to_dict()}
+    (folder / "model_card.json").write_text(json.dumps(card))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(folder), "--source", "sample", "--symbol", "BTCUSDT",
+                 "--start", "2023-10-01", "--end", "2023-10-31T23:00", "--no-progress", "--out", str(out)]) == 0
+    one_hour = pd.read_csv(out / "predictions.csv")
+    klines = load_klines("sample", "BTCUSDT")[0]
+    close = pd.Series(klines["close"].to_numpy(), index=klines["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    for h in HORIZONS:
+        table = pd.read_csv(out / f"predictions_h{h}.csv")
+        assert list(table.columns) == ["timestamp", "last_close", "close", *QUANTILE_COLUMNS]
+        # the first forecast is made at the period's start; its target candle opens h - 1 hours later
+        first = pd.Timestamp("2023-10-01T00:00Z") + pd.Timedelta(hours=h - 1)
+        assert table["timestamp"].iloc[0] == first.strftime("%Y-%m-%dT%H:%M:%SZ")
+        # the klines end with the period: the last h - 1 origins' targets are not known, no row
+        assert len(table) == 31 * 24 - (h - 1) and table["timestamp"].iloc[-1] == "2023-10-31T23:00:00Z"
+        known = (pd.to_datetime(table["timestamp"]) - pd.Timedelta(hours=h)).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        np.testing.assert_allclose(table["last_close"], close.reindex(known).to_numpy(), rtol=1e-9)
+        np.testing.assert_allclose(table["close"], close.reindex(table["timestamp"]).to_numpy(), rtol=1e-9)
+        assert (np.diff(table[list(QUANTILE_COLUMNS)].to_numpy(), axis=1) >= 0).all()
+    np.testing.assert_allclose(pd.read_csv(out / "predictions_h1.csv")[list(QUANTILE_COLUMNS)],
+                               one_hour[list(QUANTILE_COLUMNS)], rtol=1e-9)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["horizons"]) == {"1", "4", "24"}
+    h24 = metrics["horizons"]["24"]
+    assert h24["block"] == 168 and set(h24["baselines"]) == {"persistence", "empirical", "garch_t", "har"}
+    assert h24["model"]["mean_pinball"] > metrics["horizons"]["1"]["model"]["mean_pinball"]

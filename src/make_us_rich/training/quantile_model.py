@@ -45,6 +45,7 @@ from make_us_rich import contract
 from make_us_rich.baselines import HAR_REGRESSORS, RANGE_FLOOR, HarFit, fit_har
 from make_us_rich.contract import INPUT_NAME, OUTPUT_NAME
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
+from make_us_rich.horizons import HORIZON_OUTPUT_NAME
 from make_us_rich.preprocessing.pooled import PooledWindows, batch_order
 from make_us_rich.preprocessing.split import holdout_size
 from make_us_rich.preprocessing.volatility import NORM_VOL
@@ -447,9 +448,6 @@ def fit_pooled_model(
 
 
 # --- forecast horizons (issue 22) ---------------------------------------------------------
-
-#: the ONNX output of a multi-horizon model beside the contract's 1-hour outputs
-HORIZON_OUTPUT_NAME = "quantile_close_horizons"
 
 
 @keras.saving.register_keras_serializable(package="make_us_rich")
