@@ -297,6 +297,29 @@ def score_horizon(y, q_model, base: Mapping[str, Any], h: int, n_boot: int = 500
     return out
 
 
+def gate_horizons(scores: Mapping[str, Mapping[str, Any]], parity_passed: bool, tolerance: float | None = None,
+                  coverage_band: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The promotion gate of each horizon on its own (``scores``: :func:`score_horizon` results by
+    horizon): the 1-hour gate's four checks against that horizon's baselines. A horizon that
+    fails is not to be served; the others are. Returns a
+    :class:`~make_us_rich.training.evaluate.GateDecision` per horizon."""
+    from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE, promotion_gate
+
+    out = {}
+    for h, s in scores.items():
+        model, base = s["model"], s["baselines"]
+        emp = base["empirical"]["mean_pinball"]
+        persistence = base["persistence"]["median"]["rmse"]
+        metrics = {"model": model, "ratio": {
+            "pinball_vs_empirical": model["mean_pinball"] / emp if emp > 0 else None,
+            "median_rmse_vs_persistence": model["median"]["rmse"] / persistence if persistence > 0 else None,
+        }}
+        out[str(h)] = promotion_gate(metrics, parity_passed,
+                                     DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                                     COVERAGE_BAND if coverage_band is None else coverage_band)
+    return out
+
+
 # --- targets of many horizons for the model ----------------------------------------------
 
 

@@ -142,3 +142,20 @@ def test_horizons_are_checked():
     for bad in ([0], [], ["x"], [10_000]):
         with pytest.raises(ConfigError, match="horizons"):
             H.check_horizons(bad)
+
+
+def test_each_horizon_is_gated_on_its_own(vol, start):
+    """A horizon whose interval is badly calibrated fails its gate; the others pass theirs."""
+    scores = {}
+    for h in (1, 24):
+        y = H.horizon_returns(vol, h).loc[start:]
+        base = H.all_baselines(vol, h, start, fit_window=FIT, names=("persistence", "empirical", "har"))
+        model = base["har"].to_numpy()
+        if h == 24:  # a 24 h forecast with the 1 h spread: far too narrow
+            model = H.har(vol, 1, start, fit_window=FIT).to_numpy()
+        scores[str(h)] = H.score_horizon(y, model, base, h, n_boot=50)
+    gate = H.gate_horizons(scores, parity_passed=True)
+    assert gate["1"].passed, gate["1"].reasons
+    assert not gate["24"].passed
+    assert any("coverage" in r and "outside" in r for r in gate["24"].reasons)
+    assert not H.gate_horizons(scores, parity_passed=False)["1"].passed

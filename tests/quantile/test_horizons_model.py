@@ -154,3 +154,10 @@ def test_mkrich_evaluate_writes_one_predictions_file_per_horizon(model, split, t
     h24 = metrics["horizons"]["24"]
     assert h24["block"] == 168 and set(h24["baselines"]) == {"persistence", "empirical", "garch_t", "har"}
     assert h24["model"]["mean_pinball"] > metrics["horizons"]["1"]["model"]["mean_pinball"]
+    # a card that lists other horizons than the graph computes is refused with a clear message
+    card["horizons"] = [1, 4]
+    (folder / "model_card.json").write_text(json.dumps(card))
+    assert main(["evaluate", "--model", str(folder), "--source", "sample", "--symbol", "BTCUSDT",
+                 "--days", "5", "--no-progress", "--out", str(tmp_path / "bad")]) == 2
+    assert "do not belong together" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
