@@ -42,13 +42,13 @@ from scipy import stats
 
 from make_us_rich import baselines
 from make_us_rich.baselines import (
-    _GARCH_SCALE,
-    _MIN_FIT_ROWS,
     EMPIRICAL_WINDOW,
     FIT_WINDOW,
+    GARCH_SCALE,
+    MIN_FIT_ROWS,
     RANGE_FLOOR,
     HarFit,
-    _har_design,
+    har_design,
 )
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 from make_us_rich.scoring import (
@@ -144,7 +144,7 @@ def persistence(vol: pd.DataFrame, h: int, start=None, end=None) -> pd.DataFrame
 def empirical(vol: pd.DataFrame, h: int, start=None, end=None, window: int = EMPIRICAL_WINDOW) -> pd.DataFrame:
     """Quantiles of the h-hour returns of the last ``window`` origins whose target was complete
     at ``T`` (origins ``T - h - window + 1h`` .. ``T - h``); ``h = 1`` is baseline A."""
-    index = baselines._targets(vol, start, end)
+    index = baselines.forecast_index(vol, start, end)
     known = _grid(horizon_returns(vol, h)).shift(int(h))  # at T: the return of origin T - h
     rolling = known.rolling(int(window), min_periods=int(window) // 2)
     q = np.column_stack([rolling.quantile(t).reindex(index).to_numpy() for t in QUANTILES])
@@ -156,7 +156,7 @@ def _har_rows(frame: pd.DataFrame, h: int) -> tuple[np.ndarray, np.ndarray, np.n
     next h candles, and h-hour returns, over ``frame``'s own rows only (targets that run past its
     end are NaN: nothing after ``frame`` is read)."""
     g = _grid(frame)
-    x = _har_design(g.shift(1))
+    x = har_design(g.shift(1))
     ranges = np.maximum(g["bar_range"].to_numpy(np.float64), 0.0) ** 2
     total = pd.Series(ranges, index=g.index).rolling(int(h), min_periods=int(h)).sum().shift(-(int(h) - 1))
     y = np.log(np.maximum(np.sqrt(total.to_numpy()), RANGE_FLOOR))
@@ -179,8 +179,8 @@ def fit_har_horizon(frame: pd.DataFrame | list[pd.DataFrame], h: int) -> HarFit:
         ys.append(y[ok])
         rs.append(r[ok])
     x, y, r = (np.concatenate(a) if a else np.empty((0, 1 + len(baselines.HAR_REGRESSORS))) for a in (xs, ys, rs))
-    if len(y) < _MIN_FIT_ROWS:
-        raise InsufficientHistoryError(f"HAR at {h} h needs {_MIN_FIT_ROWS} complete rows, got {len(y)}; "
+    if len(y) < MIN_FIT_ROWS:
+        raise InsufficientHistoryError(f"HAR at {h} h needs {MIN_FIT_ROWS} complete rows, got {len(y)}; "
                                        "load more history")
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     z = r / np.exp(x @ coef)
@@ -194,7 +194,7 @@ def har(vol: pd.DataFrame, h: int, start=None, end=None, fit_window: pd.Timedelt
     def fit_predict(past, rows, history):
         return fit_har_horizon(history, h).predict(_grid(past).shift(1).reindex(rows))
 
-    return baselines._walk_forward(vol, start, end, fit_window, fit_predict)
+    return baselines.walk_forward(vol, start, end, fit_window, fit_predict)
 
 
 def garch_t_quantiles(fit: baselines.GarchFit, sigma2_next: np.ndarray, h: int) -> np.ndarray:
@@ -209,7 +209,7 @@ def garch_t_quantiles(fit: baselines.GarchFit, sigma2_next: np.ndarray, h: int) 
         total = h * sigma2_next
     nu = fit.nu if fit.nu <= 4.0 else 4.0 + (fit.nu - 4.0) * h
     z = stats.t.ppf(QUANTILES, nu) * np.sqrt((nu - 2.0) / nu)
-    return (h * fit.mu + np.sqrt(np.maximum(total, 0.0))[:, None] * z[None, :]) / _GARCH_SCALE
+    return (h * fit.mu + np.sqrt(np.maximum(total, 0.0))[:, None] * z[None, :]) / GARCH_SCALE
 
 
 def garch_t_horizons(vol: pd.DataFrame, horizons: Iterable[int], start=None, end=None,
@@ -217,10 +217,10 @@ def garch_t_horizons(vol: pd.DataFrame, horizons: Iterable[int], start=None, end
     """:func:`garch_t` of every horizon from one monthly refit each (the hourly model is the
     same for every horizon; only the h-step aggregation differs)."""
     hs = check_horizons(horizons)
-    index = baselines._targets(vol, start, end)
+    index = baselines.forecast_index(vol, start, end)
     out = {h: np.full((len(index), len(QUANTILES)), np.nan) for h in hs}
     pos = 0
-    for rows in baselines._months(index):
+    for rows in baselines.months(index):
         history = baselines.fit_history(vol, rows[0], fit_window)
         fit = baselines.fit_garch(history)
         sigma2 = fit.sigma2(vol[vol.index <= rows[-1]], history.index[0]).reindex(rows).to_numpy()
@@ -294,29 +294,6 @@ def score_horizon(y, q_model, base: Mapping[str, Any], h: int, n_boot: int = 500
             continue
         out["ratio"][name] = pinball_ratio_ci(y_ok, q_model[ok], v[ok], block=block, n_boot=n_boot)
     out["coverage_ci"] = {k: coverage_ci(y_ok, q_model[ok], k, block, n_boot) for k in INTERVALS}
-    return out
-
-
-def gate_horizons(scores: Mapping[str, Mapping[str, Any]], parity_passed: bool, tolerance: float | None = None,
-                  coverage_band: tuple[float, float] | None = None) -> dict[str, Any]:
-    """The promotion gate of each horizon on its own (``scores``: :func:`score_horizon` results by
-    horizon): the 1-hour gate's four checks against that horizon's baselines. A horizon that
-    fails is not to be served; the others are. Returns a
-    :class:`~make_us_rich.training.evaluate.GateDecision` per horizon."""
-    from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE, promotion_gate
-
-    out = {}
-    for h, s in scores.items():
-        model, base = s["model"], s["baselines"]
-        emp = base["empirical"]["mean_pinball"]
-        persistence = base["persistence"]["median"]["rmse"]
-        metrics = {"model": model, "ratio": {
-            "pinball_vs_empirical": model["mean_pinball"] / emp if emp > 0 else None,
-            "median_rmse_vs_persistence": model["median"]["rmse"] / persistence if persistence > 0 else None,
-        }}
-        out[str(h)] = promotion_gate(metrics, parity_passed,
-                                     DEFAULT_TOLERANCE if tolerance is None else tolerance,
-                                     COVERAGE_BAND if coverage_band is None else coverage_band)
     return out
 
 
