@@ -161,3 +161,15 @@ def test_mkrich_evaluate_writes_one_predictions_file_per_horizon(model, split, t
                  "--days", "5", "--no-progress", "--out", str(tmp_path / "bad")]) == 2
     assert "do not belong together" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_serving_graph_saves_and_loads_as_keras(model, split, tmp_path):
+    """model.keras is what a warm start and the stages' artifacts keep: the horizon layers load."""
+    from make_us_rich.training.quantile_model import load_serving_model
+
+    _, _, (test, _) = split
+    X = test.X(slice(0, 16))
+    model.serving.save(tmp_path / "model.keras")
+    loaded = load_serving_model(tmp_path / "model.keras")
+    for a, b in zip(model.serving(X, training=False), loaded(X, training=False), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
