@@ -146,7 +146,10 @@ def run_phase(name: str, symbols, args, work: Path, blend: bool) -> dict:
     lstm_model, har_model = part_models(model)
     rows: dict[str, dict] = {}
     skipped: dict[str, str] = {}
+    recal_days = pd.Timedelta(days=args.recalibrate_days)
     variants: dict[str, dict[int, list[float]]] = {v: {h: [] for h in HORIZONS} for v in VARIANTS}
+    if args.recalibrate_days:
+        variants["blend_recal"] = {h: [] for h in HORIZONS}
     t1 = time.perf_counter()
     for s in symbols:
         mine = test.symbol == test.symbols.index(s)
@@ -154,11 +157,21 @@ def run_phase(name: str, symbols, args, work: Path, blend: bool) -> dict:
         if len(w) == 0:
             print(f"[{name}] {s}: no window in the period", flush=True)
             continue
-        X = w.X()
+        # the period's windows, and before them those a monthly recalibration fits on
+        ext_mask = (pooled.symbol == pooled.symbols.index(s)) & (pooled.time >= (test_start - recal_days).value)
+        ext, y_ext = pooled.take(ext_mask), y[ext_mask]
+        X = ext.X()
         lstm = np.stack([np.asarray(a) for a in lstm_model.predict(X, batch_size=2048, verbose=0)], axis=1)
         har = np.stack([np.asarray(a) for a in har_model.predict(X, batch_size=2048, verbose=0)], axis=1)
-        parts = {"lstm": lstm, "har_pooled": har, "blend": (lstm + har) / 2.0,
-                 "lstm25_har75": 0.25 * lstm + 0.75 * har}  # reported only: the library blends 0.5 / 0.5
+        in_period = np.asarray(ext.index >= test_start)
+        assert ext.index[in_period].equals(w.index)
+        parts_ext = {"lstm": lstm, "har_pooled": har, "blend": (lstm + har) / 2.0,
+                     "lstm25_har75": 0.25 * lstm + 0.75 * har}  # reported only: the library blends 0.5 / 0.5
+        parts = {k: v[in_period] for k, v in parts_ext.items()}
+        if args.recalibrate_days:  # research, validation only: not in the library
+            parts["blend_recal"] = np.stack([
+                recalibrated(y_ext[:, j], parts_ext["blend"][:, j, :], ext.index, w.index, h, recal_days)
+                for j, h in enumerate(HORIZONS)], axis=1)
         vol = tables[s][list(VOLATILITY_FEATURES)]
         try:
             base = baseline_forecasts(s, vol, w.index[0], w.index[-1], work)
@@ -175,8 +188,13 @@ def run_phase(name: str, symbols, args, work: Path, blend: bool) -> dict:
             rows[s][str(h)] = summarize(out)
             ok = np.isfinite(yh) & np.isfinite(b["empirical"]).all(axis=1)
             emp = score(yh[ok], b["empirical"][ok])["mean_pinball"]
-            for v in VARIANTS:
+            for v in variants:
                 variants[v][h].append(score(yh[ok], parts[v][ok, j, :])["mean_pinball"] / emp)
+            if args.recalibrate_days:
+                rs = score(yh[ok], parts["blend_recal"][ok, j, :])
+                rows[s][str(h)]["recal"] = {"ratio_empirical": rs["mean_pinball"] / emp,
+                                            "cov90": rs["intervals"]["90"]["coverage"],
+                                            "cov50": rs["intervals"]["50"]["coverage"]}
         print(f"[{name}] {s}: " + "  ".join(
             f"{h}h {rows[s][str(h)]['ratio_empirical']:.4f}/{rows[s][str(h)]['ratio_har']:.4f} "
             f"cov90 {rows[s][str(h)]['cov90']:.3f}" for h in HORIZONS), flush=True)
@@ -193,6 +211,24 @@ def run_phase(name: str, symbols, args, work: Path, blend: bool) -> dict:
         "rows": rows,
         "not_scored": skipped,
     }
+
+
+def recalibrated(y, q, origins: pd.DatetimeIndex, period: pd.DatetimeIndex, h: int, days: pd.Timedelta) -> np.ndarray:
+    """Walk-forward recalibration of each quantile's distance from the median (research): at each
+    month of ``period``, the scales of lowest pinball loss over the origins of the trailing
+    ``days`` whose h-hour target was known at the month's start, applied to the month."""
+    from make_us_rich.baselines import months
+    from universal_lab import apply_scales, fit_scales
+
+    out = np.full((len(period), q.shape[1]), np.nan)
+    where = origins.get_indexer(period)
+    for rows in months(period):
+        m0 = rows[0]
+        fit = np.asarray((origins >= m0 - days) & (origins + h * H.STEP <= m0))
+        scales = fit_scales(y[fit], q[fit])
+        pos = period.get_indexer(rows)
+        out[pos] = apply_scales(q[where[pos]], scales)
+    return out
 
 
 def summarize(out: dict) -> dict:
@@ -272,8 +308,12 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=500)
     ap.add_argument("--work", default="/tmp/bench_horizons")
     ap.add_argument("--report", action="store_true", help="print the Markdown tables of the results file")
+    ap.add_argument("--phases", default="validation,test", help="validation (2022) and/or test (2023)")
+    ap.add_argument("--recalibrate-days", type=int, default=0,
+                    help="research: also score a monthly per-pair spread recalibration on this many trailing days")
+    ap.add_argument("--name", default=None, help="results file name (default horizons, horizons_quick)")
     args = ap.parse_args()
-    out_name = "horizons_quick" if args.quick else "horizons"
+    out_name = args.name or ("horizons_quick" if args.quick else "horizons")
     if args.report:
         print(markdown(json.loads((RESULTS / f"{out_name}.json").read_text())))
         return
@@ -295,6 +335,9 @@ def main() -> None:
                          "lstm": np.mean([v["lstm"]["4"], v["lstm"]["24"]])}
     print(f"choice on validation: {payload['choice']}", flush=True)
     save(out_name, payload)
+    if "test" not in args.phases.split(","):
+        print(markdown(payload))
+        return
     payload["phases"]["test"] = run_phase("test", symbols, args, work, blend=choice == "blend")
     payload["targets"] = targets(payload["phases"]["test"])
     payload["seconds"] = round(time.time() - started)
