@@ -394,3 +394,40 @@ def evaluate_horizons(model_bytes: bytes, features: pd.DataFrame, sequence_lengt
         scores[str(h)] = score_horizon(y[known], q_ret,
                                        {k: v.reindex(origins).to_numpy() for k, v in base.items()}, h, n_boot)
     return scores, predictions
+
+
+def split_pooled_horizons(windows, y: np.ndarray, horizons: Iterable[int], val_size: float,
+                          test_start: Mapping[str, Any]):
+    """As :func:`~make_us_rich.preprocessing.pooled.split_pooled` (per symbol: its windows from
+    ``test_start[symbol]`` on are its test, none when ``None``; the latest ``val_size`` of the
+    others with a known target are for early stopping), purged by the longest horizon at both
+    cuts: no train target ends after the symbol's first early-stopping origin, no early-stopping
+    target after its test start. Each side a ``(PooledWindows, targets)`` pair."""
+    from make_us_rich.preprocessing.split import holdout_size
+
+    hs = check_horizons(horizons)
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != (len(windows), len(hs)):
+        raise ConfigError(f"targets must be [{len(windows)}, {len(hs)}], got {y.shape}")
+    t = windows.index
+    known = np.isfinite(y).all(axis=1)
+    train, val, test = (np.zeros(len(windows), dtype=bool) for _ in range(3))
+    for i, name in enumerate(windows.symbols):
+        mine = windows.symbol == i
+        cut = test_start.get(name)
+        fit_ok = mine & known
+        if cut is not None:
+            test |= mine & np.asarray(t >= pd.Timestamp(cut))
+            fit_ok &= known_before(t, hs[-1], cut)
+        fit = np.flatnonzero(fit_ok)
+        n_val = holdout_size(len(fit), val_size) if len(fit) else 0
+        first_val = fit[len(fit) - n_val] if n_val else None
+        head = fit[: len(fit) - n_val]
+        if first_val is not None:
+            head = head[known_before(t[head], hs[-1], t[first_val])]
+        if len(head) < 1:
+            raise InsufficientHistoryError(f"{name}: {len(fit)} windows with a known {hs[-1]} h target before its "
+                                           "test period, too few to train on; load more history")
+        train[head] = True
+        val[fit[len(fit) - n_val :]] = True
+    return tuple((windows.take(m), y[m]) for m in (train, val, test))

@@ -161,3 +161,24 @@ def test_each_horizon_is_gated_on_its_own(vol, start):
     assert not gate["24"].passed
     assert any("coverage" in r and "outside" in r for r in gate["24"].reasons)
     assert not gate_horizons(scores, parity_passed=False)["1"].passed
+
+
+def test_the_fraction_split_of_pooled_windows_is_purged_per_symbol(sample_btceur, sample_btcusdt):
+    from make_us_rich.preprocessing.features import extract_features_from_dataset
+    from make_us_rich.preprocessing.pooled import pool_windows
+    from make_us_rich.preprocessing.volatility import add_volatility_features
+
+    tables = {s: add_volatility_features(extract_features_from_dataset(k), k)
+              for s, k in (("BTCEUR", sample_btceur), ("BTCUSDT", sample_btcusdt))}
+    pooled = pool_windows(tables, 12)
+    y = H.pooled_horizon_targets(pooled, tables, (1, 24))
+    test_start = {"BTCEUR": tables["BTCEUR"].index[4000], "BTCUSDT": None}
+    (train, _), (val, y_val), (test, _) = H.split_pooled_horizons(pooled, y, (1, 24), 0.1, test_start)
+    for i in range(len(pooled.symbols)):
+        tr, va = train.index[train.symbol == i], val.index[val.symbol == i]
+        assert (tr + 24 * H.STEP).max() <= va.min()  # no train target ends after early stopping begins
+        assert (va.min() - tr.max()) == 24 * H.STEP  # exactly the 23 origins before the cut are purged
+    cut = test_start["BTCEUR"]
+    eur_val = val.index[val.symbol == 0]
+    assert (eur_val + 24 * H.STEP).max() <= cut and test.index.min() == cut
+    assert (test.symbol == 0).all() and np.isfinite(y_val).all()

@@ -173,3 +173,12 @@ def test_the_serving_graph_saves_and_loads_as_keras(model, split, tmp_path):
     loaded = load_serving_model(tmp_path / "model.keras")
     for a, b in zip(model.serving(X, training=False), loaded(X, training=False), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+
+
+def test_a_per_symbol_horizon_model_in_memory(tables, tiny_config):
+    from make_us_rich.training.quantile_model import train_horizon_model
+
+    model = train_horizon_model(tables["BTCEUR"], tiny_config.with_overrides(max_epochs=1), (1, 24))
+    assert model.extra["horizons"] == [1, 24] and model.extra["n_val"] > 0
+    X = pool_windows({"s": tables["BTCEUR"]}, tiny_config.sequence_length).X(slice(0, 8))
+    assert np.asarray(model.serving(X, training=False)[2]).shape == (8, 2, 5)

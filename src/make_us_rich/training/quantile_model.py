@@ -598,6 +598,25 @@ def fit_horizon_model(
     return model
 
 
+def train_horizon_model(tables: dict[str, pd.DataFrame] | pd.DataFrame, config: TrainConfig | None = None,
+                        horizons: tuple[int, ...] = (1, 4, 24)) -> QuantileModel:
+    """In memory, for benchmarks and notebooks: a horizon model of one feature table (a
+    per-symbol model) or several (pooled), the latest ``config.val_size`` of each symbol's
+    windows for early stopping (purged by the longest horizon), the scaler fit on the rest."""
+    from make_us_rich.horizons import pooled_horizon_targets, split_pooled_horizons
+    from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows
+
+    config = config or TrainConfig()
+    tables = tables if isinstance(tables, dict) else {"symbol": tables}
+    pooled = pool_windows(tables, config.sequence_length)
+    y = pooled_horizon_targets(pooled, tables, horizons)
+    (train, y_train), (val, y_val), _ = split_pooled_horizons(pooled, y, horizons, config.val_size, {})
+    scaler = fit_pooled_scaler(train, config.inputs)
+    last_train = train.index.max()
+    har = [t[t.index <= last_train] for t in tables.values()]
+    return fit_horizon_model(train, val, y_train, y_val, scaler, config, horizons, har_features=har)
+
+
 def train_quantile_model(features: pd.DataFrame, config: TrainConfig | None = None) -> QuantileModel:
     """In memory, for benchmarks and notebooks: the windows of ``features`` (the train period),
     the latest ``config.val_size`` for early stopping, the scaler fit on the rest, then
