@@ -249,7 +249,7 @@ def pooled_har(pan, symbols, start, end) -> baselines.HarFit:
     # fit_har shifts inside each frame: fit per symbol's design then stack
     xs, ys, rs = [], [], []
     for f in frames:
-        x = baselines._har_design(f.shift(1))
+        x = baselines.har_design(f.shift(1))
         y = np.log(np.maximum(f["bar_range"].to_numpy(np.float64), baselines.RANGE_FLOOR))
         ok = np.isfinite(x).all(axis=1) & np.isfinite(y) & f["log_return"].notna().to_numpy()
         xs.append(x[ok])

@@ -50,6 +50,7 @@ def evaluate_folder(
     """Score ``model_dir/model.onnx`` on the period of ``klines`` (``(start, end, days)``);
     write ``metrics.json``, ``predictions.csv`` and the plots into ``out_dir`` (replaced as a
     whole). Returns the scores and the folder."""
+    from make_us_rich.horizons import evaluate_horizons, model_horizons
     from make_us_rich.preprocessing import build_features
     from make_us_rich.preprocessing.windows import check_inputs_available, unavailable_inputs
     from make_us_rich.training.artifacts import swap_into_place, write_predictions
@@ -75,18 +76,27 @@ def evaluate_folder(
     lacking = unavailable_inputs(features)
     check_inputs_available(inputs, lacking, symbol)
     evaluation = evaluate_model(model_bytes, features, int(card["sequence_length"]), start=first, end=last)
+    horizons = model_horizons(card)
+    by_horizon: dict[int, pd.DataFrame] = {}
+    if horizons != (1,):
+        horizon_scores, by_horizon = evaluate_horizons(model_bytes, features, int(card["sequence_length"]),
+                                                       horizons, start=first, end=last)
     test = {"symbol": symbol, "model_info": {"folder": str(folder), "created": card.get("created"),
                                         "files": {contract.MODEL_FILE: card.get("files", {}).get(contract.MODEL_FILE)},
                                         "kind": "universal" if universal else "per-symbol",
                                         "trained_on": card.get("symbols") or (card.get("universal") or {}).get("trained_on")},
             "inputs": {"used": list(inputs), "unavailable": list(lacking)},
             **evaluation.metrics}
+    if by_horizon:
+        test["horizons"] = horizon_scores
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         write_json(staging / "metrics.json", test)
         write_predictions(evaluation.predictions, staging / "predictions.csv")
+        for h, frame in by_horizon.items():  # a multi-horizon model: one file per horizon (issue 22)
+            write_predictions(frame, staging / f"predictions_h{h}.csv")
         plot_fan_chart(evaluation.predictions, symbol, staging / "fan_chart.png")
         plot_calibration(evaluation.reliability, symbol, staging / "calibration.png")
         staging.chmod(0o755)

@@ -126,10 +126,7 @@ def pinball_ratio_ci(
     n = len(lm)
     if n < 2 * block:
         raise ConfigError(f"{n} scored rows are too few for blocks of {block}; lower block")
-    rng = np.random.default_rng(seed)
-    n_blocks = int(np.ceil(n / block))
-    starts = rng.integers(0, n - block + 1, size=(n_boot, n_blocks))
-    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :n]
+    idx = block_bootstrap_indices(n, block, n_boot, seed)
     ratios = lm[idx].sum(axis=1) / lb[idx].sum(axis=1)
     alpha = (1.0 - level) / 2.0
     return {
@@ -138,3 +135,14 @@ def pinball_ratio_ci(
         "high": float(np.quantile(ratios, 1.0 - alpha)),
         "n": n,
     }
+
+
+def block_bootstrap_indices(n: int, block: int, n_boot: int = 500, seed: int = 0) -> np.ndarray:
+    """``[n_boot, n]`` row positions of a moving-block bootstrap: each resample is
+    ``ceil(n / block)`` runs of ``block`` consecutive rows from random starts, cut to ``n``."""
+    if n < 2 * block:
+        raise ConfigError(f"{n} scored rows are too few for blocks of {block}; lower block")
+    rng = np.random.default_rng(seed)
+    n_blocks = int(np.ceil(n / block))
+    starts = rng.integers(0, n - block + 1, size=(n_boot, n_blocks))
+    return (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :n]

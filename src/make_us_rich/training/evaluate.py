@@ -13,6 +13,7 @@ the linear HAR model, both refit monthly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -170,3 +171,22 @@ def promotion_gate(
         passed=all(ok for ok, _ in checks), tolerance=tolerance, coverage_band=(low, high),
         reasons=[text for _, text in checks],
     )
+
+
+def gate_horizons(scores: Mapping[str, Mapping[str, Any]], parity_passed: bool,
+                  tolerance: float = DEFAULT_TOLERANCE,
+                  coverage_band: tuple[float, float] = COVERAGE_BAND) -> dict[str, GateDecision]:
+    """The promotion gate of each horizon on its own (issue 22; ``scores``: the results of
+    :func:`make_us_rich.horizons.score_horizon` by horizon): the 1-hour gate's four checks
+    against that horizon's baselines. A horizon that fails is not to be served; the others are."""
+    out = {}
+    for h, s in scores.items():
+        model, base = s["model"], s["baselines"]
+        emp = base["empirical"]["mean_pinball"]
+        persistence = base["persistence"]["median"]["rmse"]
+        metrics = {"model": model, "ratio": {
+            "pinball_vs_empirical": model["mean_pinball"] / emp if emp > 0 else None,
+            "median_rmse_vs_persistence": model["median"]["rmse"] / persistence if persistence > 0 else None,
+        }}
+        out[str(h)] = promotion_gate(metrics, parity_passed, tolerance, coverage_band)
+    return out

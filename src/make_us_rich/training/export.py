@@ -20,7 +20,7 @@ import numpy as np
 
 from make_us_rich import contract
 from make_us_rich.errors import MakeUsRichError
-from make_us_rich.inference import onnx_session, predict_all
+from make_us_rich.inference import onnx_session
 
 PARITY_RTOL = 1e-4
 
@@ -41,25 +41,26 @@ class ParityReport:
         return asdict(self)
 
 
-def in_contract_order(model):
+def in_contract_order(model, output_names: tuple[str, ...] = contract.OUTPUT_NAMES):
     """The Keras model with its outputs in the order of :data:`contract.OUTPUTS` (outputs are
-    matched by the names of the layers that produce them)."""
+    matched by the names of the layers that produce them); ``output_names``: the contract's
+    followed by a multi-horizon model's extra output."""
     import keras
 
     by_name = dict(zip(model.output_names, model.outputs, strict=True))
-    missing = [n for n in contract.OUTPUT_NAMES if n not in by_name]
+    missing = [n for n in output_names if n not in by_name]
     if missing:
         raise ExportError(f"the model has no output(s) {missing}; it has {list(by_name)}")
-    return keras.Model(model.inputs, [by_name[n] for n in contract.OUTPUT_NAMES], name=model.name)
+    return keras.Model(model.inputs, [by_name[n] for n in output_names], name=model.name)
 
 
-def to_onnx(model) -> bytes:
+def to_onnx(model, output_names: tuple[str, ...] = contract.OUTPUT_NAMES) -> bytes:
     """Convert with tf2onnx (opset 17, dynamic batch named ``batch``) and run ``onnx.checker``."""
     import onnx
     import tensorflow as tf
     import tf2onnx
 
-    ordered = in_contract_order(model)
+    ordered = in_contract_order(model, output_names)
     seq_len, n_features = ordered.input_shape[1:]
     spec = (tf.TensorSpec((None, seq_len, n_features), tf.float32, name=contract.INPUT_NAME),)
     try:
@@ -69,7 +70,7 @@ def to_onnx(model) -> bytes:
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
-    expected = ([contract.INPUT_NAME], list(contract.OUTPUT_NAMES))
+    expected = ([contract.INPUT_NAME], list(output_names))
     if names != expected:
         raise ExportError(f"unexpected ONNX signature {names}; expected {expected}")
     proto.producer_name = "make-us-rich"
@@ -175,13 +176,15 @@ def _canonical_names(proto) -> None:
     graph.value_info.extend(infos)
 
 
-def check_parity(model_bytes: bytes, model, raw_windows: np.ndarray, rtol: float = PARITY_RTOL) -> ParityReport:
+def check_parity(model_bytes: bytes, model, raw_windows: np.ndarray, rtol: float = PARITY_RTOL,
+                 output_names: tuple[str, ...] = contract.OUTPUT_NAMES) -> ParityReport:
     """onnxruntime vs the Keras serving graph on the same raw windows, every output."""
     windows = np.ascontiguousarray(raw_windows, dtype=np.float32)
-    got = predict_all(onnx_session(model_bytes), windows)
-    ref = dict(zip(contract.OUTPUT_NAMES, in_contract_order(model)(windows, training=False), strict=True))
-    a = np.hstack([got[n].reshape(len(windows), -1) for n in contract.OUTPUT_NAMES]).astype(np.float64)
-    b = np.hstack([np.asarray(ref[n], dtype=np.float64).reshape(len(windows), -1) for n in contract.OUTPUT_NAMES])
+    session = onnx_session(model_bytes)
+    got = dict(zip(output_names, session.run(list(output_names), {contract.INPUT_NAME: windows}), strict=True))
+    ref = dict(zip(output_names, in_contract_order(model, output_names)(windows, training=False), strict=True))
+    a = np.hstack([got[n].reshape(len(windows), -1) for n in output_names]).astype(np.float64)
+    b = np.hstack([np.asarray(ref[n], dtype=np.float64).reshape(len(windows), -1) for n in output_names])
     abs_err = np.abs(a - b)
     rel = abs_err / np.maximum(np.abs(b), 1e-12)
     max_rel = float(rel.max()) if rel.size else float("nan")
@@ -194,11 +197,12 @@ def check_parity(model_bytes: bytes, model, raw_windows: np.ndarray, rtol: float
     )
 
 
-def export_onnx(model, raw_windows: np.ndarray, rtol: float = PARITY_RTOL) -> tuple[bytes, ParityReport]:
+def export_onnx(model, raw_windows: np.ndarray, rtol: float = PARITY_RTOL,
+                output_names: tuple[str, ...] = contract.OUTPUT_NAMES) -> tuple[bytes, ParityReport]:
     """Convert and verify. Raises :class:`ExportError` when parity fails: no model that only
     looks fine ever leaves this function."""
-    model_bytes = to_onnx(model)
-    parity = check_parity(model_bytes, model, raw_windows, rtol)
+    model_bytes = to_onnx(model, output_names)
+    parity = check_parity(model_bytes, model, raw_windows, rtol, output_names)
     if not parity.passed:
         raise ExportError(
             f"ONNX parity failed on {parity.n_windows} windows: max relative error "

@@ -45,6 +45,7 @@ from make_us_rich import contract
 from make_us_rich.baselines import HAR_REGRESSORS, RANGE_FLOOR, HarFit, fit_har
 from make_us_rich.contract import INPUT_NAME, OUTPUT_NAME
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
+from make_us_rich.horizons import HORIZON_OUTPUT_NAME
 from make_us_rich.preprocessing.pooled import PooledWindows, batch_order
 from make_us_rich.preprocessing.split import holdout_size
 from make_us_rich.preprocessing.volatility import NORM_VOL
@@ -361,10 +362,11 @@ class WindowBatches(keras.utils.PyDataset):
     """Batches ``(raw windows, z)`` gathered from :class:`~make_us_rich.preprocessing.pooled.
     PooledWindows` on demand (reshuffled each epoch when ``seed`` is given)."""
 
-    def __init__(self, windows: PooledWindows, batch_size: int, seed: int | None = None) -> None:
+    def __init__(self, windows: PooledWindows, batch_size: int, seed: int | None = None,
+                 z: np.ndarray | None = None) -> None:
         super().__init__()
         self.windows, self.batch_size = windows, int(batch_size)
-        self.z = windows.z.astype("float32")
+        self.z = (windows.z if z is None else z).astype("float32")  # z: [n, H] of a horizon model
         self.rng = np.random.default_rng(seed) if seed is not None else None
         self.batches = batch_order(len(windows), self.batch_size, self.rng)
 
@@ -443,6 +445,176 @@ def fit_pooled_model(
     if config.calibrate:
         model.extra["spread_scale"] = calibrate_spread(model, val.X(), val.z).tolist()
     return model
+
+
+# --- forecast horizons (issue 22) ---------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="make_us_rich")
+class StackHorizons(keras.layers.Layer):
+    """``H`` tensors ``[B, 5]`` -> ``[B, H, 5]`` (one row per horizon, in the model's order)."""
+
+    def call(self, parts):
+        return keras.ops.stack(parts, axis=1)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], len(input_shapes), input_shapes[0][1])
+
+
+def horizon_pinball_loss(y_true, y_pred):
+    """Mean pinball loss over horizons and :data:`QUANTILES` of ``y_pred [B, H, 5]`` for
+    ``y_true [B, H]`` (normalized targets: each horizon weighs about the same)."""
+    ops = keras.ops
+    tau = ops.convert_to_tensor(np.asarray(QUANTILES, dtype="float32"))[None, None, :]
+    diff = ops.expand_dims(ops.cast(y_true, "float32"), -1) - y_pred
+    return ops.mean(ops.maximum(tau * diff, (tau - 1.0) * diff), axis=(-2, -1))
+
+
+def horizon_scale(norm_vol: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray:
+    """``[n, H]`` scale of each window's h-hour return: its trailing hourly volatility x sqrt(h);
+    the model learns ``z = r_h / scale`` and its graph multiplies back."""
+    return np.asarray(norm_vol, dtype=np.float64)[:, None] * np.sqrt(np.asarray(horizons, dtype=np.float64))[None, :]
+
+
+def build_horizon_model(config: TrainConfig, scaler: MinMaxScaler, z_train: np.ndarray,
+                        horizons: tuple[int, ...], hars: list[HarFit] | None = None) -> QuantileModel:
+    """One LSTM, one monotone quantile head per horizon (bias at that horizon's train quantiles
+    of ``z_train [n, H]``), optionally averaged with a HAR fitted directly for each horizon.
+    Outputs: the contract's 1-hour ``quantile_close`` and ``next_close`` (horizon 1, so the
+    model serves as a 1-hour model unchanged) and :data:`HORIZON_OUTPUT_NAME` ``[B, H, 5]``
+    (closes at each horizon's quantiles); ``core`` -> z ``[B, H, 5]``, ``returns`` -> log
+    returns ``[B, H, 5]``."""
+    horizons = tuple(int(h) for h in horizons)
+    if 1 not in horizons:
+        raise ConfigError(f"a horizon model includes the 1-hour horizon (the contract's outputs); got {horizons}")
+    z_train = np.asarray(z_train, dtype=np.float64).reshape(len(z_train), len(horizons))
+    n_features = len(QUANTILE_FEATURES)
+    norm, close = QUANTILE_FEATURES.index(NORM_VOL), QUANTILE_FEATURES.index("close")
+    raw = keras.Input((config.sequence_length, n_features), name=INPUT_NAME)
+    x = VolatilityTransform(input_groups(config.inputs), norm, name="volatility_normalize")(raw)
+    x = keras.layers.Rescaling(
+        scale=scaler.scale_.astype("float32"), offset=scaler.min_.astype("float32"), name="minmax"
+    )(x)
+    x = keras.layers.LSTM(config.lstm_units, name="lstm")(x)
+    v = LastValue(norm, name="norm_vol_last")(raw)
+    zs, rs, prices = [], [], []
+    for j, h in enumerate(horizons):
+        zq = np.quantile(z_train[:, j], QUANTILES)
+        center = 0.0 if config.median == "zero" else zq[2]
+        bias = _inverse_softplus(np.array([zq[1] - zq[0], center - zq[1], 0.0, zq[3] - center, zq[4] - zq[3]]))
+        bias[2] = center
+        head = keras.layers.Dense(
+            len(QUANTILES), kernel_initializer="zeros",
+            bias_initializer=keras.initializers.Constant(bias.astype("float32")), name=f"head_h{h}",
+        )(x)
+        z = MonotoneQuantiles(config.median == "zero", name=f"monotone_h{h}")(head)
+        z = SpreadScale(name=f"z_quantiles_h{h}")(z)
+        zs.append(z)
+        r = keras.layers.Multiply(name=f"lstm_log_returns_h{h}")([z, v])
+        r = keras.layers.Rescaling(float(np.sqrt(h)), name=f"sqrt_h{h}")(r)
+        if hars is not None:
+            har_q = HarQuantiles(
+                [QUANTILE_FEATURES.index(c) for c in HAR_REGRESSORS], hars[j].coef.tolist(),
+                hars[j].z_quantiles.tolist(), name=f"har_log_returns_h{h}",
+            )(raw)
+            r = keras.layers.Average(name=f"blend_log_returns_h{h}")([r, har_q])
+        rs.append(r)
+        prices.append(ToPrice(close, name=QUANTILE_OUTPUT_NAME if h == 1 else f"quantile_close_h{h}")([raw, r]))
+    core = keras.Model(raw, StackHorizons(name="z_horizons")(zs), name="quantile_horizon_core")
+    core.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=horizon_pinball_loss)
+    returns = keras.Model(raw, StackHorizons(name="log_returns_horizons")(rs), name="quantile_horizon_returns")
+    one_hour = prices[horizons.index(1)]
+    median = Column(QUANTILES.index(0.5), name=OUTPUT_NAME)(one_hour)
+    stacked = StackHorizons(name=HORIZON_OUTPUT_NAME)(prices)
+    serving = keras.Model(raw, [one_hour, median, stacked], name="make_us_rich_horizon_forecaster")
+    model = QuantileModel(core, returns, serving, scaler, config, {}, 0, 0.0)
+    model.extra["horizons"] = list(horizons)
+    return model
+
+
+def fit_horizon_model(
+    train: PooledWindows,
+    val: PooledWindows,
+    y_train: np.ndarray,
+    y_val: np.ndarray,
+    scaler: MinMaxScaler,
+    config: TrainConfig,
+    horizons: tuple[int, ...],
+    *,
+    har_features: list[pd.DataFrame] | None = None,
+    time_budget: float | None = None,
+    progress: bool | str = False,
+) -> QuantileModel:
+    """The universal model with a horizon axis: fit on pooled windows and their h-hour log-return
+    targets ``y_train``/``y_val`` ``[n, H]`` (:func:`make_us_rich.horizons.pooled_horizon_targets`;
+    purge the windows whose longest target crosses a cut first), normalized per horizon by
+    :func:`horizon_scale`; early stopping on the validation windows. ``har_features`` (each
+    symbol's train feature table) fits one HAR per horizon on the pooled rows when
+    ``config.blend_har``. The 1-hour model and its functions are untouched."""
+    from make_us_rich.horizons import check_horizons, fit_har_horizon
+    from make_us_rich.training.train import TimeBudget
+
+    horizons = check_horizons(horizons)
+    if len(train) < config.batch_size:
+        raise InsufficientHistoryError(
+            f"{len(train)} training windows are too few (need at least batch_size="
+            f"{config.batch_size}); load more history or lower batch_size"
+        )
+    if len(val) == 0:
+        raise InsufficientHistoryError("no validation window; load more history")
+    for name, w, y in (("train", train, y_train), ("validation", val, y_val)):
+        if np.shape(y) != (len(w), len(horizons)) or not np.isfinite(y).all():
+            raise ConfigError(f"{name} targets must be finite [{len(w)}, {len(horizons)}], got shape "
+                              f"{np.shape(y)}; drop the windows whose h-hour target is unknown")
+    if config.blend_har and not har_features:
+        raise ConfigError("blend_har needs the train period's features to fit the HAR model")
+    if config.calibrate:
+        raise ConfigError("calibrate is not built for a horizon model; train it with calibrate=False")
+    seed_everything(config.seed)
+    hars = None
+    if config.blend_har:
+        frames = [f[list(QUANTILE_FEATURES)] for f in har_features or []]
+        hars = [fit_har_horizon(frames, h) for h in horizons]
+    z_train = y_train / horizon_scale(train.norm_vol, horizons)
+    z_val = y_val / horizon_scale(val.norm_vol, horizons)
+    model = build_horizon_model(config, scaler, z_train, horizons, hars)
+    batches = WindowBatches(train, config.batch_size, seed=config.seed, z=z_train)
+    validation = WindowBatches(val, max(config.batch_size, 1024), z=z_val)
+    stopper = BestWeights(validation, config.patience, config.batch_size)
+    callbacks: list = [stopper]
+    budget = TimeBudget(time_budget) if time_budget else None
+    if budget is not None:
+        callbacks.append(budget)
+    callbacks += _reporting_callbacks(config.max_epochs, progress, None)
+    started = time.perf_counter()
+    fit = model.core.fit(batches, validation_data=validation, epochs=config.max_epochs,
+                         callbacks=callbacks, verbose=0)
+    model.seconds = time.perf_counter() - started
+    model.history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    model.best_epoch = stopper.best_epoch
+    model.extra.update({"initial_val_loss": stopper.initial_val_loss, "best_val_loss": stopper.best,
+                        "n_train": len(train), "n_val": len(val), "time_budget": time_budget,
+                        "budget_exhausted": bool(budget and budget.exhausted)})
+    return model
+
+
+def train_horizon_model(tables: dict[str, pd.DataFrame] | pd.DataFrame, config: TrainConfig | None = None,
+                        horizons: tuple[int, ...] = (1, 4, 24)) -> QuantileModel:
+    """In memory, for benchmarks and notebooks: a horizon model of one feature table (a
+    per-symbol model) or several (pooled), the latest ``config.val_size`` of each symbol's
+    windows for early stopping (purged by the longest horizon), the scaler fit on the rest."""
+    from make_us_rich.horizons import pooled_horizon_targets, split_pooled_horizons
+    from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows
+
+    config = config or TrainConfig()
+    tables = tables if isinstance(tables, dict) else {"symbol": tables}
+    pooled = pool_windows(tables, config.sequence_length)
+    y = pooled_horizon_targets(pooled, tables, horizons)
+    (train, y_train), (val, y_val), _ = split_pooled_horizons(pooled, y, horizons, config.val_size, {})
+    scaler = fit_pooled_scaler(train, config.inputs)
+    last_train = train.index.max()
+    har = [t[t.index <= last_train] for t in tables.values()]
+    return fit_horizon_model(train, val, y_train, y_val, scaler, config, horizons, har_features=har)
 
 
 def train_quantile_model(features: pd.DataFrame, config: TrainConfig | None = None) -> QuantileModel:
