@@ -207,10 +207,11 @@ def run_local(
         for metrics_file in found:
             artifacts[json.loads(metrics_file.read_text())["symbol"]] = metrics_file.parent
     results = {}
+    since = datetime.fromtimestamp(int(started), UTC).isoformat(timespec="seconds")
     for symbol in symbols:
-        versions = store.versions(symbol)
+        versions = [v for v in store.versions(symbol) if (v.get("published") or "") >= since]
         results[symbol] = {
-            "newest": versions[-1] if versions else None,
+            "newest": versions[-1] if versions else None,  # published by this run
             "latest": store.latest(symbol),
             "artifacts": str(artifacts.get(symbol, "")),
         }

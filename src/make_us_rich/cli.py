@@ -497,7 +497,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     print(f"\npipeline finished in {result['seconds']:.0f} s")
     for symbol, info in result["symbols"].items():
-        newest = info["newest"] or {}
+        newest = info["newest"]
+        if newest is None:
+            print(f"  {symbol:<9} no model published by this run (see the run summary below)")
+            continue
         print(f"  {symbol:<9} {newest.get('status', '?'):<10} {newest.get('version')}")
         print(f"  {'':<9} {_scores_line(newest.get('metrics') or {})}")
     print(f"\nmodel store: {result['store']}")
