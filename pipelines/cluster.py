@@ -34,24 +34,21 @@ def _projected_token() -> str | None:
 def _preflight(host: str, token: str | None, timeout: float = 10.0) -> None:
     """One quick GET of the API's healthz, so that a wrong host or token fails at once with a
     clear message (kfp.Client itself retries healthz 5 times, then reports only that)."""
-    import urllib.error
-    import urllib.request
+    from make_us_rich.http import HTTPCallError, call
 
-    request = urllib.request.Request(f"{host.rstrip('/')}/apis/v2beta1/healthz")
     token = token or _projected_token()
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
     try:
-        urllib.request.urlopen(request, timeout=timeout).close()
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
+        call(f"{host.rstrip('/')}/apis/v2beta1/healthz", token=token, timeout=timeout, parse=False)
+    except HTTPCallError as exc:
+        if exc.status in (401, 403):
             raise ClusterError(
-                f"Kubeflow Pipelines at {host}: not authorized (HTTP {exc.code}); pass --token "
+                f"Kubeflow Pipelines at {host}: not authorized (HTTP {exc.status}); pass --token "
                 "(or $KFP_TOKEN) and check the namespace"
             ) from None
-        raise ClusterError(f"Kubeflow Pipelines at {host} answered HTTP {exc.code} on healthz; is --host the KFP API (e.g. http://HOST/pipeline)?") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as exc:
-        raise ClusterError(f"cannot reach Kubeflow Pipelines at {host}: {getattr(exc, 'reason', exc)}") from None
+        if exc.status:
+            raise ClusterError(f"Kubeflow Pipelines at {host} answered HTTP {exc.status} on healthz; is --host "
+                               "the KFP API (e.g. http://HOST/pipeline)?") from None
+        raise ClusterError(f"cannot reach Kubeflow Pipelines at {host}: {exc.detail}") from None
 
 
 def client(host: str, *, namespace: str = "kubeflow", token: str | None = None,

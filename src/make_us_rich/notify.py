@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import urllib.error
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -229,18 +227,14 @@ def body(summary: dict[str, Any], fmt: str = "slack") -> dict[str, Any]:
 def post(url: str, payload: dict[str, Any], timeout: float = 10.0) -> bool:
     """POST ``payload`` as JSON; False (logged, without the URL's path or credentials, which
     hold the webhook's secret) when it fails."""
-    parts = urlsplit(url)
-    where = f"{parts.scheme}://{parts.hostname}"
-    if parts.scheme not in ("http", "https"):
+    from make_us_rich.http import HTTPCallError, call, origin
+
+    if urlsplit(url).scheme not in ("http", "https"):
         log.error("notification URL must be http(s)://...; not sent")
         return False
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            answer.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = exc.code if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "reason", exc)
-        log.warning("run summary not delivered to the webhook at %s: %s", where, reason)
+        call(url, payload, timeout=timeout, where=origin(url))
+    except HTTPCallError as exc:
+        log.warning("run summary not delivered to the webhook at %s: %s", exc.where, exc.status or exc.detail)
         return False
     return True

@@ -4,10 +4,7 @@ Triton ONNX InferenceService alike (same model name, input name, shape and datat
 
 from __future__ import annotations
 
-import json
 import math
-import urllib.error
-import urllib.request
 from typing import Any
 
 import numpy as np
@@ -26,19 +23,14 @@ class ServerError(MakeUsRichError, RuntimeError):
 
 
 def _call(url: str, body: dict | None = None, token: str | None = None, timeout: float = 10.0) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
+    from make_us_rich.http import HTTPCallError, call
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:300]
-        raise ServerError(f"{url} answered HTTP {exc.code}: {detail}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise ServerError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}; is the server running?") from None
+        return call(url, body, token=token, timeout=timeout)
+    except HTTPCallError as exc:
+        if exc.status is None:
+            raise ServerError(f"cannot reach {url}: {exc.detail}; is the server running?") from None
+        raise ServerError(str(exc)) from None
 
 
 def v2_request(windows, request_id: str | None = None) -> dict[str, Any]:

@@ -10,10 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from make_us_rich.errors import MakeUsRichError
+from make_us_rich.http import ready
 
 
 def port_or_free(preferred: int) -> int:
@@ -52,12 +51,8 @@ def start_server(store: str, port: int) -> tuple[subprocess.Popen, str]:
     while time.time() < deadline:
         if proc.poll() is not None:
             raise MakeUsRichError(f"mkrich serve exited with {proc.returncode}; see its output above")
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        if ready(f"{url}/v2/health/ready"):
+            return proc, url
         time.sleep(0.3)
     proc.terminate()
     raise MakeUsRichError("mkrich serve did not become ready within 120 s")
