@@ -646,7 +646,8 @@ def fetch_many_stage(
     with the reason (the run goes on without them; it fails only when none is left).
 
     From Binance, the threads share one request-weight budget (``weight_limit`` per minute,
-    default ``$BINANCE_WEIGHT_LIMIT`` or 1200; :class:`~make_us_rich.data.binance.WeightBudget`):
+    default ``$BINANCE_WEIGHT_LIMIT``, else the limit Binance publishes in ``exchangeInfo``,
+    else 1200; :class:`~make_us_rich.data.binance.WeightBudget`):
     they wait for the next minute rather than pass it, and all pause on a 429/418; a symbol
     whose fetch still fails (e.g. a ban longer than the client waits) is named in ``failed``.
     ``market.json``'s ``request_weight`` says how much was used and waited."""
@@ -662,9 +663,14 @@ def fetch_many_stage(
     out = Path(out_dir)
     budget = None
     if client is None and parse_source(source).kind == "binance":
-        from make_us_rich.data.binance import BinanceClient, WeightBudget
+        import os
 
-        budget = WeightBudget(weight_limit)
+        from make_us_rich.data.binance import WEIGHT_LIMIT_ENV, BinanceClient, WeightBudget
+
+        published = None
+        if weight_limit is None and not os.environ.get(WEIGHT_LIMIT_ENV):
+            published = BinanceClient(api_url=api_url or None).published_weight_limit(syms[0])
+        budget = WeightBudget(weight_limit or published)
 
     def one(sym: str) -> dict[str, Any]:
         d = out / sym
@@ -690,7 +696,7 @@ def fetch_many_stage(
                 log.warning("%s: left out of this run: %s", sym, exc)
     index = {"source": str(source), "symbols": fetched, "failed": failed}
     if budget is not None:
-        index["request_weight"] = budget.stats()
+        index["request_weight"] = {**budget.stats(), "published": published}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / MARKET_INDEX, index)
     if not fetched:

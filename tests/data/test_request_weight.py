@@ -107,3 +107,20 @@ def test_a_budget_that_cannot_hold_one_request_is_refused():
         WeightBudget(KLINES_WEIGHT - 1)
     with pytest.raises(ConfigError, match="margin"):
         WeightBudget(1200, margin=1.0)
+
+
+def test_fetch_many_takes_the_limit_binance_publishes(btcusdt_2023, tmp_path, monkeypatch):
+    monkeypatch.delenv("BINANCE_WEIGHT_LIMIT", raising=False)
+    with FakeBinance({"BTCUSDT": btcusdt_2023, "ETHUSDT": btcusdt_2023}, weight_limit=600) as fake:
+        index = fetch_many_stage("binance", ["BTCUSDT", "ETHUSDT"], tmp_path / "market", concurrency=2,
+                                 api_url=fake.api_url, start=START, end=END, lookback_days=None)
+        assert fake.rejected == 0
+    weight = index["request_weight"]
+    assert (weight["published"], weight["weight_limit"], weight["ceiling"]) == (600, 600, 540)
+    assert sorted(index["symbols"]) == ["BTCUSDT", "ETHUSDT"]
+    monkeypatch.setenv("BINANCE_WEIGHT_LIMIT", "1000")  # the setting wins, Binance is not asked
+    with FakeBinance({"BTCUSDT": btcusdt_2023}) as fake:
+        index = fetch_many_stage("binance", ["BTCUSDT"], tmp_path / "again", api_url=fake.api_url,
+                                 start="2023-12-01T00:00Z", end=END, lookback_days=None)
+        assert [p for p, _ in fake.requests if p.endswith("exchangeInfo")] == []
+    assert (index["request_weight"]["published"], index["request_weight"]["weight_limit"]) == (None, 1000)

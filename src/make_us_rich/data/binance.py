@@ -10,8 +10,9 @@ time is inclusive of the candle that *opens* at it and defaults to now: give it 
 reproducible window (the scheduled pipeline passes its scheduled time). The candle that is still
 open (close time in the future) is dropped: only finished hours are returned.
 
-Request weight: Binance limits each IP to a request weight per minute (1200 by default here,
-``BINANCE_WEIGHT_LIMIT`` or ``weight_limit``; a klines page of 1000 weighs 2) and answers 429,
+Request weight: Binance limits each IP to a request weight per minute (the limit it publishes
+in ``exchangeInfo``, 6000 today, else 1200; ``BINANCE_WEIGHT_LIMIT`` or ``weight_limit``
+override it; a klines page of 1000 weighs 2) and answers 429,
 then 418 (a ban) to a client that goes on. Every client has a :class:`WeightBudget` (shared by
 the threads of one fetch of many symbols): it counts the weight it spends, reads the IP's
 weight used this minute from the ``X-MBX-USED-WEIGHT-1m`` header of each answer (which
@@ -62,6 +63,7 @@ WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1m"
 DEFAULT_WEIGHT_LIMIT = 1200
 WEIGHT_LIMIT_ENV = "BINANCE_WEIGHT_LIMIT"
 KLINES_WEIGHT = 2  # GET /api/v3/klines, any limit up to 1000
+EXCHANGE_INFO_WEIGHT = 20
 
 
 class WeightBudget:
@@ -351,6 +353,24 @@ class BinanceClient:
             log.warning("%s: %s; retry %d/%d in %.1f s", symbol, cause, attempt,
                         self.max_retries, wait)
             self._sleep(wait)
+
+    def published_weight_limit(self, symbol: str) -> int | None:
+        """The request weight per minute Binance publishes (``exchangeInfo``'s ``rateLimits``,
+        asked for one symbol: a small answer), or None when it cannot be had."""
+        import requests
+        from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+        self.budget.acquire(EXCHANGE_INFO_WEIGHT, max_wait=self.max_retry_after, what="exchangeInfo")
+        try:
+            info = self._client._get("exchangeInfo", data={"symbol": normalize_symbol(symbol)})
+        except (requests.RequestException, BinanceAPIException, BinanceRequestException) as exc:
+            log.info("no published request-weight limit (%s)", _short_cause(exc))
+            return None
+        for limit in info.get("rateLimits") or []:
+            if (limit.get("rateLimitType"), limit.get("interval"), limit.get("intervalNum", 1)) == (
+                    "REQUEST_WEIGHT", "MINUTE", 1):
+                return int(limit["limit"])
+        return None
 
     def _klines(self, what: str, **params: Any) -> list[list[Any]]:
         """One klines request within the weight budget; the answer's weight header (error or

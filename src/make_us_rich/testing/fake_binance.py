@@ -9,7 +9,8 @@ headers (429 + ``Retry-After``, 5xx) or a delay (client timeouts), consumed in o
 Request weight as Binance counts it: every answer carries ``X-MBX-USED-WEIGHT-1m`` (the weight
 used in the current clock minute: klines 2, exchangeInfo 20, others 1); with ``weight_limit``
 a request past the limit is answered 429 with ``Retry-After`` (the seconds to the next
-minute), as Binance does; ``spend`` adds the weight of other clients of the same IP.
+minute), as Binance does, and ``exchangeInfo`` publishes it (else Binance's 6000); ``spend``
+adds the weight of other clients of the same IP.
 
 >>> with FakeBinance({"BTCEUR": klines}) as fake:                  # doctest: +SKIP
 ...     client = BinanceClient(api_url=fake.api_url)
@@ -36,6 +37,7 @@ DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1m"
 WEIGHTS = {"/api/v3/klines": 2, "/api/v3/exchangeInfo": 20}  # every other path: 1
+PUBLISHED_WEIGHT_LIMIT = 6000  # what Binance's exchangeInfo says today
 
 
 @dataclass
@@ -179,7 +181,8 @@ class FakeBinance(LoopbackServer):
             return 200, {
                 "timezone": "UTC",
                 "serverTime": now,
-                "rateLimits": [],
+                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                                "limit": self.weight_limit or PUBLISHED_WEIGHT_LIMIT}],
                 "symbols": [
                     {"symbol": s, "status": "TRADING", "baseAsset": s[:3], "quoteAsset": s[3:]}
                     for s in syms
