@@ -144,9 +144,9 @@ train: $(call need,run) ## train + publish one symbol without Kubeflow (mkrich t
 	$(VENV)/bin/mkrich train --source $(SOURCE) --symbol $(SYMBOL) --out $(RUN_DIR)
 	$(VENV)/bin/mkrich publish $(RUN_DIR) --symbol $(SYMBOL) --store $(STORE)
 
-compile: $(call need,run) ## compile the pipeline (pipelines/compiled/) and refresh manifests/components/kfp-native-pipeline/
+compile: $(call need,run) ## compile the pipelines (pipelines/compiled/) and refresh manifests/components/kfp-native-pipeline/
 	$(VENV)/bin/mkrich compile --out pipelines/compiled
-	cp pipelines/compiled/hourly-training.k8s.yaml manifests/components/kfp-native-pipeline/hourly-training.k8s.yaml
+	cp pipelines/compiled/hourly-training.k8s.yaml pipelines/compiled/universal-training.k8s.yaml manifests/components/kfp-native-pipeline/
 
 console: $(call need,console) ## the forecast console on http://127.0.0.1:8000 with mkrich serve beside it (publishes a sample model first if the store is empty; CONSOLE_PORT=, STORE=)
 	$(VENV)/bin/mkrich console --with-server --store $(STORE) --port $(CONSOLE_PORT)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from make_us_rich.errors import ConfigError, MakeUsRichError
-from make_us_rich.pipelines.compile import package
+from make_us_rich.pipelines.catalog import DEFAULT_PIPELINE, package, pipeline_named
 from make_us_rich.pipelines.hourly_training import HOURLY_CRON, PIPELINE_NAME
 
 RECURRING_RUN_NAME = f"{PIPELINE_NAME}-hourly"
@@ -89,25 +89,32 @@ def _experiment_id(c, host: str, name: str, namespace: str) -> str:
 
 
 def submit(host: str, params: dict[str, Any], *, namespace: str = "kubeflow",
-           experiment: str = DEFAULT_EXPERIMENT, token: str | None = None, **kw) -> str:
-    """One run of the pipeline on the cluster; returns the run id."""
+           experiment: str = DEFAULT_EXPERIMENT, token: str | None = None,
+           pipeline: str = DEFAULT_PIPELINE, **kw) -> str:
+    """One run of the pipeline ``pipeline`` (hourly-training or universal-training) on the
+    cluster; returns the run id."""
     import tempfile
+
+    pipeline_named(pipeline)  # an unknown name fails before any call to the cluster
 
     c = client(host, namespace=namespace, token=token, **kw)
     with tempfile.TemporaryDirectory() as tmp:
         run = _call("creating the run", host, c.create_run_from_pipeline_package,
-                    package(tmp), arguments=params, experiment_name=experiment,
+                    str(package(pipeline, tmp)), arguments=params, experiment_name=experiment,
                     namespace=namespace, enable_caching=False)
     return run.run_id
 
 
 def schedule(host: str, params: dict[str, Any], *, namespace: str = "kubeflow",
              experiment: str = DEFAULT_EXPERIMENT, name: str = RECURRING_RUN_NAME,
-             cron: str = HOURLY_CRON, token: str | None = None, **kw) -> dict[str, Any]:
-    """Create or update (by name: the old one is replaced) the hourly recurring run:
-    6-field cron, max_concurrency 1, no catch-up, caching off."""
+             cron: str = HOURLY_CRON, token: str | None = None, pipeline: str = DEFAULT_PIPELINE,
+             **kw) -> dict[str, Any]:
+    """Create or update (by name: the old one is replaced) the hourly recurring run of
+    ``pipeline``: 6-field cron, max_concurrency 1, no catch-up, caching off. The name does not
+    depend on the pipeline: switching it replaces the hourly retrain, never adds a second one."""
     import tempfile
 
+    pipeline_named(pipeline)  # an unknown name fails before any call to the cluster
     if len(cron.split()) != 6:
         raise ConfigError(
             f"KFP cron needs 6 fields (seconds first), got {cron!r}; hourly is '{HOURLY_CRON}'"
@@ -120,7 +127,7 @@ def schedule(host: str, params: dict[str, Any], *, namespace: str = "kubeflow",
             "creating the recurring run", host, c.create_recurring_run,
             experiment_id=experiment_id, job_name=name, description="make-us-rich hourly retrain",
             cron_expression=cron, max_concurrency=1, no_catchup=True, params=params,
-            pipeline_package_path=package(tmp), enabled=True, enable_caching=False,
+            pipeline_package_path=str(package(pipeline, tmp)), enabled=True, enable_caching=False,
         )
     for rid in replaced:  # only after the new one exists: never a moment without a schedule
         try:

@@ -574,9 +574,9 @@ def cmd_unschedule(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from make_us_rich.pipelines.compile import compile_pipeline
+    from make_us_rich.pipelines.catalog import compile_all
 
-    for path in compile_pipeline(args.out):
+    for path in compile_all(args.out):
         print(f"wrote {path}")
     return 0
 
@@ -771,10 +771,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "compile", help="compile the pipeline to IR YAML and Pipeline/PipelineVersion manifests",
-        description="Write hourly-training.yaml (the KFP IR, to upload in the Kubeflow UI or the "
-        "API) and hourly-training.k8s.yaml (Pipeline and PipelineVersion manifests for kubectl "
-        "apply) into --out.",
+        "compile", help="compile the pipelines to IR YAML and Pipeline/PipelineVersion manifests",
+        description="Write, for hourly-training and universal-training, NAME.yaml (the KFP IR, to "
+        "upload in the Kubeflow UI or the API) and NAME.k8s.yaml (Pipeline and PipelineVersion "
+        "manifests for kubectl apply) into --out.",
     )
     p.add_argument("--out", default="pipelines/compiled", help="output folder (default pipelines/compiled)")
     p.set_defaults(func=cmd_compile)

@@ -14,6 +14,7 @@ validation ``report.json``); feature tables are CSV indexed by open time (floats
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,8 @@ from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 
 KLINES_FILE = "klines.csv"
 REPORT_FILE = "report.json"
+
+log = logging.getLogger(__name__)
 
 
 def resolve_end(end: str | None) -> str | None:
@@ -656,14 +659,22 @@ def fetch_many_stage(
     api_url: str | None = None,
     progress: bool = False,
     client: object | None = None,
+    weight_limit: int | None = None,
 ) -> dict[str, Any]:
     """Stages 1-2 for many symbols, ``concurrency`` at a time: ``out_dir/<SYMBOL>/klines/`` and
     ``features.csv`` each, and ``market.json``: the symbols fetched, each one's test start (its
     last ``test_size`` of rows; none with 0) and inputs it lacks, and the symbols that failed
-    with the reason (the run goes on without them; it fails only when none is left)."""
+    with the reason (the run goes on without them; it fails only when none is left).
+
+    From Binance, the threads share one request-weight budget (``weight_limit`` per minute,
+    default ``$BINANCE_WEIGHT_LIMIT``, else the limit Binance publishes in ``exchangeInfo``,
+    else 1200; :class:`~make_us_rich.data.binance.WeightBudget`):
+    they wait for the next minute rather than pass it, and all pause on a 429/418; a symbol
+    whose fetch still fails (e.g. a ban longer than the client waits) is named in ``failed``.
+    ``market.json``'s ``request_weight`` says how much was used and waited."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from make_us_rich.data import normalize_symbol
+    from make_us_rich.data import normalize_symbol, parse_source
     from make_us_rich.errors import MakeUsRichError
     from make_us_rich.preprocessing.windows import unavailable_inputs
 
@@ -671,12 +682,24 @@ def fetch_many_stage(
     if not syms:
         raise ConfigError("no symbol given; pass --symbols S1,S2,...")
     out = Path(out_dir)
+    budget = None
+    if client is None and parse_source(source).kind == "binance":
+        import os
+
+        from make_us_rich.data.binance import WEIGHT_LIMIT_ENV, BinanceClient, WeightBudget
+
+        published = None
+        if weight_limit is None and not os.environ.get(WEIGHT_LIMIT_ENV):
+            published = BinanceClient(api_url=api_url or None).published_weight_limit(syms[0])
+        budget = WeightBudget(weight_limit or published)
 
     def one(sym: str) -> dict[str, Any]:
         d = out / sym
+        # a client per thread (python-binance keeps the last response on it), one budget for all
+        own = BinanceClient(api_url=api_url or None, budget=budget) if budget is not None else client
         report = fetch_stage(source, sym, d / "klines", interval=interval, lookback_days=lookback_days,
                              start=start, end=end, max_missing_fraction=max_missing_fraction,
-                             api_url=api_url, progress=progress, client=client)
+                             api_url=api_url, progress=progress, client=own)
         features_stage(d / "klines", d / "features.csv")
         table = read_table(d / "features.csv")
         first = table.index[len(table) - holdout_size(len(table), test_size)].isoformat() if test_size > 0 else None
@@ -691,7 +714,10 @@ def fetch_many_stage(
                 fetched[sym] = future.result()
             except MakeUsRichError as exc:
                 failed[sym] = str(exc)
+                log.warning("%s: left out of this run: %s", sym, exc)
     index = {"source": str(source), "symbols": fetched, "failed": failed}
+    if budget is not None:
+        index["request_weight"] = {**budget.stats(), "published": published}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / MARKET_INDEX, index)
     if not fetched:

@@ -142,7 +142,7 @@ def test_kfp_custom_resources_match_their_schemas(rendered):
         if doc["kind"] in schemas:
             jsonschema.validate(doc, schemas[doc["kind"]])
             checked += 1
-    assert checked == 2  # the native-mode component: Pipeline + PipelineVersion
+    assert checked == 4  # the native-mode component: Pipeline + PipelineVersion of each pipeline
 
 
 def _pod_specs(doc):

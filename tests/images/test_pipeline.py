@@ -58,9 +58,9 @@ def monkeypatch_session():
 def test_the_compiled_pipeline_names_the_built_images(images, tmp_path):
     import yaml
 
-    from make_us_rich.pipelines.compile import compile_pipeline
+    from make_us_rich.pipelines.catalog import compile_pipeline
 
-    ir = compile_pipeline(tmp_path)[0]
+    ir = compile_pipeline("hourly-training", tmp_path)[0]
     spec = next(yaml.safe_load_all(ir.read_text()))  # then the platform spec
     executors = spec["deploymentSpec"]["executors"]
     named = {e["container"]["image"] for e in executors.values()}

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from make_us_rich.images import image
-from make_us_rich.pipelines.compile import compile_pipeline
+from make_us_rich.pipelines.catalog import compile_pipeline
 
 STAGES = {
     "fetch-klines": None,
@@ -24,7 +24,7 @@ TRAINER_TASKS = {"train-lstm", "convert-to-onnx", "evaluate-and-gate"}
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    ir_path, k8s_path = compile_pipeline(tmp_path_factory.mktemp("compiled"))
+    ir_path, k8s_path = compile_pipeline("hourly-training", tmp_path_factory.mktemp("compiled"))
     ir, platform = yaml.safe_load_all(ir_path.read_text())
     return ir, platform, list(yaml.safe_load_all(k8s_path.read_text()))
 

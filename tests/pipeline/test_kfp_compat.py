@@ -45,9 +45,9 @@ def test_the_workaround_resolves_both_time_placeholders_and_is_undone():
 
 
 def test_secret_key_names_are_marked_in_the_compiled_manifest(tmp_path):
-    from make_us_rich.pipelines.compile import compile_pipeline
+    from make_us_rich.pipelines.catalog import compile_pipeline
 
-    _, k8s = compile_pipeline(tmp_path)
+    _, k8s = compile_pipeline("hourly-training", tmp_path)
     assert SECRET_KEY_MARKED in k8s.read_text()
 
 

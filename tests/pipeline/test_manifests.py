@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from make_us_rich.pipelines.compile import compile_pipeline
+from make_us_rich.pipelines.catalog import compile_pipeline
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 BASE = MANIFESTS / "base"
@@ -19,7 +19,7 @@ def load(path: Path) -> list[dict]:
 
 
 def test_committed_pipeline_manifest_is_up_to_date(tmp_path):
-    _, fresh = compile_pipeline(tmp_path)
+    _, fresh = compile_pipeline("hourly-training", tmp_path)
     assert load(NATIVE / "hourly-training.k8s.yaml") == load(fresh), (
         "manifests/components/kfp-native-pipeline is stale: run `make compile`"
     )

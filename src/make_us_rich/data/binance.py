@@ -10,10 +10,19 @@ time is inclusive of the candle that *opens* at it and defaults to now: give it 
 reproducible window (the scheduled pipeline passes its scheduled time). The candle that is still
 open (close time in the future) is dropped: only finished hours are returned.
 
-Faults: HTTP 429/418 wait for ``Retry-After`` (refusing waits over ``max_retry_after``), 5xx,
-connection errors and timeouts retry with bounded exponential backoff; after ``max_retries``
-a :class:`~make_us_rich.errors.FetchError` names the symbol, range and cause. An unknown symbol
-or interval fails at once.
+Request weight: Binance limits each IP to a request weight per minute (the limit it publishes
+in ``exchangeInfo``, 6000 today, else 1200; ``BINANCE_WEIGHT_LIMIT`` or ``weight_limit``
+override it; a klines page of 1000 weighs 2) and answers 429,
+then 418 (a ban) to a client that goes on. Every client has a :class:`WeightBudget` (shared by
+the threads of one fetch of many symbols): it counts the weight it spends, reads the IP's
+weight used this minute from the ``X-MBX-USED-WEIGHT-1m`` header of each answer (which
+includes other processes of the same IP), and waits for the next minute before a request would
+take the minute past ``1 - margin`` of the limit.
+
+Faults: HTTP 429/418 pause every client of the budget for ``Retry-After`` (refusing waits over
+``max_retry_after``), 5xx, connection errors and timeouts retry with bounded exponential backoff;
+after ``max_retries`` a :class:`~make_us_rich.errors.FetchError` names the symbol, range and
+cause. An unknown symbol or interval fails at once.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -47,6 +57,91 @@ _RETRY_STATUS = {429, 418}
 
 TimeLike = str | int | float | datetime | pd.Timestamp
 
+WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1m"
+#: request weight per minute and IP; Binance's published limit is higher today (6000), this is
+#: the conservative default of older and regional endpoints (``BINANCE_WEIGHT_LIMIT`` overrides)
+DEFAULT_WEIGHT_LIMIT = 1200
+WEIGHT_LIMIT_ENV = "BINANCE_WEIGHT_LIMIT"
+KLINES_WEIGHT = 2  # GET /api/v3/klines, any limit up to 1000
+EXCHANGE_INFO_WEIGHT = 20
+
+
+class WeightBudget:
+    """The request weight one IP may spend per (clock) minute, shared by threads: ``acquire``
+    before a request (waits for the next minute when the request would pass ``1 - margin`` of
+    ``limit``, or while a 429/418's ``Retry-After`` pause lasts), ``observe`` each answer's
+    headers (Binance's count of the minute, other processes of the IP included), ``pause`` on a
+    429/418. ``waited`` is the seconds spent waiting, ``peak`` the highest weight seen used."""
+
+    def __init__(self, limit: int | None = None, *, margin: float = 0.1,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        if limit is None:
+            limit = int(os.environ.get(WEIGHT_LIMIT_ENV) or DEFAULT_WEIGHT_LIMIT)
+        if limit < KLINES_WEIGHT or not 0 <= margin < 1:
+            raise ConfigError(f"request weight limit must be >= {KLINES_WEIGHT} and margin in [0, 1), "
+                              f"got {limit} and {margin}")
+        self.limit, self.ceiling = int(limit), max(KLINES_WEIGHT, int(limit * (1 - margin)))
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._minute, self._used, self._paused_until = -1, 0, 0.0
+        self.waited, self.peak, self.pauses = 0.0, 0, 0
+
+    def acquire(self, weight: int, *, max_wait: float = 120.0, what: str = "a request") -> None:
+        """Reserve ``weight`` in the current minute, waiting as long as needed (at most
+        ``max_wait`` for a 429/418 pause: a longer one is a FetchError)."""
+        while True:
+            paused = None
+            with self._lock:
+                now = self._clock()
+                if now < self._paused_until:
+                    paused, wait = self._paused_until, self._paused_until - now
+                    if wait > max_wait:
+                        raise FetchError(f"{what}: Binance asked us to pause {wait:.0f} s (HTTP 429/418), "
+                                         f"more than max_retry_after={max_wait:.0f} s; retry later")
+                else:
+                    self._roll(now)
+                    if self._used + weight <= self.ceiling:
+                        self._used += weight
+                        self.peak = max(self.peak, self._used)
+                        return
+                    wait = (self._minute + 1) * 60.0 - now + 0.5  # into the next minute, clock skew aside
+                    log.info("request weight %d/%d this minute: waiting %.1f s for the next one",
+                             self._used, self.limit, wait)
+            self.waited += wait
+            self._sleep(wait)
+            with self._lock:  # the pause was slept (unless a later 429 extended it)
+                if paused is not None and self._paused_until == paused:
+                    self._paused_until = 0.0
+
+    def observe(self, headers: Any) -> None:
+        """Take Binance's count of this minute's weight (``X-MBX-USED-WEIGHT-1m``)."""
+        value = (headers or {}).get(WEIGHT_HEADER)
+        if value is None:
+            return
+        try:
+            used = int(value)
+        except ValueError:
+            return
+        with self._lock:
+            self._roll(self._clock())
+            self._used = max(self._used, used)
+            self.peak = max(self.peak, used)
+
+    def pause(self, seconds: float) -> None:
+        """Every client of this budget waits ``seconds`` (a 429/418's Retry-After)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+            self.pauses += 1
+
+    def _roll(self, now: float) -> None:
+        minute = int(now // 60)
+        if minute != self._minute:
+            self._minute, self._used = minute, 0
+
+    def stats(self) -> dict[str, Any]:
+        return {"weight_limit": self.limit, "ceiling": self.ceiling, "peak_used": self.peak,
+                "waited_seconds": round(self.waited, 1), "rate_limit_pauses": self.pauses}
+
 
 class BinanceClient:
     """Fetch klines as the 12-column DataFrame of :mod:`make_us_rich.data.klines`.
@@ -68,6 +163,7 @@ class BinanceClient:
         max_retry_after: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.time,
+        budget: WeightBudget | None = None,
     ) -> None:
         from binance.client import Client  # python-binance, the "data" extra
 
@@ -79,6 +175,7 @@ class BinanceClient:
         self.max_retry_after = max_retry_after
         self._sleep = sleep
         self._now = now
+        self.budget = budget if budget is not None else WeightBudget(sleep=sleep)
         self._client = Client(
             api_key if api_key is not None else os.environ.get("BINANCE_API_KEY"),
             api_secret if api_secret is not None else os.environ.get("BINANCE_API_SECRET"),
@@ -112,7 +209,7 @@ class BinanceClient:
 
         sym = normalize_symbol(symbol)
         try:
-            self._client.get_klines(symbol=sym, interval=interval, limit=1)
+            self._klines(f"checking {sym}", symbol=sym, interval=interval, limit=1)
         except BinanceAPIException as exc:
             _raise_for_code(exc, sym, interval)
             raise FetchError(f"Binance answered HTTP {exc.status_code} for {sym}: {exc.message}"
@@ -208,7 +305,8 @@ class BinanceClient:
         while True:
             attempt += 1
             try:
-                return self._client.get_klines(
+                return self._klines(
+                    f"fetching {label}",
                     symbol=symbol,
                     interval=interval,
                     startTime=start_ms,
@@ -229,6 +327,11 @@ class BinanceClient:
                             f"{self.max_retry_after:.0f} s; retry later or lower the request rate"
                         ) from None
                     cause = f"HTTP {status} rate limit"
+                    if attempt <= self.max_retries:  # every client of the budget waits, not only this one
+                        log.warning("%s: %s; every request pauses %.1f s (retry %d/%d)", symbol, cause,
+                                    wait, attempt, self.max_retries)
+                        self.budget.pause(wait)
+                        continue
                 elif status >= 500:
                     wait, cause = self._backoff(attempt), f"HTTP {status} ({exc.message})"
                 else:
@@ -250,6 +353,36 @@ class BinanceClient:
             log.warning("%s: %s; retry %d/%d in %.1f s", symbol, cause, attempt,
                         self.max_retries, wait)
             self._sleep(wait)
+
+    def published_weight_limit(self, symbol: str) -> int | None:
+        """The request weight per minute Binance publishes (``exchangeInfo``'s ``rateLimits``,
+        asked for one symbol: a small answer), or None when it cannot be had."""
+        import requests
+        from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+        self.budget.acquire(EXCHANGE_INFO_WEIGHT, max_wait=self.max_retry_after, what="exchangeInfo")
+        try:
+            info = self._client._get("exchangeInfo", data={"symbol": normalize_symbol(symbol)})
+        except (requests.RequestException, BinanceAPIException, BinanceRequestException) as exc:
+            log.info("no published request-weight limit (%s)", _short_cause(exc))
+            return None
+        for limit in info.get("rateLimits") or []:
+            if (limit.get("rateLimitType"), limit.get("interval"), limit.get("intervalNum", 1)) == (
+                    "REQUEST_WEIGHT", "MINUTE", 1):
+                return int(limit["limit"])
+        return None
+
+    def _klines(self, what: str, **params: Any) -> list[list[Any]]:
+        """One klines request within the weight budget; the answer's weight header (error or
+        not) updates it."""
+        self.budget.acquire(KLINES_WEIGHT, max_wait=self.max_retry_after, what=what)
+        self._client.response = None
+        try:
+            return self._client.get_klines(**params)
+        finally:
+            response = self._client.response
+            if response is not None:
+                self.budget.observe(response.headers)
 
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))

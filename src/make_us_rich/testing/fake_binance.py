@@ -6,6 +6,12 @@ strings, Binance error bodies such as ``{"code": -1121, "msg": "Invalid symbol."
 ``python-binance`` runs unmodified against it. Faults can be scripted: an HTTP status with
 headers (429 + ``Retry-After``, 5xx) or a delay (client timeouts), consumed in order.
 
+Request weight as Binance counts it: every answer carries ``X-MBX-USED-WEIGHT-1m`` (the weight
+used in the current clock minute: klines 2, exchangeInfo 20, others 1); with ``weight_limit``
+a request past the limit is answered 429 with ``Retry-After`` (the seconds to the next
+minute), as Binance does, and ``exchangeInfo`` publishes it (else Binance's 6000); ``spend``
+adds the weight of other clients of the same IP.
+
 >>> with FakeBinance({"BTCEUR": klines}) as fake:                  # doctest: +SKIP
 ...     client = BinanceClient(api_url=fake.api_url)
 """
@@ -29,17 +35,22 @@ from make_us_rich.testing._server import LoopbackServer
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
+WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1m"
+WEIGHTS = {"/api/v3/klines": 2, "/api/v3/exchangeInfo": 20}  # every other path: 1
+PUBLISHED_WEIGHT_LIMIT = 6000  # what Binance's exchangeInfo says today
 
 
 @dataclass
 class Fault:
-    """One scripted misbehaviour for requests to ``path`` (``None``: any path)."""
+    """One scripted misbehaviour for requests to ``path`` (``None``: any path), of ``symbol``
+    only when given."""
 
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     delay: float = 0.0
     path: str | None = "/api/v3/klines"
+    symbol: str | None = None
 
 
 def _fmt(value: float) -> str:
@@ -93,8 +104,13 @@ class FakeBinance(LoopbackServer):
         host: str = "127.0.0.1",
         port: int = 0,
         server_time: int | None = None,
+        weight_limit: int | None = None,
+        clock: Any = time.time,
     ) -> None:
         self.interval = interval
+        self.weight_limit, self.clock = weight_limit, clock
+        self._minute, self._used = -1, 0
+        self.rejected = 0  # requests answered 429 for passing weight_limit
         self.tables = {sym: _Table(df, interval) for sym, df in klines.items()}
         self.faults: deque[Fault] = deque()
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -115,13 +131,40 @@ class FakeBinance(LoopbackServer):
         with self._lock:
             self.faults.extend([f] * times)
 
+    def spend(self, weight: int) -> None:
+        """Count ``weight`` in this minute, as if another client of the same IP had used it."""
+        self._charge(weight)
+
+    def used_weight(self) -> int:
+        with self._lock:
+            return self._used if int(self.clock() // 60) == self._minute else 0
+
+    def _charge(self, weight: int) -> tuple[int, float | None]:
+        """Count a request's weight: (weight used this minute, seconds to wait when it is
+        over ``weight_limit`` and refused)."""
+        with self._lock:
+            now = self.clock()
+            minute = int(now // 60)
+            if minute != self._minute:
+                self._minute, self._used = minute, 0
+            self._used += weight
+            if self.weight_limit is not None and self._used > self.weight_limit:
+                self.rejected += 1
+                return self._used, (minute + 1) * 60 - now
+            return self._used, None
+
     def klines_requests(self) -> list[dict[str, str]]:
         return [q for p, q in self.requests if p == "/api/v3/klines"]
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, path: str, symbol: str | None = None) -> Fault | None:
+        """The first queued fault for this request (one of another symbol waits its turn)."""
         with self._lock:
-            if self.faults and self.faults[0].path in (None, path):
-                return self.faults.popleft()
+            for i, fault in enumerate(self.faults):
+                if fault.path in (None, path) and fault.symbol in (None, symbol):
+                    del self.faults[i]
+                    return fault
+                if fault.symbol is None:
+                    break  # faults for any symbol stay in order
         return None
 
     # -- endpoints: (status, body, headers)
@@ -138,7 +181,8 @@ class FakeBinance(LoopbackServer):
             return 200, {
                 "timezone": "UTC",
                 "serverTime": now,
-                "rateLimits": [],
+                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                                "limit": self.weight_limit or PUBLISHED_WEIGHT_LIMIT}],
                 "symbols": [
                     {"symbol": s, "status": "TRADING", "baseAsset": s[:3], "quoteAsset": s[3:]}
                     for s in syms
@@ -177,7 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.fake.requests.append((parts.path, query))
         self.fake.headers.append(dict(self.headers.items()))
-        fault = self.fake._take_fault(parts.path)
+        used, refused = self.fake._charge(WEIGHTS.get(parts.path, 1))
+        weight = {WEIGHT_HEADER: str(used)}
+        fault = self.fake._take_fault(parts.path, query.get("symbol"))
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
@@ -185,10 +231,15 @@ class _Handler(BaseHTTPRequestHandler):
             if body is None:
                 body = {"code": -1003, "msg": "Too many requests."} if fault.status in (
                     418, 429) else None
-            self._send(fault.status, body, fault.headers)
+            self._send(fault.status, body, {**weight, **fault.headers})
+            return
+        if refused is not None:
+            self._send(429, {"code": -1003, "msg": "Too much request weight used; current limit is "
+                             f"{self.fake.weight_limit} request weight per 1 MINUTE."},
+                       {**weight, "Retry-After": str(max(1, round(refused)))})
             return
         status, body, headers = self.fake.handle(parts.path, query)
-        self._send(status, body, headers)
+        self._send(status, body, {**weight, **headers})
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
