@@ -200,6 +200,7 @@ def notify_run(
     run_created: str,
     run_id: str,
     dashboard_url: str,
+    pipeline: str = "",
 ) -> str:
     """The exit task: one run summary, read back from the store, to the webhook of the Secret
     ``mkrich-notify`` (none: logged only). A webhook that fails never fails the run. A failed
@@ -219,6 +220,7 @@ def notify_run(
     summary, outcome = notify_pipeline_run(
         status.state, symbols, store_uri, since=run_created, run_id=run_id,
         dashboard_url=dashboard_url, error=(status.error_message or None) if failed else None,
+        pipeline=pipeline or None,
     )
     print(f"run summary\n{text(summary)}\n{outcome}")
     if failed:

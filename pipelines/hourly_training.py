@@ -101,7 +101,7 @@ def hourly_training(
     notify = notify_run(
         symbols=symbols, store_uri=store_uri, s3_endpoint=s3_endpoint, s3_region=s3_region,
         run_created=dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        dashboard_url=dashboard_url,
+        dashboard_url=dashboard_url, pipeline=PIPELINE_NAME,
     ).set_display_name("notify run summary")
     notify.set_caching_options(False)
     kubernetes.use_secret_as_env(notify, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)
@@ -206,7 +206,7 @@ def universal_training(
     notify = notify_run(
         symbols=symbols, store_uri=store_uri, s3_endpoint=s3_endpoint, s3_region=s3_region,
         run_created=dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        dashboard_url=dashboard_url,
+        dashboard_url=dashboard_url, pipeline=UNIVERSAL_PIPELINE_NAME,
     ).set_display_name("notify run summary")
     notify.set_caching_options(False)
     kubernetes.use_secret_as_env(notify, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)

@@ -423,16 +423,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
-    from make_us_rich.params import PIPELINE_PARAMS, add_arguments
+    from make_us_rich.params import PIPELINE_PARAMS, UNIVERSAL_PARAMS, add_arguments
 
     p.add_argument("--symbols", default="BTCEUR", help="comma-separated symbols, trained in parallel")
     if not cluster:
-        from make_us_rich.params import UNIVERSAL_PARAMS
-
         p.add_argument("--universal", action="store_true",
                        help="run universal-training: ONE model on the pooled data of every symbol, then "
                        "evaluate, gate and publish it for each (issue 21)")
         add_arguments(p.add_argument_group("universal-training (only with --universal)"), UNIVERSAL_PARAMS)
+    else:
+        from make_us_rich.pipelines.catalog import DEFAULT_PIPELINE, PIPELINES
+
+        p.add_argument("--pipeline", choices=list(PIPELINES), default=DEFAULT_PIPELINE,
+                       help="hourly-training: one model per symbol; universal-training: ONE model on the "
+                       f"pooled data of every symbol (issue 21) (default {DEFAULT_PIPELINE})")
+        add_arguments(p.add_argument_group("universal-training (only with --pipeline universal-training)"),
+                      UNIVERSAL_PARAMS)
     p.add_argument("--source", default=None if cluster else DEFAULT_SOURCE,
                    help="binance, sample or csv:PATH" + (" (default binance)" if cluster else " (default sample: offline)"))
     add_arguments(p, PIPELINE_PARAMS)
@@ -544,22 +550,36 @@ def _cluster_params(args: argparse.Namespace) -> dict:
         params["rollout_isvc"] = args.rollout_isvc
     if args.dashboard_url:
         params["dashboard_url"] = args.dashboard_url
+    params.update(_universal_params(args, args.pipeline == "universal-training", "--pipeline universal-training"))
+    return params
+
+
+def _universal_params(args: argparse.Namespace, universal: bool, how: str) -> dict:
+    """The universal-training flags given, refused for the per-symbol pipeline."""
+    from make_us_rich.params import UNIVERSAL_PARAMS, given
+
+    params = given(args, UNIVERSAL_PARAMS, pipeline=True)
+    if params and not universal:
+        flags = ", ".join("--" + name.replace("_", "-") for name in params)
+        raise ConfigError(f"{flags}: options of universal-training; add {how}")
     return params
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from make_us_rich.pipelines.cluster import submit
 
-    run_id = submit(args.host, _cluster_params(args), **_cluster_kwargs(args))
-    print(f"submitted run {run_id}")
+    run_id = submit(args.host, _cluster_params(args), pipeline=args.pipeline, **_cluster_kwargs(args))
+    print(f"submitted run {run_id} of {args.pipeline}")
     return 0
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from make_us_rich.pipelines.cluster import schedule
 
-    result = schedule(args.host, _cluster_params(args), cron=args.cron, **_cluster_kwargs(args))
-    print(f"recurring run {result['recurring_run_id']} ({result['cron']}, max_concurrency 1, no catch-up)")
+    result = schedule(args.host, _cluster_params(args), cron=args.cron, pipeline=args.pipeline,
+                      **_cluster_kwargs(args))
+    print(f"recurring run {result['recurring_run_id']} of {args.pipeline} ({result['cron']}, max_concurrency 1, "
+          "no catch-up)")
     if result["replaced"]:
         print(f"  replaced {', '.join(result['replaced'])}")
     return 0

@@ -129,6 +129,13 @@ def test_exit_task_never_fails_on_the_webhook_or_the_store(tmp_path, receiver, m
     assert summary["symbols"] == [{"symbol": "BTCEUR", "status": "not published"}]
     assert "results not read from the store" in summary["error"]  # said in the summary, not raised
 
+    # a universal run that published nothing still says which pipeline ran (the exit task is told)
+    from make_us_rich.notify import text
+
+    summary, _ = notify_pipeline_run("FAILED", ["BTCEUR"], str(tmp_path / "empty"), pipeline="universal-training",
+                                     error="fetch failed")
+    assert summary["pipeline"] == "universal-training" and text(summary).startswith("universal-training run failed")
+
     summary, _ = notify_pipeline_run("SUCCEEDED", ["BTCEUR"], str(tmp_path / "empty"), since="{{$.pipeline_job_create_time_utc}}")
     assert "the run's creation time '{{$.pipeline_job_create_time_utc}}' is not an ISO 8601 time" in summary["error"]
 
