@@ -39,7 +39,7 @@ STEPS ?=
 DOCS_PORT ?= 8001
 CONSOLE_PORT ?= 8000
 
-.PHONY: help install tools monitoring-tools db-tools browser-tools console test lint format run train serve compile images test-images bench docs docs-serve docs-assets clean
+.PHONY: help install tools monitoring-tools db-tools browser-tools console test lint format run train serve compile images test-images bench bench-market docs docs-serve docs-assets clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -171,6 +171,12 @@ bench: $(STAMP) ## benchmarks (bench/), figures printed and written to bench/res
 	$(PY) bench/bench_serving.py
 	$(PY) bench/bench_run.py
 	$(PY) bench/bench_quantile.py
+	$(PY) bench/bench_serving_universal.py
+
+bench-market: $(STAMP) ## the market benchmarks on ../shared/data/market (issues 21, 22: the universal model, 100 symbols an hour, horizons); an hour or more each
+	$(PY) bench/bench_universal.py
+	$(PY) bench/bench_market.py
+	$(PY) bench/bench_horizons.py
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf runs site .pytest_cache .ruff_cache .hypothesis bench/results
