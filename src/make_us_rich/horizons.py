@@ -356,17 +356,10 @@ def evaluate_horizons(model_bytes: bytes, features: pd.DataFrame, sequence_lengt
     yet are not scored (no row)."""
     from make_us_rich.contract import INPUT_NAME
     from make_us_rich.inference import onnx_session
-    from make_us_rich.preprocessing.windows import make_quantile_windows
+    from make_us_rich.preprocessing.windows import period_windows
 
     hs = check_horizons(horizons)
-    windows = make_quantile_windows(features, sequence_length)
-    if start is not None:
-        windows = windows.since(start)
-    if end is not None:
-        windows = windows.until(end)
-    if len(windows.y) == 0:
-        raise InsufficientHistoryError(f"no complete window to forecast between {start} and {end}; "
-                                       "choose a longer period or load more history before it")
+    windows = period_windows(features, sequence_length, start, end)
     session = onnx_session(model_bytes)
     if HORIZON_OUTPUT_NAME not in [o.name for o in session.get_outputs()]:
         raise ConfigError(f"the model has no output {HORIZON_OUTPUT_NAME!r}: it forecasts the next hour only")

@@ -160,6 +160,22 @@ def valid_window_ends(frame: pd.DataFrame, sequence_length: int) -> np.ndarray:
     return np.flatnonzero(ok) + sequence_length
 
 
+def period_windows(features: pd.DataFrame, sequence_length: int, start=None, end=None) -> QuantileWindows:
+    """:func:`make_quantile_windows` of the forecasts whose target lies in ``[start, end]`` (both
+    optional): what an evaluation scores, with the history before ``start`` as their input."""
+    windows = make_quantile_windows(features, sequence_length)
+    if start is not None:
+        windows = windows.since(start)
+    if end is not None:
+        windows = windows.until(end)
+    if len(windows.y) == 0:
+        raise InsufficientHistoryError(
+            f"no complete window to forecast between {start} and {end}; choose a longer period "
+            "or load more history before it (windows skip gaps and the volatility warm-up)"
+        )
+    return windows
+
+
 def input_groups(inputs: tuple[str, ...]) -> dict[str, list[int]]:
     """Window columns of each kind of stationary input, in :data:`KIND_ORDER`."""
     unknown = sorted(set(inputs) - set(INPUT_KINDS))

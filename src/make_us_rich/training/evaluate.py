@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from make_us_rich.errors import ConfigError, InsufficientHistoryError
+from make_us_rich.errors import ConfigError
 
 DEFAULT_TOLERANCE = 0.02  # at most 2 % worse than the baselines the gate compares with
 #: accepted test coverage of the 90 % interval
@@ -57,7 +57,7 @@ def evaluate_model(
     from make_us_rich import contract
     from make_us_rich.baselines import BASELINES
     from make_us_rich.inference import onnx_session, predict_all
-    from make_us_rich.preprocessing.windows import STEP, make_quantile_windows
+    from make_us_rich.preprocessing.windows import STEP, period_windows
     from make_us_rich.scoring import (
         QUANTILE_COLUMNS,
         pinball_ratio_ci,
@@ -66,16 +66,7 @@ def evaluate_model(
         score,
     )
 
-    windows = make_quantile_windows(features, sequence_length)
-    if start is not None:
-        windows = windows.since(start)
-    if end is not None:
-        windows = windows.until(end)
-    if len(windows.y) == 0:
-        raise InsufficientHistoryError(
-            f"no complete window to forecast between {start} and {end}; choose a longer period "
-            "or load more history before it (windows skip gaps and the volatility warm-up)"
-        )
+    windows = period_windows(features, sequence_length, start, end)
     out = predict_all(onnx_session(model_bytes), np.ascontiguousarray(windows.X, dtype=np.float32))
     q_close = out[contract.QUANTILE_OUTPUT_NAME].astype(np.float64)
     # prices in float64 from the table (the windows are float32, as the model reads them)

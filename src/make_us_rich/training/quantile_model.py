@@ -386,6 +386,33 @@ class WindowBatches(keras.utils.PyDataset):
 WARM_LAYERS = ("lstm", "head", "z_quantiles")
 
 
+def _fit_pooled(model, config: TrainConfig, train, val, *, progress: bool, time_budget: float | None,
+                tensorboard_dir=None, z_train: np.ndarray | None = None, z_val: np.ndarray | None = None) -> dict:
+    """Fit ``model`` on pooled windows (batches gathered on demand; best weights on the
+    validation windows kept; stopped by ``time_budget`` seconds when given): the loop of the
+    universal model and of its multi-horizon form. Sets ``seconds``, ``history`` and
+    ``best_epoch`` on the model and returns what training.json records."""
+    from make_us_rich.training.train import TimeBudget
+
+    batches = WindowBatches(train, config.batch_size, seed=config.seed, z=z_train)
+    validation = WindowBatches(val, max(config.batch_size, 1024), z=z_val)
+    stopper = BestWeights(validation, config.patience, config.batch_size)
+    callbacks: list = [stopper]
+    budget = TimeBudget(time_budget) if time_budget else None
+    if budget is not None:
+        callbacks.append(budget)
+    callbacks += _reporting_callbacks(config.max_epochs, progress, tensorboard_dir)
+    started = time.perf_counter()
+    fit = model.core.fit(batches, validation_data=validation, epochs=config.max_epochs,
+                         callbacks=callbacks, verbose=0)
+    model.seconds = time.perf_counter() - started
+    model.history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    model.best_epoch = stopper.best_epoch
+    return {"initial_val_loss": stopper.initial_val_loss, "best_val_loss": stopper.best,
+            "n_train": len(train), "n_val": len(val), "time_budget": time_budget,
+            "budget_exhausted": bool(budget and budget.exhausted)}
+
+
 def fit_pooled_model(
     train: PooledWindows,
     val: PooledWindows,
@@ -403,7 +430,6 @@ def fit_pooled_model(
     train feature table) fits one HAR on the pooled rows when ``config.blend_har``.
     ``init_from`` (the last accepted serving model, built with the same ``scaler``) warm-starts
     the LSTM and head; ``time_budget`` (seconds) stops training when spent."""
-    from make_us_rich.training.train import TimeBudget
 
     if len(train) < config.batch_size:
         raise InsufficientHistoryError(
@@ -425,23 +451,9 @@ def fit_pooled_model(
                 raise ConfigError(f"cannot warm-start: layer {name!r} differs from the last model's "
                                   "(other units, inputs or window length); retrain in full")
             target.set_weights(weights)
-    batches = WindowBatches(train, config.batch_size, seed=config.seed)
-    validation = WindowBatches(val, max(config.batch_size, 1024))
-    stopper = BestWeights(validation, config.patience, config.batch_size)
-    callbacks: list = [stopper]
-    budget = TimeBudget(time_budget) if time_budget else None
-    if budget is not None:
-        callbacks.append(budget)
-    callbacks += _reporting_callbacks(config.max_epochs, progress, tensorboard_dir)
-    started = time.perf_counter()
-    fit = model.core.fit(batches, validation_data=validation, epochs=config.max_epochs,
-                         callbacks=callbacks, verbose=0)
-    model.seconds = time.perf_counter() - started
-    model.history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
-    model.best_epoch = stopper.best_epoch
-    model.extra = {"initial_val_loss": stopper.initial_val_loss, "best_val_loss": stopper.best,
-                   "n_train": len(train), "n_val": len(val), "warm_start": init_from is not None,
-                   "time_budget": time_budget, "budget_exhausted": bool(budget and budget.exhausted)}
+    model.extra = {**_fit_pooled(model, config, train, val, progress=progress, tensorboard_dir=tensorboard_dir,
+                                 time_budget=time_budget),
+                   "warm_start": init_from is not None}
     if config.calibrate:
         model.extra["spread_scale"] = calibrate_spread(model, val.X(), val.z).tolist()
     return model
@@ -552,7 +564,6 @@ def fit_horizon_model(
     symbol's train feature table) fits one HAR per horizon on the pooled rows when
     ``config.blend_har``. The 1-hour model and its functions are untouched."""
     from make_us_rich.horizons import check_horizons, fit_har_horizon
-    from make_us_rich.training.train import TimeBudget
 
     horizons = check_horizons(horizons)
     if len(train) < config.batch_size:
@@ -578,23 +589,8 @@ def fit_horizon_model(
     z_train = y_train / horizon_scale(train.norm_vol, horizons)
     z_val = y_val / horizon_scale(val.norm_vol, horizons)
     model = build_horizon_model(config, scaler, z_train, horizons, hars)
-    batches = WindowBatches(train, config.batch_size, seed=config.seed, z=z_train)
-    validation = WindowBatches(val, max(config.batch_size, 1024), z=z_val)
-    stopper = BestWeights(validation, config.patience, config.batch_size)
-    callbacks: list = [stopper]
-    budget = TimeBudget(time_budget) if time_budget else None
-    if budget is not None:
-        callbacks.append(budget)
-    callbacks += _reporting_callbacks(config.max_epochs, progress, None)
-    started = time.perf_counter()
-    fit = model.core.fit(batches, validation_data=validation, epochs=config.max_epochs,
-                         callbacks=callbacks, verbose=0)
-    model.seconds = time.perf_counter() - started
-    model.history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
-    model.best_epoch = stopper.best_epoch
-    model.extra.update({"initial_val_loss": stopper.initial_val_loss, "best_val_loss": stopper.best,
-                        "n_train": len(train), "n_val": len(val), "time_budget": time_budget,
-                        "budget_exhausted": bool(budget and budget.exhausted)})
+    model.extra.update(_fit_pooled(model, config, train, val, progress=progress, time_budget=time_budget,
+                                   z_train=z_train, z_val=z_val))
     return model
 
 
