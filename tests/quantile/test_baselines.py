@@ -8,20 +8,9 @@ import pytest
 
 from make_us_rich import baselines
 from make_us_rich.errors import InsufficientHistoryError
-from make_us_rich.preprocessing.volatility import volatility_features
 from make_us_rich.scoring import QUANTILE_COLUMNS, score
 
 FIT = pd.Timedelta(days=60)
-
-
-@pytest.fixture(scope="module")
-def vol(sample_btcusdt):
-    return volatility_features(sample_btcusdt)
-
-
-@pytest.fixture(scope="module")
-def start(vol):
-    return vol.index[0] + pd.Timedelta(days=75)
 
 
 def run_all(vol, start, end=None):

@@ -18,16 +18,6 @@ from make_us_rich.scoring import score
 FIT = pd.Timedelta(days=60)
 
 
-@pytest.fixture(scope="module")
-def vol(sample_btcusdt):
-    return volatility_features(sample_btcusdt)
-
-
-@pytest.fixture(scope="module")
-def start(vol):
-    return vol.index[0] + pd.Timedelta(days=75)
-
-
 def test_the_h_hour_target_is_the_log_return_from_the_last_known_close(sample_btcusdt, vol):
     close = pd.Series(sample_btcusdt["close"].to_numpy(), index=vol.index)
     for h in (1, 4, 24):

@@ -246,20 +246,26 @@ def _inverse_softplus(x: np.ndarray) -> np.ndarray:
     return x + np.log(-np.expm1(-x))
 
 
+def _trunk(config: TrainConfig, scaler: MinMaxScaler):
+    """The raw window input and the layers every quantile graph shares: volatility-normalized
+    stationary inputs, MinMax-scaled, through the LSTM."""
+    raw = keras.Input((config.sequence_length, len(QUANTILE_FEATURES)), name=INPUT_NAME)
+    x = VolatilityTransform(input_groups(config.inputs), QUANTILE_FEATURES.index(NORM_VOL),
+                            name="volatility_normalize")(raw)
+    x = keras.layers.Rescaling(
+        scale=scaler.scale_.astype("float32"), offset=scaler.min_.astype("float32"), name="minmax"
+    )(x)
+    return raw, keras.layers.LSTM(config.lstm_units, name="lstm")(x)
+
+
 def build_quantile_model(
     config: TrainConfig, scaler: MinMaxScaler, z_train: np.ndarray, har: HarFit | None = None
 ) -> QuantileModel:
     """The three graphs sharing one set of layers; the head's bias starts at the quantiles of
     the train targets ``z_train``, so the untrained model is calibrated on train. With ``har``,
     the served log-return quantiles are the average of the LSTM's and HAR's."""
-    n_features = len(QUANTILE_FEATURES)
+    raw, x = _trunk(config, scaler)
     norm, close = QUANTILE_FEATURES.index(NORM_VOL), QUANTILE_FEATURES.index("close")
-    raw = keras.Input((config.sequence_length, n_features), name=INPUT_NAME)
-    x = VolatilityTransform(input_groups(config.inputs), norm, name="volatility_normalize")(raw)
-    x = keras.layers.Rescaling(
-        scale=scaler.scale_.astype("float32"), offset=scaler.min_.astype("float32"), name="minmax"
-    )(x)
-    x = keras.layers.LSTM(config.lstm_units, name="lstm")(x)
     zq = np.quantile(z_train, QUANTILES)
     center = 0.0 if config.median == "zero" else zq[2]
     bias = _inverse_softplus(np.array([zq[1] - zq[0], center - zq[1], 0.0, zq[3] - center, zq[4] - zq[3]]))
@@ -500,14 +506,8 @@ def build_horizon_model(config: TrainConfig, scaler: MinMaxScaler, z_train: np.n
     if 1 not in horizons:
         raise ConfigError(f"a horizon model includes the 1-hour horizon (the contract's outputs); got {horizons}")
     z_train = np.asarray(z_train, dtype=np.float64).reshape(len(z_train), len(horizons))
-    n_features = len(QUANTILE_FEATURES)
+    raw, x = _trunk(config, scaler)
     norm, close = QUANTILE_FEATURES.index(NORM_VOL), QUANTILE_FEATURES.index("close")
-    raw = keras.Input((config.sequence_length, n_features), name=INPUT_NAME)
-    x = VolatilityTransform(input_groups(config.inputs), norm, name="volatility_normalize")(raw)
-    x = keras.layers.Rescaling(
-        scale=scaler.scale_.astype("float32"), offset=scaler.min_.astype("float32"), name="minmax"
-    )(x)
-    x = keras.layers.LSTM(config.lstm_units, name="lstm")(x)
     v = LastValue(norm, name="norm_vol_last")(raw)
     zs, rs, prices = [], [], []
     for j, h in enumerate(horizons):
