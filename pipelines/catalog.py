@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from make_us_rich.errors import ConfigError
+from make_us_rich.params import DEFAULT_PIPELINE, PIPELINE_NAMES
 from make_us_rich.pipelines.hourly_training import (
     PIPELINE_NAME,
     UNIVERSAL_PIPELINE_NAME,
@@ -22,8 +23,10 @@ PIPELINES: dict[str, tuple[Callable, str]] = {
     PIPELINE_NAME: (hourly_training, "make-us-rich hourly training"),
     UNIVERSAL_PIPELINE_NAME: (universal_training, "make-us-rich universal training"),
 }
-#: the pipeline the scheduler registers unless told otherwise
-DEFAULT_PIPELINE = PIPELINE_NAME
+
+
+assert tuple(PIPELINES) == PIPELINE_NAMES  # the names the CLI offers (declared in params)
+__all__ = ["DEFAULT_PIPELINE", "PIPELINES", "compile_all", "compile_pipeline", "package", "pipeline_named"]
 
 
 def pipeline_named(name: str) -> Callable:

@@ -41,11 +41,10 @@ from make_us_rich.components import (
 from make_us_rich.notify import DASHBOARD_ENV, FORMAT_ENV, NOTIFY_ENV
 from make_us_rich.observability import PUSHGATEWAY_ENV
 from make_us_rich.params import PIPELINE_DEFAULTS as D  # every training parameter declared once
+from make_us_rich.params import PIPELINE_NAME, UNIVERSAL_PIPELINE_NAME
 from make_us_rich.params import UNIVERSAL_DEFAULTS as U
 from make_us_rich.training.config import UNIVERSAL as UNI  # the universal model's preset
 
-PIPELINE_NAME = "hourly-training"
-UNIVERSAL_PIPELINE_NAME = "universal-training"
 #: KFP cron has 6 fields, seconds first: "0 0 * * * *" is every hour on the hour.
 #: (The 5-field "0 * * * *" would mean every minute at second 0.)
 HOURLY_CRON = "0 0 * * * *"

@@ -432,9 +432,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, cluster: bool) -> None:
                        "evaluate, gate and publish it for each (issue 21)")
         add_arguments(p.add_argument_group("universal-training (only with --universal)"), UNIVERSAL_PARAMS)
     else:
-        from make_us_rich.pipelines.catalog import DEFAULT_PIPELINE, PIPELINES
+        from make_us_rich.params import DEFAULT_PIPELINE, PIPELINE_NAMES
 
-        p.add_argument("--pipeline", choices=list(PIPELINES), default=DEFAULT_PIPELINE,
+        p.add_argument("--pipeline", choices=list(PIPELINE_NAMES), default=DEFAULT_PIPELINE,
                        help="hourly-training: one model per symbol; universal-training: ONE model on the "
                        f"pooled data of every symbol (issue 21) (default {DEFAULT_PIPELINE})")
         add_arguments(p.add_argument_group("universal-training (only with --pipeline universal-training)"),

@@ -105,6 +105,10 @@ UNIVERSAL_PARAMS: tuple[Param, ...] = (
           "train in full)"),
 )
 UNIVERSAL_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in UNIVERSAL_PARAMS}
+#: The pipelines a cluster can run (``mkrich submit/schedule --pipeline``), here so that the CLI
+#: names them without importing Kubeflow: one model per symbol, or one for every symbol.
+PIPELINE_NAME, UNIVERSAL_PIPELINE_NAME = PIPELINE_NAMES = ("hourly-training", "universal-training")
+DEFAULT_PIPELINE = PIPELINE_NAME
 PIPELINE_DEFAULTS: dict[str, Any] = {p.name: p.pipeline_default for p in PIPELINE_PARAMS}
 BY_NAME: dict[str, Param] = {p.name: p for p in PIPELINE_PARAMS}
 
