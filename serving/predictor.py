@@ -129,7 +129,7 @@ def _created(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> float |
         return None
 
 
-class _Refused(Exception):
+class ModelRefused(Exception):
     """A new version that is not swapped in: ``str`` says why in full (log, authenticated
     status), ``public`` in words that reveal nothing of the store (anonymous status)."""
 
@@ -140,7 +140,7 @@ class _Refused(Exception):
 
 def _public_reason(exc: Exception) -> str:
     """What an anonymous caller may learn of a reload failure: its kind, no path or endpoint."""
-    if isinstance(exc, _Refused):
+    if isinstance(exc, ModelRefused):
         return exc.public
     if isinstance(exc, MalformedPointer):
         return "the model store's latest pointer is malformed"
@@ -182,7 +182,7 @@ class ForecastModel(Model):
         self.poll_failures = 0
         self.last_poll: float | None = None
         self._poll_started: float | None = None
-        self._refused: tuple[dict, _Refused] | None = None  # a pointer to a broken model, and why: not retried
+        self._refused: tuple[dict, ModelRefused] | None = None  # a pointer to a broken model, and why: not retried
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -217,7 +217,7 @@ class ForecastModel(Model):
             changes = contract.contract_changes(self.current.contract, contract.contract_of(pointer)) if self.current else []
             if changes:  # promoted with --allow-contract-change: never swapped under running clients
                 version = pointer["version"]
-                refusal = _Refused(
+                refusal = ModelRefused(
                     f"refused version {version}: its serving contract differs ({'; '.join(changes)}) and "
                     f"would break the clients of {self.current.version}; restart the server to serve it "
                     "(docs/serving.md#contract-changes)",
@@ -229,9 +229,9 @@ class ForecastModel(Model):
             except Exception as exc:
                 version = pointer["version"]
                 if isinstance(exc, StoreError):  # may pass: retried at the next poll
-                    raise _Refused(f"refused version {version}: {exc}",
+                    raise ModelRefused(f"refused version {version}: {exc}",
                                    f"version {version} cannot be read from the model store yet") from exc
-                refusal = _Refused(f"refused version {version}: {exc}", f"refused version {version}: broken model")
+                refusal = ModelRefused(f"refused version {version}: {exc}", f"refused version {version}: broken model")
                 self._refused = (pointer, refusal)
                 raise refusal from exc
             old, self.current = self.current, new  # atomic swap; in-flight requests keep `old`
@@ -243,7 +243,7 @@ class ForecastModel(Model):
         except Exception as exc:
             self.poll_failures += 1
             metrics.RELOAD_FAILURES.labels(self.symbol).inc()
-            message = str(exc) if isinstance(exc, _Refused) else f"cannot read latest: {exc}"
+            message = str(exc) if isinstance(exc, ModelRefused) else f"cannot read latest: {exc}"
             if message != self.last_reload_error:
                 log.error("%s: %s; still serving %s", self.name, message,
                           self.current.version if self.current else None)
@@ -429,7 +429,7 @@ class UniversalForecastModel(ForecastModel):
                 return False
             changes = contract.contract_changes(self.current.contract, new.contract) if self.current else []
             if changes:
-                raise _Refused(f"refused version {new.version}: its serving contract differs ({'; '.join(changes)}); "
+                raise ModelRefused(f"refused version {new.version}: its serving contract differs ({'; '.join(changes)}); "
                                "restart the server to serve it",
                                f"version {new.version} has another serving contract: it is served after a restart")
             old, self.current = self.current, new
@@ -437,7 +437,7 @@ class UniversalForecastModel(ForecastModel):
             self._loaded(old)
             metrics.RELOADS.labels(self.symbol).inc()
             return True
-        except _Refused as exc:
+        except ModelRefused as exc:
             self.poll_failures += 1
             if str(exc) != self.last_reload_error:
                 log.error("%s: %s", self.name, exc)

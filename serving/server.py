@@ -203,7 +203,10 @@ async def _send_json(send, status: int, payload: dict[str, Any], headers: Sequen
 _CLOSE = [(b"connection", b"close")]
 
 
-class _Refuse(Exception):
+class RequestRefused(Exception):
+    """A request the guard answers itself (status, reason, headers) before KServe sees it; a
+    model version the server will not load is :class:`~make_us_rich.serving.predictor.ModelRefused`."""
+
     def __init__(self, status: int, reason: str, close: bool = False, headers: Sequence = ()) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
@@ -261,7 +264,7 @@ class GuardMiddleware:
 
         try:
             body = await self._admit(scope, receive)
-        except _Refuse as refusal:
+        except RequestRefused as refusal:
             self.rejections(refusal.status, method, path, refusal.reason)
             answer["status"] = refusal.status
             return await _send_json(send, refusal.status, {"error": refusal.reason}, refusal.headers)
@@ -283,22 +286,22 @@ class GuardMiddleware:
     async def _admit(self, scope, receive) -> bytes:
         path = scope.get("path", "")
         if _is_repository_path(path):
-            raise _Refuse(403, "the model repository API is disabled: the model store decides "
+            raise RequestRefused(403, "the model repository API is disabled: the model store decides "
                                "what is served (publish with `mkrich publish`)")
         headers = dict(scope.get("headers") or [])
         if self.token and _is_inference_path(path) and not authorized(headers, self.token):
-            raise _Refuse(401, "missing or wrong bearer token", headers=[(b"www-authenticate", b"Bearer")])
+            raise RequestRefused(401, "missing or wrong bearer token", headers=[(b"www-authenticate", b"Bearer")])
         refused = check_route(scope.get("method", ""), path)
         if refused:
             await self._drain(receive, time.monotonic() + self.body_timeout)
-            raise _Refuse(refused[0], refused[1], headers=refused[2])
+            raise RequestRefused(refused[0], refused[1], headers=refused[2])
         deadline = time.monotonic() + self.body_timeout
         length = headers.get(b"content-length")
         if length is not None and not length.strip().isdigit():
-            raise _Refuse(400, "Content-Length must be a non-negative integer", close=True)
+            raise RequestRefused(400, "Content-Length must be a non-negative integer", close=True)
         if length is not None and int(length) > self.max_body:
             await self._drain(receive, deadline)
-            raise _Refuse(413, f"request body over {self.max_body} bytes", close=True)
+            raise RequestRefused(413, f"request body over {self.max_body} bytes", close=True)
         chunks, size = [], 0
         while True:
             message = await self._receive(receive, deadline)
@@ -308,7 +311,7 @@ class GuardMiddleware:
             size += len(chunks[-1])
             if size > self.max_body:
                 await self._drain(receive, deadline)
-                raise _Refuse(413, f"request body over {self.max_body} bytes", close=True)
+                raise RequestRefused(413, f"request body over {self.max_body} bytes", close=True)
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
@@ -316,14 +319,14 @@ class GuardMiddleware:
             try:
                 check_binary_framing(headers[_BINARY_HEADER], body)
             except BadRequest as exc:
-                raise _Refuse(400, str(exc)) from None
+                raise RequestRefused(400, str(exc)) from None
         return body
 
     async def _receive(self, receive, deadline: float):
         try:
             return await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            raise _Refuse(408, f"request body not received within {self.body_timeout:g} s", close=True) from None
+            raise RequestRefused(408, f"request body not received within {self.body_timeout:g} s", close=True) from None
 
     async def _drain(self, receive, deadline: float) -> None:
         """Read and discard a refused body (up to 8x the limit, within the body timeout) so that
@@ -335,7 +338,7 @@ class GuardMiddleware:
                 left -= len(message.get("body", b""))
                 if message["type"] != "http.request" or not message.get("more_body"):
                     return
-        except _Refuse:
+        except RequestRefused:
             return
 
 

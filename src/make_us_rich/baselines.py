@@ -206,8 +206,3 @@ BASELINES: dict[str, Callable[..., pd.DataFrame]] = {
     "garch_t": garch_t,
     "har": har,
 }
-
-
-def all_baselines(vol: pd.DataFrame, start=None, end=None) -> dict[str, pd.DataFrame]:
-    """Every baseline on the same forecast candles."""
-    return {name: fn(vol, start, end) for name, fn in BASELINES.items()}
