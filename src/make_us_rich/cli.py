@@ -227,6 +227,7 @@ def _train_universal(args: argparse.Namespace, config, days) -> int:
         start=args.start, end=args.end, max_missing_fraction=args.max_missing_fraction,
         api_url=args.api_url or None, **_gate_options(args),
         init_dir=args.warm_start, warm_store=args.warm_from_store, time_budget=args.time_budget,
+        horizons=args.horizons,
         progress=not args.no_progress,
         concurrency=args.concurrency,
         tensorboard_dir=args.tensorboard_dir,
@@ -385,6 +386,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
           f"median change {result['predicted_close'] - result['last_close']:+,.2f}")
     print(f"  model {result['model']} version {result['model_version']} at {args.url}")
     return 0
+
+
+def _horizons(text: str) -> tuple[int, ...]:
+    """``--horizons 1,4,24`` (hours ahead; 1 must be among them: the contract's outputs)."""
+    try:
+        hours = tuple(sorted({int(h) for h in text.split(",") if h.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes whole hours separated by commas, e.g. 1,4,24, not {text!r}") from None
+    if not hours or hours[0] != 1 or hours[-1] > 720:
+        raise argparse.ArgumentTypeError(f"takes hours from 1 to 720 including 1 (the next hour), e.g. 1,4,24, not {text!r}")
+    return hours
 
 
 def _card_symbol(model_dir: str) -> str:
@@ -684,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --symbols: symbols fetched at once (default 4)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="with --symbols: stop training after this many seconds (best weights kept)")
+    p.add_argument("--horizons", type=_horizons, default=(1,), metavar="H1,H2,...",
+                   help="with --symbols: hours ahead to forecast, e.g. 1,4,24 (one output per horizon; "
+                   "mkrich evaluate then writes predictions_h{h}.csv); default 1")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

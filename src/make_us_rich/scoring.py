@@ -125,7 +125,8 @@ def pinball_ratio_ci(
     lm, lb = loss(qm), loss(qb)
     n = len(lm)
     if n < 2 * block:
-        raise ConfigError(f"{n} scored rows are too few for blocks of {block}; lower block")
+        raise ConfigError(f"{n} scored hours are too few for the bootstrap's blocks of {block} hours; "
+                          f"evaluate a longer period (at least {2 * block} hours)")
     idx = block_bootstrap_indices(n, block, n_boot, seed)
     ratios = lm[idx].sum(axis=1) / lb[idx].sum(axis=1)
     alpha = (1.0 - level) / 2.0
@@ -141,7 +142,8 @@ def block_bootstrap_indices(n: int, block: int, n_boot: int = 500, seed: int = 0
     """``[n_boot, n]`` row positions of a moving-block bootstrap: each resample is
     ``ceil(n / block)`` runs of ``block`` consecutive rows from random starts, cut to ``n``."""
     if n < 2 * block:
-        raise ConfigError(f"{n} scored rows are too few for blocks of {block}; lower block")
+        raise ConfigError(f"{n} scored hours are too few for the bootstrap's blocks of {block} hours; "
+                          f"evaluate a longer period (at least {2 * block} hours)")
     rng = np.random.default_rng(seed)
     n_blocks = int(np.ceil(n / block))
     starts = rng.integers(0, n - block + 1, size=(n_boot, n_blocks))

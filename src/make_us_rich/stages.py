@@ -425,6 +425,7 @@ def universal_train_stage(
     time_budget: float | None = None,
     progress: bool | str = False,
     tensorboard_dir: str | Path | None = None,
+    horizons: tuple[int, ...] = (1,),
 ) -> dict[str, Any]:
     """One universal model on the pooled windows of every symbol (issue 21): ``features`` maps
     each symbol to its feature table (features stage output), ``test_start`` to the first
@@ -436,7 +437,9 @@ def universal_train_stage(
 
     Writes into ``model_dir``: ``model.keras``, ``model.onnx``, ``parity.json``, ``scaler/``,
     ``config.json`` (the inputs actually used), ``history.json``, ``training.json`` and
-    ``universal.json`` (symbols, windows and unavailable inputs of each)."""
+    ``universal.json`` (symbols, windows and unavailable inputs of each). ``horizons`` other
+    than ``(1,)``: a model with a quantile output per horizon (issue 22, :mod:`make_us_rich.horizons`;
+    the cuts purged by the longest one, no warm start yet), the card listing them."""
     from make_us_rich.contract import MODEL_FILE
     from make_us_rich.io import atomic_write_bytes
     from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows, split_pooled
@@ -451,7 +454,22 @@ def universal_train_stage(
     windows = pool_windows(tables, cfg.sequence_length)
     lacking = sorted({c for names in windows.unavailable.values() for c in names})
     cfg = cfg.with_overrides(inputs=resolve_inputs(cfg.inputs, lacking))
-    train, val, test = split_pooled(windows, cfg.val_size, starts)
+    multi = tuple(horizons) != (1,)
+    if multi:
+        from make_us_rich.horizons import (
+            check_horizons,
+            pooled_horizon_targets,
+            split_pooled_horizons,
+        )
+
+        horizons = check_horizons(horizons)
+        if init_dir is not None:
+            raise ConfigError("a model of several horizons trains in full (no --warm-start yet)")
+        targets = pooled_horizon_targets(windows, tables, horizons)
+        (train, y_train), (val, y_val), (test, _) = split_pooled_horizons(windows, targets, horizons,
+                                                                           cfg.val_size, starts)
+    else:
+        train, val, test = split_pooled(windows, cfg.val_size, starts)
     init = None
     if init_dir is not None:
         init_dir = Path(init_dir)
@@ -471,14 +489,27 @@ def universal_train_stage(
     if cfg.blend_har:
         har_features = [tables[s][tables[s].index < starts[s]] if starts.get(s) is not None else tables[s]
                         for s in tables]
-    trained = fit_pooled_model(train, val, scaler, cfg, har_features=har_features, init_from=init,
-                               time_budget=time_budget, progress=progress, tensorboard_dir=tensorboard_dir)
+    if multi:
+        from make_us_rich.training.quantile_model import fit_horizon_model
+
+        trained = fit_horizon_model(train, val, y_train, y_val, scaler, cfg, horizons, har_features=har_features,
+                                    time_budget=time_budget, progress=progress)
+        trained.extra.setdefault("warm_start", False)
+    else:
+        trained = fit_pooled_model(train, val, scaler, cfg, har_features=har_features, init_from=init,
+                                   time_budget=time_budget, progress=progress, tensorboard_dir=tensorboard_dir)
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     trained.serving.save(out / "model.keras")
     check = test if len(test) else val
     pick = np.unique(np.linspace(0, len(check) - 1, min(PARITY_WINDOWS, len(check))).astype(int))
-    model_bytes, parity = export_onnx(trained.serving, check.X(pick))
+    outputs = {}
+    if multi:
+        from make_us_rich.contract import OUTPUT_NAMES
+        from make_us_rich.horizons import HORIZON_OUTPUT_NAME
+
+        outputs = {"output_names": (*OUTPUT_NAMES, HORIZON_OUTPUT_NAME)}
+    model_bytes, parity = export_onnx(trained.serving, check.X(pick), **outputs)
     atomic_write_bytes(out / MODEL_FILE, model_bytes)
     write_json(out / "parity.json", parity.to_dict())
     save_scaler(scaler, out / "scaler")
@@ -507,6 +538,7 @@ def universal_train_stage(
         "windows": {s: {k: counts[k][s] for k in counts} for s in windows.symbols},
         "periods": {s: _span(t) for s, t in tables.items()},
         "test_start": {s: (t.isoformat() if (t := starts.get(s)) is not None else None) for s in windows.symbols},
+        **({"horizons": list(horizons)} if multi else {}),
     }
     write_json(out / "history.json", trained.history)
     write_json(out / "training.json", summary)
@@ -634,6 +666,7 @@ def _write_universal_card(out: Path, cfg: TrainConfig, info: dict[str, Any], tra
         "parity": parity,
         "versions": library_versions(),
         "files": {contract.MODEL_FILE: sha256(out / contract.MODEL_FILE)},
+        **({"horizons": info["horizons"]} if "horizons" in info else {}),
     }
     write_json(out / "model_card.json", card)
 
@@ -844,6 +877,7 @@ def run_universal(
     tensorboard_dir: str | Path | None = None,
     client: object | None = None,
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+    horizons: tuple[int, ...] = (1,),
 ) -> dict[str, Any]:
     """Fetch and features per symbol (:func:`fetch_many_stage`) -> one universal model on the
     pooled windows -> ONNX -> each symbol evaluated and gated on its own test period (the last
@@ -866,7 +900,8 @@ def run_universal(
             raise ConfigError("warm-start from a folder or from the store, not both")
         training = market_train_stage(market, config, out, warm_store=warm_store, time_budget=time_budget,
                                       progress=progress, tensorboard_dir=tensorboard_dir,
-                                      **({"init_dir": init_dir} if init_dir is not None else {}))
+                                      **({"init_dir": init_dir} if init_dir is not None else {}),
+                                      **({"horizons": tuple(horizons)} if tuple(horizons) != (1,) else {}))
         done("train", training)
         results: dict[str, Any] = {}
         if config.test_size > 0:

@@ -231,3 +231,34 @@ def test_warm_start_from_the_store_or_in_full_when_there_is_none(universal, mark
     empty = run_universal(f"csv:{market}", ["BTCEUR"], tmp_path / "empty", TrainConfig(**TINY),
                           warm_store=str(tmp_path / "empty-store"), time_budget=1e-3)["training"]
     assert not empty["warm_start"] and empty["warm_start_note"] == "no accepted universal model in the store"
+
+
+def test_cli_trains_a_model_of_several_horizons_and_evaluate_writes_each(market, tmp_path, capsys):
+    """``mkrich train --symbols ... --horizons 1,4``: the card lists the horizons, the ONNX model
+    has the extra output, and ``mkrich evaluate`` writes predictions_h4.csv beside the 1-hour file."""
+    pytest.importorskip("tensorflow")
+    import onnxruntime as ort
+
+    from make_us_rich.cli import main
+    from make_us_rich.horizons import HORIZON_OUTPUT_NAME
+
+    out = tmp_path / "h"
+    assert main(["train", "--source", f"csv:{market}", "--symbols", "BTCEUR,BTCUSDT", "--preset", "tiny",
+                 "--test-size", "0", "--end", "2023-09-05T23:00", "--horizons", "4,1", "--out", str(out),
+                 "--no-progress"]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["horizons"] == [1, 4] and card["kind"] == "universal"
+    session = ort.InferenceSession(str(out / "model.onnx"))
+    assert HORIZON_OUTPUT_NAME in [o.name for o in session.get_outputs()]
+    assert main(["evaluate", "--model", str(out), "--symbol", "BTCUSDT", "--source", f"csv:{market}",
+                 "--start", "2023-09-06", "--end", "2023-09-20T23:00", "--out", str(tmp_path / "e")]) == 0
+    one, four = (pd.read_csv(tmp_path / "e" / name) for name in ("predictions.csv", "predictions_h4.csv"))
+    assert list(four.columns[:8]) == list(one.columns[:8]) == ["timestamp", "last_close", "close",
+                                                               "q05", "q25", "q50", "q75", "q95"]
+    assert len(one) == 15 * 24 and 0 < len(four) <= len(one)
+    # a wrong list is refused before anything is trained
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "--source", f"csv:{market}", "--symbols", "BTCEUR", "--horizons", "4,24",
+              "--out", str(tmp_path / "x")])
+    assert refused.value.code == 2 and not (tmp_path / "x").exists()
+    assert "including 1 (the next hour)" in capsys.readouterr().err
