@@ -134,17 +134,18 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scores_line(test: dict) -> str:
+def _scores_line(test: dict | None) -> str:
     """One line of a model's key test scores (runs, versions)."""
-    ratio = test.get("ratio") or {}
-    cov = ((test.get("model") or {}).get("intervals") or {}).get("90", {}).get("coverage")
+    from make_us_rich.contract import ModelScores
+
+    scores = ModelScores.of(test)
 
     def f(v, fmt="{:.4f}"):
         return "n/a" if v is None else fmt.format(v)
 
-    return (f"pinball/A {f(ratio.get('pinball_vs_empirical'))}  pinball/GARCH "
-            f"{f(ratio.get('pinball_vs_garch_t'))}  cov90 {f(cov, '{:.3f}')}  "
-            f"RMSE/persistence {f(ratio.get('median_rmse_vs_persistence'))}")
+    return (f"pinball/A {f(scores.pinball_vs_empirical)}  pinball/GARCH "
+            f"{f(scores.pinball_vs_garch_t)}  cov90 {f(scores.coverage90, '{:.3f}')}  "
+            f"RMSE/persistence {f(scores.rmse_vs_persistence)}")
 
 
 def _print_evaluation(symbol: str, test: dict) -> None:
@@ -329,7 +330,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
     for m in versions:
         mark = "  <- latest" if m["version"] == latest.get("version") else ""
         print(f"{m['version']:<36} {m['status']:<10} {m.get('triton_version') or '':>14}  "
-              f"{_scores_line(m.get('metrics') or {})}{mark}")
+              f"{_scores_line(m.get('metrics'))}{mark}")
     return 0
 
 
@@ -520,7 +521,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {symbol:<9} no model published by this run (see the run summary below)")
             continue
         print(f"  {symbol:<9} {newest.get('status', '?'):<10} {newest.get('version')}")
-        print(f"  {'':<9} {_scores_line(newest.get('metrics') or {})}")
+        print(f"  {'':<9} {_scores_line(newest.get('metrics'))}")
     print(f"\nmodel store: {result['store']}")
     for symbol, info in result["symbols"].items():
         if info["artifacts"]:

@@ -148,3 +148,63 @@ def contract_changes(old: dict, new: dict) -> list[str]:
     if old["quantiles"] != new["quantiles"]:
         changes.append(f"quantiles {old['quantiles']} -> {new['quantiles']}")
     return changes
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """A model's test scores as metrics.json's ``test`` block (also the manifest's and the
+    pointer's ``metrics``) records them, read once, checked: what the run summary, the run
+    history, the console, the CLI and the Prometheus metrics show. Missing parts are None (a
+    model evaluated before a score existed); a part of the wrong type is a ``ValueError``."""
+
+    n: int | None = None
+    mean_pinball: float | None = None
+    coverage90: float | None = None
+    coverage50: float | None = None
+    pinball_vs_empirical: float | None = None
+    pinball_vs_garch_t: float | None = None
+    pinball_vs_har: float | None = None
+    rmse_vs_persistence: float | None = None
+    baselines: tuple[tuple[str, float | None], ...] = ()
+    period: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, test: object) -> ModelScores:
+        if test is None:
+            return cls()
+        block = _mapping(test, "test")
+        model = _mapping(block.get("model"), "test.model")
+        ratio = _mapping(block.get("ratio"), "test.ratio")
+        intervals = _mapping(model.get("intervals"), "test.model.intervals")
+        baselines = _mapping(block.get("baselines"), "test.baselines")
+        period = block.get("period")
+        return cls(
+            n=_number(block.get("n"), "test.n", int),
+            mean_pinball=_number(model.get("mean_pinball"), "test.model.mean_pinball"),
+            coverage90=_number(_mapping(intervals.get("90"), "intervals.90").get("coverage"), "coverage 90"),
+            coverage50=_number(_mapping(intervals.get("50"), "intervals.50").get("coverage"), "coverage 50"),
+            pinball_vs_empirical=_number(ratio.get("pinball_vs_empirical"), "ratio.pinball_vs_empirical"),
+            pinball_vs_garch_t=_number(ratio.get("pinball_vs_garch_t"), "ratio.pinball_vs_garch_t"),
+            pinball_vs_har=_number(ratio.get("pinball_vs_har"), "ratio.pinball_vs_har"),
+            rmse_vs_persistence=_number(ratio.get("median_rmse_vs_persistence"), "ratio.median_rmse_vs_persistence"),
+            baselines=tuple((str(name), _number(_mapping(b, f"baselines.{name}").get("mean_pinball"),
+                                                f"baselines.{name}.mean_pinball"))
+                            for name, b in baselines.items()),
+            period=tuple(str(p) for p in period) if isinstance(period, list | tuple) else None,
+        )
+
+
+def _mapping(value: object, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"metrics {where} is {type(value).__name__}, not an object")
+    return value
+
+
+def _number(value: object, where: str, kind: type = float):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"metrics {where} is {value!r}, not a number")
+    return kind(value)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from make_us_rich.contract import ModelScores
+
 log = logging.getLogger(__name__)
 
 NOTIFY_ENV = "MKRICH_NOTIFY_URL"
@@ -46,7 +48,7 @@ def symbol_summary(symbol: str, newest: dict[str, Any] | None, artifacts: str | 
     if card:
         card_data = card.get("data") or {}
         data = {**_scalars(card_data), "validation": _scalars(card_data.get("validation"))}
-    intervals = (test.get("model") or {}).get("intervals") or {}
+    scores = ModelScores.of(test)
     universal = (card or {}).get("universal") or {}
     return {
         "symbol": symbol,
@@ -56,10 +58,9 @@ def symbol_summary(symbol: str, newest: dict[str, Any] | None, artifacts: str | 
         else "per-symbol" if card else None,
         "gate_reasons": (newest.get("gate") or {}).get("reasons", []),
         "ratios": test.get("ratio") or {},
-        "model": {"mean_pinball": (test.get("model") or {}).get("mean_pinball"),
-                  "coverage90": (intervals.get("90") or {}).get("coverage"),
-                  "coverage50": (intervals.get("50") or {}).get("coverage")},
-        "baselines": {name: b.get("mean_pinball") for name, b in (test.get("baselines") or {}).items()},
+        "model": {"mean_pinball": scores.mean_pinball, "coverage90": scores.coverage90,
+                  "coverage50": scores.coverage50},
+        "baselines": dict(scores.baselines),
         "data": data,
         **({"universal": {k: universal.get(k) for k in ("trained_on", "model_sha256")}} if universal else {}),
     }

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from make_us_rich.contract import ModelScores
+
 log = logging.getLogger(__name__)
 
 PUSHGATEWAY_ENV = "MKRICH_PUSHGATEWAY_URL"
@@ -34,17 +36,15 @@ def rejected_streak(versions: list[dict[str, Any]]) -> int:
 
 def run_metrics(metrics: dict[str, Any], streak: int, at: float) -> dict[str, tuple[float, str]]:
     """``{name: (value, help)}`` of one publish, from metrics.json's content."""
-    test = metrics.get("test") or {}
-    ratio = test.get("ratio") or {}
-    coverage = (((test.get("model") or {}).get("intervals") or {}).get("90") or {}).get("coverage")
+    scores = ModelScores.of(metrics.get("test"))
     passed = bool((metrics.get("gate") or {}).get("passed"))
     values = {
         "last_run_timestamp_seconds": (at, "when the last run of the symbol published, Unix time"),
         "gate_passed": (float(passed), "1 if the last run's model passed the promotion gate"),
         "gate_rejected_streak": (float(streak), "versions rejected in a row since the last accepted one"),
-        "pinball_ratio_vs_empirical": (ratio.get("pinball_vs_empirical"), "test mean pinball vs empirical quantiles"),
-        "median_rmse_ratio_vs_persistence": (ratio.get("median_rmse_vs_persistence"), "test median RMSE vs persistence"),
-        "coverage90": (coverage, "test coverage of the 90 % interval"),
+        "pinball_ratio_vs_empirical": (scores.pinball_vs_empirical, "test mean pinball vs empirical quantiles"),
+        "median_rmse_ratio_vs_persistence": (scores.rmse_vs_persistence, "test median RMSE vs persistence"),
+        "coverage90": (scores.coverage90, "test coverage of the 90 % interval"),
         "training_seconds": ((metrics.get("training") or {}).get("seconds"), "training time"),
     }
     if passed:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from make_us_rich.contract import ModelScores
 from make_us_rich.errors import ConfigError
 
 RUN_FILE = "run.json"
@@ -56,21 +57,21 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _score_fields(scores: ModelScores) -> dict[str, Any]:
+    """The scores a run or a model version lists, by the names the CLI, the console and JSON use."""
+    return {"pinball_vs_empirical": scores.pinball_vs_empirical, "pinball_vs_garch_t": scores.pinball_vs_garch_t,
+            "pinball_vs_har": scores.pinball_vs_har, "rmse_vs_persistence": scores.rmse_vs_persistence,
+            "coverage90": scores.coverage90, "coverage50": scores.coverage50}
+
+
 def _metrics_entry(metrics: dict[str, Any], artifacts: Path) -> dict[str, Any]:
     """A symbol's gate decision and key test scores, from its ``metrics.json``."""
-    test = metrics.get("test") or {}
-    ratio = test.get("ratio") or {}
-    intervals = (test.get("model") or {}).get("intervals") or {}
+    scores = ModelScores.of(metrics.get("test"))
     return {
         "gate": "passed" if (metrics.get("gate") or {}).get("passed") else "rejected",
         "gate_reasons": (metrics.get("gate") or {}).get("reasons", []),
-        "pinball_vs_empirical": ratio.get("pinball_vs_empirical"),
-        "pinball_vs_garch_t": ratio.get("pinball_vs_garch_t"),
-        "pinball_vs_har": ratio.get("pinball_vs_har"),
-        "rmse_vs_persistence": ratio.get("median_rmse_vs_persistence"),
-        "coverage90": (intervals.get("90") or {}).get("coverage"),
-        "coverage50": (intervals.get("50") or {}).get("coverage"),
-        "test_hours": test.get("n"),
+        **_score_fields(scores),
+        "test_hours": scores.n,
         "artifacts": str(artifacts),
     }
 
@@ -324,21 +325,14 @@ def model_history(store_uri: str, symbol: str) -> list[dict[str, Any]]:
     latest = (store.latest(symbol) or {}).get("version")
     history = []
     for manifest in store.versions(symbol):
-        test = manifest.get("metrics") or {}
-        ratio = test.get("ratio") or {}
-        intervals = (test.get("model") or {}).get("intervals") or {}
+        scores = ModelScores.of(manifest.get("metrics"))
         history.append({
             "version": manifest["version"],
             "published": manifest.get("published"),
             "status": manifest.get("status"),
             "latest": manifest["version"] == latest,
             **model_kind(store, symbol, manifest["version"]),
-            "pinball_vs_empirical": ratio.get("pinball_vs_empirical"),
-            "pinball_vs_garch_t": ratio.get("pinball_vs_garch_t"),
-            "pinball_vs_har": ratio.get("pinball_vs_har"),
-            "coverage90": (intervals.get("90") or {}).get("coverage"),
-            "coverage50": (intervals.get("50") or {}).get("coverage"),
-            "rmse_vs_persistence": ratio.get("median_rmse_vs_persistence"),
-            "test_period": test.get("period"),
+            **_score_fields(scores),
+            "test_period": list(scores.period) if scores.period else None,
         })
     return history

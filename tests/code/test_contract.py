@@ -91,3 +91,24 @@ def test_triton_config_of_todays_contract():
     assert f'name: "window" data_type: TYPE_FP32 dims: [ -1, 24, {F} ]' in text
     assert 'name: "next_close" data_type: TYPE_FP32 dims: [ -1, 1 ]' in text
     assert text.startswith('name: "btceur-close"\nplatform: "onnxruntime_onnx"\n')
+
+
+def test_model_scores_read_once_from_the_metrics_block():
+    """The typed record of a model's test scores: what metrics.json's ``test`` holds, read with
+    None for a missing part and a clear error for a part of the wrong type."""
+    from make_us_rich.contract import ModelScores
+
+    test = {"n": 720, "period": ["2023-10-01", "2023-10-31"],
+            "model": {"mean_pinball": 0.21, "intervals": {"90": {"coverage": 0.9}, "50": {"coverage": 0.52}}},
+            "ratio": {"pinball_vs_empirical": 0.97, "pinball_vs_garch_t": 0.99, "median_rmse_vs_persistence": 1.0},
+            "baselines": {"empirical": {"mean_pinball": 0.22}, "har": {}}}
+    scores = ModelScores.of(test)
+    assert (scores.n, scores.coverage90, scores.coverage50, scores.pinball_vs_empirical) == (720, 0.9, 0.52, 0.97)
+    assert scores.pinball_vs_har is None and scores.rmse_vs_persistence == 1.0
+    assert dict(scores.baselines) == {"empirical": 0.22, "har": None}
+    assert scores.period == ("2023-10-01", "2023-10-31")
+    assert ModelScores.of(None) == ModelScores() == ModelScores.of({})
+    with pytest.raises(ValueError, match=r"metrics test.ratio is list, not an object"):
+        ModelScores.of({"ratio": [0.97]})
+    with pytest.raises(ValueError, match=r"ratio.pinball_vs_empirical is '0.97', not a number"):
+        ModelScores.of({"ratio": {"pinball_vs_empirical": "0.97"}})

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from make_us_rich import contract
+from make_us_rich.contract import ModelScores
 from make_us_rich.runs import model_kind
 from make_us_rich.store import MalformedPointer, ModelStore, StoreError
 
@@ -66,14 +67,15 @@ def quality(store: ModelStore, symbol: str) -> dict[str, Any]:
         pointer = store.latest(symbol)
     except MalformedPointer:
         pointer = None
-    metrics = (pointer or {}).get("metrics") or {}
-    ratio = metrics.get("ratio") or {}
-    coverage = (((metrics.get("model") or {}).get("intervals") or {}).get("90") or {}).get("coverage")
+    try:
+        scores = ModelScores.of((pointer or {}).get("metrics"))
+    except ValueError:  # scores a page shows, not what it stands on: none rather than a 500
+        scores = ModelScores()
     return {
-        "pinball_vs_empirical": ratio.get("pinball_vs_empirical"),
-        "median_rmse_vs_persistence": ratio.get("median_rmse_vs_persistence"),
-        "coverage_90": coverage,
-        "test_period": metrics.get("period"),
+        "pinball_vs_empirical": scores.pinball_vs_empirical,
+        "median_rmse_vs_persistence": scores.rmse_vs_persistence,
+        "coverage_90": scores.coverage90,
+        "test_period": list(scores.period) if scores.period else None,
     }
 
 
