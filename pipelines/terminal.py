@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import re
+import shutil
 import threading
 
 from tqdm import tqdm
@@ -52,6 +54,19 @@ class LogTee(io.TextIOBase):
         return ""
 
 
+def _fixed_size(out) -> tuple[int, int] | None:
+    """None when the terminal reports its size (tqdm follows it, resizes included); else the
+    columns and rows to draw in: a pseudo-terminal of size 0 (``script``, some CI runners) makes
+    tqdm draw nothing at all, so take ``$COLUMNS``/``$LINES`` or 80 x 24."""
+    try:
+        if os.get_terminal_size(out.fileno()).columns > 0:
+            return None
+    except (AttributeError, OSError, ValueError):
+        return None
+    columns, lines = shutil.get_terminal_size((80, 24))
+    return columns - 1, lines
+
+
 class LiveStatus:
     """The running step as a tqdm status line, cut to the terminal's width and cleared when the
     step's finished line is printed (:meth:`print`). tqdm redraws on an update only, so a ticker
@@ -70,8 +85,10 @@ class LiveStatus:
             return
         with self.lock:
             self._clear()
+            size = _fixed_size(self.out)
             self.bar = tqdm(desc=f"  ..     {step:<18} {symbol:<8}", file=self.out, leave=False,
-                            dynamic_ncols=True, bar_format=_STEP, mininterval=0)
+                            dynamic_ncols=size is None, ncols=size and size[0], nrows=size and size[1],
+                            bar_format=_STEP, mininterval=0)
         if self.thread is None:
             self.thread = threading.Thread(target=self._tick, name="mkrich-progress", daemon=True)
             self.thread.start()
@@ -93,6 +110,7 @@ class LiveStatus:
                 self.bar.bar_format = _EPOCHS
                 self.bar.reset(total=total)
             self.bar.update(done - self.bar.n)
+            self.bar.refresh()  # tqdm may skip drawing an update (miniters); an epoch shows at once
 
     def _clear(self) -> None:
         if self.bar is not None:

@@ -79,3 +79,25 @@ def test_off_the_terminal_only_finished_lines_are_written():
     live.print("  ok  train-lstm", lambda line: terminal.write(line + "\n"))
     live.close()
     assert terminal.getvalue() == "  ok  train-lstm\n"
+
+
+def test_a_terminal_of_size_zero_still_gets_the_status_line(monkeypatch):
+    """Some pseudo-terminals report 0 columns and 0 rows (``script``, CI runners): tqdm would draw
+    nothing there; the line is drawn 80 columns wide (``$COLUMNS`` when set) instead."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    terminal = os.fdopen(slave, "w")
+    try:
+        live = LiveStatus(terminal, enabled=True, interval=60)
+        live.start("train-lstm", "BTCEUR")
+        live.watch(epoch_line(1, 4, loss=0.5))
+        terminal.flush()
+        shown = os.read(master, 65536).decode()
+        live.close()
+    finally:
+        terminal.close()
+        os.close(master)
+    drawn = shown.split("\r")[-1]
+    assert drawn.startswith("  ..     train-lstm") and "epoch 1/4" in drawn and len(drawn) <= 79
