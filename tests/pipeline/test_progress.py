@@ -48,23 +48,28 @@ def test_the_running_step_is_redrawn_in_place_with_its_epoch_bar():
     assert live.bar is None
 
 
-def test_the_status_line_never_wraps():
-    """A wrapped line cannot be redrawn in place (the old rows would pile up): on a terminal 40
-    columns wide (a real pseudo-terminal), the line is cut to 39."""
+def drawn_on_a_pty(columns: int, rows: int, step: str, symbol: str, epoch: tuple[int, int]) -> str:
+    """The last status line a LiveStatus draws on a real pseudo-terminal of that size."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     terminal = os.fdopen(slave, "w")
     try:
         live = LiveStatus(terminal, enabled=True, interval=60)
-        live.start("evaluate-and-gate", "BTCUSDT")
-        live.watch(epoch_line(100, 100, loss=0.5))
+        live.start(step, symbol)
+        live.watch(epoch_line(*epoch, loss=0.5))
         terminal.flush()
         shown = os.read(master, 65536).decode()
         live.close()
     finally:
         terminal.close()
         os.close(master)
-    drawn = shown.split("\r")[-1]
+    return shown.split("\r")[-1]
+
+
+def test_the_status_line_never_wraps():
+    """A wrapped line cannot be redrawn in place (the old rows would pile up): on a terminal 40
+    columns wide (a real pseudo-terminal), the line is cut to 39."""
+    drawn = drawn_on_a_pty(40, 24, "evaluate-and-gate", "BTCUSDT", (100, 100))
     assert "epoch 100/100" not in drawn and drawn.startswith("  ..     evaluate-and-gate")
     assert 30 < len(drawn.rstrip("\n")) <= 39, repr(drawn)
 
@@ -86,18 +91,5 @@ def test_a_terminal_of_size_zero_still_gets_the_status_line(monkeypatch):
     nothing there; the line is drawn 80 columns wide (``$COLUMNS`` when set) instead."""
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.delenv("LINES", raising=False)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
-    terminal = os.fdopen(slave, "w")
-    try:
-        live = LiveStatus(terminal, enabled=True, interval=60)
-        live.start("train-lstm", "BTCEUR")
-        live.watch(epoch_line(1, 4, loss=0.5))
-        terminal.flush()
-        shown = os.read(master, 65536).decode()
-        live.close()
-    finally:
-        terminal.close()
-        os.close(master)
-    drawn = shown.split("\r")[-1]
+    drawn = drawn_on_a_pty(0, 0, "train-lstm", "BTCEUR", (1, 4))
     assert drawn.startswith("  ..     train-lstm") and "epoch 1/4" in drawn and len(drawn) <= 79

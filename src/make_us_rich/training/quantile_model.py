@@ -392,6 +392,17 @@ class WindowBatches(keras.utils.PyDataset):
 WARM_LAYERS = ("lstm", "head", "z_quantiles")
 
 
+def _check_pooled(train, val, config: TrainConfig) -> None:
+    """Enough pooled windows to train on: one batch of training windows, one validation window."""
+    if len(train) < config.batch_size:
+        raise InsufficientHistoryError(
+            f"{len(train)} training windows are too few (need at least batch_size="
+            f"{config.batch_size}); load more history or lower batch_size"
+        )
+    if len(val) == 0:
+        raise InsufficientHistoryError("no validation window; load more history")
+
+
 def _fit_pooled(model, config: TrainConfig, train, val, *, progress: bool, time_budget: float | None,
                 tensorboard_dir=None, z_train: np.ndarray | None = None, z_val: np.ndarray | None = None) -> dict:
     """Fit ``model`` on pooled windows (batches gathered on demand; best weights on the
@@ -436,14 +447,7 @@ def fit_pooled_model(
     train feature table) fits one HAR on the pooled rows when ``config.blend_har``.
     ``init_from`` (the last accepted serving model, built with the same ``scaler``) warm-starts
     the LSTM and head; ``time_budget`` (seconds) stops training when spent."""
-
-    if len(train) < config.batch_size:
-        raise InsufficientHistoryError(
-            f"{len(train)} training windows are too few (need at least batch_size="
-            f"{config.batch_size}); load more history or lower batch_size"
-        )
-    if len(val) == 0:
-        raise InsufficientHistoryError("no validation window; load more history")
+    _check_pooled(train, val, config)
     if config.blend_har and not har_features:
         raise ConfigError("blend_har needs the train period's features to fit the HAR model")
     seed_everything(config.seed)
@@ -566,13 +570,7 @@ def fit_horizon_model(
     from make_us_rich.horizons import check_horizons, fit_har_horizon
 
     horizons = check_horizons(horizons)
-    if len(train) < config.batch_size:
-        raise InsufficientHistoryError(
-            f"{len(train)} training windows are too few (need at least batch_size="
-            f"{config.batch_size}); load more history or lower batch_size"
-        )
-    if len(val) == 0:
-        raise InsufficientHistoryError("no validation window; load more history")
+    _check_pooled(train, val, config)
     for name, w, y in (("train", train, y_train), ("validation", val, y_val)):
         if np.shape(y) != (len(w), len(horizons)) or not np.isfinite(y).all():
             raise ConfigError(f"{name} targets must be finite [{len(w)}, {len(horizons)}], got shape "
