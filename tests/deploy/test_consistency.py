@@ -36,7 +36,7 @@ def test_triton_storage_uri_is_where_the_store_writes(rendered):
 
 
 def test_predictor_services_are_named_like_the_models_they_serve(rendered):
-    found = 0
+    found, universal = 0, set()
     for variant, documents in rendered.items():
         for d in documents:
             if d["kind"] != "InferenceService" or "containers" not in d["spec"]["predictor"]:
@@ -47,10 +47,13 @@ def test_predictor_services_are_named_like_the_models_they_serve(rendered):
                 symbol = args[args.index("--symbols") + 1]
                 assert d["metadata"]["name"] == contract.model_name(symbol), variant
             else:  # every symbol of the store (predictor.allSymbols)
-                assert d["metadata"]["name"] == "mkrich-universal" and variant == "helm:all-symbols-predictor"
+                assert d["metadata"]["name"] == "mkrich-universal", variant
+                universal.add(variant)
             assert container["image"] == image("server")
             found += 1
     assert found >= 4
+    # the chart's predictor.allSymbols and the universal-predictor component of local-kind
+    assert {"helm:all-symbols-predictor", "kustomize:overlays/local-kind"} <= universal, universal
 
 
 def test_served_signature_matches_the_contract():

@@ -26,7 +26,7 @@ def test_committed_pipeline_manifest_is_up_to_date(tmp_path):
 
 
 def test_kustomization_lists_existing_files():
-    for folder in (BASE, NATIVE, MANIFESTS / "components" / "python-predictor"):
+    for folder in (BASE, NATIVE, *(MANIFESTS / "components" / c for c in ("python-predictor", "universal-predictor"))):
         kustomization = load(folder / "kustomization.yaml")[0]
         for resource in kustomization["resources"]:
             assert (folder / resource).is_file(), resource
