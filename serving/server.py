@@ -1,14 +1,15 @@
 """The model server: KServe's ``ModelServer`` with one :class:`ForecastModel` per symbol.
 
-Glue only: an ASGI middleware that guards every request before KServe sees it (below), the
-loaded version in the v2 model metadata (``versions``), readiness and liveness that tell the
-truth about the models and their reload loops, ``GET /mkrich/status`` (versions, reload state
-and errors), and, when no symbols are given, discovery of symbols published later.
+Glue only, at module level: uvicorn serves :class:`GuardMiddleware` (every request checked before
+KServe sees it) around :class:`ServerApp` (``GET /mkrich/status`` — versions, reload state and
+errors — then KServe's own app, untouched); :class:`VersionedDataPlane` puts the loaded version in
+the v2 model metadata and makes readiness and liveness tell the truth about the models and their
+reload loops; :class:`Discovery` serves symbols published later when no symbols are given. The
+header and body deadlines and the rejection log are :mod:`make_us_rich.asgi`, shared with the
+console.
 """
-
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -19,8 +20,21 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import Request
+from kserve import ModelServer
+from kserve.model_server import app as kserve_app
+from kserve.protocol.dataplane import DataPlane
 
+from make_us_rich.asgi import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    REJECTIONS,
+    RequestRefused,
+    drain,
+    header_timeout_protocol,
+    read_body,
+    replay,
+    send_json,
+)
 from make_us_rich.data import normalize_symbol
 from make_us_rich.errors import ConfigError
 from make_us_rich.serving import metrics
@@ -30,8 +44,6 @@ from make_us_rich.store import UNIVERSAL_MODEL, ModelStore, StoreError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # 8 MiB: ~13,000 windows of 24 x 10 as JSON
-DEFAULT_BODY_TIMEOUT = 30.0  # seconds to receive a whole body: a window is a few kB
-DEFAULT_HEADER_TIMEOUT = 10.0  # seconds to receive a request line and its headers (< 1 kB)
 TOKEN_ENV = "MKRICH_SERVING_TOKEN"
 _BINARY_HEADER = b"inference-header-content-length"
 
@@ -98,89 +110,6 @@ def check_route(method: str, path: str) -> tuple[int, str, list] | None:
     return None
 
 
-class RejectionLog:
-    """One WARNING line per rejected request (status, method, path with the model, reason), at
-    most ``per_second`` lines a second; the lines left out are counted in the next one."""
-
-    def __init__(self, per_second: int = 10) -> None:
-        self.per_second = per_second
-        self._window = 0
-        self._count = 0
-        self._skipped = 0
-
-    def __call__(self, status: int, method: str, path: str, reason: str) -> None:
-        now = int(time.monotonic())
-        if now != self._window:
-            self._window, self._count = now, 0
-        self._count += 1
-        if self._count > self.per_second:
-            self._skipped += 1
-            return
-        more = f" ({self._skipped} more rejected requests not logged)" if self._skipped else ""
-        self._skipped = 0
-        log.warning("rejected %s %s: %d %s%s", method, path[:200], status, reason[:300], more)
-
-
-#: One rate limit for every rejection line, whether the guard or the HTTP protocol refuses.
-REJECTIONS = RejectionLog()
-
-
-def header_timeout_protocol(timeout: float):
-    """uvicorn's HTTP protocol class with a deadline for each request's line and headers.
-
-    uvicorn closes idle keep-alive connections but has no deadline for a connection that sends
-    nothing, or a request whose headers trickle in (slowloris: each byte restarts nothing), so
-    a few hundred such connections stay open for good. This one answers 408 and closes them
-    ``timeout`` seconds after the connection opened or the request's first byte arrived. The
-    body has its own deadline in :class:`GuardMiddleware`.
-    """
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
-    head = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-    reason = f"request headers not received within {timeout:g} s"
-    body = json.dumps({"error": reason}).encode()
-    answer = head + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-
-    class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            if self._header_timer is None and self._between_requests():
-                self._arm()  # the first bytes of a new request on a kept-alive connection
-            super().data_received(data)
-            if not self._between_requests():
-                self._disarm()
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _between_requests(self) -> bool:
-            return self.cycle is None or self.cycle.response_complete
-
-        def _arm(self) -> None:
-            self._header_timer = self.loop.call_later(timeout, self._headers_too_slow)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_too_slow(self) -> None:
-            self._header_timer = None
-            if self.transport.is_closing() or not self._between_requests():
-                return
-            REJECTIONS(408, "-", "(request line and headers incomplete)", reason)
-            self.transport.write(answer)
-            self.transport.close()
-
-    return HeaderTimeoutProtocol
-
-
 class _QuietClientErrors(logging.Filter):
     """KServe logs a full traceback for every 4xx (and 501) it raises; :class:`RejectionLog`
     already wrote the one line such a request deserves."""
@@ -190,27 +119,6 @@ class _QuietClientErrors(logging.Filter):
 
         exc = record.exc_info[1] if record.exc_info else None
         return not isinstance(exc, InvalidInput | ModelNotFound | UnsupportedProtocol | NotImplementedError)
-
-
-async def _send_json(send, status: int, payload: dict[str, Any], headers: Sequence = ()) -> None:
-    body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": body})
-
-
-_CLOSE = [(b"connection", b"close")]
-
-
-class RequestRefused(Exception):
-    """A request the guard answers itself (status, reason, headers) before KServe sees it; a
-    model version the server will not load is :class:`~make_us_rich.serving.predictor.ModelRefused`."""
-
-    def __init__(self, status: int, reason: str, close: bool = False, headers: Sequence = ()) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-        self.headers = [*headers, *(_CLOSE if close else [])]
 
 
 class GuardMiddleware:
@@ -267,18 +175,9 @@ class GuardMiddleware:
         except RequestRefused as refusal:
             self.rejections(refusal.status, method, path, refusal.reason)
             answer["status"] = refusal.status
-            return await _send_json(send, refusal.status, {"error": refusal.reason}, refusal.headers)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
+            return await send_json(send, refusal.status, {"error": refusal.reason}, refusal.headers)
         try:
-            await self.app(scope, replay, watched_send)
+            await self.app(scope, replay(body, receive), watched_send)
         finally:
             if answer.get("status", 200) >= 400:
                 self.rejections(answer["status"], method, path, _reason(answer.get("body", b"")))
@@ -293,53 +192,15 @@ class GuardMiddleware:
             raise RequestRefused(401, "missing or wrong bearer token", headers=[(b"www-authenticate", b"Bearer")])
         refused = check_route(scope.get("method", ""), path)
         if refused:
-            await self._drain(receive, time.monotonic() + self.body_timeout)
+            await drain(receive, self.max_body, self.body_timeout)
             raise RequestRefused(refused[0], refused[1], headers=refused[2])
-        deadline = time.monotonic() + self.body_timeout
-        length = headers.get(b"content-length")
-        if length is not None and not length.strip().isdigit():
-            raise RequestRefused(400, "Content-Length must be a non-negative integer", close=True)
-        if length is not None and int(length) > self.max_body:
-            await self._drain(receive, deadline)
-            raise RequestRefused(413, f"request body over {self.max_body} bytes", close=True)
-        chunks, size = [], 0
-        while True:
-            message = await self._receive(receive, deadline)
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_body:
-                await self._drain(receive, deadline)
-                raise RequestRefused(413, f"request body over {self.max_body} bytes", close=True)
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(scope, receive, self.max_body, self.body_timeout)
         if _is_inference_path(path) and _BINARY_HEADER in headers:
             try:
                 check_binary_framing(headers[_BINARY_HEADER], body)
             except BadRequest as exc:
                 raise RequestRefused(400, str(exc)) from None
         return body
-
-    async def _receive(self, receive, deadline: float):
-        try:
-            return await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            raise RequestRefused(408, f"request body not received within {self.body_timeout:g} s", close=True) from None
-
-    async def _drain(self, receive, deadline: float) -> None:
-        """Read and discard a refused body (up to 8x the limit, within the body timeout) so that
-        the client, still sending, reads the 413 instead of a connection reset."""
-        left = 8 * self.max_body
-        try:
-            while left > 0:
-                message = await self._receive(receive, deadline)
-                left -= len(message.get("body", b""))
-                if message["type"] != "http.request" or not message.get("more_body"):
-                    return
-        except RequestRefused:
-            return
 
 
 def _reason(body: bytes) -> str:
@@ -438,6 +299,86 @@ class Discovery:
         threading.Thread(target=loop, name="discover-symbols", daemon=True).start()
 
 
+class VersionedDataPlane(DataPlane):
+    """KServe's data plane, told the truth about ``models``: the loaded version in the v2
+    metadata (``versions``), ready only when every served model is loaded and reloading, not
+    live only when a reload loop died."""
+
+    def __init__(self, models: list, model_registry) -> None:
+        super().__init__(model_registry=model_registry)
+        self.models = models
+
+    def by_name(self, name: str):
+        return next((m for m in self.models if m.name == name), None)
+
+    async def model_metadata(self, model_name: str) -> dict:
+        metadata = await super().model_metadata(model_name)
+        model = self.by_name(model_name)
+        if model is not None and model.current is not None:
+            metadata["versions"] = [model.current.version]
+            metadata["platform"] = "onnxruntime"
+        return metadata
+
+    async def ready(self) -> bool:
+        return all(
+            self.model_registry.get_model(m.name) is m and m.ready and m.current is not None
+            and m.reload_state() != "dead"
+            for m in self.models
+        )
+
+    async def live(self) -> dict[str, str]:
+        """A dead reload loop is only cured by a restart. A stalled one is not turned into a
+        failing liveness: it usually waits on the store, and a restarted server could not even
+        load its model during a store outage."""
+        dead = [m.name for m in self.models if m.reload_state() == "dead"]
+        return {"status": f"reload loop dead: {', '.join(dead)}" if dead else "alive"}
+
+
+class ServerApp:
+    """The ASGI app uvicorn serves: ``GET /mkrich/status``, everything else KServe's own app,
+    left as KServe builds it (no route or middleware of ours is added to it)."""
+
+    def __init__(self, kserve_app, models: list, store_uri: str, token: str | None, discovery) -> None:
+        self.kserve_app = kserve_app
+        self.models = models
+        self.store_uri = store_uri
+        self.token = token
+        self.discovery = discovery
+
+    def status(self, headers: dict[bytes, bytes]) -> dict[str, Any]:
+        """Open, for probes and dashboards; the internals (store URI, the reload errors' full
+        text, which name paths and endpoints) only with the token, else only their kind."""
+        from make_us_rich.serving.predictor import live_sessions
+
+        detail = authorized(headers, self.token)
+        errors = self.discovery.errors if self.discovery else {}
+        answer = {"models": [m.status(detail) for m in self.models], "sessions": live_sessions(),
+                  "discovery_errors": errors if detail else {
+                      k: "the model store cannot be listed" if k == "*" else "cannot be served yet"
+                      for k in errors}}
+        return {"store": self.store_uri, **answer} if detail else answer
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and (scope.get("path", "").rstrip("/") or "/") == "/mkrich/status":
+            return await send_json(send, 200, self.status(dict(scope.get("headers") or [])))
+        return await self.kserve_app(scope, receive, send)
+
+
+class LoopbackModelServer(ModelServer):
+    """KServe's ``ModelServer`` serving ``app`` on ``host`` with a deadline for the request
+    headers (KServe's REST server listens on 0.0.0.0 and serves its own global app)."""
+
+    def __init__(self, app, host: str, header_timeout: float, **options) -> None:
+        super().__init__(**options)
+        self.app, self.host, self.header_timeout = app, host, header_timeout
+
+    def setup_event_loop(self):
+        # start() has built the REST server (KServe keeps it private); configure it before it listens
+        config = self._rest_server.config
+        config.host, config.http, config.app = self.host, header_timeout_protocol(self.header_timeout), self.app
+        super().setup_event_loop()
+
+
 def serve(
     store_uri: str,
     symbols: Sequence[str] | None,
@@ -459,66 +400,15 @@ def serve(
         raise ConfigError(f"body timeout must be > 0 seconds, got {body_timeout}")
     if header_timeout <= 0:
         raise ConfigError(f"header timeout must be > 0 seconds, got {header_timeout}")
-    import kserve
-    from kserve.model_server import app
-    from kserve.protocol.dataplane import DataPlane
-
     models = build_models(store_uri, symbols, reload_interval, max_batch)
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
-
-    def by_name(name: str):
-        return next((m for m in models if m.name == name), None)
-
-    class VersionedDataPlane(DataPlane):
-        async def model_metadata(self, model_name: str) -> dict:
-            metadata = await super().model_metadata(model_name)
-            model = by_name(model_name)
-            if model is not None and model.current is not None:
-                metadata["versions"] = [model.current.version]
-                metadata["platform"] = "onnxruntime"
-            return metadata
-
-        async def ready(self) -> bool:
-            """Ready only if every served model is loaded, registered and still reloading."""
-            return all(
-                self._model_registry.get_model(m.name) is m and m.ready and m.current is not None
-                and m.reload_state() != "dead"
-                for m in models
-            )
-
-        async def live(self) -> dict[str, str]:
-            """A dead reload loop is only cured by a restart. A stalled one is not turned into
-            a failing liveness: it usually waits on the store, and a restarted server could not
-            even load its model during a store outage."""
-            dead = [m.name for m in models if m.reload_state() == "dead"]
-            return {"status": f"reload loop dead: {', '.join(dead)}" if dead else "alive"}
-
-    class LoopbackModelServer(kserve.ModelServer):
-        def setup_event_loop(self):  # start() has built the REST server: bind it to `host`
-            self._rest_server.config.host = host
-            self._rest_server.config.http = header_timeout_protocol(header_timeout)
-            super().setup_event_loop()
-
-    server = LoopbackModelServer(http_port=port, enable_grpc=False, workers=1)
-    server.dataplane = VersionedDataPlane(model_registry=server.registered_models)
-    discovery = Discovery(models, server.register_model, reload_interval, max_batch) if symbols is None else None
-
-    @app.get("/mkrich/status")
-    async def status(request: Request) -> dict:
-        """Open, for probes and dashboards; the internals (store URI, the reload errors' full
-        text, which name paths and endpoints) only with the token, else only their kind."""
-        detail = authorized(dict(request.scope.get("headers") or []), token)
-        errors = discovery.errors if discovery else {}
-        from make_us_rich.serving.predictor import live_sessions
-
-        answer = {"models": [m.status(detail) for m in models], "sessions": live_sessions(),
-                  "discovery_errors": errors if detail else {
-                      k: "the model store cannot be listed" if k == "*" else "cannot be served yet"
-                      for k in errors}}
-        return {"store": store_uri, **answer} if detail else answer
-
-    app.add_middleware(GuardMiddleware, max_body=max_body, token=token, body_timeout=body_timeout,
-                       known=lambda name: by_name(name) is not None)
+    discovery = Discovery(models, lambda m: server.register_model(m), reload_interval, max_batch) \
+        if symbols is None else None
+    app = GuardMiddleware(ServerApp(kserve_app, models, store_uri, token, discovery), max_body=max_body,
+                          token=token, body_timeout=body_timeout,
+                          known=lambda name: any(m.name == name for m in models))
+    server = LoopbackModelServer(app, host, header_timeout, http_port=port, enable_grpc=False, workers=1)
+    server.dataplane = VersionedDataPlane(models, server.registered_models)
     logging.getLogger("kserve").addFilter(_QuietClientErrors())
     for model in models:
         model.start_watcher()

@@ -172,6 +172,10 @@ def test_no_import_cycle_between_parts():
 def test_the_ports_module_imports_nothing_of_the_project():
     graph = imports(project_modules())
     assert graph["make_us_rich.ports"] == {}
+    # the request guard shared by the predictor and the console: below both, above nothing
+    assert graph["make_us_rich.asgi"] == {}
+    assert "make_us_rich.asgi" in graph["make_us_rich.serving.server"]
+    assert "make_us_rich.asgi" in graph["make_us_rich.console.app"]
     # production code does not reach for the test doubles; the one exception is the CLI's
     # ``mkrich fake-binance`` (an offline demo that serves the bundled sample)
     users = {m for m, edges in graph.items() if not m.startswith("make_us_rich.testing")

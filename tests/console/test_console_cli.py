@@ -149,3 +149,42 @@ def test_a_port_in_use_names_the_consoles_own_make_variable(tmp_path):
     assert done.returncode == 2, done.stderr
     assert f"port {port} is in use" in done.stderr and "make console CONSOLE_PORT=N" in done.stderr
     assert "PORT=N (make serve" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_console_cuts_off_slow_clients(tmp_path):
+    """The guard it shares with the predictor (make_us_rich.asgi): a connection that sends no
+    headers and a form whose body stops arriving are each answered 408 and closed, where
+    uvicorn alone would hold them open."""
+    import socket
+    import time
+
+    from make_us_rich.asgi import DEFAULT_HEADER_TIMEOUT
+    from make_us_rich.console.web import BODY_TIMEOUT
+
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MKRICH_CONSOLE_")}
+    log = tmp_path / "console.log"
+    proc = subprocess.Popen([*MKRICH, "console", "--port", str(port), "--db", f"sqlite:///{tmp_path}/c.db"],
+                            env={**clean, "MKRICH_CONSOLE_SECRET": SECRET}, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200, 120, 0.2,
+                   what=lambda: f"the console answers:\n{log.read_text()}", ignoring=(httpx.TransportError,))
+        silent, slow = socket.create_connection(("127.0.0.1", port)), socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: 100\r\n\r\nemail=a")
+        started = time.monotonic()
+        answers = []
+        for sock in (silent, slow):
+            sock.settimeout(max(DEFAULT_HEADER_TIMEOUT, BODY_TIMEOUT) + 20)
+            data = b""
+            while chunk := sock.recv(4096):  # the console answers and closes the connection
+                data += chunk
+            sock.close()
+            answers.append(data)
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers
+        assert b"request headers not received" in answers[0] and b"request body not received" in answers[1]
+        assert time.monotonic() - started < max(DEFAULT_HEADER_TIMEOUT, BODY_TIMEOUT) + 20
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)

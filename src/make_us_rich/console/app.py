@@ -15,12 +15,15 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from make_us_rich.asgi import BodyLimit
 from make_us_rich.console import auth, forecasts
 from make_us_rich.console.db import make_engine, session_factory
 from make_us_rich.console.routes import admin, api, history, pages, tokens
 from make_us_rich.console.routes import auth as sign_in
 from make_us_rich.console.settings import Settings
 from make_us_rich.console.web import (
+    BODY_TIMEOUT,
+    MAX_BODY,
     PACKAGE,
     Console,
     HTTPProblem,
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.secure_cookies = settings.secure_cookies
+    app.add_middleware(BodyLimit, max_body=MAX_BODY, timeout=BODY_TIMEOUT)  # inside SecurityHeaders: its refusals get the headers
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(PACKAGE / "static")), name="static")
     for router in (pages.router, history.router, sign_in.router, tokens.router, admin.router, api.router):

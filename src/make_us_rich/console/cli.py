@@ -118,6 +118,7 @@ def serve(settings, host: str, port: int, on_ready=None) -> None:
     """Migrate to head, then serve the console until interrupted."""
     import uvicorn
 
+    from make_us_rich.asgi import header_timeout_protocol
     from make_us_rich.console.app import create_app
 
     check_port_free(port, host)
@@ -130,7 +131,7 @@ def serve(settings, host: str, port: int, on_ready=None) -> None:
     if on_ready:
         on_ready()
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=bool(trusted),
-                forwarded_allow_ips=trusted or None, server_header=False)
+                forwarded_allow_ips=trusted or None, server_header=False, http=header_timeout_protocol())
 
 
 def check_port_free(port: int, host: str = "127.0.0.1") -> None:

@@ -29,6 +29,7 @@ from make_us_rich.store import ModelStore
 SESSION_COOKIE = "mkrich_session"
 PRE_COOKIE = "mkrich_pre"
 MAX_BODY = 64 * 1024
+BODY_TIMEOUT = 10.0  # seconds to receive a body: the console's are forms of a few hundred bytes
 #: password checks at once (Argon2 takes ~64 MiB and ~0.15 s each): the rest wait their turn
 PASSWORD_CHECKS = 2
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -187,14 +188,13 @@ def wants_json(request: Request) -> bool:
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
-    """Refuses oversized or unsized bodies before any route reads them, and puts the security
-    headers on every answer (errors and static files included)."""
+    """Refuses chunked bodies, and puts the security headers on every answer (errors, static
+    files and :class:`~make_us_rich.asgi.BodyLimit`'s refusals of oversized or slow bodies)."""
 
     async def dispatch(self, request: Request, call_next):
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            response: Response = PlainTextResponse(f"request body over {MAX_BODY} bytes", status_code=413)
-        elif request.method in ("POST", "PUT", "PATCH") and length is None and \
+        response: Response
+        if request.method in ("POST", "PUT", "PATCH") and length is None and \
                 request.headers.get("transfer-encoding"):
             response = PlainTextResponse("send a Content-Length (chunked bodies are refused)", status_code=411)
         else:
