@@ -1,0 +1,194 @@
+"""``mkrich train`` and ``mkrich evaluate``: one model (or one universal model) trained, scored."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from make_us_rich.cli.common import DEFAULT_SOURCE, _add_source_options
+from make_us_rich.cli.printing import (
+    _print_evaluation,
+    _print_report,
+    _print_training_summary,
+    print_symbol_table,
+)
+from make_us_rich.errors import ConfigError
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from make_us_rich.data import parse_source
+    from make_us_rich.params import TRAIN_PARAMS, given
+    from make_us_rich.training import preset
+    from make_us_rich.workflow import ARTIFACTS, train_symbol
+
+    name = args.preset or ("universal" if args.symbols else "fast")
+    config = preset(name).with_overrides(**given(args, TRAIN_PARAMS))
+    days = args.days
+    if days is None and args.start is None and parse_source(args.source).kind == "binance":
+        days = 365  # one year of hourly candles by default on the live API
+    if args.symbols:
+        return _train_universal(args, config, days)
+    if args.warm_start or args.warm_from_store or args.time_budget:
+        raise ConfigError("--warm-start, --warm-from-store and --time-budget are for a universal model: give --symbols")
+    run = train_symbol(
+        args.source, args.symbol, args.out, config,
+        interval=args.interval, days=days, start=args.start, end=args.end,
+        max_missing_fraction=args.max_missing_fraction, api_url=args.api_url or None,
+        **_gate_options(args), progress=not args.no_progress, tensorboard_dir=args.tensorboard_dir,
+    )
+    _print_training_summary(run)
+    print(f"wrote {run.out_dir}/: {' '.join(n for n in ARTIFACTS if (run.out_dir / n).exists())}")
+    return 0
+
+
+def _gate_options(args: argparse.Namespace) -> dict:
+    """The gate flags as run_stages/run_universal take them (each flag, or its declared default)."""
+    from make_us_rich.params import GATE_PARAMS, given
+
+    gate = {p.name: p.default for p in GATE_PARAMS} | given(args, GATE_PARAMS)
+    return {"gate_tolerance": gate["gate_tolerance"],
+            "coverage_band": (gate["coverage_min"], gate["coverage_max"])}
+
+
+def _train_universal(args: argparse.Namespace, config, days) -> int:
+    from make_us_rich.stages import run_universal
+
+    symbols = [x.strip() for x in args.symbols.split(",") if x.strip()]
+    if [s.lower() for s in symbols] == ["all"]:
+        from make_us_rich.data import parse_source
+        from make_us_rich.data.sources import csv_symbols
+
+        src = parse_source(args.source)
+        if src.kind != "csv" or not src.csv.is_dir():
+            raise ConfigError("--symbols all needs --source csv:DIR (a folder of <SYMBOL>_*.csv[.gz] files)")
+        symbols = csv_symbols(src.csv)
+    summary = run_universal(
+        args.source, symbols, args.out, config, interval=args.interval, lookback_days=days,
+        start=args.start, end=args.end, max_missing_fraction=args.max_missing_fraction,
+        api_url=args.api_url or None, **_gate_options(args),
+        init_dir=args.warm_start, warm_store=args.warm_from_store, time_budget=args.time_budget,
+        horizons=args.horizons,
+        progress=not args.no_progress,
+        concurrency=args.concurrency,
+        tensorboard_dir=args.tensorboard_dir,
+        on_stage=lambda name, info: print(f"  {name}: done", flush=True) if not args.no_progress else None,
+    )
+    t = summary["training"]
+    print(f"\nuniversal model of {len(summary['symbols'])} symbol(s): {', '.join(summary['symbols'])}")
+    print(f"  inputs: {', '.join(t['inputs'])}")
+    print(f"  training: {t['train_windows']} train / {t['val_windows']} validation windows, "
+          f"{t['epochs_run']} epoch(s) in {t['seconds']:.1f} s, best epoch {t['best_epoch']}"
+          f"{' (warm start)' if t['warm_start'] else ''}{' (time budget spent)' if t['budget_exhausted'] else ''}")
+    if t.get("warm_start_from"):
+        print(f"  warm start from {t['warm_start_from']['symbol']} {t['warm_start_from']['version']} in the store")
+    elif t.get("warm_start_note"):
+        print(f"  trained in full: {t['warm_start_note']}")
+    for sym, reason in summary["failed"].items():
+        print(f"  {sym}: left out of this run: {reason}")
+    print_symbol_table(summary["evaluation"])
+    print(f"wrote {args.out}/: model.onnx model.keras model_card.json universal.json scaler/ summary.json"
+          f"{' symbols/<SYMBOL>/' if summary['evaluation'] else ''}")
+    return 0
+
+
+def _horizons(text: str) -> tuple[int, ...]:
+    """``--horizons 1,4,24`` (hours ahead; 1 must be among them: the contract's outputs)."""
+    try:
+        hours = tuple(sorted({int(h) for h in text.split(",") if h.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes whole hours separated by commas, e.g. 1,4,24, not {text!r}") from None
+    if not hours or hours[0] != 1 or hours[-1] > 720:
+        raise argparse.ArgumentTypeError(f"takes hours from 1 to 720 including 1 (the next hour), e.g. 1,4,24, not {text!r}")
+    return hours
+
+
+def _card_symbol(model_dir: str) -> str:
+    """The symbol a per-symbol model folder was trained on (``--symbol`` left out)."""
+    from make_us_rich.io import read_json
+
+    try:
+        card = read_json(Path(model_dir) / "model_card.json")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{model_dir} is not a model folder ({exc}); pass the --out of "
+                          "`mkrich train` or a run's artifacts") from None
+    if card.get("kind") == "universal" or "universal" in card or not card.get("symbol"):
+        trained = card.get("symbols") or (card.get("universal") or {}).get("trained_on") or []
+        raise ConfigError(f"{model_dir} holds a universal model (trained on {', '.join(trained) or '?'});"
+                          " pass --symbol, any symbol with data in --source")
+    return str(card["symbol"])
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from make_us_rich.data import load_klines, normalize_symbol
+    from make_us_rich.evaluation import evaluate_folder, load_window
+
+    symbol = normalize_symbol(args.symbol or _card_symbol(args.model))
+    period = (args.start, args.end, args.days)
+    klines, report = load_klines(
+        args.source, symbol, interval=args.interval,
+        **load_window(args.start, args.end, args.days, args.history_days),
+        max_missing_fraction=args.max_missing_fraction,
+        progress=not args.no_progress, api_url=args.api_url or None,
+    )
+    test, out = evaluate_folder(args.model, klines, symbol, args.out, period=period)
+    _print_report(symbol, report)
+    _print_evaluation(symbol, test)
+    print(f"wrote {out}/: metrics.json predictions.csv fan_chart.png calibration.png")
+    return 0
+
+
+def add_train(sub) -> None:
+    from make_us_rich.params import add_arguments
+
+    p = sub.add_parser(
+        "train",
+        help="fetch -> features -> windows -> train the quantile LSTM -> ONNX -> evaluate beside the baselines -> gate",
+        description="Train one model on one machine and write every artifact (model.onnx, "
+        "scaler.pkl/json, metrics.json, predictions.csv, history.json, model_card.json, PNG plots) into --out. "
+        "Defaults: the 'fast' preset; the whole file for replay sources, 365 days for binance.",
+    )
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
+    p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
+    p.add_argument("--preset", default=None, help="fast (default for --symbol), universal (default for --symbols) "
+                   "or tiny (seconds, for trials); the flags below override it")
+    from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS
+
+    add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
+    p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
+    p.add_argument("--symbols", help="comma-separated symbols (or 'all' of a csv:DIR folder): train ONE "
+                   "universal model on their pooled windows (csv:DIR reads DIR/<SYMBOL>_*.csv[.gz]); each is "
+                   "evaluated on its own test "
+                   "period into --out/symbols/<SYMBOL>/ (none with --test-size 0)")
+    p.add_argument("--warm-start", metavar="DIR", help="with --symbols: start from this universal model "
+                   "folder's weights and input scaler (same inputs, window and units)")
+    p.add_argument("--warm-from-store", metavar="URI", help="with --symbols: start from the newest accepted "
+                   "universal model of these symbols in this model store (none, or another shape: full training)")
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="with --symbols: symbols fetched at once (default 4)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="with --symbols: stop training after this many seconds (best weights kept)")
+    p.add_argument("--horizons", type=_horizons, default=(1,), metavar="H1,H2,...",
+                   help="with --symbols: hours ahead to forecast, e.g. 1,4,24 (one output per horizon; "
+                   "mkrich evaluate then writes predictions_h{h}.csv); default 1")
+    p.set_defaults(func=cmd_train)
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a trained model out of sample on any period, beside the baselines",
+        description="Walk-forward evaluation of a model folder (`mkrich train --out` or a "
+        "pipeline run's artifacts) on klines from --source: each hour of the period (--start/"
+        "--end, or the last --days up to --end; default: the last 30 days) is forecast only from "
+        "the hours before it, by the model and by the baselines (persistence, empirical "
+        "quantiles, GARCH-t, HAR). Writes metrics.json, predictions.csv and the plots to --out.",
+    )
+    _add_source_options(p, default_source=DEFAULT_SOURCE)
+    p.set_defaults(symbol=None)  # the model card's symbol
+    p.add_argument("--model", required=True, help="model folder (holds model.onnx and model_card.json); "
+                   "--symbol defaults to the symbol it was trained on (a universal model needs --symbol)")
+    p.add_argument("--history-days", type=float, default=400.0,
+                   help="days loaded before the period for the volatility features and the "
+                   "baselines' monthly refits on the trailing year (default 400)")
+    p.add_argument("--out", required=True, help="output folder (replaced as a whole)")
+    p.set_defaults(func=cmd_evaluate)
