@@ -16,9 +16,10 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_EXTRAS = {"pipeline", "train"}
-#: the code a local run executes: everything but the console, the server and the test doubles
+#: the code a local run executes: everything but the console, the server, the HTTP guard the two
+#: share (asgi.py) and the test doubles
 RUN_CODE = [p for p in (ROOT / "src" / "make_us_rich").rglob("*.py")
-            if not {"console", "testing"} & set(p.parts)] + [
+            if not {"console", "testing"} & set(p.parts) and p.name != "asgi.py"] + [
     *(ROOT / "components").glob("*.py"), *(ROOT / "pipelines").glob("*.py")]
 
 
