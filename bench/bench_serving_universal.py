@@ -148,6 +148,7 @@ def status(url: str) -> dict:
 def main() -> None:
     from make_us_rich import contract
     from make_us_rich.data import load_klines, write_klines_csv
+    from make_us_rich.params import RunSpec
     from make_us_rich.stages import (
         evaluate_publish_stage,
         fetch_many_stage,
@@ -169,7 +170,7 @@ def main() -> None:
         shutil.copyfile(two / f"{list(samples)[i % 2]}_1h.csv", many / f"{name}_1h.csv")
 
     t0 = time.perf_counter()
-    run_universal(f"csv:{two}", list(samples), work / "model", TrainConfig(**TINY))
+    run_universal(f"csv:{two}", list(samples), work / "model", RunSpec(train=TrainConfig(**TINY)))
     trained = time.perf_counter() - t0
     t0 = time.perf_counter()
     fetch_many_stage(f"csv:{many}", names, work / "market", test_size=0.1)

@@ -154,7 +154,7 @@ def run(seconds: float, tmp: Path) -> tuple[dict, list[dict]]:
     t0 = time.time()
     print("training the models (tiny preset, 75 days of the sample) ...", flush=True)
     first = {s: train(s, f"{s}-1") for s in SYMBOLS}
-    rejected = train("BTCEUR", "BTCEUR-rejected", gate_tolerance=0.0, coverage_band=(0.99, 1.0))
+    rejected = train("BTCEUR", "BTCEUR-rejected", gate_tolerance=0.0, coverage_min=0.99, coverage_max=1.0)
     second = train("BTCEUR", "BTCEUR-2")
     windows = {s: _windows(s, config.sequence_length) for s in SYMBOLS}
     try:

@@ -101,7 +101,7 @@ def rejected_artifacts(tmp_path_factory, tiny_config):
 
     def train(out: Path) -> None:
         run = train_symbol("sample", "BTCEUR", out, tiny_config, days=TINY_DAYS, gate_tolerance=0.0,
-                           coverage_band=(0.99, 1.0))
+                           coverage_min=0.99, coverage_max=1.0)
         assert not run.passed_gate, run.metrics["gate"]
 
     return shared_once(tmp_path_factory, "trained-btceur-rejected", train)
@@ -168,6 +168,7 @@ def universal_models(tmp_path_factory, sample_btceur, sample_btcusdt):
     each model folder holds ``symbols/<SYMBOL>/``, one publishable artifact folder per symbol."""
     pytest.importorskip("tensorflow")
     from make_us_rich.data import write_klines_csv
+    from make_us_rich.params import RunSpec
     from make_us_rich.stages import run_universal
     from make_us_rich.training.config import TrainConfig
 
@@ -180,7 +181,7 @@ def universal_models(tmp_path_factory, sample_btceur, sample_btcusdt):
         write_klines_csv(sample_btcusdt.iloc[:2000], csv / "BTCUSDT_1h.csv")
         write_klines_csv(sample_btcusdt.iloc[:2000], csv / "ETHUSDT_1h.csv")
         for name, epochs in (("a", 2), ("b", 1)):
-            run_universal(f"csv:{csv}", list(UNIVERSAL_SYMBOLS), out / name, TrainConfig(**tiny, max_epochs=epochs),
+            run_universal(f"csv:{csv}", list(UNIVERSAL_SYMBOLS), out / name, RunSpec(train=TrainConfig(**tiny, max_epochs=epochs)),
                           work_dir=out / "market")
 
     root = shared_once(tmp_path_factory, "universal-models", train)

@@ -15,12 +15,7 @@ from make_us_rich import contract
 from make_us_rich.data.klines import to_utc_timestamp
 from make_us_rich.errors import ConfigError
 from make_us_rich.io import write_json
-
-#: the period scored when none is given
-DEFAULT_PERIOD_DAYS = 30.0
-#: days loaded before the period: the GARCH-t and HAR baselines refit monthly on the trailing
-#: 365 days (with less they are weaker than in training's evaluation), plus the features' warm-up
-DEFAULT_HISTORY_DAYS = 400.0
+from make_us_rich.params import DEFAULT_PERIOD_DAYS
 
 
 def load_window(start, end, days, history_days: float) -> dict[str, Any]:

@@ -26,23 +26,25 @@ import pandas as pd
 from make_us_rich.data import DataReport, load_klines, read_klines_csv, write_klines_csv
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 from make_us_rich.io import atomic_path, read_json, sha256, write_json
+from make_us_rich.params import DataSpec, GateSpec, RunSpec, StoreSpec, UniversalSpec
 from make_us_rich.preprocessing import (
     build_features,
     load_scaler,
     save_scaler,
     split_data,
 )
-from make_us_rich.preprocessing.split import holdout_size
+from make_us_rich.preprocessing.split import DEFAULT_TEST_SIZE, holdout_size
 from make_us_rich.preprocessing.windows import (
     fit_input_scaler,
     make_quantile_windows,
     resolve_inputs,
 )
 from make_us_rich.training.config import TrainConfig
-from make_us_rich.training.evaluate import COVERAGE_BAND, DEFAULT_TOLERANCE
 
 KLINES_FILE = "klines.csv"
 REPORT_FILE = "report.json"
+#: the declared defaults (:mod:`make_us_rich.params`) of the stages' keyword arguments
+_DATA, _GATE, _STORE, _UNIVERSAL = DataSpec(), GateSpec(), StoreSpec(), UniversalSpec()
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +92,11 @@ def fetch_stage(
     symbol: str,
     out_dir: str | Path,
     *,
-    interval: str = "1h",
-    lookback_days: float | None = 365.0,
+    interval: str = _DATA.interval,
+    lookback_days: float | None = _DATA.lookback_days,
     start: str | None = None,
     end: str | None = None,
-    max_missing_fraction: float = 0.01,
+    max_missing_fraction: float = _DATA.max_missing_fraction,
     api_url: str | None = None,
     progress: bool = False,
     client: object | None = None,
@@ -124,7 +126,7 @@ def features_stage(klines_dir: str | Path, out_csv: str | Path) -> dict[str, Any
 
 
 def split_stage(
-    features_csv: str | Path, train_csv: str | Path, test_csv: str | Path, test_size: float = 0.1
+    features_csv: str | Path, train_csv: str | Path, test_csv: str | Path, test_size: float
 ) -> dict[str, Any]:
     """Stage 3: chronological split of the feature table."""
     train, test = split_data(read_table(features_csv), test_size)
@@ -138,8 +140,8 @@ def sequences_stage(
     train_csv: str | Path,
     test_csv: str | Path,
     out_npz: str | Path,
-    sequence_length: int = 48,
-    val_size: float = 0.2,
+    sequence_length: int,
+    val_size: float,
 ) -> dict[str, Any]:
     """Stage 4: raw windows and next-hour log-return targets for train / validation (the latest
     ``val_size`` of the train windows) and test (windows whose forecast hour is in the test
@@ -266,10 +268,10 @@ def evaluate_stage(
     *,
     symbol: str,
     source: str,
-    interval: str = "1h",
-    gate_tolerance: float = DEFAULT_TOLERANCE,
-    coverage_min: float = COVERAGE_BAND[0],
-    coverage_max: float = COVERAGE_BAND[1],
+    interval: str = _DATA.interval,
+    gate_tolerance: float = _GATE.gate_tolerance,
+    coverage_min: float = _GATE.coverage_min,
+    coverage_max: float = _GATE.coverage_max,
 ) -> dict[str, Any]:
     """Stage 8a: evaluate the exported model on the test period beside the baselines, gate, and
     write the full artifact folder (what ``publish_stage`` takes). Returns metrics.json's
@@ -308,7 +310,8 @@ def evaluate_stage(
 
 
 def publish_stage(
-    artifacts_dir: str | Path, symbol: str, store_uri: str, keep: int = 10, allow_contract_change: bool = False,
+    artifacts_dir: str | Path, symbol: str, store_uri: str, keep: int = _STORE.keep,
+    allow_contract_change: bool = _STORE.allow_contract_change,
     *, shared_model: str | Path | None = None, sync: bool = True,
 ) -> dict[str, Any]:
     """Stage 8b: publish through the gate (with the serving contract check) to the model store;
@@ -337,16 +340,10 @@ def run_stages(
     source: str,
     symbol: str,
     out_dir: str | Path,
-    config: TrainConfig | None = None,
+    spec: RunSpec | None = None,
     *,
-    interval: str = "1h",
-    lookback_days: float | None = None,
     start: str | None = None,
     end: str | None = None,
-    max_missing_fraction: float = 0.01,
-    api_url: str | None = None,
-    gate_tolerance: float = DEFAULT_TOLERANCE,
-    coverage_band: tuple[float, float] = COVERAGE_BAND,
     klines: tuple[pd.DataFrame, DataReport] | None = None,
     work_dir: str | Path | None = None,
     progress: bool = False,
@@ -361,10 +358,12 @@ def run_stages(
     returns metrics.json's content. ``klines`` (already loaded, with their report) skips the
     fetch; ``on_stage(name, info)`` is called as each stage finishes. ``until`` (one of
     :data:`DATA_STAGES`) stops after that stage and returns each stage's info by name
-    (``mkrich preprocess``: the data stages' files without training)."""
+    (``mkrich preprocess``: the data stages' files without training). ``spec``: the run's data,
+    training and gate parameters (its store part is for publishing, not done here)."""
     if until is not None and until not in DATA_STAGES:
         raise ConfigError(f"until={until!r}: the chain stops after one of {', '.join(DATA_STAGES)}")
-    config = config or TrainConfig()
+    spec = spec or RunSpec()
+    config, data, gate = spec.train, spec.data, spec.gate
     infos: dict[str, Any] = {}
 
     def done(name: str, info: dict[str, Any]) -> bool:
@@ -380,8 +379,8 @@ def run_stages(
             info = write_fetched(*klines, w / "klines")
         else:
             info = fetch_stage(
-                source, symbol, w / "klines", interval=interval, lookback_days=lookback_days,
-                start=start, end=end, max_missing_fraction=max_missing_fraction, api_url=api_url,
+                source, symbol, w / "klines", interval=data.interval, lookback_days=data.lookback_days,
+                start=start, end=end, max_missing_fraction=data.max_missing_fraction, api_url=data.api_url or None,
                 progress=progress, client=client,
             )
         if (done("fetch", info)
@@ -397,8 +396,8 @@ def run_stages(
         done("convert", convert_stage(w / "model", w / "sequences.npz", w / "onnx"))
         metrics = evaluate_stage(
             w / "onnx", w / "scaler", w / "model", w / "klines", w / "train.csv", w / "test.csv", out_dir,
-            symbol=symbol, source=str(source), interval=interval, gate_tolerance=gate_tolerance,
-            coverage_min=coverage_band[0], coverage_max=coverage_band[1],
+            symbol=symbol, source=str(source), interval=data.interval, gate_tolerance=gate.gate_tolerance,
+            coverage_min=gate.coverage_min, coverage_max=gate.coverage_max,
         )
         done("evaluate", metrics)
     return metrics
@@ -585,10 +584,10 @@ def universal_evaluate_stage(
     *,
     symbol: str,
     source: str,
-    interval: str = "1h",
-    gate_tolerance: float = DEFAULT_TOLERANCE,
-    coverage_min: float = COVERAGE_BAND[0],
-    coverage_max: float = COVERAGE_BAND[1],
+    interval: str = _DATA.interval,
+    gate_tolerance: float = _GATE.gate_tolerance,
+    coverage_min: float = _GATE.coverage_min,
+    coverage_max: float = _GATE.coverage_max,
 ) -> dict[str, Any]:
     """One symbol's artifact folder from the universal model: its test period (the model's
     ``test_start`` of the symbol, or the last ``test_size`` of its rows for a symbol the model
@@ -672,9 +671,6 @@ def _write_universal_card(out: Path, cfg: TrainConfig, info: dict[str, Any], tra
 
 
 MARKET_INDEX = "market.json"
-#: symbols fetched at once: Binance weighs a klines request 2 of 6000 a minute; a few requests
-#: in flight keep far below it while hiding each request's latency
-DEFAULT_CONCURRENCY = 4
 
 
 def fetch_many_stage(
@@ -682,13 +678,13 @@ def fetch_many_stage(
     symbols: list[str],
     out_dir: str | Path,
     *,
-    test_size: float = 0.1,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    interval: str = "1h",
-    lookback_days: float | None = 365.0,
+    test_size: float = DEFAULT_TEST_SIZE,
+    concurrency: int = _UNIVERSAL.concurrency,
+    interval: str = _DATA.interval,
+    lookback_days: float | None = _DATA.lookback_days,
     start: str | None = None,
     end: str | None = None,
-    max_missing_fraction: float = 0.01,
+    max_missing_fraction: float = _DATA.max_missing_fraction,
     api_url: str | None = None,
     progress: bool = False,
     client: object | None = None,
@@ -820,7 +816,7 @@ def evaluate_publish_stage(
     out_dir: str | Path,
     *,
     store_uri: str | None = None,
-    keep: int = 10,
+    keep: int = _STORE.keep,
     **options: Any,
 ) -> dict[str, dict[str, Any]]:
     """A batch of symbols: each evaluated and gated on its own (:func:`market_evaluate_stage`,
@@ -858,20 +854,12 @@ def run_universal(
     source: str,
     symbols: list[str],
     out_dir: str | Path,
-    config: TrainConfig | None = None,
+    spec: RunSpec | None = None,
     *,
-    interval: str = "1h",
-    lookback_days: float | None = None,
     start: str | None = None,
     end: str | None = None,
-    max_missing_fraction: float = 0.01,
-    api_url: str | None = None,
-    gate_tolerance: float = DEFAULT_TOLERANCE,
-    coverage_band: tuple[float, float] = COVERAGE_BAND,
-    concurrency: int = DEFAULT_CONCURRENCY,
     init_dir: str | Path | None = None,
     warm_store: str | None = None,
-    time_budget: float | None = None,
     work_dir: str | Path | None = None,
     progress: bool = False,
     tensorboard_dir: str | Path | None = None,
@@ -884,16 +872,21 @@ def run_universal(
     ``test_size`` of its rows; none with 0) - the stages the universal pipeline runs.
     ``out_dir`` receives the model folder and ``symbols/<SYMBOL>/`` (one publishable artifact
     folder per symbol); returns the summary (also ``summary.json``): the training, each
-    symbol's scores and gate decision, and the symbols that failed and why."""
-    config = config or TrainConfig()
+    symbol's scores and gate decision, and the symbols that failed and why. ``spec``: the run's
+    data, training, gate and universal parameters (``concurrency``, ``time_budget``; 0: no limit);
+    ``init_dir`` (a model folder) or ``warm_store`` (a store URI) warm-starts the training."""
+    spec = spec or RunSpec()
+    config, data, gate = spec.train, spec.data, spec.gate
+    time_budget = spec.universal.time_budget or None
     done = on_stage or (lambda name, info: None)
     out = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="mkrich-universal-") as tmp:
         market = Path(work_dir) if work_dir else Path(tmp)
         index = fetch_many_stage(
-            source, symbols, market, test_size=config.test_size, concurrency=concurrency, interval=interval,
-            lookback_days=lookback_days, start=start, end=end, max_missing_fraction=max_missing_fraction,
-            api_url=api_url, progress=progress, client=client,
+            source, symbols, market, test_size=config.test_size, concurrency=spec.universal.concurrency,
+            interval=data.interval, lookback_days=data.lookback_days, start=start, end=end,
+            max_missing_fraction=data.max_missing_fraction, api_url=data.api_url or None, progress=progress,
+            client=client,
         )
         done("fetch", index)
         if init_dir is not None and warm_store:
@@ -907,8 +900,8 @@ def run_universal(
         if config.test_size > 0:
             for sym in index["symbols"]:
                 row = market_evaluate_stage(
-                    out, market, sym, out / "symbols" / sym, interval=interval, gate_tolerance=gate_tolerance,
-                    coverage_min=coverage_band[0], coverage_max=coverage_band[1],
+                    out, market, sym, out / "symbols" / sym, interval=data.interval,
+                    gate_tolerance=gate.gate_tolerance, coverage_min=gate.coverage_min, coverage_max=gate.coverage_max,
                 )
                 results[sym] = {k: v for k, v in row.items() if k != "symbol"}
                 done(f"evaluate {sym}", row)

@@ -11,10 +11,11 @@ import pandas as pd
 
 from make_us_rich.data import DataReport, validate_klines
 from make_us_rich.io import read_json
+from make_us_rich.params import RunSpec
 from make_us_rich.training.artifacts import ARTIFACTS
 from make_us_rich.training.config import TrainConfig
 
-__all__ = ["ARTIFACTS", "TrainingRun", "train_from_klines", "train_symbol"]
+__all__ = ["ARTIFACTS", "RunSpec", "TrainingRun", "as_spec", "train_from_klines", "train_symbol"]
 
 
 @dataclass
@@ -33,20 +34,34 @@ def _run(out_dir: str | Path, metrics: dict[str, Any]) -> TrainingRun:
     return TrainingRun(out_dir=out, metrics=metrics, card=read_json(out / "model_card.json"))
 
 
+def as_spec(spec: RunSpec | TrainConfig | None, **params: Any) -> RunSpec:
+    """A run spec from a spec, or a training config alone (the other parameters at their
+    defaults), with ``params`` (flat names: ``gate_tolerance``, ``interval``, ...) changed."""
+    base = spec if isinstance(spec, RunSpec) else RunSpec(train=spec or TrainConfig())
+    return base.with_params(**params)
+
+
 def train_symbol(
     source: str,
     symbol: str,
     out_dir: str | Path,
-    config: TrainConfig | None = None,
+    spec: RunSpec | TrainConfig | None = None,
     *,
     days: float | None = None,
-    **options: Any,
+    start: str | None = None,
+    end: str | None = None,
+    progress: bool = False,
+    tensorboard_dir: str | Path | None = None,
+    **params: Any,
 ) -> TrainingRun:
-    """Fetch ``symbol`` from ``source`` and run every stage; ``options`` as for
-    :func:`~make_us_rich.stages.run_stages` (interval, start, end, gate_tolerance, ...)."""
+    """Fetch ``symbol`` from ``source`` (the last ``days`` up to ``end``, or from ``start``;
+    neither: the whole file of a replay source) and run every stage
+    (:func:`~make_us_rich.stages.run_stages`); ``params`` change the spec by flat name."""
     from make_us_rich.stages import run_stages
 
-    metrics = run_stages(str(source), symbol, out_dir, config, lookback_days=days, **options)
+    run = as_spec(spec, **params).with_params(lookback_days=days or 0.0)
+    metrics = run_stages(str(source), symbol, out_dir, run, start=start, end=end, progress=progress,
+                         tensorboard_dir=tensorboard_dir)
     return _run(out_dir, metrics)
 
 
@@ -54,17 +69,18 @@ def train_from_klines(
     klines: pd.DataFrame,
     symbol: str,
     out_dir: str | Path,
-    config: TrainConfig | None = None,
+    spec: RunSpec | TrainConfig | None = None,
     *,
     data_report: DataReport | None = None,
     source: str = "klines",
-    **options: Any,
+    **params: Any,
 ) -> TrainingRun:
     """Run the stages after fetch on klines already in memory (validated here when no
     ``data_report`` comes with them)."""
     from make_us_rich.stages import run_stages
 
+    run = as_spec(spec, **params)
     if data_report is None:
-        klines, data_report = validate_klines(klines, interval=options.get("interval", "1h"))
-    metrics = run_stages(source, symbol, out_dir, config, klines=(klines, data_report), **options)
+        klines, data_report = validate_klines(klines, interval=run.data.interval)
+    metrics = run_stages(source, symbol, out_dir, run, klines=(klines, data_report))
     return _run(out_dir, metrics)

@@ -19,7 +19,7 @@ from make_us_rich import stages
 from make_us_rich.inference import onnx_session, predict_all
 from make_us_rich.training.export import ExportError, check_parity, export_onnx
 from make_us_rich.training.quantile_model import load_serving_model
-from make_us_rich.workflow import ARTIFACTS, train_symbol
+from make_us_rich.workflow import ARTIFACTS, RunSpec, train_symbol
 
 DAYS = 75
 
@@ -28,7 +28,7 @@ DAYS = 75
 def work(tmp_path_factory, tiny_config):
     """The stage files of one in-process run (kept: run_stages with a work_dir)."""
     w = tmp_path_factory.mktemp("stages")
-    stages.run_stages("sample", "BTCEUR", w / "artifacts", tiny_config, lookback_days=DAYS, work_dir=w)
+    stages.run_stages("sample", "BTCEUR", w / "artifacts", RunSpec.of(tiny_config, lookback_days=DAYS), work_dir=w)
     return w
 
 
@@ -140,11 +140,12 @@ def test_parity_failure_raises(work):
 
 def test_same_data_and_seed_give_the_same_model_bytes(work, tmp_path, tiny_config):
     again = tmp_path / "again"
-    stages.run_stages("sample", "BTCEUR", again / "artifacts", tiny_config, lookback_days=DAYS, work_dir=again)
+    stages.run_stages("sample", "BTCEUR", again / "artifacts", RunSpec.of(tiny_config, lookback_days=DAYS),
+                      work_dir=again)
     assert (again / "onnx" / "model.onnx").read_bytes() == (work / "onnx" / "model.onnx").read_bytes()
     other = tmp_path / "other"
-    stages.run_stages("sample", "BTCEUR", other / "artifacts", tiny_config.with_overrides(seed=7),
-                      lookback_days=DAYS, work_dir=other)
+    stages.run_stages("sample", "BTCEUR", other / "artifacts", RunSpec.of(tiny_config.with_overrides(seed=7),
+                      lookback_days=DAYS), work_dir=other)
     assert (other / "onnx" / "model.onnx").read_bytes() != (work / "onnx" / "model.onnx").read_bytes()
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from make_us_rich.data import write_klines_csv
 from make_us_rich.errors import ConfigError, DataValidationError
+from make_us_rich.params import RunSpec
 from make_us_rich.preprocessing.features import build_features
 from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows, split_pooled
 from make_us_rich.preprocessing.volatility import volatility_features
@@ -112,7 +113,7 @@ def universal(tmp_path_factory, market):
     from make_us_rich.stages import run_universal
 
     out = tmp_path_factory.mktemp("universal") / "model"
-    summary = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT", "XRPUSDT"], out, TrainConfig(**TINY))
+    summary = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT", "XRPUSDT"], out, RunSpec(train=TrainConfig(**TINY)))
     return out, summary
 
 
@@ -172,14 +173,14 @@ def test_warm_start_begins_where_the_last_model_ended_and_budget_stops(universal
     from make_us_rich.stages import run_universal
 
     out, summary = universal
-    warm = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT"], tmp_path / "warm", TrainConfig(**TINY),
-                         init_dir=out, time_budget=1e-3)
+    warm = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT"], tmp_path / "warm",
+                         RunSpec.of(TrainConfig(**TINY), time_budget=1e-3), init_dir=out)
     t, before = warm["training"], summary["training"]
     assert t["warm_start"] and t["budget_exhausted"] and t["epochs_run"] == 1
     # same data, same scaler, the last model's weights: its validation loss before any step
     assert t["initial_val_loss"] == pytest.approx(before["best_val_loss"], rel=1e-5)
     with pytest.raises(ConfigError, match="warm-start"):
-        run_universal(f"csv:{market}", ["BTCEUR"], tmp_path / "other", TrainConfig(**{**TINY, "lstm_units": 4}),
+        run_universal(f"csv:{market}", ["BTCEUR"], tmp_path / "other", RunSpec(train=TrainConfig(**{**TINY, "lstm_units": 4})),
                       init_dir=out)
 
 
@@ -221,15 +222,16 @@ def test_warm_start_from_the_store_or_in_full_when_there_is_none(universal, mark
     store = ModelStore(str(tmp_path / "store"))
     assert store.publish(out / "symbols" / "ETHUSDT", "ETHUSDT").status == "accepted"
     assert "model.keras" in store.manifest("ETHUSDT", store.latest("ETHUSDT")["version"])["files"]
-    warm = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT"], tmp_path / "warm", TrainConfig(**TINY),
-                         warm_store=store.uri, time_budget=1e-3)["training"]
+    warm = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT"], tmp_path / "warm",
+                         RunSpec.of(TrainConfig(**TINY), time_budget=1e-3), warm_store=store.uri)["training"]
     assert warm["warm_start"] and warm["warm_start_from"]["symbol"] == "ETHUSDT"
     assert warm["initial_val_loss"] == pytest.approx(summary["training"]["best_val_loss"], rel=1e-5)
-    other = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT"], tmp_path / "other", TrainConfig(**{**TINY, "lstm_units": 4}),
-                          warm_store=store.uri, time_budget=1e-3)["training"]
+    other = run_universal(f"csv:{market}", ["BTCEUR", "ETHUSDT"], tmp_path / "other",
+                          RunSpec.of(TrainConfig(**{**TINY, "lstm_units": 4}), time_budget=1e-3),
+                          warm_store=store.uri)["training"]
     assert not other["warm_start"] and "cannot warm-start" in other["warm_start_note"]
-    empty = run_universal(f"csv:{market}", ["BTCEUR"], tmp_path / "empty", TrainConfig(**TINY),
-                          warm_store=str(tmp_path / "empty-store"), time_budget=1e-3)["training"]
+    empty = run_universal(f"csv:{market}", ["BTCEUR"], tmp_path / "empty", RunSpec.of(TrainConfig(**TINY), time_budget=1e-3),
+                          warm_store=str(tmp_path / "empty-store"))["training"]
     assert not empty["warm_start"] and empty["warm_start_note"] == "no accepted universal model in the store"
 
 

@@ -25,12 +25,14 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from make_us_rich import stages
     from make_us_rich.data import normalize_symbol
     from make_us_rich.io import write_json
+    from make_us_rich.params import DATA_PARAMS, RunSpec, given
     from make_us_rich.training.config import TrainConfig
 
     out = Path(args.out)
     klines, report = _load(args)
     config = TrainConfig(sequence_length=args.sequence_length, test_size=args.test_size, val_size=args.val_size)
-    done = stages.run_stages(args.source, args.symbol, out, config, klines=(klines, report), work_dir=out,
+    spec = RunSpec.of(config, **given(args, DATA_PARAMS))
+    done = stages.run_stages(args.source, args.symbol, out, spec, klines=(klines, report), work_dir=out,
                              until="scale")
     split, windows = done["split"], done["sequences"]
     columns = list(stages.read_table(out / "train.csv").columns)

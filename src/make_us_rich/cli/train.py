@@ -17,40 +17,38 @@ from make_us_rich.errors import ConfigError
 
 def cmd_train(args: argparse.Namespace) -> int:
     from make_us_rich.data import parse_source
-    from make_us_rich.params import TRAIN_PARAMS, given
-    from make_us_rich.training import preset
     from make_us_rich.workflow import ARTIFACTS, train_symbol
 
-    name = args.preset or ("universal" if args.symbols else "fast")
-    config = preset(name).with_overrides(**given(args, TRAIN_PARAMS))
+    spec = run_spec(args)
     days = args.days
     if days is None and args.start is None and parse_source(args.source).kind == "binance":
-        days = 365  # one year of hourly candles by default on the live API
+        days = spec.data.lookback_days  # the run's default lookback (a year) on the live API
     if args.symbols:
-        return _train_universal(args, config, days)
+        return _train_universal(args, spec.with_params(lookback_days=days or 0.0))
     if args.warm_start or args.warm_from_store or args.time_budget:
         raise ConfigError("--warm-start, --warm-from-store and --time-budget are for a universal model: give --symbols")
     run = train_symbol(
-        args.source, args.symbol, args.out, config,
-        interval=args.interval, days=days, start=args.start, end=args.end,
-        max_missing_fraction=args.max_missing_fraction, api_url=args.api_url or None,
-        **_gate_options(args), progress=not args.no_progress, tensorboard_dir=args.tensorboard_dir,
+        args.source, args.symbol, args.out, spec, days=days, start=args.start, end=args.end,
+        progress=not args.no_progress, tensorboard_dir=args.tensorboard_dir,
     )
     _print_training_summary(run)
     print(f"wrote {run.out_dir}/: {' '.join(n for n in ARTIFACTS if (run.out_dir / n).exists())}")
     return 0
 
 
-def _gate_options(args: argparse.Namespace) -> dict:
-    """The gate flags as run_stages/run_universal take them (each flag, or its declared default)."""
-    from make_us_rich.params import GATE_PARAMS, given
+def run_spec(args: argparse.Namespace):
+    """The run spec of ``mkrich train``'s flags: the preset (``fast``, or ``universal`` with
+    ``--symbols``) with the training flags given, and the data, gate and universal flags given
+    (the others at their declared defaults). ``mkrich train`` sets no time budget unless told."""
+    from make_us_rich.params import DATA_PARAMS, GATE_PARAMS, TRAIN_PARAMS, RunSpec, given
+    from make_us_rich.training import preset
 
-    gate = {p.name: p.default for p in GATE_PARAMS} | given(args, GATE_PARAMS)
-    return {"gate_tolerance": gate["gate_tolerance"],
-            "coverage_band": (gate["coverage_min"], gate["coverage_max"])}
+    config = preset(args.preset or ("universal" if args.symbols else "fast"))
+    return RunSpec.of(config.with_overrides(**given(args, TRAIN_PARAMS)), **given(args, DATA_PARAMS + GATE_PARAMS),
+                      concurrency=args.concurrency, time_budget=args.time_budget or 0.0)
 
 
-def _train_universal(args: argparse.Namespace, config, days) -> int:
+def _train_universal(args: argparse.Namespace, spec) -> int:
     from make_us_rich.stages import run_universal
 
     symbols = [x.strip() for x in args.symbols.split(",") if x.strip()]
@@ -63,13 +61,10 @@ def _train_universal(args: argparse.Namespace, config, days) -> int:
             raise ConfigError("--symbols all needs --source csv:DIR (a folder of <SYMBOL>_*.csv[.gz] files)")
         symbols = csv_symbols(src.csv)
     summary = run_universal(
-        args.source, symbols, args.out, config, interval=args.interval, lookback_days=days,
-        start=args.start, end=args.end, max_missing_fraction=args.max_missing_fraction,
-        api_url=args.api_url or None, **_gate_options(args),
-        init_dir=args.warm_start, warm_store=args.warm_from_store, time_budget=args.time_budget,
+        args.source, symbols, args.out, spec, start=args.start, end=args.end,
+        init_dir=args.warm_start, warm_store=args.warm_from_store,
         horizons=args.horizons,
         progress=not args.no_progress,
-        concurrency=args.concurrency,
         tensorboard_dir=args.tensorboard_dir,
         on_stage=lambda name, info: print(f"  {name}: done", flush=True) if not args.no_progress else None,
     )
@@ -151,7 +146,7 @@ def add_train(sub) -> None:
     p.add_argument("--out", required=True, help="artifact folder (replaced as a whole)")
     p.add_argument("--preset", default=None, help="fast (default for --symbol), universal (default for --symbols) "
                    "or tiny (seconds, for trials); the flags below override it")
-    from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS
+    from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, UniversalSpec
 
     add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
     p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
@@ -163,8 +158,8 @@ def add_train(sub) -> None:
                    "folder's weights and input scaler (same inputs, window and units)")
     p.add_argument("--warm-from-store", metavar="URI", help="with --symbols: start from the newest accepted "
                    "universal model of these symbols in this model store (none, or another shape: full training)")
-    p.add_argument("--concurrency", type=int, default=4,
-                   help="with --symbols: symbols fetched at once (default 4)")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help=f"with --symbols: symbols fetched at once (default {UniversalSpec().concurrency})")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="with --symbols: stop training after this many seconds (best weights kept)")
     p.add_argument("--horizons", type=_horizons, default=(1,), metavar="H1,H2,...",
@@ -174,6 +169,8 @@ def add_train(sub) -> None:
 
 
 def add_evaluate(sub) -> None:
+    from make_us_rich.params import DEFAULT_HISTORY_DAYS
+
     p = sub.add_parser(
         "evaluate",
         help="score a trained model out of sample on any period, beside the baselines",
@@ -187,8 +184,8 @@ def add_evaluate(sub) -> None:
     p.set_defaults(symbol=None)  # the model card's symbol
     p.add_argument("--model", required=True, help="model folder (holds model.onnx and model_card.json); "
                    "--symbol defaults to the symbol it was trained on (a universal model needs --symbol)")
-    p.add_argument("--history-days", type=float, default=400.0,
+    p.add_argument("--history-days", type=float, default=DEFAULT_HISTORY_DAYS,
                    help="days loaded before the period for the volatility features and the "
-                   "baselines' monthly refits on the trailing year (default 400)")
+                   f"baselines' monthly refits on the trailing year (default {DEFAULT_HISTORY_DAYS:g})")
     p.add_argument("--out", required=True, help="output folder (replaced as a whole)")
     p.set_defaults(func=cmd_evaluate)

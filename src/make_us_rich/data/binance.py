@@ -40,6 +40,7 @@ from typing import Any
 import pandas as pd
 
 from make_us_rich.data.klines import (
+    DEFAULT_INTERVAL,
     interval_ms,
     klines_from_binance,
     normalize_symbol,
@@ -201,7 +202,7 @@ class BinanceClient:
                 "or run offline on the bundled sample (SOURCE=sample / --source sample)"
             ) from None
 
-    def check_symbol(self, symbol: str, interval: str = "1h") -> None:
+    def check_symbol(self, symbol: str, interval: str = DEFAULT_INTERVAL) -> None:
         """Ask for one candle, without retries: an unknown symbol or interval fails here, before
         a pipeline starts (``mkrich run``'s preflight)."""
         import requests
@@ -221,7 +222,7 @@ class BinanceClient:
     def get_data(
         self,
         symbol: str,
-        interval: str = "1h",
+        interval: str = DEFAULT_INTERVAL,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
         *,
@@ -268,13 +269,13 @@ class BinanceClient:
         return klines_from_binance(rows)
 
     def get_five_days_data(
-        self, symbol: str, interval: str = "1h", end: TimeLike | None = None, **kw: Any
+        self, symbol: str, interval: str = DEFAULT_INTERVAL, end: TimeLike | None = None, **kw: Any
     ) -> pd.DataFrame:
         """The last five days of klines up to ``end`` (default: now)."""
         return self.get_days_data(symbol, 5, interval=interval, end=end, **kw)
 
     def get_one_year_data(
-        self, symbol: str, interval: str = "1h", end: TimeLike | None = None, **kw: Any
+        self, symbol: str, interval: str = DEFAULT_INTERVAL, end: TimeLike | None = None, **kw: Any
     ) -> pd.DataFrame:
         """The last 365 days of klines up to ``end`` (default: now)."""
         return self.get_days_data(symbol, 365, interval=interval, end=end, **kw)
@@ -283,7 +284,7 @@ class BinanceClient:
         self,
         symbol: str,
         days: float,
-        interval: str = "1h",
+        interval: str = DEFAULT_INTERVAL,
         end: TimeLike | None = None,
         **kw: Any,
     ) -> pd.DataFrame:

@@ -114,6 +114,10 @@ INTERVALS: dict[str, int] = {
 #: Intervals whose candles sit on a fixed grid of their length since the epoch
 #: (weeks start on Mondays and months vary, so those are not grid-checked).
 _GRID_INTERVALS = {k for k in INTERVALS if k not in {"3d", "1w", "1M"}}
+#: A run's interval and validation limit unless told otherwise (the run parameters ``interval``
+#: and ``max_missing_fraction`` of :mod:`make_us_rich.params` take them as defaults).
+DEFAULT_INTERVAL = "1h"
+DEFAULT_MAX_MISSING_FRACTION = 0.01
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{5,20}$")
 _ASSET_RE = re.compile(r"^[A-Z0-9]{2,10}$")
@@ -283,7 +287,7 @@ class DataReport:
     rows_out: int = 0
     start: str | None = None
     end: str | None = None
-    interval: str = "1h"
+    interval: str = DEFAULT_INTERVAL
     sorted_rows: int = 0
     duplicates_dropped: int = 0
     close_time_filled: int = 0
@@ -314,9 +318,9 @@ def _first_rows(frame: pd.DataFrame, mask: pd.Series | np.ndarray, limit: int = 
 
 def validate_klines(
     frame: pd.DataFrame,
-    interval: str = "1h",
+    interval: str = DEFAULT_INTERVAL,
     *,
-    max_missing_fraction: float = 0.01,
+    max_missing_fraction: float = DEFAULT_MAX_MISSING_FRACTION,
     source: str = "klines",
 ) -> tuple[pd.DataFrame, DataReport]:
     """Check and (within the documented policy) repair klines. Returns ``(klines, report)``.

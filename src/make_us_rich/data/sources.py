@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from make_us_rich.data.klines import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_MISSING_FRACTION,
     DataReport,
     interval_ms,
     normalize_symbol,
@@ -94,11 +96,11 @@ def load_klines(
     source: str | Source,
     symbol: str,
     *,
-    interval: str = "1h",
+    interval: str = DEFAULT_INTERVAL,
     start: str | pd.Timestamp | None = None,
     end: str | pd.Timestamp | None = None,
     days: float | None = None,
-    max_missing_fraction: float = 0.01,
+    max_missing_fraction: float = DEFAULT_MAX_MISSING_FRACTION,
     progress: bool = False,
     client: object | None = None,
     clamp_end: bool = False,

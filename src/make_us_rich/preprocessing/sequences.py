@@ -16,8 +16,8 @@ from make_us_rich.errors import ConfigError, InsufficientHistoryError
 
 def create_sequences(
     data: pd.DataFrame | np.ndarray,
-    target_column: str | int = "close",
-    sequence_length: int = 24,
+    target_column: str | int,
+    sequence_length: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Windows ``X`` float32 ``[n, sequence_length, n_features]`` and targets ``y`` float32
     ``[n]`` with ``n = len(data) - sequence_length``.

@@ -22,7 +22,7 @@ def holdout_size(n: int, fraction: float) -> int:
     return math.ceil(n * fraction)
 
 
-def split_data(data: pd.DataFrame, test_size: float = 0.1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_data(data: pd.DataFrame, test_size: float = DEFAULT_TEST_SIZE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """First ``1 - test_size`` of the rows -> train, the rest -> test.
 
     Every row lands in exactly one set, in order; the test set is the latest.
