@@ -102,3 +102,27 @@ class ReloadLoopCollector:
 
 RELOAD_LOOPS = ReloadLoopCollector()
 REGISTRY.register(RELOAD_LOOPS)
+
+
+#: the last forecast at every served horizon (issue 22); the 1-hour series of
+#: ``mkrich_forecast_close`` stay as they are (alert rules, dashboards)
+LAST_FORECAST_HORIZON = Gauge("mkrich_forecast_close_horizon", "the last forecast of the close h hours ahead "
+                              "(last window of the last request) at a quantile, for each served horizon",
+                              ["symbol", "horizon", "quantile"])
+_EXPORTED_HORIZONS: dict[str, set[str]] = {}
+
+
+def horizon_forecast(symbol: str, horizons, rows) -> None:
+    """``mkrich_forecast_close_horizon{horizon}`` of the served ``horizons`` (``rows``: their
+    quantile closes ``[H, 5]``); a horizon no longer served loses its series."""
+    labels = [str(int(h)) for h in horizons]
+    for h in _EXPORTED_HORIZONS.get(symbol, set()) - set(labels):
+        for q in FORECAST_QUANTILES:
+            try:
+                LAST_FORECAST_HORIZON.remove(symbol, h, q)
+            except KeyError:
+                pass
+    for h, row in zip(labels, rows, strict=True):
+        for q, column in FORECAST_QUANTILES.items():
+            LAST_FORECAST_HORIZON.labels(symbol, h, q).set(float(row[column]))
+    _EXPORTED_HORIZONS[symbol] = set(labels)

@@ -64,6 +64,10 @@ class LoadedModel:
     contract: dict | None = None  # the serving contract its pointer records (contract.contract_of)
     shared: str | None = None  # the shared (universal) model version it uses
     sha256: str | None = None  # of its ONNX file: symbols with the same one share a session
+    #: a model of several horizons (issue 22): the horizons it serves (its per-horizon gate's,
+    #: the pointer's ``horizons``), and their rows in its ``quantile_close_horizons``
+    horizons: tuple[int, ...] = (1,)
+    horizon_rows: tuple[int, ...] | None = None
 
 
 #: One onnxruntime session per distinct model in this process, by the SHA-256 of its ONNX file:
@@ -102,15 +106,20 @@ def load_model(store: ModelStore, symbol: str, pointer: dict[str, Any] | None = 
     version = pointer["version"]
     session = shared_session(store, symbol, pointer)
     seq_len, n_features = int(pointer["sequence_length"]), len(pointer["features"])
-    check_signature(session, seq_len, n_features)
+    horizons = contract.served_horizons(pointer)  # ValueError: a pointer that does not fit together
+    check_signature(session, seq_len, n_features, horizons=horizons is not None)
+    tensors = contract.OUTPUTS + ((contract.horizon_output(len(horizons[0])),) if horizons else ())
     probe = predict_all(session, np.ones((2, seq_len, n_features), dtype=np.float32))
-    for t in contract.OUTPUTS:
+    for t in tensors:
         expected = [2, *t.dims(seq_len, n_features)[1:]]
+        if t.name not in probe:
+            raise ValueError(f"model {version} has no output {t.name} (its pointer lists horizons {horizons[0]})")
         if list(probe[t.name].shape) != expected or not np.isfinite(probe[t.name]).all():
             raise ValueError(f"model {version} answers a probe window with {t.name}={probe[t.name].tolist()}")
     return LoadedModel(symbol, version, pointer.get("triton_version"), seq_len, n_features, session,
                        _created(store, symbol, pointer), tuple(pointer["features"]), contract.contract_of(pointer),
-                       pointer.get("shared"), pointer["checksums"][contract.MODEL_FILE])
+                       pointer.get("shared"), pointer["checksums"][contract.MODEL_FILE],
+                       *((horizons[1], tuple(horizons[0].index(h) for h in horizons[1])) if horizons else ()))
 
 
 def _created(store: ModelStore, symbol: str, pointer: dict[str, Any]) -> float | None:
@@ -307,6 +316,7 @@ class ForecastModel(Model):
             "shared": m.shared if m else None,
             "model_sha256": m.sha256 if m else None,
             "triton_version": m.triton_version if m else None,
+            "horizons": list(m.horizons) if m else None,
             "last_reload_error": self.last_reload_error if detail else self.last_reload_error_public,
             "reload": {
                 "state": self.reload_state(),
@@ -324,8 +334,12 @@ class ForecastModel(Model):
         return [{"name": contract.INPUT_NAME, "datatype": contract.DATATYPE, "shape": shape}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
+        """The contract's outputs; a model of several horizons adds ``quantile_close_horizons``
+        with one row per served horizon (their hours: ``/mkrich/status``, and each answer's
+        ``parameters.horizons``)."""
         m = self.current
-        return [t.spec(m.sequence_length if m else -1, m.n_features if m else -1) for t in contract.OUTPUTS]
+        tensors = contract.OUTPUTS + ((contract.horizon_output(len(m.horizons)),) if m and m.horizon_rows else ())
+        return [t.spec(m.sequence_length if m else -1, m.n_features if m else -1) for t in tensors]
 
     # -- inference
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> _Prepared:
@@ -358,25 +372,37 @@ class ForecastModel(Model):
     def predict(self, payload: _Prepared, headers: dict[str, str] | None = None):
         """onnxruntime, then the forecasts checked before anything is answered or counted."""
         outputs = predict_all(payload.model.session, payload.windows)
+        rows = payload.model.horizon_rows
+        if rows is not None:  # only the horizons the per-horizon gate let through
+            outputs[contract.HORIZON_OUTPUT_NAME] = outputs[contract.HORIZON_OUTPUT_NAME][:, list(rows), :]
+        else:  # a graph with an extra output its pointer does not describe: not answered
+            outputs.pop(contract.HORIZON_OUTPUT_NAME, None)
         try:
             check_forecasts(payload.windows, outputs, payload.model.features)
         except BadRequest as exc:
             raise InvalidInput(str(exc)) from None
         return payload, outputs
 
-    def _observe(self, windows: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
-        """Count the forecasts; keep the last window's forecast and its last close."""
+    def _observe(self, model: LoadedModel, windows: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+        """Count the forecasts; keep the last window's forecast (at each served horizon) and its
+        last close."""
         metrics.PREDICTIONS.labels(self.symbol).inc(len(windows))
         quantiles = outputs[contract.QUANTILE_OUTPUT_NAME][-1]
         for label, column in metrics.FORECAST_QUANTILES.items():
             metrics.LAST_FORECAST.labels(self.symbol, label).set(float(quantiles[column]))
+        by_horizon = outputs.get(contract.HORIZON_OUTPUT_NAME)
+        metrics.horizon_forecast(self.symbol, model.horizons,
+                                 by_horizon[-1] if by_horizon is not None else quantiles[None, :])
         metrics.LAST_CLOSE.labels(self.symbol).set(float(windows[-1, -1, _CLOSE]))
 
     def postprocess(self, result, headers: dict[str, str] | None = None):
-        """v2: every output of the contract; v1: ``predictions`` (the point forecast, one per
-        window) and each further output under its own name."""
+        """v2: every output of the contract (``quantile_close_horizons``: the served horizons'
+        rows only), the served horizons in ``parameters.horizons`` ("1,4,24": hours ahead, in
+        the rows' order); v1: ``predictions`` (the point forecast, one per window), each further
+        output under its own name and ``horizons`` (a list)."""
         prepared, outputs = result
-        self._observe(prepared.windows, outputs)
+        horizons = prepared.model.horizons
+        self._observe(prepared.model, prepared.windows, outputs)
         if prepared.v2:
             infer_outputs = []
             for name, out in outputs.items():
@@ -388,10 +414,11 @@ class ForecastModel(Model):
                 model_name=self.name,
                 model_version=prepared.model.version,
                 infer_outputs=infer_outputs,
+                parameters={"horizons": ",".join(str(h) for h in horizons)},
             )
         answer = {"predictions": outputs[contract.OUTPUT_NAME][:, 0].tolist()}
         answer.update({n: o.tolist() for n, o in outputs.items() if n != contract.OUTPUT_NAME})
-        return {**answer, "model_version": prepared.model.version}
+        return {**answer, "horizons": list(horizons), "model_version": prepared.model.version}
 
 
 class UniversalForecastModel(ForecastModel):
@@ -410,7 +437,13 @@ class UniversalForecastModel(ForecastModel):
         if not shared:
             return None
         best = max(shared, key=lambda m: m.shared or "")
-        return replace(best, symbol=UNIVERSAL_MODEL, version=best.shared)
+        if best.horizon_rows is None:
+            return replace(best, symbol=UNIVERSAL_MODEL, version=best.shared)
+        # a window of any symbol: the horizons that every symbol this model serves passed
+        users = [m for m in shared if m.shared == best.shared]
+        served = tuple(h for h in best.horizons if all(h in m.horizons for m in users))
+        rows = tuple(best.horizon_rows[best.horizons.index(h)] for h in served)
+        return replace(best, symbol=UNIVERSAL_MODEL, version=best.shared, horizons=served, horizon_rows=rows)
 
     def load(self) -> bool:
         self.current = self._newest()
@@ -424,7 +457,8 @@ class UniversalForecastModel(ForecastModel):
         self._poll_started = time.monotonic()
         try:
             new = self._newest()
-            if new is None or (self.current and new.version == self.current.version):
+            if new is None or (self.current and (new.version, new.horizons) == (self.current.version,
+                                                                                self.current.horizons)):
                 self._set_error(None)
                 return False
             changes = contract.contract_changes(self.current.contract, new.contract) if self.current else []

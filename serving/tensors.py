@@ -194,6 +194,10 @@ def check_forecasts(windows: np.ndarray, outputs: dict[str, np.ndarray], feature
     if (bad := np.diff(quantiles, axis=1) < 0).any():
         raise BadRequest(f"the model's quantiles for {_window(bad)} are not ordered: the window is "
                          f"outside what it can forecast; {_HINT}")
+    by_horizon = outputs.get(contract.HORIZON_OUTPUT_NAME)
+    if by_horizon is not None and (bad := np.diff(by_horizon, axis=-1) < 0).any():
+        raise BadRequest(f"the model's quantiles at a longer horizon for {_window(bad)} are not ordered: the "
+                         f"window is outside what it can forecast; {_HINT}")
     if "close" in features:
         close = windows[:, -1, list(features).index("close"), None]
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -75,16 +75,21 @@ def model_name(symbol: str) -> str:
     return f"{symbol.lower()}-close"
 
 
-def signature(sequence_length: int, n_features: int) -> dict[str, object]:
-    """The input/output section of a model card."""
+def signature(sequence_length: int, n_features: int, n_horizons: int = 0) -> dict[str, object]:
+    """The input/output section of a model card (``n_horizons``: a model of several horizons
+    lists its :data:`HORIZON_OUTPUT_NAME` too)."""
+    outputs = OUTPUTS + ((horizon_output(n_horizons),) if n_horizons else ())
     return {
         "input": {**INPUT.spec(sequence_length, n_features), "description": INPUT.description},
-        "outputs": [{**t.spec(sequence_length, n_features), "description": t.description} for t in OUTPUTS],
+        "outputs": [{**t.spec(sequence_length, n_features), "description": t.description} for t in outputs],
     }
 
 
-def triton_config(name: str, sequence_length: int, n_features: int, version_policy: str) -> str:
-    """Triton ``config.pbtxt`` for the ONNX forecaster (batch dimension inside dims: -1)."""
+def triton_config(name: str, sequence_length: int, n_features: int, version_policy: str,
+                  n_horizons: int = 0) -> str:
+    """Triton ``config.pbtxt`` for the ONNX forecaster (batch dimension inside dims: -1); a
+    model of ``n_horizons`` horizons lists its :data:`HORIZON_OUTPUT_NAME` too (Triton answers
+    every row: the pointer's ``horizons`` says which are served)."""
 
     def block(tensors) -> str:
         return ",\n".join(
@@ -98,7 +103,7 @@ def triton_config(name: str, sequence_length: int, n_features: int, version_poli
         'platform: "onnxruntime_onnx"\n'
         "max_batch_size: 0\n"
         f"input [\n{block([INPUT])}\n]\n"
-        f"output [\n{block(OUTPUTS)}\n]\n"
+        f"output [\n{block(OUTPUTS + ((horizon_output(n_horizons),) if n_horizons else ()))}\n]\n"
         f"version_policy: {version_policy}\n"
     )
 
@@ -208,3 +213,49 @@ def _number(value: object, where: str, kind: type = float):
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"metrics {where} is {value!r}, not a number")
     return kind(value)
+
+
+# --- forecast horizons (issue 22) --------------------------------------------------------------
+#: The ONNX output of a model of several horizons, beside the 1-hour :data:`OUTPUTS`: the closes
+#: at each horizon's quantiles ``[batch, H, 5]``, rows in the order of the model card's
+#: ``horizons`` (the pointer's ``horizon_axis``).
+HORIZON_OUTPUT_NAME = "quantile_close_horizons"
+
+
+def horizon_output(n_horizons: int) -> Tensor:
+    """The tensor of :data:`HORIZON_OUTPUT_NAME` for a model of ``n_horizons`` horizons (or
+    of that many served horizons: the predictor answers only those)."""
+    return Tensor(
+        HORIZON_OUTPUT_NAME, (-1, int(n_horizons), len(QUANTILES)),
+        "close at each horizon's quantiles " + ", ".join(f"{q:g}" for q in QUANTILES) + " (rows: the "
+        "horizons in hours the response's parameters.horizons or the pointer's horizon_axis lists), in quote currency",
+    )
+
+
+def check_horizon_list(value: object, where: str) -> tuple[int, ...]:
+    """A list of horizons in hours as a pointer records it: distinct whole hours >= 1, the
+    1-hour horizon among them (the contract's outputs); ``ValueError`` naming ``where``."""
+    if (not isinstance(value, list | tuple) or not value
+            or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in value)
+            or len(set(value)) != len(value) or 1 not in value):
+        raise ValueError(f"{where} is {value!r}, not a list of distinct whole hours including 1")
+    return tuple(value)
+
+
+def served_horizons(pointer: dict) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``(horizon_axis, served)`` of a ``latest.json`` pointer: the model's horizons in the order
+    of the rows of :data:`HORIZON_OUTPUT_NAME`, and those its per-horizon gate let through
+    (``horizons``), in that order; ``None`` for a model of the next hour only. ``ValueError``
+    when they do not fit together."""
+    if pointer.get("horizon_axis") is None:
+        return None
+    axis = check_horizon_list(pointer["horizon_axis"], "the pointer's horizon_axis")
+    served = check_horizon_list(pointer.get("horizons"), "the pointer's horizons")
+    if not set(served) <= set(axis):
+        raise ValueError(f"the pointer's horizons {list(served)} are not all in its horizon_axis {list(axis)}")
+    return axis, tuple(h for h in axis if h in served)
+
+
+def horizon_rows(serving: dict) -> int:
+    """How many horizons a serving contract's :data:`HORIZON_OUTPUT_NAME` holds (0: none)."""
+    return next((int(o["shape"][1]) for o in serving["outputs"] if o["name"] == HORIZON_OUTPUT_NAME), 0)

@@ -50,6 +50,7 @@ from make_us_rich.baselines import (
     HarFit,
     har_design,
 )
+from make_us_rich.contract import HORIZON_OUTPUT_NAME
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 from make_us_rich.scoring import (
     INTERVALS,
@@ -61,9 +62,6 @@ from make_us_rich.scoring import (
 )
 
 DEFAULT_HORIZONS: tuple[int, ...] = (1, 4, 24)
-#: the ONNX output of a multi-horizon model (``[batch, H, 5]`` closes) beside the contract's
-#: 1-hour outputs; the model card's ``horizons`` lists its H horizons in order
-HORIZON_OUTPUT_NAME = "quantile_close_horizons"
 STEP = pd.Timedelta(hours=1)
 #: the longest horizon (a month): windows and fits here are sized in hours
 MAX_HORIZON = 720

@@ -23,13 +23,14 @@ def onnx_session(model_bytes: bytes, intra_op_threads: int = 0):
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 
-def check_signature(session, sequence_length: int, n_features: int) -> None:
+def check_signature(session, sequence_length: int, n_features: int, horizons: bool = False) -> None:
     """Raise :class:`ModelSignatureError` unless the session has the documented contract:
     input ``window`` float ``[batch, L, F]`` (batch dynamic) and the outputs of
-    :data:`make_us_rich.contract.OUTPUTS`, in that order."""
+    :data:`make_us_rich.contract.OUTPUTS`, in that order (``horizons``: then
+    :data:`~make_us_rich.contract.HORIZON_OUTPUT_NAME`, a model of several horizons)."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     found = ([i.name for i in inputs], [o.name for o in outputs])
-    expected = ([contract.INPUT_NAME], list(contract.OUTPUT_NAMES))
+    expected = ([contract.INPUT_NAME], list(contract.OUTPUT_NAMES) + [contract.HORIZON_OUTPUT_NAME] * horizons)
     if found != expected:
         raise ModelSignatureError(f"model signature {found[0]} -> {found[1]}, expected {expected[0]} -> {expected[1]}")
     shape = inputs[0].shape
@@ -43,8 +44,12 @@ def check_signature(session, sequence_length: int, n_features: int) -> None:
 
 
 def predict_all(session, windows: np.ndarray) -> dict[str, np.ndarray]:
-    """Raw windows float32 ``[batch, L, F]`` -> every output of the contract, by name."""
-    return dict(zip(contract.OUTPUT_NAMES, session.run(list(contract.OUTPUT_NAMES), {contract.INPUT_NAME: windows}), strict=True))
+    """Raw windows float32 ``[batch, L, F]`` -> every output of the contract, by name (and a
+    model of several horizons' :data:`~make_us_rich.contract.HORIZON_OUTPUT_NAME`)."""
+    names = list(contract.OUTPUT_NAMES)
+    if any(o.name == contract.HORIZON_OUTPUT_NAME for o in session.get_outputs()):
+        names.append(contract.HORIZON_OUTPUT_NAME)
+    return dict(zip(names, session.run(names, {contract.INPUT_NAME: windows}), strict=True))
 
 
 def predict(session, windows: np.ndarray) -> np.ndarray:

@@ -80,13 +80,41 @@ def predict_next_close(
     predicted = float(outputs[contract.OUTPUT_NAME][0])
     quantiles = outputs.get(contract.QUANTILE_OUTPUT_NAME)
     last_time = window["timestamp"].iloc[-1]
+    one_hour = dict(zip(QUANTILE_COLUMNS, map(float, quantiles), strict=True)) if quantiles else None
     return {
         "symbol": sym,
         "model": name,
         "model_version": answer.get("model_version"),
         "predicted_close": predicted,
-        "quantiles": dict(zip(QUANTILE_COLUMNS, map(float, quantiles), strict=True)) if quantiles else None,
+        "quantiles": one_hour,
         "last_close": float(window["close"].iloc[-1]),
         "last_hour": last_time.isoformat(),
         "for_hour": (last_time + pd.Timedelta(milliseconds=step)).isoformat(),
+        "horizons": horizon_entries(answer, outputs, one_hour, last_time, step),
     }
+
+
+def horizon_entries(answer: dict, outputs: dict, one_hour: dict | None, last_time: pd.Timestamp,
+                    step_ms: int) -> list[dict[str, Any]]:
+    """The forecast at every horizon the server answers (issue 22), the next hour first:
+    ``{"hours", "for_hour" (open time of the target candle), "quantiles"}``. The hours are the
+    answer's ``parameters.horizons`` (``mkrich serve``); an answer without them (a one-horizon
+    model, or Triton, which does not know which horizons the gate let through) gives the 1-hour
+    entry only."""
+    if one_hour is None:
+        return []
+    params = answer.get("parameters") or {}
+    try:
+        hours = [int(h) for h in str(params.get("horizons") or "1").split(",")]
+    except ValueError:
+        raise ServerError(f"the server's answer names horizons {params.get('horizons')!r}, not hours") from None
+    rows = outputs.get(contract.HORIZON_OUTPUT_NAME)
+    table = {1: one_hour}
+    if rows is not None and hours != [1]:
+        values = np.asarray(rows, dtype=np.float64).reshape(-1, len(QUANTILE_COLUMNS))
+        if len(values) != len(hours):
+            raise ServerError(f"the server's answer has {len(values)} horizon rows for horizons {hours}")
+        table.update({h: dict(zip(QUANTILE_COLUMNS, map(float, row), strict=True))
+                      for h, row in zip(hours, values, strict=True) if h != 1})
+    step = pd.Timedelta(milliseconds=step_ms)
+    return [{"hours": h, "for_hour": (last_time + h * step).isoformat(), "quantiles": table[h]} for h in sorted(table)]

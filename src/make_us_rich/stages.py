@@ -438,7 +438,7 @@ def universal_train_stage(
     ``config.json`` (the inputs actually used), ``history.json``, ``training.json`` and
     ``universal.json`` (symbols, windows and unavailable inputs of each). ``horizons`` other
     than ``(1,)``: a model with a quantile output per horizon (issue 22, :mod:`make_us_rich.horizons`;
-    the cuts purged by the longest one, no warm start yet), the card listing them."""
+    the cuts purged by the longest one; a warm start needs the same horizons), the card listing them."""
     from make_us_rich.contract import MODEL_FILE
     from make_us_rich.io import atomic_write_bytes
     from make_us_rich.preprocessing.pooled import fit_pooled_scaler, pool_windows, split_pooled
@@ -462,8 +462,6 @@ def universal_train_stage(
         )
 
         horizons = check_horizons(horizons)
-        if init_dir is not None:
-            raise ConfigError("a model of several horizons trains in full (no --warm-start yet)")
         targets = pooled_horizon_targets(windows, tables, horizons)
         (train, y_train), (val, y_val), (test, _) = split_pooled_horizons(windows, targets, horizons,
                                                                            cfg.val_size, starts)
@@ -473,6 +471,10 @@ def universal_train_stage(
     if init_dir is not None:
         init_dir = Path(init_dir)
         previous = _folder_config(init_dir)
+        before = _folder_horizons(init_dir)
+        if before != tuple(horizons):
+            raise WarmStartMismatch(f"cannot warm-start from {init_dir}: it forecasts the horizons {list(before)} h, "
+                                    f"this run {list(horizons)} h; retrain in full")
         if (previous.inputs, previous.sequence_length, previous.lstm_units) != (
                 cfg.inputs, cfg.sequence_length, cfg.lstm_units):
             raise WarmStartMismatch(
@@ -492,8 +494,7 @@ def universal_train_stage(
         from make_us_rich.training.quantile_model import fit_horizon_model
 
         trained = fit_horizon_model(train, val, y_train, y_val, scaler, cfg, horizons, har_features=har_features,
-                                    time_budget=time_budget, progress=progress)
-        trained.extra.setdefault("warm_start", False)
+                                    init_from=init, time_budget=time_budget, progress=progress)
     else:
         trained = fit_pooled_model(train, val, scaler, cfg, har_features=har_features, init_from=init,
                                    time_budget=time_budget, progress=progress, tensorboard_dir=tensorboard_dir)
@@ -552,6 +553,12 @@ def _folder_config(folder: Path) -> TrainConfig:
     if (folder / "config.json").is_file():
         return TrainConfig.from_dict(read_json(folder / "config.json"))
     return TrainConfig.from_dict(read_json(folder / "model_card.json")["hyperparameters"])
+
+
+def _folder_horizons(folder: Path) -> tuple[int, ...]:
+    """The horizons a model folder (universal, or a symbol's artifacts) forecasts: its card's."""
+    card = folder / "model_card.json"
+    return tuple(read_json(card).get("horizons") or (1,)) if card.is_file() else (1,)
 
 
 def warm_start_from_store(store_uri: str, symbols: list[str], dest: str | Path) -> dict[str, Any] | None:
@@ -635,7 +642,7 @@ def universal_evaluate_stage(
         parity=read_json(model_dir / "parity.json"), history=read_json(model_dir / "history.json"),
         training=read_json(model_dir / "training.json"), features=features, test_start=test.index[0],
         gate_tolerance=gate_tolerance, coverage_band=(coverage_min, coverage_max), model_info=model_info,
-        keras_model=model_dir / "model.keras",
+        keras_model=model_dir / "model.keras", horizons=tuple(info["horizons"]) if info.get("horizons") else None,
     )
 
 
@@ -658,7 +665,7 @@ def _write_universal_card(out: Path, cfg: TrainConfig, info: dict[str, Any], tra
         "data": {"periods": info["periods"], "test_start": info["test_start"], "windows": info["windows"]},
         "target": "log return to the next close (quantiles " + ", ".join(f"{q:g}" for q in contract.QUANTILES) + ")",
         "sequence_length": cfg.sequence_length,
-        **contract.signature(cfg.sequence_length, len(contract.FEATURES)),
+        **contract.signature(cfg.sequence_length, len(contract.FEATURES), len(info.get("horizons") or ())),
         "opset": contract.OPSET,
         "hyperparameters": cfg.to_dict(),
         "training": training,

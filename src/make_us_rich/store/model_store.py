@@ -144,11 +144,12 @@ def check_pointer(pointer: Any, symbol: str, where: str) -> dict[str, Any]:
     return pointer
 
 
-def triton_config(model_name: str, sequence_length: int, n_features: int, version: int | None = None) -> str:
+def triton_config(model_name: str, sequence_length: int, n_features: int, version: int | None = None,
+                  n_horizons: int = 0) -> str:
     """Triton ``config.pbtxt`` for the ONNX forecaster (tensors from the contract); with
     ``version``, Triton serves that version only, whatever other folders exist."""
     policy = f"specific: {{ versions: [ {version} ] }}" if version else "latest: { num_versions: 1 }"
-    return contract.triton_config(model_name, sequence_length, n_features, f"{{ {policy} }}")
+    return contract.triton_config(model_name, sequence_length, n_features, f"{{ {policy} }}", n_horizons)
 
 
 class ModelStore:
@@ -333,6 +334,10 @@ class ModelStore:
         refs = {} if shared is None else {
             n: shared["version"] for n, data in shared["files"].items() if checksums.get(n) == _sha256(data)
         }
+        # a model of several horizons (issue 22): its rows' order, and those its per-horizon gate
+        # let through (none recorded: the next hour only), for the server's answer
+        horizons = {"horizon_axis": list(card["horizons"]),
+                    "horizons": list(gate.get("served_horizons") or [1])} if card.get("horizons") else {}
         created = datetime.now(UTC)
         version = f"{created.strftime('%Y%m%dT%H%M%S.%fZ')}-{checksums['model.onnx'][:8]}"
         model_name = contract.model_name(sym)
@@ -384,6 +389,7 @@ class ModelStore:
                 "contract_changes": changes,
                 "metrics": metrics.get("test"),
                 "files": dict(sorted(uploaded.items())),
+                **horizons,
             }
             put(self._version_key(sym, version, "manifest.json"), json_bytes(manifest))
             _checkpoint("manifest")
@@ -408,6 +414,7 @@ class ModelStore:
                     "checksums": {n: u["sha256"] for n, u in manifest["files"].items()},
                     "metrics": metrics.get("test"),
                     "promoted": promoted,
+                    **horizons,
                 }
                 self._put_verified(self._latest_key(sym), json_bytes(pointer))
                 _checkpoint("pointer")
@@ -506,7 +513,8 @@ class ModelStore:
         model = self.read(sym, pointer["version"], contract.MODEL_FILE, pointer["checksums"][contract.MODEL_FILE])
         self._put_if_changed(f"triton/{model_name}/{n}/{contract.MODEL_FILE}", model)
         _checkpoint("triton-copy")
-        config = triton_config(model_name, pointer["sequence_length"], len(pointer["features"]), n)
+        config = triton_config(model_name, pointer["sequence_length"], len(pointer["features"]), n,
+                               contract.horizon_rows(contract.contract_of(pointer)))
         self._put_if_changed(f"triton/{model_name}/config.pbtxt", config.encode())
         _checkpoint("triton-config")
         keep = {n} | {m["triton_version"] for m in self.versions(sym) if m["status"] == "accepted"}
@@ -560,7 +568,8 @@ class ModelStore:
         numbers = sorted(pinned.values())
         config = contract.triton_config(
             UNIVERSAL_MODEL, newest["sequence_length"], len(newest["features"]),
-            f"{{ specific: {{ versions: [ {', '.join(str(n) for n in numbers)} ] }} }}")
+            f"{{ specific: {{ versions: [ {', '.join(str(n) for n in numbers)} ] }} }}",
+            contract.horizon_rows(newest["contract"]))
         self._put_if_changed(f"triton/{UNIVERSAL_MODEL}/config.pbtxt", config.encode())
         _checkpoint("triton-config")
         self.backend.delete([

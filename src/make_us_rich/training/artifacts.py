@@ -37,6 +37,7 @@ from make_us_rich.training.evaluate import (
     COVERAGE_BAND,
     DEFAULT_TOLERANCE,
     evaluate_model,
+    gate_served_horizons,
     promotion_gate,
 )
 
@@ -76,13 +77,17 @@ def write_artifacts(
     coverage_band: tuple[float, float] = COVERAGE_BAND,
     model_info: dict[str, Any] | None = None,
     keras_model: str | Path | None = None,
+    horizons: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the exported model on the test period (forecast hours from ``test_start`` on,
     ``features`` holding the history before it) beside the baselines, apply the gate and write
     every artifact into ``out_dir`` (replaced as a whole). Returns metrics.json's content.
     ``model_info`` (a universal model: its symbols, the inputs it reads, those this symbol
     lacks) goes into the card and metrics as ``universal``; ``keras_model`` (its Keras file) is
-    kept beside as ``model.keras`` for the next run's warm start."""
+    kept beside as ``model.keras`` for the next run's warm start. ``horizons`` (a model of
+    several, issue 22): each is scored and gated on its own (metrics' ``horizons``, the gate's
+    ``horizons`` and ``served_horizons``: what the store's pointer lets the server answer); the
+    model is refused only when its 1-hour horizon fails."""
     from make_us_rich.preprocessing.windows import unavailable_inputs
     from make_us_rich.training.plots import plot_calibration, plot_fan_chart, plot_training_curves
 
@@ -90,16 +95,26 @@ def write_artifacts(
     evaluation = evaluate_model(model_bytes, features, config.sequence_length, start=test_start)
     test_metrics = evaluation.metrics
     gate = promotion_gate(test_metrics, bool(parity.get("passed")), gate_tolerance, coverage_band)
+    gate_record = gate.to_dict()
+    hs: tuple[int, ...] = tuple(int(h) for h in horizons or (1,))
+    multi = hs != (1,)
+    if multi:
+        per_horizon = gate_served_horizons(model_bytes, features, config.sequence_length, hs,
+                                           start=test_start, one_hour=gate, parity_passed=bool(parity.get("passed")),
+                                           tolerance=gate_tolerance, coverage_band=coverage_band)
+        gate_record.update(horizons=per_horizon["gates"], served_horizons=per_horizon["served"])
     metrics = {
         "symbol": sym,
         "test": test_metrics,
-        "gate": gate.to_dict(),
+        "gate": gate_record,
         "parity": parity,
         "training": training,
         "inputs": {"used": list(config.inputs), "unavailable": list(unavailable_inputs(features))},
     }
     if model_info:
         metrics["universal"] = model_info
+    if multi:
+        metrics["horizons"] = per_horizon["scores"]
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -127,13 +142,14 @@ def write_artifacts(
             "features": list(contract.FEATURES),
             "target": "log return to the next close (quantiles " + ", ".join(f"{q:g}" for q in contract.QUANTILES) + ")",
             "sequence_length": config.sequence_length,
-            **contract.signature(config.sequence_length, len(contract.FEATURES)),
+            **contract.signature(config.sequence_length, len(contract.FEATURES), len(hs) if multi else 0),
+            **({"horizons": list(hs)} if multi else {}),
             "opset": contract.OPSET,
             "hyperparameters": config.to_dict(),
             "inputs": metrics["inputs"],
             **({"universal": model_info} if model_info else {}),
             "metrics": test_metrics,
-            "gate": gate.to_dict(),
+            "gate": gate_record,
             "parity": parity,
             "training": training,
             "versions": library_versions(),

@@ -181,3 +181,31 @@ def gate_horizons(scores: Mapping[str, Mapping[str, Any]], parity_passed: bool,
         }}
         out[str(h)] = promotion_gate(metrics, parity_passed, tolerance, coverage_band)
     return out
+
+
+def gate_served_horizons(model_bytes: bytes, features: pd.DataFrame, sequence_length: int,
+                         horizons, *, start, one_hour: GateDecision, parity_passed: bool,
+                         tolerance: float = DEFAULT_TOLERANCE,
+                         coverage_band: tuple[float, float] = COVERAGE_BAND,
+                         n_boot: int = 500) -> dict[str, Any]:
+    """The per-horizon gate of a model of several horizons (issue 22) on its test period (the
+    forecast hours from ``start`` on): each horizon scored beside its own baselines
+    (:func:`make_us_rich.horizons.evaluate_horizons`) and judged by :func:`gate_horizons`; the
+    1-hour horizon's decision is ``one_hour``, the model's gate (it alone refuses the model).
+    Returns ``scores`` (by horizon), ``gates`` (each decision) and ``served``: the horizons
+    that passed, in the model's order (none when the model is refused). A test period too
+    short to score the longer horizons serves the next hour only, and says so."""
+    from make_us_rich.errors import InsufficientHistoryError
+    from make_us_rich.horizons import check_horizons, evaluate_horizons
+
+    hs = check_horizons(horizons)
+    try:
+        scores, _ = evaluate_horizons(model_bytes, features, sequence_length, hs, start=start, n_boot=n_boot)
+        gates = gate_horizons(scores, parity_passed, tolerance, coverage_band)
+    except (InsufficientHistoryError, ConfigError) as exc:  # a test period too short for a horizon's scores
+        scores = {}
+        gates = {str(h): GateDecision(False, tolerance, tuple(coverage_band), [f"not scored: {exc}"])
+                 for h in hs}
+    gates["1"] = one_hour
+    served = [h for h in hs if gates[str(h)].passed] if one_hour.passed else []
+    return {"scores": scores, "gates": {h: g.to_dict() for h, g in gates.items()}, "served": served}

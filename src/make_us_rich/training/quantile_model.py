@@ -558,6 +558,7 @@ def fit_horizon_model(
     horizons: tuple[int, ...],
     *,
     har_features: list[pd.DataFrame] | None = None,
+    init_from: keras.Model | None = None,
     time_budget: float | None = None,
     progress: bool | str = False,
 ) -> QuantileModel:
@@ -566,7 +567,9 @@ def fit_horizon_model(
     purge the windows whose longest target crosses a cut first), normalized per horizon by
     :func:`horizon_scale`; early stopping on the validation windows. ``har_features`` (each
     symbol's train feature table) fits one HAR per horizon on the pooled rows when
-    ``config.blend_har``. The 1-hour model and its functions are untouched."""
+    ``config.blend_har``. ``init_from`` (the last accepted serving model of the same horizons,
+    built with the same ``scaler``) warm-starts the LSTM and every horizon's head. The 1-hour
+    model and its functions are untouched."""
     from make_us_rich.horizons import check_horizons, fit_har_horizon
 
     horizons = check_horizons(horizons)
@@ -587,8 +590,22 @@ def fit_horizon_model(
     z_train = y_train / horizon_scale(train.norm_vol, horizons)
     z_val = y_val / horizon_scale(val.norm_vol, horizons)
     model = build_horizon_model(config, scaler, z_train, horizons, hars)
+    if init_from is not None:
+        for name in ("lstm", *(f"{layer}_h{h}" for h in horizons for layer in ("head", "z_quantiles"))):
+            try:
+                source = init_from.get_layer(name)
+            except ValueError:
+                raise ConfigError(f"cannot warm-start: the last model has no layer {name!r} (other horizons); "
+                                  "retrain in full") from None
+            target = model.core.get_layer(name)
+            weights = source.get_weights()
+            if [w.shape for w in weights] != [w.shape for w in target.get_weights()]:
+                raise ConfigError(f"cannot warm-start: layer {name!r} differs from the last model's "
+                                  "(other units, inputs or window length); retrain in full")
+            target.set_weights(weights)
     model.extra.update(_fit_pooled(model, config, train, val, progress=progress, time_budget=time_budget,
                                    z_train=z_train, z_val=z_val))
+    model.extra["warm_start"] = init_from is not None
     return model
 
 
