@@ -34,6 +34,7 @@ def horizon_model(tmp_path_factory, sample_btceur, sample_btcusdt):
     pytest.importorskip("tensorflow")
     from make_us_rich.data import write_klines_csv
     from make_us_rich.stages import market_evaluate_stage, run_universal
+    from make_us_rich.params import RunSpec
     from make_us_rich.training.config import TrainConfig
 
     base = tmp_path_factory.mktemp("horizons")
@@ -42,7 +43,8 @@ def horizon_model(tmp_path_factory, sample_btceur, sample_btcusdt):
     write_klines_csv(sample_btceur.iloc[:3000], csv / "BTCEUR_1h.csv")
     write_klines_csv(sample_btcusdt.iloc[:3000], csv / "BTCUSDT_1h.csv")
     config = TrainConfig(sequence_length=12, lstm_units=8, batch_size=64, patience=1, max_epochs=2, test_size=0.2)
-    run_universal(f"csv:{csv}", list(SYMBOLS), base / "model", config, horizons=HORIZONS, work_dir=base / "market")
+    run_universal(f"csv:{csv}", list(SYMBOLS), base / "model", RunSpec(train=config), horizons=HORIZONS,
+                  work_dir=base / "market")
     for sym in SYMBOLS:
         row = market_evaluate_stage(base / "model", base / "market", sym, base / "lenient" / sym,
                                     gate_tolerance=1.0, coverage_min=0.0, coverage_max=1.0)
