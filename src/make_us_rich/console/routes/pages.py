@@ -42,7 +42,7 @@ def readyz(app: App):
 
 
 def chart_data(app: Console, sym: str) -> dict[str, Any]:
-    """Candles, test scores and the next hour's forecast of ``sym``, made at most once every
+    """Candles, test scores and the forecast of ``sym`` (every horizon served), made at most once every
     CHART_TTL seconds for everyone (page views do not each call Binance and the inference
     endpoint); each forecast obtained is recorded. :class:`gateway.ForecastUnavailable` when
     the klines or the forecast cannot be had."""
@@ -107,16 +107,16 @@ def symbol_page(request: Request, app: App, who: Member, db: Db, symbol: str):
     sym = app.symbol(symbol)
     try:
         data, error = chart_data(app, sym), None
-        candles = data["candles"]
+        candles, forecast = data["candles"], data["forecast"]
     except gateway.ForecastUnavailable as exc:
-        candles, error = [], str(exc)
+        candles, forecast, error = [], None, str(exc)
     start = datetime.fromtimestamp(candles[0]["time"], UTC).replace(tzinfo=None) if candles \
         else forecasts.since_days(app.settings.chart_days)
     rows = forecasts.history(db, sym, candles, since=start)
     return app.render(request, "symbol.html", {
         "symbol": sym, "rows": list(reversed(rows)), "coverage": forecasts.coverage(rows), "error": error,
         "replay": replay(app), "record_minutes": app.settings.record_minutes,
-        "model": app.serving_model(sym),
+        "model": app.serving_model(sym), "forecast": forecast,
     }, user=who.user, seed=who.session)
 
 
