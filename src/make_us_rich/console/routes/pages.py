@@ -74,8 +74,8 @@ def _age_hours(iso: str | None) -> float | None:
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, app: App, who: Member):
-    """Every served symbol in a row: last close, the next hour's 90 % interval, the serving
-    model's version, age and gate decision."""
+    """Every served symbol in a row: last close, the 90 % interval of the next hour and of the
+    longest horizon served, the serving model's version, age and gate decision."""
     try:
         symbols, error = gateway.served_symbols(app.store), None
     except gateway.ForecastUnavailable as exc:
@@ -92,8 +92,8 @@ def home(request: Request, app: App, who: Member):
             row["gate"] = "unknown"
         try:
             f = chart_data(app, sym)["forecast"]
-            row.update(last_close=f["last_close"], interval_90=f["interval_90"], version=f["model_version"],
-                       age=_age_hours(f["model_created"]), hour=f["forecast_time"])
+            row.update(last_close=f["last_close"], interval_90=f["interval_90"], longest=f["horizons"][-1],
+                       version=f["model_version"], age=_age_hours(f["model_created"]), hour=f["forecast_time"])
             hour = hour or f["forecast_time"]
         except gateway.ForecastUnavailable as exc:
             row["error"] = str(exc)
