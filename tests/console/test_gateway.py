@@ -138,6 +138,12 @@ def test_symbol_page_and_its_chart_data(make_console, users, console_store, mode
     assert data["quality"]["pinball_vs_empirical"] == pointer["metrics"]["ratio"]["pinball_vs_empirical"]
     assert 0 < data["quality"]["coverage_90"] <= 1
     assert 'id="quality-pinball"' in page.text
+    # the table of the horizons beside the chart: each quantile at each served horizon
+    assert [h["hours"] for h in data["forecast"]["horizons"]] == [1]
+    for level in ("0.05", "0.25", "0.5", "0.75", "0.95"):
+        row = re.search(rf'<tr data-level="{level}">(.*?)</tr>', page.text, re.S)
+        cells = re.findall(r'<td class="num" data-hours="(\d+)">([^<]+)</td>', row.group(1))
+        assert cells == [("1", f"{data['forecast']['quantiles'][level]:,.2f}")], level
     assert member.get("/symbols/DOGEEUR").status_code == 404
     assert member.get("/symbols/BTC'EUR").status_code == 400
     with console.client() as anonymous:
@@ -199,3 +205,51 @@ def test_a_garbled_inference_answer_counts_nothing(make_console, engine, users, 
     assert answer.status_code >= 500, answer.text
     with session_factory(engine)() as db:
         assert quota.used(db, users["member"]) == 0
+
+
+def test_forecast_api_horizons_and_the_horizon_parameter(make_console, engine, users, console_store, model_server):
+    """Without ``horizon`` the answer lists every served horizon, the next hour first and equal
+    to the top level (a model of one horizon: that one only); ``?horizon=1`` answers it alone;
+    a horizon the model does not serve, or one that is no whole number of hours, is a 400 that
+    says which to ask for, and counts nothing."""
+    console = make_console(store=console_store, inference_url=model_server)
+    token = create_token(signed_in(console, MEMBER))
+    headers = {"Authorization": f"Bearer {token}"}
+    with console.client() as api:
+        body = api.get("/api/v1/forecast/BTCEUR", headers=headers).json()
+        one = api.get("/api/v1/forecast/BTCEUR", params={"horizon": "1"}, headers=headers)
+        refused = {raw: api.get(f"/api/v1/forecast/BTCEUR?{raw}", headers=headers)
+                   for raw in ("horizon=24", "horizon=abc", "horizon=1.5", "horizon=0", "horizon=-4", "horizon=",
+                               "horizon=%EF%BC%91", "horizon=99999999999999999999", "horizon=1&horizon=4")}
+        spec = api.get("/openapi.json").json()
+    (entry,) = body["horizons"]  # the served model forecasts the next hour only
+    assert entry == {"hours": 1, "forecast_time": body["forecast_time"], "median": body["median"],
+                     "quantiles": body["quantiles"], "interval_90": body["interval_90"],
+                     "interval_50": body["interval_50"]}
+    assert one.status_code == 200, one.text
+    assert one.json() == {"symbol": "BTCEUR", "horizon": 1, **{k: v for k, v in body.items() if k not in ("symbol", "horizons")}}
+    for raw, answer in refused.items():
+        assert answer.status_code == 400, (raw, answer.text)
+    assert refused["horizon=24"].json()["error"] == ("the model serving BTCEUR forecasts 1 hour(s) ahead, not 24: "
+                                                     "use horizon= one of 1, or leave it out for all of them")
+    for raw in ("horizon=abc", "horizon=1.5", "horizon=0", "horizon=-4", "horizon=%EF%BC%91"):
+        assert "horizon must be a whole number of hours ahead, 1 to 8760" in refused[raw].json()["error"], raw
+    assert "give horizon= once" in refused["horizon=1&horizon=4"].json()["error"]
+    with session_factory(engine)() as db:
+        assert quota.used(db, users["member"]) == 2  # the two answered calls only
+    (param,) = [p for p in spec["paths"]["/api/v1/forecast/{symbol}"]["get"]["parameters"] if p["name"] == "horizon"]
+    assert param["in"] == "query" and param["schema"]["type"] == "integer" and "hours ahead" in param["description"]
+
+
+def test_a_forecast_without_horizons_is_the_next_hour_only(model_server):
+    """An answer of the client without ``horizons`` (an older client or server) gives the same
+    horizons as one that lists the next hour alone."""
+    from make_us_rich.console.gateway import horizons_of
+
+    raw = predict_next_close(model_server, "BTCEUR", source="sample")
+    old = {k: v for k, v in raw.items() if k != "horizons"}
+    listed = {**raw, "horizons": [{"hours": 1, "for_hour": raw["for_hour"], "quantiles": raw["quantiles"]}]}
+    assert horizons_of(old, "BTCEUR") == horizons_of(listed, "BTCEUR")
+    (entry,) = horizons_of(old, "BTCEUR")
+    assert entry["hours"] == 1 and entry["forecast_time"] == FORECAST_HOUR
+    assert entry["quantiles"]["0.05"] == raw["quantiles"]["q05"] and entry["median"] == raw["predicted_close"]

@@ -123,6 +123,7 @@ def test_home_page_is_a_table_of_the_served_symbols_with_a_replay_banner(make_co
     row = re.search(r'<tr data-symbol="BTCEUR">(.*?)</tr>', page, re.S).group(1)
     assert f"{served['last_close']:,.2f}" in row
     assert f"{served['interval_90'][0]:,.2f} – {served['interval_90'][1]:,.2f}" in row
+    assert '<td class="num longest" data-hours="1">–</td>' in row  # a model of the next hour only
     assert served["model_version"] in row and ">passed<" in row
     assert re.search(r">\d+\.\d h<", row)  # published minutes ago
 

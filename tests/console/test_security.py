@@ -34,6 +34,9 @@ def test_api_description(make_console):
         page = c.get("/docs")
         assert page.status_code == 200 and "GET /api/v1/forecast/{symbol}" in page.text
         assert "Retry-After" in page.text
+        # the horizon parameter, its type and what it does
+        assert "<code>horizon</code> (query, integer): hours ahead" in page.text
+        assert "?horizon=24" in page.text
 
 
 def test_readyz_is_503_before_the_migration(db_url, tmp_path):

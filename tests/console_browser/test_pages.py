@@ -104,13 +104,38 @@ def test_symbol_page_draws_the_served_forecast_on_the_sample(browser, console):
     lo50, hi50 = forecast["interval_50"]
     assert lo90 <= lo50 <= forecast["median"] <= hi50 <= hi90
     assert lo90 < hi90
-    # the fan as the chart holds it: from the last close to each level at the forecast hour
-    bounds = {"5 %": lo90, "25 %": lo50, "median": forecast["median"], "75 %": hi50, "95 %": hi90}
-    assert set(chart["lines"]) == set(bounds)
-    for name, value in bounds.items():
-        start, end = chart["lines"][name]
-        assert (start["time"], end["time"]) == (candles[-1]["time"], forecast["time"]), name
-        assert start["value"] == pytest.approx(candles[-1]["close"]) and end["value"] == pytest.approx(value), name
+    # the fan as the chart holds it: from the last close through every horizon the served model
+    # gives (the next hour first), each level at the hour it is for, on a time axis that runs on
+    # to the longest horizon
+    horizons = served["horizons"] if served.get("horizons") else [
+        {"hours": 1, "for_hour": served["for_hour"], "quantiles": served["quantiles"]}]
+    assert [h["hours"] for h in forecast["horizons"]] == [h["hours"] for h in horizons]
+    assert horizons[0]["quantiles"] == served["quantiles"]
+    last = candles[-1]
+    times = [last["time"], *(int(datetime.fromisoformat(h["for_hour"]).timestamp()) for h in horizons)]
+    assert times[1:] == [last["time"] + 3600 * h["hours"] for h in horizons]
+    assert chart["axisEnd"] == last["time"] + 3600 * horizons[-1]["hours"]
+    columns = {"5 %": "q05", "25 %": "q25", "median": "q50", "75 %": "q75", "95 %": "q95"}
+    assert set(chart["lines"]) == set(columns)
+    for name, column in columns.items():
+        drawn = chart["lines"][name]
+        assert [p["time"] for p in drawn] == times, name
+        assert [p["value"] for p in drawn] == pytest.approx(
+            [last["close"], *(h["quantiles"][column] for h in horizons)], rel=1e-6), name
+    for band, (lo, hi) in {"90": ("q05", "q95"), "50": ("q25", "q75")}.items():
+        drawn = chart["fan"][band]
+        assert [p["time"] for p in drawn] == times, band
+        assert [p["low"] for p in drawn] == pytest.approx([last["close"], *(h["quantiles"][lo] for h in horizons)], rel=1e-6)
+        assert [p["high"] for p in drawn] == pytest.approx([last["close"], *(h["quantiles"][hi] for h in horizons)], rel=1e-6)
+    # the table beside the chart: every horizon's hour and quantiles, as served
+    for h in horizons:
+        cell = page.locator(f'#horizons-table td[data-time][data-hours="{h["hours"]}"]')
+        assert cell.get_attribute("data-time") == h["for_hour"]
+        for level, column in zip(("0.05", "0.25", "0.5", "0.75", "0.95"), ("q05", "q25", "q50", "q75", "q95"), strict=True):
+            shown = page.inner_text(f'#horizons-table tr[data-level="{level}"] td[data-hours="{h["hours"]}"]')
+            assert float(shown.replace(",", "")) == pytest.approx(h["quantiles"][column], abs=0.006), (h["hours"], level)
+        label = page.locator(f'.fan-label[data-hours="{h["hours"]}"]')
+        assert label.is_visible() and f'+{h["hours"]} h' in label.inner_text()
     # the numbers beside the chart are the drawn ones
     shown = page.inner_text("#median").replace(",", "").replace("\u202f", "").replace("\xa0", "")
     assert float(shown) == pytest.approx(forecast["median"], abs=0.01)

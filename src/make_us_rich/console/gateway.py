@@ -21,6 +21,10 @@ class ForecastUnavailable(MakeUsRichError):
     """The inference endpoint or the klines source failed (a 502/503 for the caller)."""
 
 
+class UnknownHorizonError(MakeUsRichError):
+    """The serving model does not forecast that many hours ahead (a 4xx for the caller)."""
+
+
 def check_symbol(raw: str, store: ModelStore) -> str:
     """``raw`` as a served symbol; :class:`ConfigError` when malformed, :class:`UnknownSymbolError`
     when no model serves it."""
@@ -39,8 +43,48 @@ def served_symbols(store: ModelStore) -> list[str]:
         raise ForecastUnavailable(f"the model store cannot be read: {exc}") from None
 
 
+#: interval ("90") -> its bounds' keys in the console's quantiles ("0.05", "0.95")
+_BOUNDS = {name: tuple(f"{QUANTILES[QUANTILE_COLUMNS.index(c)]:g}" for c in cols) for name, cols in INTERVALS.items()}
+
+
+def _levels(columns: Any, symbol: str, what: str) -> dict[str, float]:
+    """``{"q05": ..}`` -> ``{"0.05": ..}`` (the console's keys: the quantile levels), all finite."""
+    try:
+        quantiles = {f"{level:g}": float(columns[col]) for level, col in zip(QUANTILES, QUANTILE_COLUMNS, strict=True)}
+    except (KeyError, TypeError, ValueError):
+        raise ForecastUnavailable(f"the served model of {symbol} gives no quantiles {what} (an old model?)") from None
+    if not all(math.isfinite(v) for v in quantiles.values()):
+        raise ForecastUnavailable(f"the served model of {symbol} answered non-finite quantiles {what}")
+    return quantiles
+
+
+def _horizon(hours: int, for_hour: str, quantiles: dict[str, float], median: float | None = None) -> dict[str, Any]:
+    return {"hours": hours, "forecast_time": for_hour,
+            "median": quantiles["0.5"] if median is None else median, "quantiles": quantiles,
+            **{f"interval_{name}": [quantiles[lo], quantiles[hi]] for name, (lo, hi) in _BOUNDS.items()}}
+
+
+def horizons_of(raw: dict[str, Any], symbol: str) -> list[dict[str, Any]]:
+    """The horizons of a :func:`predict_next_close` answer in the console's shape, shortest
+    first, the first the next hour (the contract's 1-hour outputs, as the top level); an answer
+    without ``horizons`` (a model of one horizon, an older client) is the next hour only."""
+    found = {1: _horizon(1, raw["for_hour"], _levels(raw.get("quantiles"), symbol, "for the next hour"),
+                         float(raw["predicted_close"]))}
+    for entry in raw.get("horizons") or ():
+        try:
+            hours, for_hour = int(entry["hours"]), str(entry["for_hour"])
+        except (KeyError, TypeError, ValueError):
+            raise ForecastUnavailable(f"the served model of {symbol} answered a malformed horizon: {entry!r:.80}") from None
+        if hours < 1:
+            raise ForecastUnavailable(f"the served model of {symbol} answered a horizon of {hours} h")
+        if hours > 1:
+            found[hours] = _horizon(hours, for_hour, _levels(entry.get("quantiles"), symbol, f"at {hours} h"))
+    return [found[h] for h in sorted(found)]
+
+
 def forecast(settings: Settings, store: ModelStore, symbol: str) -> dict[str, Any]:
-    """The next hour's forecast of ``symbol`` (an already checked symbol)."""
+    """The forecast of ``symbol`` (an already checked symbol): the next hour at the top level, and
+    every horizon the model serves under ``horizons``."""
     try:
         raw = predict_next_close(settings.inference_url, symbol, source=settings.source,
                                  api_url=settings.binance_api_url, token=settings.inference_token,
@@ -49,12 +93,7 @@ def forecast(settings: Settings, store: ModelStore, symbol: str) -> dict[str, An
         raise ForecastUnavailable(f"the inference endpoint failed: {exc}") from None
     except MakeUsRichError as exc:
         raise ForecastUnavailable(str(exc)) from None
-    columns = raw.get("quantiles")
-    if not columns:
-        raise ForecastUnavailable(f"the served model of {symbol} gives no quantiles (an old model?)")
-    quantiles = {f"{level:g}": columns[col] for level, col in zip(QUANTILES, QUANTILE_COLUMNS, strict=True)}
-    if not all(math.isfinite(v) for v in quantiles.values()):
-        raise ForecastUnavailable(f"the served model of {symbol} answered non-finite quantiles")
+    horizons = horizons_of(raw, symbol)
     created = None
     version = raw.get("model_version")
     if version:
@@ -62,18 +101,35 @@ def forecast(settings: Settings, store: ModelStore, symbol: str) -> dict[str, An
             created = store.manifest(symbol, version).get("published")
         except (StoreError, ConfigError, ValueError):
             created = None
+    one = horizons[0]
     return {
         "symbol": symbol,
-        "forecast_time": raw["for_hour"],
+        "forecast_time": one["forecast_time"],
         "last_time": raw["last_hour"],
         "last_close": raw["last_close"],
-        "median": raw["predicted_close"],
-        "quantiles": quantiles,
-        "interval_90": [columns[c] for c in INTERVALS["90"]],
-        "interval_50": [columns[c] for c in INTERVALS["50"]],
+        "median": one["median"],
+        "quantiles": one["quantiles"],
+        "interval_90": one["interval_90"],
+        "interval_50": one["interval_50"],
         "model_version": version,
         "model_created": created,
+        "horizons": horizons,
     }
+
+
+def at_horizon(answer: dict[str, Any], hours: int) -> dict[str, Any]:
+    """The :func:`forecast` ``answer`` for the close ``hours`` ahead alone, in the top level's
+    shape with ``horizon``; :class:`UnknownHorizonError` when the model does not serve it."""
+    served = {h["hours"]: h for h in answer["horizons"]}
+    if hours not in served:
+        listed = ", ".join(map(str, served))
+        raise UnknownHorizonError(f"the model serving {answer['symbol']} forecasts {listed} hour(s) ahead, "
+                                  f"not {hours}: use horizon= one of {listed}, or leave it out for all of them")
+    h = served[hours]
+    return {"symbol": answer["symbol"], "horizon": hours, "forecast_time": h["forecast_time"],
+            "last_time": answer["last_time"], "last_close": answer["last_close"], "median": h["median"],
+            "quantiles": h["quantiles"], "interval_90": h["interval_90"], "interval_50": h["interval_50"],
+            "model_version": answer["model_version"], "model_created": answer["model_created"]}
 
 
 def candles(settings: Settings, symbol: str) -> list[dict[str, Any]]:

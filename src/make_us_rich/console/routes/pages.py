@@ -42,7 +42,7 @@ def readyz(app: App):
 
 
 def chart_data(app: Console, sym: str) -> dict[str, Any]:
-    """Candles, test scores and the next hour's forecast of ``sym``, made at most once every
+    """Candles, test scores and the forecast of ``sym`` (every horizon served), made at most once every
     CHART_TTL seconds for everyone (page views do not each call Binance and the inference
     endpoint); each forecast obtained is recorded. :class:`gateway.ForecastUnavailable` when
     the klines or the forecast cannot be had."""
@@ -74,8 +74,8 @@ def _age_hours(iso: str | None) -> float | None:
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, app: App, who: Member):
-    """Every served symbol in a row: last close, the next hour's 90 % interval, the serving
-    model's version, age and gate decision."""
+    """Every served symbol in a row: last close, the 90 % interval of the next hour and of the
+    longest horizon served, the serving model's version, age and gate decision."""
     try:
         symbols, error = gateway.served_symbols(app.store), None
     except gateway.ForecastUnavailable as exc:
@@ -92,8 +92,8 @@ def home(request: Request, app: App, who: Member):
             row["gate"] = "unknown"
         try:
             f = chart_data(app, sym)["forecast"]
-            row.update(last_close=f["last_close"], interval_90=f["interval_90"], version=f["model_version"],
-                       age=_age_hours(f["model_created"]), hour=f["forecast_time"])
+            row.update(last_close=f["last_close"], interval_90=f["interval_90"], longest=f["horizons"][-1],
+                       version=f["model_version"], age=_age_hours(f["model_created"]), hour=f["forecast_time"])
             hour = hour or f["forecast_time"]
         except gateway.ForecastUnavailable as exc:
             row["error"] = str(exc)
@@ -107,16 +107,16 @@ def symbol_page(request: Request, app: App, who: Member, db: Db, symbol: str):
     sym = app.symbol(symbol)
     try:
         data, error = chart_data(app, sym), None
-        candles = data["candles"]
+        candles, forecast = data["candles"], data["forecast"]
     except gateway.ForecastUnavailable as exc:
-        candles, error = [], str(exc)
+        candles, forecast, error = [], None, str(exc)
     start = datetime.fromtimestamp(candles[0]["time"], UTC).replace(tzinfo=None) if candles \
         else forecasts.since_days(app.settings.chart_days)
     rows = forecasts.history(db, sym, candles, since=start)
     return app.render(request, "symbol.html", {
         "symbol": sym, "rows": list(reversed(rows)), "coverage": forecasts.coverage(rows), "error": error,
         "replay": replay(app), "record_minutes": app.settings.record_minutes,
-        "model": app.serving_model(sym),
+        "model": app.serving_model(sym), "forecast": forecast,
     }, user=who.user, seed=who.session)
 
 
