@@ -33,8 +33,8 @@ def horizon_model(tmp_path_factory, sample_btceur, sample_btcusdt):
     every horizon passes (``lenient``: tolerance 100 %, coverage 0-1)."""
     pytest.importorskip("tensorflow")
     from make_us_rich.data import write_klines_csv
-    from make_us_rich.stages import market_evaluate_stage, run_universal
     from make_us_rich.params import RunSpec
+    from make_us_rich.stages import market_evaluate_stage, run_universal
     from make_us_rich.training.config import TrainConfig
 
     base = tmp_path_factory.mktemp("horizons")
