@@ -37,9 +37,11 @@ from kserve.errors import InvalidInput
 from make_us_rich import contract
 from make_us_rich.inference import check_signature, onnx_session, predict_all
 from make_us_rich.serving import metrics
+from make_us_rich.serving.reload import ReloadLoop
 from make_us_rich.serving.tensors import (
     DEFAULT_MAX_BATCH,
     BadRequest,
+    binary_input,
     check_domain,
     check_forecasts,
     parse_v1_body,
@@ -190,10 +192,8 @@ class ForecastModel(Model):
         self.polls = 0
         self.poll_failures = 0
         self.last_poll: float | None = None
-        self._poll_started: float | None = None
         self._refused: tuple[dict, ModelRefused] | None = None  # a pointer to a broken model, and why: not retried
-        self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self.reloader = ReloadLoop(f"reload-{self.name}", reload_interval, self.check_for_update, self.stall_after)
 
     # -- lifecycle
     def load(self) -> bool:
@@ -211,7 +211,6 @@ class ForecastModel(Model):
     def check_for_update(self) -> bool:
         """One poll: load and swap in a new ``latest`` if there is one. Returns True when
         swapped. Never raises: a failure is logged (once per cause), counted and reported."""
-        self._poll_started = time.monotonic()
         try:
             pointer = self.store.latest(self.symbol)
             if pointer is None and self.current is not None:  # never removed by a publish
@@ -261,7 +260,6 @@ class ForecastModel(Model):
         finally:
             self.polls += 1
             self.last_poll = time.time()
-            self._poll_started = None
 
     def _set_error(self, message: str | None, public: str | None = None) -> None:
         if message is None and self.last_reload_error:
@@ -275,35 +273,20 @@ class ForecastModel(Model):
         metrics.model_loaded(self.symbol, self.name, m.version, m.created, old.version if old else None, time.time())
 
     def start_watcher(self) -> None:
-        if self.reload_interval <= 0 or self._watcher:
-            return
-        self._watcher = threading.Thread(target=self._watch, name=f"reload-{self.name}", daemon=True)
-        self._watcher.start()
-        metrics.RELOAD_LOOPS.watch(self)
+        if self.reloader.start():
+            metrics.RELOAD_LOOPS.watch(self)
 
     @property
     def stopped(self) -> bool:
-        return self._stop.is_set()
+        return self.reloader.stopped
 
     def stop(self) -> None:
-        self._stop.set()
+        self.reloader.stop()
         super().stop()
 
-    def _watch(self) -> None:
-        while not self._stop.wait(self.reload_interval):
-            self.check_for_update()
-
     def reload_state(self) -> str:
-        """``off`` (no reload), ``running``, ``stalled`` (one poll has hung longer than
-        ``stall_after``) or ``dead`` (the loop ended without being stopped)."""
-        if self._watcher is None:
-            return "off"
-        if not self._watcher.is_alive() and not self._stop.is_set():
-            return "dead"
-        started = self._poll_started
-        if started is not None and time.monotonic() - started > self.stall_after:
-            return "stalled"
-        return "running"
+        """The reload loop's state (:meth:`ReloadLoop.state`)."""
+        return self.reloader.state()
 
     def status(self, detail: bool = True) -> dict[str, Any]:
         """Versions and the reload loop's state; the full reload error (store paths, endpoints)
@@ -351,7 +334,7 @@ class ForecastModel(Model):
                 if len(payload.inputs) != 1:
                     raise BadRequest(f"send exactly one input tensor named {contract.INPUT_NAME!r}")
                 t = payload.inputs[0]
-                raw = t._raw_data  # the v2 binary tensor extension, when used
+                raw = binary_input(t)
                 windows = parse_v2_input(
                     t.name, t.datatype, t.shape, None if raw is not None else t.data, raw,
                     model.sequence_length, model.n_features, self.max_batch,
@@ -454,7 +437,6 @@ class UniversalForecastModel(ForecastModel):
         return True
 
     def check_for_update(self) -> bool:
-        self._poll_started = time.monotonic()
         try:
             new = self._newest()
             if new is None or (self.current and (new.version, new.horizons) == (self.current.version,
@@ -480,4 +462,3 @@ class UniversalForecastModel(ForecastModel):
         finally:
             self.polls += 1
             self.last_poll = time.time()
-            self._poll_started = None

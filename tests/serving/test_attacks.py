@@ -55,9 +55,9 @@ def test_repository_routes_are_off_with_or_without_the_token(server, windows):
     assert model["version"] and model["reload"]["state"] == "running"
 
 
-def binary_request(windows, json_extra=None, size=None):
+def binary_request(windows, json_extra=None, size=None, shape=None):
     raw = windows.astype("<f4").tobytes()
-    tensor = {"name": "window", "shape": list(windows.shape), "datatype": "FP32",
+    tensor = {"name": "window", "shape": shape or list(windows.shape), "datatype": "FP32",
               "parameters": {"binary_data_size": len(raw) if size is None else size}}
     header = json.dumps({"inputs": [tensor], **(json_extra or {})}).encode()
     return header, raw
@@ -73,9 +73,11 @@ def binary_request(windows, json_extra=None, size=None):
     ("trailing-bytes", "adds up to"),
     ("header-not-json", "are not JSON"),
     ("no-inputs", '{"inputs"'),
+    ("shape-beyond-data", "of FP32 needs"),
 ])
 def test_binary_extension_garbage_is_400(server, windows, case, message):
-    header, raw = binary_request(windows, size={"size-mismatch": 4, "size-zero": 0, "size-string": "x"}.get(case))
+    header, raw = binary_request(windows, size={"size-mismatch": 4, "size-zero": 0, "size-string": "x"}.get(case),
+                                 shape=[len(windows) + 1, *windows.shape[1:]] if case == "shape-beyond-data" else None)
     length = str(len(header))
     body = header + raw
     if case == "header-abc":
@@ -308,7 +310,7 @@ def test_a_reload_thread_that_dies_is_reported_dead(tmp_path, trained_artifacts)
     model.start_watcher()
     try:
         assert model.reload_state() == "running"
-        thread = model._watcher
+        thread = model.reloader.thread
         assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)) == 1
         thread.join(timeout=10)
         assert not thread.is_alive()
