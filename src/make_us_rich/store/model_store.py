@@ -50,7 +50,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,7 +72,7 @@ DEFAULT_STALE_AFTER = 3600.0
 KILL_AT_ENV = "MKRICH_TEST_KILL_AT"
 #: ``<UTC publish time to the microsecond>-<first 8 hex of the model's SHA-256>``: unique,
 #: sortable, and telling which model it holds, e.g. ``20231231T230512.123456Z-5de49751``.
-_VERSION_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}$")
+_VERSION_RE = contract.VERSION_RE
 #: What the shared version of a universal model holds: stored name -> path in its model folder
 #: (``mkrich train --symbols ... --out DIR``, the pipeline's training task).
 SHARED_SOURCES: dict[str, str] = {
@@ -122,25 +121,15 @@ def _version_time(version: str) -> float:
 
 
 def check_pointer(pointer: Any, symbol: str, where: str) -> dict[str, Any]:
-    """A ``latest.json`` as the server and the CLI need it, or :class:`StoreError` saying what
-    is wrong with it (read from ``where``) and how to repair it."""
-    problem = None
-    if not isinstance(pointer, dict):
-        problem = "it is not a JSON object"
-    elif not isinstance(pointer.get("version"), str) or not _VERSION_RE.match(pointer["version"]):
-        problem = f"'version' is {pointer.get('version')!r}, not a version name"
-    elif pointer.get("symbol") != symbol:
-        problem = f"'symbol' is {pointer.get('symbol')!r}, not {symbol!r}"
-    elif not isinstance(pointer.get("checksums"), dict) or not isinstance(
-        pointer["checksums"].get(contract.MODEL_FILE), str
-    ):
-        problem = f"'checksums' lacks {contract.MODEL_FILE}"
-    elif not isinstance(pointer.get("sequence_length"), int) or pointer["sequence_length"] < 1:
-        problem = f"'sequence_length' is {pointer.get('sequence_length')!r}"
-    elif not isinstance(pointer.get("features"), list) or not pointer["features"]:
-        problem = "'features' is not a non-empty list"
-    if problem:
-        raise MalformedPointer(f"{where} is malformed: {problem}; publish a model again (mkrich publish) to rewrite it")
+    """A ``latest.json`` as the server and the CLI need it (read as :class:`contract.Pointer`),
+    or :class:`StoreError` saying what is wrong with it (read from ``where``) and how to repair it."""
+    try:
+        record = contract.Pointer.of(pointer)
+        if record.symbol != symbol:
+            raise ValueError(f"'symbol' is {record.symbol!r}, not {symbol!r}")
+    except ValueError as exc:
+        raise MalformedPointer(f"{where} is malformed: {exc}; publish a model again (mkrich publish) to "
+                               "rewrite it") from None
     return pointer
 
 
@@ -207,6 +196,11 @@ class ModelStore:
             raise MalformedPointer(f"{where} is not valid JSON ({exc}); publish a model again (mkrich publish) to rewrite it") from None
         return check_pointer(pointer, self._sym(symbol), where)
 
+    def pointer(self, symbol: str) -> contract.Pointer | None:
+        """:meth:`latest`, typed."""
+        pointer = self.latest(symbol)
+        return None if pointer is None else contract.Pointer.of(pointer)
+
     def _latest_or_none(self, symbol: str) -> dict[str, Any] | None:
         """The pointer for publishing: a malformed one is replaced, not an obstacle."""
         try:
@@ -242,6 +236,18 @@ class ModelStore:
             if m["status"] == "accepted" and not _promoted(m["version"], pointer):
                 m["status"] = "incomplete"
         return manifests
+
+    def manifests(self, symbol: str) -> list[contract.Manifest]:
+        """:meth:`versions`, typed; a manifest that does not read is a :class:`StoreError`
+        naming it."""
+        records = []
+        for m in self.versions(symbol):
+            try:
+                records.append(contract.Manifest.of(m))
+            except ValueError as exc:
+                where = f"{self.uri}/{self._version_key(symbol, str(m.get('version')), 'manifest.json')}"
+                raise StoreError(f"{where} is malformed: {exc}") from None
+        return records
 
     def _has_manifest(self, symbol: str, version: str, keys: list[str]) -> bool:
         return self._version_key(symbol, version, "manifest.json") in keys
