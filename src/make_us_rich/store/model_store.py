@@ -49,8 +49,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,9 +65,6 @@ REQUIRED_FILES = contract.REQUIRED_FILES
 OPTIONAL_FILES = contract.OPTIONAL_FILES
 DEFAULT_KEEP = contract.DEFAULT_KEEP
 DEFAULT_STALE_AFTER = 3600.0
-#: Test hook: ``MKRICH_TEST_KILL_AT=<point>`` makes ``publish`` SIGKILL its own process at that
-#: point (see ``_checkpoint``), so tests interrupt a real ``mkrich publish`` where they choose.
-KILL_AT_ENV = "MKRICH_TEST_KILL_AT"
 #: ``<UTC publish time to the microsecond>-<first 8 hex of the model's SHA-256>``: unique,
 #: sortable, and telling which model it holds, e.g. ``20231231T230512.123456Z-5de49751``.
 _VERSION_RE = contract.VERSION_RE
@@ -109,11 +104,6 @@ class PublishResult:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _checkpoint(point: str) -> None:
-    if os.environ.get(KILL_AT_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _version_time(version: str) -> float:
@@ -367,11 +357,9 @@ class ModelStore:
                 name: self._put_verified(self._version_key(sym, version, name), data)
                 for name, data in files.items() if name not in refs
             }
-            _checkpoint("files")
             if shared is not None:
                 shared_manifest = self._ensure_shared(shared)
                 uploaded.update({n: {**shared_manifest["files"][n], "shared": shared["version"]} for n in refs})
-                _checkpoint("shared")
                 triton_version = shared_manifest["triton_version"] if accepted else None
             else:
                 triton_version = self._next_triton_version(sym, model_name) if accepted else None
@@ -392,7 +380,6 @@ class ModelStore:
                 "files": dict(sorted(uploaded.items())),
             }
             put(self._version_key(sym, version, "manifest.json"), json_bytes(manifest))
-            _checkpoint("manifest")
             if shared is not None:  # a prune elsewhere may have taken a stale copy away meanwhile
                 self._ensure_shared(shared)
             if accepted:
@@ -416,7 +403,6 @@ class ModelStore:
                     "promoted": promoted,
                 }
                 self._put_verified(self._latest_key(sym), json_bytes(pointer))
-                _checkpoint("pointer")
         except (StoreError, PublishError) as exc:
             # Take back the manifest (best effort), so that readers of `versions` do not see a
             # model that never became latest. The artifacts without a manifest are an
@@ -511,10 +497,8 @@ class ModelStore:
         n = int(pointer["triton_version"])
         model = self.read(sym, pointer["version"], contract.MODEL_FILE, pointer["checksums"][contract.MODEL_FILE])
         self._put_if_changed(f"triton/{model_name}/{n}/{contract.MODEL_FILE}", model)
-        _checkpoint("triton-copy")
         config = triton_config(model_name, pointer["sequence_length"], len(pointer["features"]), n)
         self._put_if_changed(f"triton/{model_name}/config.pbtxt", config.encode())
-        _checkpoint("triton-config")
         keep = {n} | {m["triton_version"] for m in self.versions(sym) if m["status"] == "accepted"}
         self.backend.delete([
             k for k in self.backend.list(f"triton/{model_name}")
@@ -562,13 +546,11 @@ class ModelStore:
             info = manifests[version]["files"][contract.MODEL_FILE]
             model = self.read_shared(version, contract.MODEL_FILE, info["sha256"])
             self._put_if_changed(f"triton/{UNIVERSAL_MODEL}/{n}/{contract.MODEL_FILE}", model)
-        _checkpoint("triton-copy")
         numbers = sorted(pinned.values())
         config = contract.triton_config(
             UNIVERSAL_MODEL, newest["sequence_length"], len(newest["features"]),
             f"{{ specific: {{ versions: [ {', '.join(str(n) for n in numbers)} ] }} }}")
         self._put_if_changed(f"triton/{UNIVERSAL_MODEL}/config.pbtxt", config.encode())
-        _checkpoint("triton-config")
         self.backend.delete([
             k for k in self.backend.list(f"triton/{UNIVERSAL_MODEL}")
             if len(parts := k.split("/")) == 4
