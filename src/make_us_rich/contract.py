@@ -10,7 +10,8 @@ inference, signature checks, Triton config, predictor and model card all read th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 from make_us_rich.preprocessing.windows import QUANTILE_FEATURES
 from make_us_rich.scoring import QUANTILE_COLUMNS, QUANTILES
@@ -259,3 +260,240 @@ def served_horizons(pointer: dict) -> tuple[tuple[int, ...], tuple[int, ...]] | 
 def horizon_rows(serving: dict) -> int:
     """How many horizons a serving contract's :data:`HORIZON_OUTPUT_NAME` holds (0: none)."""
     return next((int(o["shape"][1]) for o in serving["outputs"] if o["name"] == HORIZON_OUTPUT_NAME), 0)
+
+
+# ----------------------------------------------------------------------------- stored records
+#: A model version's name: UTC time to the microsecond and 8 hex digits (``ModelStore.publish``).
+VERSION_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}$")
+
+
+def _text(value: object, where: str, *, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"'{where}' is {value!r}, not a string")
+    return value
+
+
+def _texts(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"'{where}' is {value!r}, not a list of strings")
+    return tuple(value)
+
+
+def _object(value: object, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"'{where}' is {type(value).__name__}, not an object")
+    return value
+
+
+def _version(value: object, where: str = "version") -> str:
+    if not isinstance(value, str) or not VERSION_RE.match(value):
+        raise ValueError(f"'{where}' is {value!r}, not a version name")
+    return value
+
+
+def _whole(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"'{where}' is {value!r}, not a whole number")
+    return value
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The promotion gate's decision as a manifest (and metrics.json) records it."""
+
+    passed: bool = False
+    reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, value: object) -> Gate:
+        gate = _object(value, "gate")
+        return cls(passed=bool(gate.get("passed")), reasons=_texts(gate.get("reasons"), "gate.reasons"))
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file of a stored version: its checksum, size, and the shared version holding it (a
+    universal model's files are stored once)."""
+
+    sha256: str
+    size: int | None = None
+    shared: str | None = None
+
+
+@dataclass(frozen=True)
+class _Record:
+    """What the stored records share: the JSON as read (``raw``), so that a key written by a
+    newer version of the project (a record's field not declared yet) is still there to read."""
+
+    @classmethod
+    def _raw(cls, value: object, what: str) -> dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"it is not a JSON object ({what})")
+        return value
+
+    @property
+    def scores(self) -> ModelScores:
+        """The test scores (``metrics``), typed."""
+        return ModelScores.of(getattr(self, "metrics", None))
+
+
+@dataclass(frozen=True)
+class Pointer(_Record):
+    """``models/<SYMBOL>/latest.json``: the accepted model a symbol is served from. Keys that
+    older stores lack are optional (``None`` or empty); ``of`` raises ``ValueError`` naming the
+    first key that is wrong. To add a key: a field here and a line in :meth:`of`."""
+
+    symbol: str
+    version: str
+    checksums: dict[str, str]
+    sequence_length: int
+    features: tuple[str, ...]
+    model_name: str | None = None
+    triton_version: int | None = None
+    triton_model: str | None = None
+    shared: str | None = None
+    shared_files: tuple[str, ...] = ()
+    published: str | None = None
+    contract: dict | None = None
+    metrics: dict | None = None
+    promoted: tuple[str, ...] = ()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, value: object) -> Pointer:
+        p = cls._raw(value, "latest.json")
+        version = _version(p.get("version"))
+        symbol = _text(p.get("symbol"), "symbol", required=True)
+        checksums = p.get("checksums")
+        if not isinstance(checksums, dict) or not isinstance(checksums.get(MODEL_FILE), str):
+            raise ValueError(f"'checksums' lacks {MODEL_FILE}")
+        length = p.get("sequence_length")
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"'sequence_length' is {length!r}")
+        features = p.get("features")
+        if not isinstance(features, list) or not features:
+            raise ValueError("'features' is not a non-empty list")
+        return cls(
+            symbol=str(symbol), version=version, checksums=dict(checksums), sequence_length=length,
+            features=_texts(features, "features"), model_name=_text(p.get("model_name"), "model_name"),
+            triton_version=_whole(p.get("triton_version"), "triton_version"),
+            triton_model=_text(p.get("triton_model"), "triton_model"), shared=_text(p.get("shared"), "shared"),
+            shared_files=_texts(p.get("shared_files"), "shared_files"),
+            published=_text(p.get("published"), "published"),
+            contract=_object(p.get("contract"), "contract") or None,
+            metrics=_object(p.get("metrics"), "metrics") or None,
+            promoted=_texts(p.get("promoted"), "promoted"), raw=p,
+        )
+
+
+@dataclass(frozen=True)
+class Manifest(_Record):
+    """``models/<SYMBOL>/<VERSION>/manifest.json``: one published version, accepted or rejected
+    (``ModelStore.versions`` reports an accepted one that never became latest as
+    ``incomplete``)."""
+
+    symbol: str
+    version: str
+    status: str
+    gate: Gate = field(default_factory=Gate)
+    published: str | None = None
+    model_name: str | None = None
+    triton_version: int | None = None
+    triton_model: str | None = None
+    shared: str | None = None
+    sequence_length: int | None = None
+    features: tuple[str, ...] = ()
+    contract: dict | None = None
+    contract_changes: tuple[str, ...] = ()
+    metrics: dict | None = None
+    files: dict[str, StoredFile] = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    STATUSES = ("accepted", "rejected", "incomplete")
+
+    @classmethod
+    def of(cls, value: object) -> Manifest:
+        m = cls._raw(value, "manifest.json")
+        status = _text(m.get("status"), "status", required=True)
+        if status not in cls.STATUSES:
+            raise ValueError(f"'status' is {status!r}, not one of {', '.join(cls.STATUSES)}")
+        files = {}
+        for name, info in _object(m.get("files"), "files").items():
+            info = _object(info, f"files.{name}")
+            files[str(name)] = StoredFile(sha256=str(_text(info.get("sha256"), f"files.{name}.sha256", required=True)),
+                                          size=_whole(info.get("size"), f"files.{name}.size"),
+                                          shared=_text(info.get("shared"), f"files.{name}.shared"))
+        return cls(
+            symbol=str(_text(m.get("symbol"), "symbol", required=True)), version=_version(m.get("version")),
+            status=str(status), gate=Gate.of(m.get("gate")), published=_text(m.get("published"), "published"),
+            model_name=_text(m.get("model_name"), "model_name"),
+            triton_version=_whole(m.get("triton_version"), "triton_version"),
+            triton_model=_text(m.get("triton_model"), "triton_model"), shared=_text(m.get("shared"), "shared"),
+            sequence_length=_whole(m.get("sequence_length"), "sequence_length"),
+            features=_texts(m.get("features"), "features"), contract=_object(m.get("contract"), "contract") or None,
+            contract_changes=_texts(m.get("contract_changes"), "contract_changes"),
+            metrics=_object(m.get("metrics"), "metrics") or None, files=files, raw=m,
+        )
+
+
+@dataclass(frozen=True)
+class ModelCard(_Record):
+    """``model_card.json`` of a model folder: a per-symbol model (``symbol``) or a universal one
+    (``kind`` universal, ``symbols`` it was trained on; a symbol's artifacts evaluated from a
+    universal model name it under ``universal``)."""
+
+    symbol: str | None = None
+    kind: str | None = None
+    symbols: tuple[str, ...] = ()
+    universal: dict | None = None
+    created: str | None = None
+    sequence_length: int | None = None
+    features: tuple[str, ...] = ()
+    hyperparameters: dict | None = None
+    training: dict | None = None
+    data: dict | None = None
+    inputs: dict | None = None
+    horizons: tuple[int, ...] = ()
+    files: dict | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, value: object) -> ModelCard:
+        c = cls._raw(value, "model_card.json")
+        horizons = c.get("horizons")
+        if horizons is not None and (not isinstance(horizons, list) or not all(
+                isinstance(h, int) and not isinstance(h, bool) for h in horizons)):
+            raise ValueError(f"'horizons' is {horizons!r}, not a list of whole hours")
+        return cls(
+            symbol=_text(c.get("symbol"), "symbol"), kind=_text(c.get("kind"), "kind"),
+            symbols=_texts(c.get("symbols"), "symbols"), universal=_object(c.get("universal"), "universal") or None,
+            created=_text(c.get("created"), "created"),
+            sequence_length=_whole(c.get("sequence_length"), "sequence_length"),
+            features=_texts(c.get("features"), "features"),
+            hyperparameters=_object(c.get("hyperparameters"), "hyperparameters") or None,
+            training=_object(c.get("training"), "training") or None, data=_object(c.get("data"), "data") or None,
+            inputs=_object(c.get("inputs"), "inputs") or None, horizons=tuple(horizons or ()),
+            files=_object(c.get("files"), "files") or None, raw=c,
+        )
+
+    @property
+    def is_universal(self) -> bool:
+        """A universal model's folder, or a symbol's artifacts evaluated from one."""
+        return self.kind == "universal" or "universal" in self.raw or not self.symbol
+
+    @property
+    def trained_on(self) -> tuple[str, ...]:
+        """The symbols the model was trained on."""
+        if self.symbols:
+            return self.symbols
+        if self.universal is not None:
+            return _texts(self.universal.get("trained_on"), "universal.trained_on")
+        return (self.symbol,) if self.symbol else ()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from make_us_rich.contract import ModelScores
+from make_us_rich.contract import Manifest, ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +40,26 @@ def symbol_summary(symbol: str, newest: dict[str, Any] | None, artifacts: str | 
     (``card``, or ``model_card.json`` in the ``artifacts`` folder)."""
     if newest is None:
         return {"symbol": symbol, "status": "not published"}
-    test = newest.get("metrics") or {}
+    manifest = Manifest.of(newest)
     data: dict[str, Any] = {}
     card_file = Path(artifacts) / "model_card.json" if artifacts else None
     if card is None and card_file and card_file.is_file():
         card = json.loads(card_file.read_text())
-    if card:
-        card_data = card.get("data") or {}
+    model_card = ModelCard.of(card) if card else None
+    if model_card is not None:
+        card_data = model_card.data or {}
         data = {**_scalars(card_data), "validation": _scalars(card_data.get("validation"))}
-    scores = ModelScores.of(test)
-    universal = (card or {}).get("universal") or {}
+    scores = manifest.scores
+    universal = (model_card.universal if model_card else None) or {}
+    kind = None if model_card is None else "universal" if (
+        universal.get("kind") == "universal" or model_card.kind == "universal") else "per-symbol"
     return {
         "symbol": symbol,
-        "status": newest.get("status"),
-        "version": newest.get("version"),
-        "kind": "universal" if universal.get("kind") == "universal" or (card or {}).get("kind") == "universal"
-        else "per-symbol" if card else None,
-        "gate_reasons": (newest.get("gate") or {}).get("reasons", []),
-        "ratios": test.get("ratio") or {},
+        "status": manifest.status,
+        "version": manifest.version,
+        "kind": kind,
+        "gate_reasons": list(manifest.gate.reasons),
+        "ratios": (manifest.metrics or {}).get("ratio") or {},
         "model": {"mean_pinball": scores.mean_pinball, "coverage90": scores.coverage90,
                   "coverage50": scores.coverage50},
         "baselines": dict(scores.baselines),

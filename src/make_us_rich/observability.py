@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from make_us_rich.contract import ModelScores
+from make_us_rich.contract import Gate, ModelScores
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def rejected_streak(versions: list[dict[str, Any]]) -> int:
 def run_metrics(metrics: dict[str, Any], streak: int, at: float) -> dict[str, tuple[float, str]]:
     """``{name: (value, help)}`` of one publish, from metrics.json's content."""
     scores = ModelScores.of(metrics.get("test"))
-    passed = bool((metrics.get("gate") or {}).get("passed"))
+    passed = Gate.of(metrics.get("gate")).passed
     values = {
         "last_run_timestamp_seconds": (at, "when the last run of the symbol published, Unix time"),
         "gate_passed": (float(passed), "1 if the last run's model passed the promotion gate"),

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from make_us_rich.contract import ModelScores
+from make_us_rich.contract import ModelCard, ModelScores
 from make_us_rich.errors import ConfigError
 
 RUN_FILE = "run.json"
@@ -306,12 +306,12 @@ def model_kind(store: Any, symbol: str, version: str) -> dict[str, Any]:
     from make_us_rich.store import StoreError
 
     try:
-        card = json.loads(store.read(symbol, version, "model_card.json"))
+        card = ModelCard.of(json.loads(store.read(symbol, version, "model_card.json")))
     except (StoreError, ValueError):
         return {"kind": None, "trained_on": [], "model_sha256": None}
-    universal = card.get("universal") or {}
-    kind = "universal" if "universal" in (card.get("kind"), universal.get("kind")) else "per-symbol"
-    return {"kind": kind, "trained_on": list(universal.get("trained_on") or card.get("symbols") or []),
+    universal = card.universal or {}
+    kind = "universal" if "universal" in (card.kind, universal.get("kind")) else "per-symbol"
+    return {"kind": kind, "trained_on": list(universal.get("trained_on") or card.symbols),
             "model_sha256": universal.get("model_sha256")}
 
 
@@ -322,16 +322,17 @@ def model_history(store_uri: str, symbol: str) -> list[dict[str, Any]]:
     from make_us_rich.store import ModelStore
 
     store = ModelStore(store_uri)
-    latest = (store.latest(symbol) or {}).get("version")
+    pointer = store.pointer(symbol)
+    latest = pointer.version if pointer else None
     history = []
-    for manifest in store.versions(symbol):
-        scores = ModelScores.of(manifest.get("metrics"))
+    for manifest in store.manifests(symbol):
+        scores = manifest.scores
         history.append({
-            "version": manifest["version"],
-            "published": manifest.get("published"),
-            "status": manifest.get("status"),
-            "latest": manifest["version"] == latest,
-            **model_kind(store, symbol, manifest["version"]),
+            "version": manifest.version,
+            "published": manifest.published,
+            "status": manifest.status,
+            "latest": manifest.version == latest,
+            **model_kind(store, symbol, manifest.version),
             **_score_fields(scores),
             "test_period": list(scores.period) if scores.period else None,
         })

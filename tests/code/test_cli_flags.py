@@ -252,9 +252,9 @@ def test_store_command_flags(recorder, monkeypatch):
             recorder.calls.append({"artifacts": artifacts, "symbol": symbol, **kw})
             raise Reached("publish")
 
-        def latest(self, symbol):
+        def pointer(self, symbol):
             recorder.calls.append({"symbol": symbol})
-            raise Reached("latest")
+            raise Reached("pointer")
 
     monkeypatch.setattr(store, "ModelStore", Store)
     argv = command_line(["publish"])

@@ -4,6 +4,9 @@ contract and to the model: the test below adds one and everything that reads the
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -112,3 +115,71 @@ def test_model_scores_read_once_from_the_metrics_block():
         ModelScores.of({"ratio": [0.97]})
     with pytest.raises(ValueError, match=r"ratio.pinball_vs_empirical is '0.97', not a number"):
         ModelScores.of({"ratio": {"pinball_vs_empirical": "0.97"}})
+
+
+VERSION = "20240101T000000.000000Z-0123abcd"
+
+
+def test_pointer_reads_old_and_new_stores():
+    """``latest.json`` as typed record: a pointer of an early store (only the keys the server
+    needs) reads with the later keys empty; a key this record does not name yet stays in ``raw``."""
+    from make_us_rich.contract import MODEL_FILE, Pointer
+
+    old = {"symbol": "BTCEUR", "version": VERSION, "checksums": {MODEL_FILE: "ab"}, "sequence_length": 48,
+           "features": ["open", "close"]}
+    p = Pointer.of(old)
+    assert (p.symbol, p.version, p.sequence_length, p.features) == ("BTCEUR", VERSION, 48, ("open", "close"))
+    assert p.triton_version is None and p.shared is None and p.promoted == () and p.scores.n is None
+    new = {**old, "triton_version": 3, "shared": VERSION, "shared_files": [MODEL_FILE], "promoted": [VERSION],
+           "metrics": {"n": 24, "ratio": {"pinball_vs_empirical": 0.98}}, "horizons": [1, 4]}
+    p = Pointer.of(new)
+    assert (p.triton_version, p.shared, p.shared_files, p.promoted) == (3, VERSION, (MODEL_FILE,), (VERSION,))
+    assert p.scores.pinball_vs_empirical == 0.98 and p.raw["horizons"] == [1, 4]
+    for bad, message in [({**old, "version": "../x"}, "'version' is '../x', not a version name"),
+                         ({**old, "checksums": {}}, f"'checksums' lacks {MODEL_FILE}"),
+                         ({**old, "sequence_length": True}, "'sequence_length' is True"),
+                         ({**old, "features": []}, "'features' is not a non-empty list"),
+                         ({**old, "triton_version": "3"}, "'triton_version' is '3', not a whole number"),
+                         ({**old, "metrics": [1]}, "'metrics' is list, not an object"),
+                         ([old], "not a JSON object")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Pointer.of(bad)
+
+
+def test_manifest_and_model_card_records():
+    from make_us_rich.contract import Manifest, ModelCard, StoredFile
+
+    manifest = {"symbol": "BTCEUR", "version": VERSION, "status": "rejected",
+                "gate": {"passed": False, "reasons": ["coverage 0.70 below 0.85"]},
+                "files": {"model.onnx": {"sha256": "ab", "size": 10}, "scaler.pkl": {"sha256": "cd", "shared": VERSION}},
+                "metrics": {"n": 5}}
+    m = Manifest.of(manifest)
+    assert (m.status, m.gate.passed, m.gate.reasons) == ("rejected", False, ("coverage 0.70 below 0.85",))
+    assert m.files["scaler.pkl"] == StoredFile(sha256="cd", shared=VERSION) and m.scores.n == 5
+    assert m.triton_version is None and m.contract_changes == ()
+    with pytest.raises(ValueError, match="'status' is 'maybe', not one of accepted, rejected, incomplete"):
+        Manifest.of({**manifest, "status": "maybe"})
+    with pytest.raises(ValueError, match=r"'files.model.onnx.sha256' is None, not a string"):
+        Manifest.of({**manifest, "files": {"model.onnx": {"size": 1}}})
+
+    per_symbol = ModelCard.of({"symbol": "BTCEUR", "sequence_length": 48, "hyperparameters": {"lstm_units": 32}})
+    assert not per_symbol.is_universal and per_symbol.trained_on == ("BTCEUR",)
+    universal = ModelCard.of({"kind": "universal", "symbol": None, "symbols": ["BTCEUR", "ETHUSDT"],
+                              "horizons": [1, 4, 24]})
+    assert universal.is_universal and universal.trained_on == ("BTCEUR", "ETHUSDT")
+    assert universal.horizons == (1, 4, 24)
+    evaluated = ModelCard.of({"symbol": "SOLUSDT", "universal": {"kind": "universal", "trained_on": ["BTCEUR"]}})
+    assert evaluated.is_universal and evaluated.trained_on == ("BTCEUR",)
+    with pytest.raises(ValueError, match=r"'horizons' is \['1'\], not a list of whole hours"):
+        ModelCard.of({"horizons": ["1"]})
+
+
+def test_a_malformed_manifest_is_a_store_error_naming_it(tmp_path):
+    from make_us_rich.store import ModelStore, StoreError
+
+    folder = tmp_path / "store" / "models" / "BTCEUR" / VERSION
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"symbol": "BTCEUR", "version": VERSION, "status": 3}))
+    store = ModelStore(tmp_path / "store")
+    with pytest.raises(StoreError, match=rf"models/BTCEUR/{VERSION}/manifest.json is malformed: 'status' is 3"):
+        store.manifests("BTCEUR")

@@ -10,12 +10,6 @@ from make_us_rich.pipelines.cluster import ClusterError, schedule, submit, unsch
 from make_us_rich.testing.fake_kfp import FakeKFP
 
 
-@pytest.fixture
-def kfp_api():
-    with FakeKFP() as fake:
-        yield fake
-
-
 def test_schedule_creates_the_hourly_recurring_run(kfp_api, capsys):
     assert main(["schedule", "--host", kfp_api.url, "--symbols", "BTCEUR,BTCUSDT",
                  "--store", "s3://models/mkrich", "--s3-endpoint", "http://minio:9000"]) == 0

@@ -8,13 +8,6 @@ import pytest
 from make_us_rich.cli import main
 from make_us_rich.errors import ConfigError
 from make_us_rich.pipelines.cluster import schedule
-from make_us_rich.testing.fake_kfp import FakeKFP
-
-
-@pytest.fixture
-def kfp_api():
-    with FakeKFP() as fake:
-        yield fake
 
 
 def test_schedule_universal_then_back_keeps_one_hourly_retrain(kfp_api, capsys):

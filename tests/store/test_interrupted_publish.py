@@ -15,17 +15,20 @@ import time
 import pytest
 
 from make_us_rich.store import MalformedPointer, ModelStore, StoreError
-from make_us_rich.store.model_store import KILL_AT_ENV, _sha256
+from make_us_rich.store.model_store import _sha256
 
 NAME = "btceur-close"
 POINTS = ["files", "manifest", "pointer", "triton-copy", "triton-config"]
+#: ``mkrich ARGS...`` in a process killed at POINT (make_us_rich.testing.faults)
+KILLED_MKRICH = ("import sys; from make_us_rich.testing.faults import kill_at; kill_at(sys.argv[1]); "
+                 "from make_us_rich.cli import main; sys.exit(main(sys.argv[2:]))")
 
 
 def publish_killed_at(point: str, artifacts, store_path, keep: int = 10) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "make_us_rich.cli", "publish", str(artifacts), "--symbol", "BTCEUR",
+        [sys.executable, "-c", KILLED_MKRICH, point, "publish", str(artifacts), "--symbol", "BTCEUR",
          "--store", str(store_path), "--keep", str(keep)],
-        env={**os.environ, KILL_AT_ENV: point}, capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == -9, (proc.returncode, proc.stdout, proc.stderr)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,7 +15,6 @@ import sys
 import pytest
 
 from make_us_rich.store import ModelStore
-from make_us_rich.store.model_store import KILL_AT_ENV
 
 SYMBOLS = ("BTCEUR", "BTCUSDT", "ETHUSDT")
 
@@ -184,14 +182,15 @@ def test_the_pipeline_stage_publishes_the_model_once(tmp_path, universal_models)
 
 # ----------------------------------------------------------------------------- kill -9
 POINTS = ["files", "shared", "manifest", "pointer", "triton-copy", "triton-config"]
-PUBLISH = ("import sys; from make_us_rich.stages import publish_stage; "
-           "publish_stage(sys.argv[1], sys.argv[2], sys.argv[3], shared_model=sys.argv[4])")
+PUBLISH = ("import sys; from make_us_rich.testing.faults import kill_at; kill_at(sys.argv[1]); "
+           "from make_us_rich.stages import publish_stage; "
+           "publish_stage(sys.argv[2], sys.argv[3], sys.argv[4], shared_model=sys.argv[5])")
 
 
 def publish_killed_at(point: str, model, symbol: str, uri: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", PUBLISH, str(model / "symbols" / symbol), symbol, uri, str(model)],
-        env={**os.environ, KILL_AT_ENV: point}, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", PUBLISH, point, str(model / "symbols" / symbol), symbol, uri, str(model)],
+        capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == -9, (proc.returncode, proc.stdout, proc.stderr)
 

@@ -67,6 +67,7 @@ def _pipeline_params(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from make_us_rich.contract import Manifest
     from make_us_rich.data import normalize_symbol
     from make_us_rich.pipelines.local import PipelineRunError, run_local
 
@@ -101,8 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if newest is None:
             print(f"  {symbol:<9} no model published by this run (see the run summary below)")
             continue
-        print(f"  {symbol:<9} {newest.get('status', '?'):<10} {newest.get('version')}")
-        print(f"  {'':<9} {_scores_line(newest.get('metrics'))}")
+        manifest = Manifest.of(newest)
+        print(f"  {symbol:<9} {manifest.status:<10} {manifest.version}")
+        print(f"  {'':<9} {_scores_line(manifest.scores)}")
     print(f"\nmodel store: {result['store']}")
     for symbol, info in result["symbols"].items():
         if info["artifacts"]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from make_us_rich.contract import ModelScores
+
 
 def _print_report(symbol: str, report) -> None:
     print(f"{symbol}: {report.rows_out} candles {report.start} .. {report.end}")
@@ -14,11 +19,8 @@ def _print_report(symbol: str, report) -> None:
         print(f"  repaired: {repair}")
 
 
-def _scores_line(test: dict | None) -> str:
+def _scores_line(scores: ModelScores) -> str:
     """One line of a model's key test scores (runs, versions)."""
-    from make_us_rich.contract import ModelScores
-
-    scores = ModelScores.of(test)
 
     def f(v, fmt="{:.4f}"):
         return "n/a" if v is None else fmt.format(v)

@@ -46,16 +46,15 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if isinstance(store.backend, LocalBackend) and not store.backend.root.is_dir():
         raise ConfigError(f"no model store at {store.backend.root}: check --store (or "
                           "$MKRICH_STORE); `mkrich run` or `mkrich publish` creates one")
-    latest = store.latest(args.symbol) or {}
-    versions = store.versions(args.symbol)
+    latest = store.pointer(args.symbol)
+    versions = store.manifests(args.symbol)
     if not versions:
         print(f"no versions of {args.symbol} in {store.uri}")
         return 0
     print(f"{'version':<36} {'status':<10} {'triton':>14}  test scores")
     for m in versions:
-        mark = "  <- latest" if m["version"] == latest.get("version") else ""
-        print(f"{m['version']:<36} {m['status']:<10} {m.get('triton_version') or '':>14}  "
-              f"{_scores_line(m.get('metrics'))}{mark}")
+        mark = "  <- latest" if latest is not None and m.version == latest.version else ""
+        print(f"{m.version:<36} {m.status:<10} {m.triton_version or '':>14}  {_scores_line(m.scores)}{mark}")
     return 0
 
 

@@ -99,18 +99,18 @@ def _horizons(text: str) -> tuple[int, ...]:
 
 def _card_symbol(model_dir: str) -> str:
     """The symbol a per-symbol model folder was trained on (``--symbol`` left out)."""
+    from make_us_rich.contract import ModelCard
     from make_us_rich.io import read_json
 
     try:
-        card = read_json(Path(model_dir) / "model_card.json")
+        card = ModelCard.of(read_json(Path(model_dir) / "model_card.json"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{model_dir} is not a model folder ({exc}); pass the --out of "
                           "`mkrich train` or a run's artifacts") from None
-    if card.get("kind") == "universal" or "universal" in card or not card.get("symbol"):
-        trained = card.get("symbols") or (card.get("universal") or {}).get("trained_on") or []
-        raise ConfigError(f"{model_dir} holds a universal model (trained on {', '.join(trained) or '?'});"
+    if card.is_universal or card.symbol is None:
+        raise ConfigError(f"{model_dir} holds a universal model (trained on {', '.join(card.trained_on) or '?'});"
                           " pass --symbol, any symbol with data in --source")
-    return str(card["symbol"])
+    return card.symbol
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -42,20 +42,20 @@ def _metrics_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def symbol_versions(store: ModelStore, symbol: str) -> dict[str, Any]:
     try:
-        latest = store.latest(symbol)
+        latest = store.pointer(symbol)
     except MalformedPointer:
         latest = None
-    latest_version = latest["version"] if latest else None
+    latest_version = latest.version if latest else None
     versions = []
-    for m in reversed(store.versions(symbol)):
+    for m in reversed(store.manifests(symbol)):
         versions.append({
-            "version": m["version"],
-            "status": "serving" if m["version"] == latest_version else m["status"],
-            "published": m.get("published"),
-            "reasons": list((m.get("gate") or {}).get("reasons") or []),
-            "gate_passed": bool((m.get("gate") or {}).get("passed")),
-            "metrics": _metrics_rows(m.get("metrics")),
-            "plots": [p for p in PLOTS if p in (m.get("files") or {})],
+            "version": m.version,
+            "status": "serving" if m.version == latest_version else m.status,
+            "published": m.published,
+            "reasons": list(m.gate.reasons),
+            "gate_passed": m.gate.passed,
+            "metrics": _metrics_rows(m.metrics),
+            "plots": [p for p in PLOTS if p in m.files],
         })
     return {"symbol": symbol, "latest": latest_version, "versions": versions}
 
@@ -64,11 +64,11 @@ def quality(store: ModelStore, symbol: str) -> dict[str, Any]:
     """How good the serving model was on its test period: the gate's ratios (below 1 beats the
     baseline) and the 90 % interval's coverage."""
     try:
-        pointer = store.latest(symbol)
+        pointer = store.pointer(symbol)
     except MalformedPointer:
         pointer = None
     try:
-        scores = ModelScores.of((pointer or {}).get("metrics"))
+        scores = pointer.scores if pointer else ModelScores()
     except ValueError:  # scores a page shows, not what it stands on: none rather than a 500
         scores = ModelScores()
     return {
@@ -79,9 +79,9 @@ def quality(store: ModelStore, symbol: str) -> dict[str, Any]:
     }
 
 
-def _pointer(store: ModelStore, symbol: str) -> dict[str, Any] | None:
+def _pointer(store: ModelStore, symbol: str) -> contract.Pointer | None:
     try:
-        return store.latest(symbol)
+        return store.pointer(symbol)
     except StoreError:  # a malformed pointer or an unreadable store: nothing to say
         return None
 
@@ -93,18 +93,18 @@ def serving_model(store: ModelStore, symbol: str) -> dict[str, Any] | None:
     pointer = _pointer(store, symbol)
     if pointer is None:
         return None
-    info = {"version": pointer["version"], **model_kind(store, symbol, pointer["version"]), "shared_by": [symbol]}
+    info = {"version": pointer.version, **model_kind(store, symbol, pointer.version), "shared_by": [symbol]}
     if info["kind"] == "universal":
-        onnx = (pointer.get("checksums") or {}).get(contract.MODEL_FILE)
+        onnx = pointer.checksums.get(contract.MODEL_FILE)
         try:
             served = store.symbols()
         except StoreError:
             served = []
-        shared = pointer.get("shared")  # a store that keeps a universal model once names it
+        shared = pointer.shared  # a store that keeps a universal model once names it
 
-        def same(p: dict[str, Any] | None) -> bool:
-            return p is not None and bool(p["version"] == pointer["version"] or shared and p.get("shared") == shared
-                                          or onnx and (p.get("checksums") or {}).get(contract.MODEL_FILE) == onnx)
+        def same(p: contract.Pointer | None) -> bool:
+            return p is not None and bool(p.version == pointer.version or shared and p.shared == shared
+                                          or onnx and p.checksums.get(contract.MODEL_FILE) == onnx)
 
         info["shared_by"] = [s for s in served if s == symbol or same(_pointer(store, s))]
     return info

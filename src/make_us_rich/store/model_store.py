@@ -49,9 +49,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,12 +65,9 @@ REQUIRED_FILES = contract.REQUIRED_FILES
 OPTIONAL_FILES = contract.OPTIONAL_FILES
 DEFAULT_KEEP = contract.DEFAULT_KEEP
 DEFAULT_STALE_AFTER = 3600.0
-#: Test hook: ``MKRICH_TEST_KILL_AT=<point>`` makes ``publish`` SIGKILL its own process at that
-#: point (see ``_checkpoint``), so tests interrupt a real ``mkrich publish`` where they choose.
-KILL_AT_ENV = "MKRICH_TEST_KILL_AT"
 #: ``<UTC publish time to the microsecond>-<first 8 hex of the model's SHA-256>``: unique,
 #: sortable, and telling which model it holds, e.g. ``20231231T230512.123456Z-5de49751``.
-_VERSION_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}$")
+_VERSION_RE = contract.VERSION_RE
 #: What the shared version of a universal model holds: stored name -> path in its model folder
 #: (``mkrich train --symbols ... --out DIR``, the pipeline's training task).
 SHARED_SOURCES: dict[str, str] = {
@@ -112,35 +106,20 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _checkpoint(point: str) -> None:
-    if os.environ.get(KILL_AT_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _version_time(version: str) -> float:
     return datetime.strptime(version[:23], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def check_pointer(pointer: Any, symbol: str, where: str) -> dict[str, Any]:
-    """A ``latest.json`` as the server and the CLI need it, or :class:`StoreError` saying what
-    is wrong with it (read from ``where``) and how to repair it."""
-    problem = None
-    if not isinstance(pointer, dict):
-        problem = "it is not a JSON object"
-    elif not isinstance(pointer.get("version"), str) or not _VERSION_RE.match(pointer["version"]):
-        problem = f"'version' is {pointer.get('version')!r}, not a version name"
-    elif pointer.get("symbol") != symbol:
-        problem = f"'symbol' is {pointer.get('symbol')!r}, not {symbol!r}"
-    elif not isinstance(pointer.get("checksums"), dict) or not isinstance(
-        pointer["checksums"].get(contract.MODEL_FILE), str
-    ):
-        problem = f"'checksums' lacks {contract.MODEL_FILE}"
-    elif not isinstance(pointer.get("sequence_length"), int) or pointer["sequence_length"] < 1:
-        problem = f"'sequence_length' is {pointer.get('sequence_length')!r}"
-    elif not isinstance(pointer.get("features"), list) or not pointer["features"]:
-        problem = "'features' is not a non-empty list"
-    if problem:
-        raise MalformedPointer(f"{where} is malformed: {problem}; publish a model again (mkrich publish) to rewrite it")
+    """A ``latest.json`` as the server and the CLI need it (read as :class:`contract.Pointer`),
+    or :class:`StoreError` saying what is wrong with it (read from ``where``) and how to repair it."""
+    try:
+        record = contract.Pointer.of(pointer)
+        if record.symbol != symbol:
+            raise ValueError(f"'symbol' is {record.symbol!r}, not {symbol!r}")
+    except ValueError as exc:
+        raise MalformedPointer(f"{where} is malformed: {exc}; publish a model again (mkrich publish) to "
+                               "rewrite it") from None
     return pointer
 
 
@@ -208,6 +187,11 @@ class ModelStore:
             raise MalformedPointer(f"{where} is not valid JSON ({exc}); publish a model again (mkrich publish) to rewrite it") from None
         return check_pointer(pointer, self._sym(symbol), where)
 
+    def pointer(self, symbol: str) -> contract.Pointer | None:
+        """:meth:`latest`, typed."""
+        pointer = self.latest(symbol)
+        return None if pointer is None else contract.Pointer.of(pointer)
+
     def _latest_or_none(self, symbol: str) -> dict[str, Any] | None:
         """The pointer for publishing: a malformed one is replaced, not an obstacle."""
         try:
@@ -243,6 +227,18 @@ class ModelStore:
             if m["status"] == "accepted" and not _promoted(m["version"], pointer):
                 m["status"] = "incomplete"
         return manifests
+
+    def manifests(self, symbol: str) -> list[contract.Manifest]:
+        """:meth:`versions`, typed; a manifest that does not read is a :class:`StoreError`
+        naming it."""
+        records = []
+        for m in self.versions(symbol):
+            try:
+                records.append(contract.Manifest.of(m))
+            except ValueError as exc:
+                where = f"{self.uri}/{self._version_key(symbol, str(m.get('version')), 'manifest.json')}"
+                raise StoreError(f"{where} is malformed: {exc}") from None
+        return records
 
     def _has_manifest(self, symbol: str, version: str, keys: list[str]) -> bool:
         return self._version_key(symbol, version, "manifest.json") in keys
@@ -366,11 +362,9 @@ class ModelStore:
                 name: self._put_verified(self._version_key(sym, version, name), data)
                 for name, data in files.items() if name not in refs
             }
-            _checkpoint("files")
             if shared is not None:
                 shared_manifest = self._ensure_shared(shared)
                 uploaded.update({n: {**shared_manifest["files"][n], "shared": shared["version"]} for n in refs})
-                _checkpoint("shared")
                 triton_version = shared_manifest["triton_version"] if accepted else None
             else:
                 triton_version = self._next_triton_version(sym, model_name) if accepted else None
@@ -392,7 +386,6 @@ class ModelStore:
                 **horizons,
             }
             put(self._version_key(sym, version, "manifest.json"), json_bytes(manifest))
-            _checkpoint("manifest")
             if shared is not None:  # a prune elsewhere may have taken a stale copy away meanwhile
                 self._ensure_shared(shared)
             if accepted:
@@ -417,7 +410,6 @@ class ModelStore:
                     **horizons,
                 }
                 self._put_verified(self._latest_key(sym), json_bytes(pointer))
-                _checkpoint("pointer")
         except (StoreError, PublishError) as exc:
             # Take back the manifest (best effort), so that readers of `versions` do not see a
             # model that never became latest. The artifacts without a manifest are an
@@ -512,11 +504,9 @@ class ModelStore:
         n = int(pointer["triton_version"])
         model = self.read(sym, pointer["version"], contract.MODEL_FILE, pointer["checksums"][contract.MODEL_FILE])
         self._put_if_changed(f"triton/{model_name}/{n}/{contract.MODEL_FILE}", model)
-        _checkpoint("triton-copy")
         config = triton_config(model_name, pointer["sequence_length"], len(pointer["features"]), n,
                                contract.horizon_rows(contract.contract_of(pointer)))
         self._put_if_changed(f"triton/{model_name}/config.pbtxt", config.encode())
-        _checkpoint("triton-config")
         keep = {n} | {m["triton_version"] for m in self.versions(sym) if m["status"] == "accepted"}
         self.backend.delete([
             k for k in self.backend.list(f"triton/{model_name}")
@@ -564,14 +554,12 @@ class ModelStore:
             info = manifests[version]["files"][contract.MODEL_FILE]
             model = self.read_shared(version, contract.MODEL_FILE, info["sha256"])
             self._put_if_changed(f"triton/{UNIVERSAL_MODEL}/{n}/{contract.MODEL_FILE}", model)
-        _checkpoint("triton-copy")
         numbers = sorted(pinned.values())
         config = contract.triton_config(
             UNIVERSAL_MODEL, newest["sequence_length"], len(newest["features"]),
             f"{{ specific: {{ versions: [ {', '.join(str(n) for n in numbers)} ] }} }}",
             contract.horizon_rows(newest["contract"]))
         self._put_if_changed(f"triton/{UNIVERSAL_MODEL}/config.pbtxt", config.encode())
-        _checkpoint("triton-config")
         self.backend.delete([
             k for k in self.backend.list(f"triton/{UNIVERSAL_MODEL}")
             if len(parts := k.split("/")) == 4
