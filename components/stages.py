@@ -356,6 +356,7 @@ def evaluate_and_publish(
         print(f"{sym} {row['published']['version']}: {row['published']['status']} ({'; '.join(row['reasons'])})")
         if "served_horizons" in row:
             print(f"{sym}: horizons served {row['served_horizons'] or 'none'} (each gated on its own)")
+            metrics.log_metric(f"{sym}.longest_horizon_served", float(max(row["served_horizons"] or [0])))
         for key in ("pinball_vs_empirical", "pinball_vs_har", "coverage_90", "median_rmse_vs_persistence"):
             if row.get(key) is not None:
                 metrics.log_metric(f"{sym}.{key}", float(row[key]))

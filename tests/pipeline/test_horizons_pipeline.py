@@ -6,6 +6,7 @@ horizons, warm-starting the next run only from a model of the same horizons."""
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,10 @@ def test_universal_pipeline_trains_gates_and_warm_starts_per_horizons(tmp_path):
         gate = manifest["gate"]
         assert pointer["horizons"] == gate["served_horizons"] == [h for h in (1, 4) if gate["horizons"][str(h)]["passed"]]
         assert f"{sym}: horizons served {pointer['horizons']}" in log
+        output = json.loads(next(root.glob("universal-training-*/**/evaluate-and-publish/executor_output.json"))
+                            .read_text())
+        logged = output["artifacts"]["metrics"]["artifacts"][0]["metadata"]  # the KFP UI's metrics
+        assert logged[f"{sym}.longest_horizon_served"] == max(pointer["horizons"])
     config = (store / "triton" / "universal" / "config.pbtxt").read_text()
     assert 'name: "quantile_close_horizons" data_type: TYPE_FP32 dims: [ -1, 2, 5 ]' in config
 
