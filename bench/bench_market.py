@@ -183,7 +183,7 @@ def main() -> None:
     with FakeBinance(market) as fake:
         common = ["--source", "binance", "--api-url", fake.api_url]
         universal = ["--universal", "--symbols", symbols, *common, "--store", str(work / "store"),
-                     "--pipeline-root", str(work / "universal")]
+                     "--pipeline-root", str(work / "universal"), "--horizons", "1"]  # the issue-21 cycle
         if budget is not None:
             universal += ["--time-budget", str(budget)]
         print("cold universal run (untimed for the target: it trains the model the timed run starts from) ...",

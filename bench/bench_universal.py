@@ -50,7 +50,7 @@ PER_SYMBOL_START = "2022-01-01"
 #: the universal model's settings, chosen on validation (docs/benchmarks.md, "Choosing the
 #: universal model's settings"); everything else is the CLI's default
 UNIVERSAL_FLAGS = ("--test-size", "0", "--val-size", "0.05", "--epochs", "4", "--patience", "1",
-                   "--batch-size", "256", "--time-budget", "720")
+                   "--batch-size", "256", "--time-budget", "720", "--horizons", "1")  # the 1-hour model (issue 21)
 #: ``--quick``: a smoke run of the whole chain in minutes (figures meaningless)
 QUICK = {"symbols": ("BTCUSDT", "ETHUSDT", "PAXGUSDT", "XTZUSDT"), "left_out": ("XTZUSDT",),
          "flags": ("--preset", "tiny", "--start", "2022-09-01"), "test": ("2023-01-01", "2023-02-28T23:00")}

@@ -96,10 +96,12 @@ def train_lstm(
     seed: int,
     test_size: float,
     val_size: float,
+    horizons: str,
     model: Output[Model],
 ):
     """Train the quantile LSTM: one input per TrainConfig field (``inputs`` comma-separated);
-    tests/pipeline/test_params.py checks that none is missing."""
+    tests/pipeline/test_params.py checks that none is missing. A model of one symbol forecasts
+    the next hour only (``horizons`` "1"; others fail with the reason)."""
     from make_us_rich.params import train_config
     from make_us_rich.stages import train_stage
 
@@ -107,7 +109,7 @@ def train_lstm(
         sequence_length=sequence_length, lstm_units=lstm_units, inputs=inputs, median=median,
         calibrate=calibrate, blend_har=blend_har, learning_rate=learning_rate,
         batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed,
-        test_size=test_size, val_size=val_size,
+        test_size=test_size, val_size=val_size, horizons=horizons,
     )
     summary = train_stage(sequences.path, scaler.path, config, model.path, train_csv=train.path,
                           progress="lines")
@@ -274,6 +276,7 @@ def train_universal(
     seed: int,
     test_size: float,
     val_size: float,
+    horizons: str,
     time_budget: float,
     warm_start: bool,
     store_uri: str,
@@ -282,8 +285,9 @@ def train_universal(
     model: Output[Model],
     metrics: Output[Metrics],
 ):
-    """ONE quantile model on the pooled windows of every symbol of the run (ONNX included);
-    with ``warm_start``, from the last accepted universal model in the store."""
+    """ONE quantile model on the pooled windows of every symbol of the run (ONNX included), a
+    quantile output per horizon of ``horizons`` ("1,4,24"); with ``warm_start``, from the last
+    accepted universal model in the store when it has the same shape and horizons."""
     import os
 
     from make_us_rich.params import train_config
@@ -298,7 +302,7 @@ def train_universal(
         sequence_length=sequence_length, lstm_units=lstm_units, inputs=inputs, median=median,
         calibrate=calibrate, blend_har=blend_har, learning_rate=learning_rate,
         batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed,
-        test_size=test_size, val_size=val_size,
+        test_size=test_size, val_size=val_size, horizons=horizons,
     )
     summary = market_train_stage(market.path, config, model.path, time_budget=time_budget or None,
                                  warm_store=store_uri if warm_start else None, progress="lines")
@@ -350,6 +354,9 @@ def evaluate_and_publish(
             print(f"{sym}: {row['error']}")
             continue
         print(f"{sym} {row['published']['version']}: {row['published']['status']} ({'; '.join(row['reasons'])})")
+        if "served_horizons" in row:
+            print(f"{sym}: horizons served {row['served_horizons'] or 'none'} (each gated on its own)")
+            metrics.log_metric(f"{sym}.longest_horizon_served", float(max(row["served_horizons"] or [0])))
         for key in ("pinball_vs_empirical", "pinball_vs_har", "coverage_90", "median_rmse_vs_persistence"):
             if row.get(key) is not None:
                 metrics.log_metric(f"{sym}.{key}", float(row[key]))

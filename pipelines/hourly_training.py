@@ -85,6 +85,7 @@ def hourly_training(
     max_epochs: int = D["max_epochs"],
     patience: int = D["patience"],
     seed: int = D["seed"],
+    horizons: str = D["horizons"],
     gate_tolerance: float = D["gate_tolerance"],
     coverage_min: float = D["coverage_min"],
     coverage_max: float = D["coverage_max"],
@@ -129,7 +130,7 @@ def hourly_training(
             train=split.outputs["train"], sequence_length=sequence_length, lstm_units=lstm_units,
             inputs=inputs, median=median, calibrate=calibrate, blend_har=blend_har,
             learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
-            patience=patience, seed=seed, test_size=test_size, val_size=val_size,
+            patience=patience, seed=seed, test_size=test_size, val_size=val_size, horizons=horizons,
         ).set_display_name("train LSTM")
         train.set_cpu_request("1").set_cpu_limit("2").set_memory_request("2G").set_memory_limit("4G")
         kubernetes.set_timeout(train, TRAIN_TIMEOUT_SECONDS)
@@ -159,8 +160,9 @@ def hourly_training(
 
 @dsl.pipeline(
     name=UNIVERSAL_PIPELINE_NAME,
-    description="Retrain ONE next-hour quantile forecaster on the pooled data of every symbol, then "
-    "evaluate, gate and publish it for each symbol (make-us-rich, issue 21).",
+    description="Retrain ONE quantile forecaster (the next hour, and by default 4 and 24 hours) on the "
+    "pooled data of every symbol, then evaluate, gate and publish it for each symbol (make-us-rich, "
+    "issues 21, 22).",
 )
 def universal_training(
     symbols: list = ["BTCEUR"],  # noqa: B006 - KFP takes the default from the signature
@@ -182,6 +184,7 @@ def universal_training(
     max_epochs: int = UNI.max_epochs,
     patience: int = UNI.patience,
     seed: int = D["seed"],
+    horizons: str = ",".join(str(h) for h in UNI.horizons),
     gate_tolerance: float = D["gate_tolerance"],
     coverage_min: float = D["coverage_min"],
     coverage_max: float = D["coverage_max"],
@@ -197,8 +200,10 @@ def universal_training(
     rollout_isvc: str = "",
     dashboard_url: str = "",
 ):
-    """fetch every symbol (bounded concurrency) -> ONE training task on the pooled windows ->
-    in parallel batches of ``eval_batch`` symbols: each evaluated against its own baselines,
+    """fetch every symbol (bounded concurrency) -> ONE training task on the pooled windows (a
+    quantile output per horizon of ``horizons``) -> in parallel batches of ``eval_batch``
+    symbols: each evaluated against its own baselines (each horizon against its own; a horizon
+    that fails is not served, the model is refused only when its 1-hour horizon fails),
     gated and published (a symbol that fails the gate is stored as rejected and keeps its
     previous model; one whose data could not be loaded is named in the log and skipped). The same stage functions as
     ``mkrich train --symbols`` (:func:`make_us_rich.stages.run_universal`)."""
@@ -225,7 +230,8 @@ def universal_training(
             market=market.outputs["market"], sequence_length=sequence_length, lstm_units=lstm_units,
             inputs=inputs, median=median, calibrate=calibrate, blend_har=blend_har,
             learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
-            patience=patience, seed=seed, test_size=test_size, val_size=val_size, time_budget=time_budget,
+            patience=patience, seed=seed, test_size=test_size, val_size=val_size, horizons=horizons,
+            time_budget=time_budget,
             warm_start=warm_start, store_uri=store_uri, s3_endpoint=s3_endpoint, s3_region=s3_region,
         ).set_display_name("train universal model")
         kubernetes.use_secret_as_env(train, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS, optional=True)

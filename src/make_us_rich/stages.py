@@ -184,6 +184,16 @@ def scale_stage(sequences_npz: str | Path, scaler_dir: str | Path, inputs: tuple
     return {"inputs": list(inputs), "fit_rows": int(X.shape[0] * X.shape[1])}
 
 
+def check_per_symbol(config: TrainConfig) -> TrainConfig:
+    """A per-symbol model forecasts the next hour only (issue 22: the horizons are outputs of
+    the universal model)."""
+    if config.horizons != (1,):
+        raise ConfigError(f"a model of one symbol forecasts the next hour only, not the horizons "
+                          f"{list(config.horizons)}; train a model of several symbols for them (mkrich train "
+                          "--symbols ..., the universal-training pipeline) or set horizons 1")
+    return config
+
+
 def train_stage(
     sequences_npz: str | Path,
     scaler_dir: str | Path,
@@ -200,7 +210,7 @@ def train_stage(
     ``config.json``. ``train_csv`` (the train features) is needed with ``blend_har``."""
     from make_us_rich.training.quantile_model import fit_quantile_model
 
-    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    cfg = check_per_symbol(config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config))
     with np.load(sequences_npz) as z:
         data = {k: z[k] for k in ("X_train", "y_train", "X_val", "y_val")}
         n_test = len(z["y_test"])
@@ -424,7 +434,6 @@ def universal_train_stage(
     time_budget: float | None = None,
     progress: bool | str = False,
     tensorboard_dir: str | Path | None = None,
-    horizons: tuple[int, ...] = (1,),
 ) -> dict[str, Any]:
     """One universal model on the pooled windows of every symbol (issue 21): ``features`` maps
     each symbol to its feature table (features stage output), ``test_start`` to the first
@@ -436,7 +445,7 @@ def universal_train_stage(
 
     Writes into ``model_dir``: ``model.keras``, ``model.onnx``, ``parity.json``, ``scaler/``,
     ``config.json`` (the inputs actually used), ``history.json``, ``training.json`` and
-    ``universal.json`` (symbols, windows and unavailable inputs of each). ``horizons`` other
+    ``universal.json`` (symbols, windows and unavailable inputs of each). ``config.horizons`` other
     than ``(1,)``: a model with a quantile output per horizon (issue 22, :mod:`make_us_rich.horizons`;
     the cuts purged by the longest one; a warm start needs the same horizons), the card listing them."""
     from make_us_rich.contract import MODEL_FILE
@@ -453,7 +462,8 @@ def universal_train_stage(
     windows = pool_windows(tables, cfg.sequence_length)
     lacking = sorted({c for names in windows.unavailable.values() for c in names})
     cfg = cfg.with_overrides(inputs=resolve_inputs(cfg.inputs, lacking))
-    multi = tuple(horizons) != (1,)
+    horizons = cfg.horizons
+    multi = horizons != (1,)
     if multi:
         from make_us_rich.horizons import (
             check_horizons,
@@ -472,7 +482,7 @@ def universal_train_stage(
         init_dir = Path(init_dir)
         previous = _folder_config(init_dir)
         before = _folder_horizons(init_dir)
-        if before != tuple(horizons):
+        if before != horizons:
             raise WarmStartMismatch(f"cannot warm-start from {init_dir}: it forecasts the horizons {list(before)} h, "
                                     f"this run {list(horizons)} h; retrain in full")
         if (previous.inputs, previous.sequence_length, previous.lstm_units) != (
@@ -872,7 +882,6 @@ def run_universal(
     tensorboard_dir: str | Path | None = None,
     client: object | None = None,
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
-    horizons: tuple[int, ...] = (1,),
 ) -> dict[str, Any]:
     """Fetch and features per symbol (:func:`fetch_many_stage`) -> one universal model on the
     pooled windows -> ONNX -> each symbol evaluated and gated on its own test period (the last
@@ -900,8 +909,7 @@ def run_universal(
             raise ConfigError("warm-start from a folder or from the store, not both")
         training = market_train_stage(market, config, out, warm_store=warm_store, time_budget=time_budget,
                                       progress=progress, tensorboard_dir=tensorboard_dir,
-                                      **({"init_dir": init_dir} if init_dir is not None else {}),
-                                      **({"horizons": tuple(horizons)} if tuple(horizons) != (1,) else {}))
+                                      **({"init_dir": init_dir} if init_dir is not None else {}))
         done("train", training)
         results: dict[str, Any] = {}
         if config.test_size > 0:
@@ -935,4 +943,5 @@ def symbol_row(metrics: dict[str, Any]) -> dict[str, Any]:
         "inputs": metrics.get("inputs"),
         "gate": metrics["gate"]["passed"],
         "reasons": metrics["gate"]["reasons"],
+        **({"served_horizons": metrics["gate"]["served_horizons"]} if "served_horizons" in metrics["gate"] else {}),
     }

@@ -42,9 +42,9 @@ def horizon_model(tmp_path_factory, sample_btceur, sample_btcusdt):
     csv.mkdir()
     write_klines_csv(sample_btceur.iloc[:3000], csv / "BTCEUR_1h.csv")
     write_klines_csv(sample_btcusdt.iloc[:3000], csv / "BTCUSDT_1h.csv")
-    config = TrainConfig(sequence_length=12, lstm_units=8, batch_size=64, patience=1, max_epochs=2, test_size=0.2)
-    run_universal(f"csv:{csv}", list(SYMBOLS), base / "model", RunSpec(train=config), horizons=HORIZONS,
-                  work_dir=base / "market")
+    config = TrainConfig(sequence_length=12, lstm_units=8, batch_size=64, patience=1, max_epochs=2, test_size=0.2,
+                         horizons=HORIZONS)
+    run_universal(f"csv:{csv}", list(SYMBOLS), base / "model", RunSpec(train=config), work_dir=base / "market")
     for sym in SYMBOLS:
         row = market_evaluate_stage(base / "model", base / "market", sym, base / "lenient" / sym,
                                     gate_tolerance=1.0, coverage_min=0.0, coverage_max=1.0)
@@ -91,7 +91,7 @@ def test_each_horizon_is_gated_on_its_own(horizon_model):
             {k: o[k] for k in ("name", "datatype", "shape")} for o in card["outputs"]]
 
 
-def test_the_server_answers_the_served_horizons_only(tmp_path, horizon_model, windows):
+def test_the_server_answers_the_served_horizons_only(tmp_path, horizon_model, windows, capsys):
     store = ModelStore(tmp_path / "store")
     model = horizon_model["model"]
     first = {s: store.publish(horizon_model["lenient"] / s, s, shared_model=model) for s in SYMBOLS}
@@ -129,6 +129,15 @@ def test_the_server_answers_the_served_horizons_only(tmp_path, horizon_model, wi
         assert result["horizons"][0]["quantiles"] == result["quantiles"]
         assert result["horizons"][0]["for_hour"] == result["for_hour"]
         assert all(list(e["quantiles"]) == ["q05", "q25", "q50", "q75", "q95"] for e in result["horizons"])
+        from make_us_rich.cli import main
+
+        capsys.readouterr()
+        assert main(["predict", "--symbol", "BTCEUR", "--url", srv.url, "--source", f"csv:{horizon_model['csv']}"]) == 0
+        printed = capsys.readouterr().out
+        for e in result["horizons"][1:]:
+            q = e["quantiles"]
+            assert (f"  in {e['hours']} h ({e['for_hour']}): median {q['q50']:,.2f}   50 %: {q['q25']:,.2f} - "
+                    f"{q['q75']:,.2f}   90 %: {q['q05']:,.2f} - {q['q95']:,.2f}") in printed
 
         # the strict gate's version: BTCEUR's 24 h horizon failed, it is no longer answered
         strict = gate_of(horizon_model["strict"] / "BTCEUR")["served_horizons"]

@@ -89,6 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             params.update(given(args, UNIVERSAL_PARAMS, pipeline=True))
         elif any(getattr(args, name, None) is not None for name in ("concurrency", "time_budget")):
             raise ConfigError("--concurrency and --time-budget are options of --universal")
+        elif params.get("horizons", "1") != "1":
+            raise ConfigError("--horizons other than 1 is an option of --universal (a model of one symbol "
+                              "forecasts the next hour only)")
         result = run_local(symbols, source=source, store_uri=args.store,
                            pipeline_root=args.pipeline_root, verbose=args.verbose > 0,
                            notify_url=args.notify_url, notify_format=args.notify_format,

@@ -59,6 +59,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     q = result.get("quantiles")
     if q:
         print(f"  50 %: {q['q25']:,.2f} - {q['q75']:,.2f}   90 %: {q['q05']:,.2f} - {q['q95']:,.2f}")
+    for h in result.get("horizons", [])[1:]:  # the longer horizons the server answers (issue 22)
+        q = h["quantiles"]
+        print(f"  in {h['hours']} h ({h['for_hour']}): median {q['q50']:,.2f}   50 %: {q['q25']:,.2f} - "
+              f"{q['q75']:,.2f}   90 %: {q['q05']:,.2f} - {q['q95']:,.2f}")
     print(f"  last close ({result['last_hour']}): {result['last_close']:,.2f}  "
           f"median change {result['predicted_close'] - result['last_close']:+,.2f}")
     print(f"  model {result['model']} version {result['model_version']} at {args.url}")

@@ -25,6 +25,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         days = spec.data.lookback_days  # the run's default lookback (a year) on the live API
     if args.symbols:
         return _train_universal(args, spec.with_params(lookback_days=days or 0.0))
+    from make_us_rich.stages import check_per_symbol
+
+    check_per_symbol(spec.train)
     if args.warm_start or args.warm_from_store or args.time_budget:
         raise ConfigError("--warm-start, --warm-from-store and --time-budget are for a universal model: give --symbols")
     run = train_symbol(
@@ -63,7 +66,6 @@ def _train_universal(args: argparse.Namespace, spec) -> int:
     summary = run_universal(
         args.source, symbols, args.out, spec, start=args.start, end=args.end,
         init_dir=args.warm_start, warm_store=args.warm_from_store,
-        horizons=args.horizons,
         progress=not args.no_progress,
         tensorboard_dir=args.tensorboard_dir,
         on_stage=lambda name, info: print(f"  {name}: done", flush=True) if not args.no_progress else None,
@@ -84,17 +86,6 @@ def _train_universal(args: argparse.Namespace, spec) -> int:
     print(f"wrote {args.out}/: model.onnx model.keras model_card.json universal.json scaler/ summary.json"
           f"{' symbols/<SYMBOL>/' if summary['evaluation'] else ''}")
     return 0
-
-
-def _horizons(text: str) -> tuple[int, ...]:
-    """``--horizons 1,4,24`` (hours ahead; 1 must be among them: the contract's outputs)."""
-    try:
-        hours = tuple(sorted({int(h) for h in text.split(",") if h.strip()}))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes whole hours separated by commas, e.g. 1,4,24, not {text!r}") from None
-    if not hours or hours[0] != 1 or hours[-1] > 720:
-        raise argparse.ArgumentTypeError(f"takes hours from 1 to 720 including 1 (the next hour), e.g. 1,4,24, not {text!r}")
-    return hours
 
 
 def _card_symbol(model_dir: str) -> str:
@@ -162,9 +153,6 @@ def add_train(sub) -> None:
                    help=f"with --symbols: symbols fetched at once (default {UniversalSpec().concurrency})")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="with --symbols: stop training after this many seconds (best weights kept)")
-    p.add_argument("--horizons", type=_horizons, default=(1,), metavar="H1,H2,...",
-                   help="with --symbols: hours ahead to forecast, e.g. 1,4,24 (one output per horizon; "
-                   "mkrich evaluate then writes predictions_h{h}.csv); default 1")
     p.set_defaults(func=cmd_train)
 
 
