@@ -7,6 +7,7 @@ import fcntl
 import io
 import os
 import pty
+import select
 import struct
 import termios
 import time
@@ -58,12 +59,14 @@ def drawn_on_a_pty(columns: int, rows: int, step: str, symbol: str, epoch: tuple
         live.start(step, symbol)
         live.watch(epoch_line(*epoch, loss=0.5))
         terminal.flush()
-        shown = os.read(master, 65536).decode()
+        shown = b""
+        while select.select([master], [], [], 0.5)[0]:  # one read may return only the first redraw
+            shown += os.read(master, 65536)
         live.close()
     finally:
         terminal.close()
         os.close(master)
-    return shown.split("\r")[-1]
+    return shown.decode().split("\r")[-1]
 
 
 def test_the_status_line_never_wraps():
