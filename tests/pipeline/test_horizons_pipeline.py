@@ -73,6 +73,7 @@ def test_universal_pipeline_trains_gates_and_warm_starts_per_horizons(tmp_path):
         gate = manifest["gate"]
         assert pointer["horizons"] == gate["served_horizons"] == [h for h in (1, 4) if gate["horizons"][str(h)]["passed"]]
         assert f"{sym}: horizons served {pointer['horizons']}" in log
+        assert f"horizons served {','.join(map(str, pointer['horizons']))} of 1,4 h" in done.stdout
         output = json.loads(next(root.glob("universal-training-*/**/evaluate-and-publish/executor_output.json"))
                             .read_text())
         logged = output["artifacts"]["metrics"]["artifacts"][0]["metadata"]  # the KFP UI's metrics

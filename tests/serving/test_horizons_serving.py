@@ -168,3 +168,23 @@ def test_a_pointer_whose_horizons_do_not_fit_is_refused():
                 {"horizon_axis": [1, 4], "horizons": "1,4"}, {"horizon_axis": [1, 1], "horizons": [1]}):
         with pytest.raises(ValueError):
             contract.served_horizons(bad)
+
+
+def test_only_the_one_hour_horizon_refuses_the_model(horizon_model):
+    """With a band every longer horizon passes, the served list follows the 1-hour decision: a
+    failing next hour refuses the model (nothing served), a passing one serves every horizon."""
+    from make_us_rich.stages import read_table
+    from make_us_rich.training.evaluate import GateDecision, gate_served_horizons
+
+    model_bytes = (horizon_model["model"] / "model.onnx").read_bytes()
+    features = read_table(horizon_model["model"].parent / "market" / "BTCEUR" / "features.csv")
+    start = json.loads((horizon_model["strict"] / "BTCEUR" / "metrics.json").read_text())["test"]["period"][0]
+    lenient = {"tolerance": 1.0, "coverage_band": (0.0, 1.0), "n_boot": 50}
+    for one_hour, served in ((False, []), (True, list(HORIZONS))):
+        decision = GateDecision(one_hour, 1.0, (0.0, 1.0), [f"the 1-hour gate {'passed' if one_hour else 'failed'}"])
+        out = gate_served_horizons(model_bytes, features, 12, HORIZONS, start=pd.Timestamp(start), one_hour=decision,
+                                   parity_passed=True, **lenient)
+        assert out["served"] == served
+        assert out["gates"]["4"]["passed"] and out["gates"]["24"]["passed"]
+        assert out["gates"]["1"] == decision.to_dict()
+        assert set(out["scores"]) == {"1", "4", "24"}

@@ -108,6 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         manifest = Manifest.of(newest)
         print(f"  {symbol:<9} {manifest.status:<10} {manifest.version}")
         print(f"  {'':<9} {_scores_line(manifest.scores)}")
+        if newest.get("horizon_axis"):  # a model of several horizons: those its per-horizon gate let through
+            print(f"  {'':<9} horizons served {','.join(map(str, newest['horizons'])) or 'none'} of "
+                  f"{','.join(map(str, newest['horizon_axis']))} h")
     print(f"\nmodel store: {result['store']}")
     for symbol, info in result["symbols"].items():
         if info["artifacts"]:

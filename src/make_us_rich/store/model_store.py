@@ -332,8 +332,8 @@ class ModelStore:
         }
         # a model of several horizons (issue 22): its rows' order, and those its per-horizon gate
         # let through (none recorded: the next hour only), for the server's answer
-        horizons = {"horizon_axis": list(card["horizons"]),
-                    "horizons": list(gate.get("served_horizons") or [1])} if card.get("horizons") else {}
+        horizons = {"horizon_axis": list(card["horizons"]), "horizons": list(gate.get("served_horizons", [1]))
+                    } if card.get("horizons") else {}
         created = datetime.now(UTC)
         version = f"{created.strftime('%Y%m%dT%H%M%S.%fZ')}-{checksums['model.onnx'][:8]}"
         model_name = contract.model_name(sym)
