@@ -4,7 +4,9 @@ The training hyperparameters are the fields of :class:`~make_us_rich.training.Tr
 (help text in their metadata); the data, gate and store parameters are declared here. The CLI's
 flags (``mkrich train``, ``run``, ``submit``, ``schedule``) are generated from these
 declarations, and the pipeline's signature takes its defaults from :data:`PIPELINE_DEFAULTS`
-(``tests/pipeline/test_params.py`` fails on any difference in names or types).
+(``tests/pipeline/test_params.py`` fails on any difference in names or types). :class:`RunSpec`
+holds one run's values, typed, in the same parts (what ``mkrich train``, ``run_stages`` and
+``run_universal`` take).
 """
 
 from __future__ import annotations

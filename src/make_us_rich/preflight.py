@@ -13,10 +13,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from make_us_rich.data.klines import DEFAULT_INTERVAL
 from make_us_rich.errors import ConfigError
 
 
-def check_source(source: str, symbols: list[str], interval: str = "1h") -> None:
+def check_source(source: str, symbols: list[str], interval: str = DEFAULT_INTERVAL) -> None:
     """The source's syntax, and for replay sources that each symbol and the interval exist."""
     from make_us_rich.data.klines import interval_ms
     from make_us_rich.data.sources import SAMPLE_INTERVAL, csv_path, parse_source, sample_path
@@ -42,7 +43,7 @@ def check_source(source: str, symbols: list[str], interval: str = "1h") -> None:
                 raise ConfigError(f"csv source {path}: not readable")
 
 
-def check_binance(symbols: list[str], interval: str = "1h", api_url: str | None = None,
+def check_binance(symbols: list[str], interval: str = DEFAULT_INTERVAL, api_url: str | None = None,
                   timeout: float = 5.0) -> None:
     """The API answers, and knows each symbol and the interval (one candle asked each)."""
     from make_us_rich.data.binance import BinanceClient
@@ -73,7 +74,7 @@ def check_store(uri: str) -> None:
     backend.list("models/")  # raises StoreError naming the bucket and the cause
 
 
-def check_run(symbols: list[str], source: str, store_uri: str, *, interval: str = "1h",
+def check_run(symbols: list[str], source: str, store_uri: str, *, interval: str = DEFAULT_INTERVAL,
               api_url: str | None = None, partial: bool = False) -> dict[str, str]:
     """Everything ``mkrich run`` can check before kfp.local starts. With ``partial`` (a universal
     run, which leaves a symbol without data out and goes on) the symbols that cannot be had are

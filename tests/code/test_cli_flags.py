@@ -5,7 +5,10 @@ Each command is parsed with a value other than its default for every flag it has
 the parser itself, so a flag added later is checked too), and run with the library function it
 hands its work to replaced by a recorder: the test stops there and looks for each flag's value,
 by name, among the arguments that function received (through the run spec's parts, dicts and
-keyword arguments). A flag whose value arrives nowhere fails the test, naming it.
+keyword arguments). A flag whose value arrives nowhere fails the test, naming it. The few flags
+that only choose how the answer is printed (``--json``, ``--limit``, ``--log``) or the exit code
+(``--fail-on-reject``) are skipped where they are, with that reason; the commands of ``mkrich runs``
+and ``mkrich console`` are checked too.
 """
 
 from __future__ import annotations
@@ -33,17 +36,20 @@ class Recorder:
     def __init__(self, monkeypatch):
         self.monkeypatch = monkeypatch
         self.calls: list[dict[str, Any]] = []
+        self.stopped: str | None = None  # the function the command stopped at
 
     def patch(self, target: Any, name: str, *, result: Any = None, stop: bool = False, through: bool = False):
-        original = getattr(target, name)
+        original = inspect.unwrap(getattr(target, name))  # a recorder patched again: the function
         signature = inspect.signature(original)
 
         def record(*args, **kwargs):
             self.calls.append(dict(signature.bind_partial(*args, **kwargs).arguments))
             if stop:
+                self.stopped = name
                 raise Reached(name)
             return original(*args, **kwargs) if through else result
 
+        record.__wrapped__ = original  # type: ignore[attr-defined]
         self.monkeypatch.setattr(target, name, record)
 
 
@@ -62,6 +68,8 @@ def leaves(obj: Any, name: str = "", out: set | None = None) -> set:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for f in dataclasses.fields(obj):
             leaves(getattr(obj, f.name), f.name, out)
+    elif hasattr(obj, "model_dump"):  # pydantic settings
+        leaves(obj.model_dump(), name, out)
     elif isinstance(obj, dict):
         for key, value in obj.items():
             leaves(value, str(key), out)
@@ -88,7 +96,8 @@ VALUES = {
     "notify_url": "http://127.0.0.1:9/hook", "s3_endpoint": "http://127.0.0.1:9", "s3_region": "eu-west-3",
     "rollout_isvc": "isvc", "dashboard_url": "http://127.0.0.1:9/ui", "cron": "0 30 * * * *",
     "artifacts": "artifacts-dir", "shared_model": "shared-dir", "pipeline": "universal-training",
-    "history_days": 401.5,
+    "history_days": 401.5, "db": "sqlite:///flags-test.db", "inference_url": "http://127.0.0.1:9/v2",
+    "email": "admin@example.com", "id": "run-id", "root": "runs-root", "log": "train-lstm",
 }
 #: flags that need no value of their own here (or are checked apart)
 SKIP = {"help", "verbose", "debug", "version", "start"}  # --start: exclusive with --days, checked below
@@ -126,12 +135,19 @@ def _value(action: argparse.Action, dest: str) -> list[str]:
     return [flag, *words] if flag else words
 
 
+def parser_of(argv: list[str]) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that ``argv`` starts with (``runs show``: show's)."""
+    p = build_parser()
+    for word in argv:
+        sub = next((a for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or word not in sub.choices:
+            break
+        p = sub.choices[word]
+    return p
+
+
 def command_line(command: list[str], skip: set[str] = frozenset()) -> list[str]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    p = sub.choices[command[0]]
-    for word in command[1:]:
-        p = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+    p = parser_of(command)
     argv = list(command)
     for action in p._actions:
         if action.dest in SKIP | set(skip) or isinstance(action, argparse._SubParsersAction):
@@ -152,8 +168,9 @@ def check(argv: list[str], recorder: Recorder, aliases: dict[str, str] | None = 
     for call in recorder.calls:
         leaves(call, out=found)
     missing = []
+    own = {a.dest for a in parser_of(argv)._actions}  # not a parent command's (console's --port)
     for dest, value in vars(args).items():
-        if dest in SKIP | {"func", "command", "no_progress"} | set(skip):
+        if dest not in own or dest in SKIP | {"no_progress"} | set(skip) or dest.endswith("_command"):
             continue
         required = dest in ("out", "host", "model", "artifacts") or (argv[0] == "publish" and dest == "symbol")
         assert required or value != getattr(defaults, dest, None), f"{dest}: the test gives its default"
@@ -323,3 +340,40 @@ def _with_coverage(add_arguments):
             parser.add_argument("--coverage-min", type=float)
 
     return add
+
+
+def test_runs_command_flags(recorder):
+    import make_us_rich.runs as runs
+
+    # --limit, --json and --log choose what of the answer is printed, not what is read
+    printing = {"limit", "json", "log"}
+    recorder.patch(runs, "list_runs", stop=True)
+    check(command_line(["runs"]), recorder, skip=printing)
+    recorder.calls.clear()
+    recorder.patch(runs, "find_run", stop=True)
+    check(command_line(["runs", "show"]), recorder, {"id": "run_id"}, skip=printing)
+    recorder.calls.clear()
+    recorder.patch(runs, "model_history", stop=True)
+    check(command_line(["runs", "models"]), recorder, {"store": "store_uri"}, skip=printing)
+
+
+def test_console_command_flags(recorder, monkeypatch):
+    import make_us_rich.console.cli as console_cli
+
+    recorder.patch(console_cli, "serve", stop=True)
+    recorder.patch(console_cli, "run_with_server", stop=True)
+    argv = command_line(["console"])
+    check(argv, recorder, {"db": "db_url", "api_url": "binance_api_url"}, skip={"with_server"})
+    assert "--with-server" in argv and recorder.stopped == "run_with_server"
+    with pytest.raises(Reached):  # without --with-server: the console alone
+        main([w for w in argv if w != "--with-server"])
+    assert recorder.stopped == "serve"
+
+    recorder.calls.clear()
+    recorder.patch(console_cli, "_migrated_engine", stop=True)
+    check(command_line(["console", "migrate"]), recorder, {"db": "url"})
+    recorder.calls.clear()
+    monkeypatch.setenv("MKRICH_CONSOLE_ADMIN_PASSWORD", "a-long-enough-password")
+    recorder.patch(console_cli, "_migrated_engine", result=None)
+    recorder.patch(console_cli, "create_admin", stop=True)
+    check(command_line(["console", "create-admin"]), recorder, {"db": "url"})

@@ -85,7 +85,7 @@ def test_scaler_is_fit_on_train_windows_only(work, tiny_config):
 
 def test_numpy_transform_equals_the_models_first_layer(work, tiny_config):
     from make_us_rich.preprocessing.windows import QUANTILE_FEATURES, input_groups
-    from make_us_rich.training.quantile_model import VolatilityTransform
+    from make_us_rich.training.layers import VolatilityTransform
 
     with np.load(work / "sequences.npz") as z:
         X = z["X_test"][:50]
@@ -208,3 +208,27 @@ def test_conversion_bytes_do_not_depend_on_what_the_process_converted_before(wor
     to_onnx(other.serving)
     assert to_onnx(load_serving_model(work / "model" / "model.keras")) == first
     assert first == (work / "onnx" / "model.onnx").read_bytes()
+
+
+def test_a_model_saved_before_the_layers_moved_still_loads(trained_artifacts, tmp_path):
+    """A stored ``model.keras`` (what a warm start loads) names its layers' old modules
+    (``training.quantile_model``, ``training.model``); the layers' registered names find them in
+    ``training.layers``, and the loaded graph predicts what the saved one does."""
+    import zipfile
+
+    from make_us_rich.training.quantile_model import load_serving_model
+
+    saved = trained_artifacts / "model.keras"
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                text = data.decode()
+                assert '"module": "make_us_rich.training.layers"' in text
+                data = (text.replace('"module": "make_us_rich.training.layers"', '"module": "make_us_rich.training.quantile_model"', 3)
+                        .replace('"module": "make_us_rich.training.layers"', '"module": "make_us_rich.training.model"')).encode()
+            dst.writestr(item, data)
+    windows = np.random.default_rng(0).uniform(1.0, 2.0, (3, *load_serving_model(saved).input_shape[1:])).astype("float32")
+    np.testing.assert_allclose(load_serving_model(old).predict(windows, verbose=0)[0],
+                               load_serving_model(saved).predict(windows, verbose=0)[0])

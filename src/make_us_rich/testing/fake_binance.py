@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pandas as pd
 
-from make_us_rich.data.klines import INTERVALS, KLINE_COLUMNS
+from make_us_rich.data.klines import DEFAULT_INTERVAL, INTERVALS, KLINE_COLUMNS
 from make_us_rich.testing._server import LoopbackServer
 
 DEFAULT_LIMIT = 500
@@ -100,7 +100,7 @@ class FakeBinance(LoopbackServer):
         self,
         klines: dict[str, pd.DataFrame],
         *,
-        interval: str = "1h",
+        interval: str = DEFAULT_INTERVAL,
         host: str = "127.0.0.1",
         port: int = 0,
         server_time: int | None = None,

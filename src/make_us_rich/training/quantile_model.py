@@ -6,7 +6,7 @@ Stages, as in the point forecaster: features (+ :mod:`~make_us_rich.preprocessin
 -> chronological split -> MinMax(-1, 1) scaler fit on train -> windows -> LSTM. What differs:
 
 * inputs are divided by the trailing volatility ``norm_vol`` of the window's last step (inside
-  the graph, :class:`VolatilityTransform`), so a calm year and a wild one look alike; global
+  the graph, :class:`~make_us_rich.training.layers.VolatilityTransform`), so a calm year and a wild one look alike; global
   scaling of raw levels broke on calmer years (issue 11);
 * the target is ``z = r_{t+1} / norm_vol_t``; the head (:class:`MonotoneQuantiles`) outputs the
   median plus cumulative softplus increments, so ``q05 <= q25 <= q50 <= q75 <= q95`` always;
@@ -24,6 +24,10 @@ raw features (``QuantileModel.feature_names``, oldest hour first); outputs ``qua
 float32 ``[batch, 5]`` (closes at quantiles :data:`~make_us_rich.scoring.QUANTILES`) and
 ``next_close`` float32 ``[batch, 1]`` (the median close, the point forecast kept for
 compatibility).
+
+The graph's layers are in :mod:`~make_us_rich.training.layers`; building and fitting stay in this
+one module (~500 lines) because the per-symbol, pooled and multi-horizon models share the trunk,
+the calibration and the fit loop.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import pandas as pd
 from sklearn.preprocessing import MinMaxScaler
 
 from make_us_rich import contract
-from make_us_rich.baselines import HAR_REGRESSORS, RANGE_FLOOR, HarFit, fit_har
+from make_us_rich.baselines import HAR_REGRESSORS, HarFit, fit_har
 from make_us_rich.contract import INPUT_NAME, OUTPUT_NAME
 from make_us_rich.errors import ConfigError, InsufficientHistoryError
 from make_us_rich.horizons import HORIZON_OUTPUT_NAME
@@ -50,8 +54,6 @@ from make_us_rich.preprocessing.pooled import PooledWindows, batch_order
 from make_us_rich.preprocessing.split import holdout_size
 from make_us_rich.preprocessing.volatility import NORM_VOL
 from make_us_rich.preprocessing.windows import (
-    KIND_ORDER,
-    LOG_FLOOR,
     QUANTILE_FEATURES,
     QuantileWindows,
     fit_input_scaler,
@@ -60,151 +62,18 @@ from make_us_rich.preprocessing.windows import (
 )
 from make_us_rich.scoring import QUANTILE_COLUMNS, QUANTILES
 from make_us_rich.training.config import TrainConfig
-from make_us_rich.training.model import LastValue
+from make_us_rich.training.layers import (
+    Column,
+    HarQuantiles,
+    LastValue,
+    MonotoneQuantiles,
+    SpreadScale,
+    ToPrice,
+    VolatilityTransform,
+)
 from make_us_rich.training.train import BestWeights, seed_everything
 
 QUANTILE_OUTPUT_NAME = contract.QUANTILE_OUTPUT_NAME
-
-
-@keras.saving.register_keras_serializable(package="make_us_rich")
-class VolatilityTransform(keras.layers.Layer):
-    """Raw feature window ``[B, L, F]`` -> the LSTM's stationary inputs ``[B, L, n_inputs]``,
-    grouped by kind (``log_vol``, ``vol``, ``log``), divided by the last step's ``norm_vol``."""
-
-    def __init__(self, groups: dict[str, list[int]], norm_index: int, **kwargs):
-        super().__init__(**kwargs)
-        self.groups = {k: [int(i) for i in v] for k, v in groups.items()}
-        self.norm_index = int(norm_index)
-
-    def call(self, x):
-        ops = keras.ops
-        v = x[:, -1:, self.norm_index : self.norm_index + 1]
-        parts = []
-        for kind in KIND_ORDER:
-            idx = self.groups.get(kind)
-            if not idx:
-                continue
-            cols = ops.take(x, idx, axis=2)
-            if kind == "log_vol":
-                parts.append(ops.log(ops.maximum(cols / v, LOG_FLOOR)))
-            elif kind == "vol":
-                parts.append(cols / v)
-            else:
-                parts.append(ops.log(ops.maximum(cols, LOG_FLOOR)))
-        return ops.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:2], sum(len(v) for v in self.groups.values()))
-
-    def get_config(self):
-        return {**super().get_config(), "groups": self.groups, "norm_index": self.norm_index}
-
-
-@keras.saving.register_keras_serializable(package="make_us_rich")
-class MonotoneQuantiles(keras.layers.Layer):
-    """``[B, 5]`` free outputs -> monotone quantiles: the median (or 0) and cumulative softplus
-    steps down to q25, q05 and up to q75, q95."""
-
-    def __init__(self, zero_median: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.zero_median = bool(zero_median)
-
-    def call(self, h):
-        ops = keras.ops
-        median = ops.zeros_like(h[:, 2:3]) if self.zero_median else h[:, 2:3]
-        steps = ops.softplus(h)
-        q25 = median - steps[:, 1:2]
-        q05 = q25 - steps[:, 0:1]
-        q75 = median + steps[:, 3:4]
-        q95 = q75 + steps[:, 4:5]
-        return ops.concatenate([q05, q25, median, q75, q95], axis=1)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "zero_median": self.zero_median}
-
-
-@keras.saving.register_keras_serializable(package="make_us_rich")
-class SpreadScale(keras.layers.Layer):
-    """``q -> median + s * (q - median)`` per quantile, ``s`` fixed after training by
-    :func:`calibrate_spread` (ones: identity). Outer scales are kept >= inner ones on each side,
-    so the quantiles stay monotone."""
-
-    def build(self, input_shape):
-        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones", trainable=False, name="scale")
-
-    def call(self, q):
-        median = q[:, 2:3]
-        return median + self.scale[None, :] * (q - median)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-@keras.saving.register_keras_serializable(package="make_us_rich")
-class ToPrice(keras.layers.Layer):
-    """``(raw window, log-return quantiles)`` -> closes: last close * exp(quantile)."""
-
-    def __init__(self, close_index: int, **kwargs):
-        super().__init__(**kwargs)
-        self.close_index = int(close_index)
-
-    def call(self, inputs):
-        x, r = inputs
-        return x[:, -1, self.close_index : self.close_index + 1] * keras.ops.exp(r)
-
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[1]
-
-    def get_config(self):
-        return {**super().get_config(), "close_index": self.close_index}
-
-
-@keras.saving.register_keras_serializable(package="make_us_rich")
-class HarQuantiles(keras.layers.Layer):
-    """:class:`~make_us_rich.baselines.HarFit` in the graph: the last step's regressors ->
-    log-return quantiles ``exp(coef @ [1, log regressors]) * z_quantiles``."""
-
-    def __init__(self, indices: list[int], coef: list[float], z_quantiles: list[float], **kwargs):
-        super().__init__(**kwargs)
-        self.indices = [int(i) for i in indices]
-        self.coef = [float(c) for c in coef]
-        self.z_quantiles = [float(q) for q in z_quantiles]
-
-    def call(self, x):
-        ops = keras.ops
-        regressors = ops.take(x[:, -1, :], self.indices, axis=1)
-        logs = ops.log(ops.maximum(regressors, RANGE_FLOOR))
-        weights = ops.convert_to_tensor(np.asarray(self.coef[1:], dtype="float32"))
-        scale = ops.exp(self.coef[0] + ops.sum(logs * weights[None, :], axis=1, keepdims=True))
-        return scale * ops.convert_to_tensor(np.asarray(self.z_quantiles, dtype="float32"))[None, :]
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], len(self.z_quantiles))
-
-    def get_config(self):
-        return {**super().get_config(), "indices": self.indices, "coef": self.coef,
-                "z_quantiles": self.z_quantiles}
-
-
-@keras.saving.register_keras_serializable(package="make_us_rich")
-class Column(keras.layers.Layer):
-    """``x[:, index:index+1]`` of a ``[B, n]`` tensor (the median of the quantiles)."""
-
-    def __init__(self, index: int, **kwargs):
-        super().__init__(**kwargs)
-        self.index = int(index)
-
-    def call(self, x):
-        return x[:, self.index : self.index + 1]
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], 1)
-
-    def get_config(self):
-        return {**super().get_config(), "index": self.index}
 
 
 def pinball_loss(y_true, y_pred):
