@@ -77,6 +77,13 @@ def add_serve(sub) -> None:
         "/v2/models/<symbol>-close/infer and /v1/models/<symbol>-close:predict; new versions "
         "are hot-reloaded. Set MKRICH_SERVING_TOKEN to require a bearer token.",
     )
+    add_serve_arguments(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def add_serve_arguments(p) -> None:
+    """The server's own flags, on ``mkrich serve`` and on the server image's entry point
+    (``python -m make_us_rich.serving``, whose parser extends KServe's)."""
     _add_store_option(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens "
@@ -94,7 +101,6 @@ def add_serve(sub) -> None:
     p.add_argument("--header-timeout", type=float, default=10.0,
                    help="seconds a client may take to send a request line and its headers, from "
                    "the connection or the request's first byte (default 10; then 408 and closed)")
-    p.set_defaults(func=cmd_serve)
 
 
 def add_predict(sub) -> None:
