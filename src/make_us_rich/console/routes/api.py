@@ -24,8 +24,10 @@ def caller(request: Request, db: Db) -> tuple[ApiToken, User]:
     return found
 
 
-#: the longest horizon a request may name (a year): past it, a number is a mistake, not a horizon
-MAX_HORIZON = 8760
+#: the longest horizon a request may name, hours: the longest a model may have (a month,
+#: ``make_us_rich.horizons.MAX_HORIZON``; not imported: that module needs scipy, which the
+#: console's install lacks)
+MAX_HORIZON = 720
 
 HORIZON_PARAMETER = {
     "name": "horizon", "in": "query", "required": False,
