@@ -64,10 +64,10 @@ def requested_horizon(request: Request) -> int | None:
 })
 def api_forecast(request: Request, app: App, db: Db, found: Annotated[tuple[ApiToken, User], Depends(caller)],
                  symbol: str):
-    """The forecast of ``symbol``: the next hour's (median, quantiles, 50 % and 90 % intervals),
-    and under ``horizons`` the same for every horizon the model serves (1 h first; e.g. 1, 4 and
-    24 hours ahead, each with the hour it is for); ``?horizon=24`` answers that horizon alone.
-    Send ``Authorization: Bearer <token>``; each successful call counts one unit of the
+    """The forecast of `symbol`: the next hour's (median, quantiles, 50 % and 90 % intervals),
+    and under `horizons` the same for every horizon the model serves (1 h first; e.g. 1, 4 and
+    24 hours ahead, each with the hour it is for); `?horizon=24` answers that horizon alone.
+    Send `Authorization: Bearer <token>`; each successful call counts one unit of the
     token owner's monthly quota."""
     token, owner = found
     sym = app.symbol(symbol)
