@@ -188,6 +188,43 @@ def universal_models(tmp_path_factory, sample_btceur, sample_btcusdt):
     return {"market": root / "market", "a": root / "a", "b": root / "b", "csv": root / "csv"}
 
 
+#: the horizons of the tiny horizon model below (issue 22)
+HORIZONS = (1, 4, 24)
+
+
+@pytest.fixture(scope="session")
+def horizons_btceur(tmp_path_factory, sample_btceur, sample_btcusdt):
+    """A real tiny universal model of the 1, 4 and 24 hour horizons (issue 22), trained on the
+    sample's first 3,000 hours of BTCEUR and BTCUSDT (its last 20 % the test period), and
+    BTCEUR's publishable folder evaluated with a gate every horizon passes (tolerance 100 %,
+    coverage 0-1), so all three are served: ``{"model": the shared model folder, "BTCEUR": the
+    symbol's folder}`` (publish with ``shared_model=model``)."""
+    pytest.importorskip("tensorflow")
+    import json
+
+    from make_us_rich.data import write_klines_csv
+    from make_us_rich.params import RunSpec
+    from make_us_rich.stages import market_evaluate_stage, run_universal
+    from make_us_rich.training.config import TrainConfig
+
+    def train(out: Path) -> None:
+        csv = out / "csv"
+        csv.mkdir(parents=True)
+        write_klines_csv(sample_btceur.iloc[:3000], csv / "BTCEUR_1h.csv")
+        write_klines_csv(sample_btcusdt.iloc[:3000], csv / "BTCUSDT_1h.csv")
+        config = TrainConfig(sequence_length=12, lstm_units=8, batch_size=64, patience=1, max_epochs=2, test_size=0.2,
+                             horizons=HORIZONS)
+        run_universal(f"csv:{csv}", ["BTCEUR", "BTCUSDT"], out / "model", RunSpec(train=config), work_dir=out / "market")
+        row = market_evaluate_stage(out / "model", out / "market", "BTCEUR", out / "BTCEUR",
+                                    gate_tolerance=1.0, coverage_min=0.0, coverage_max=1.0)
+        assert "error" not in row, row
+        gate = json.loads((out / "BTCEUR" / "metrics.json").read_text())["gate"]
+        assert gate["passed"] and gate["served_horizons"] == list(HORIZONS), gate
+
+    root = shared_once(tmp_path_factory, "horizons-btceur", train)
+    return {"model": root / "model", "BTCEUR": root / "BTCEUR"}
+
+
 #: tiny training settings of the universal runs below (the sample's 75 days, seconds per run)
 UNIVERSAL_RUN_FLAGS = ["--lookback-days", "75", "--sequence-length", "12", "--units", "8", "--epochs", "2",
                        "--patience", "2", "--batch-size", "64", "--seed", "7", "--eval-batch", "2"]

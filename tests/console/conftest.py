@@ -86,3 +86,22 @@ def model_server(console_store):
     proc.terminate()
     proc.wait(timeout=30)
 
+
+
+@pytest.fixture(scope="session")
+def horizon_store(tmp_path_factory, horizons_btceur):
+    """A store whose BTCEUR is served by the tiny universal model of the 1, 4 and 24 hour
+    horizons (every horizon passed its gate)."""
+    path = tmp_path_factory.mktemp("console-horizons") / "store"
+    ModelStore(path).publish(horizons_btceur["BTCEUR"], "BTCEUR", shared_model=horizons_btceur["model"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def horizon_server(horizon_store):
+    """The real `mkrich serve` of :func:`horizon_store` on a free loopback port."""
+    pytest.importorskip("kserve")
+    proc, url = start_server(str(horizon_store), free_port())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -124,3 +124,44 @@ def test_a_bad_database_url_is_refused_without_repeating_it():
     with pytest.raises(ConfigError, match="database URL is not valid") as refused:
         make_engine("host=db password=S3cretPW user=x")
     assert "S3cretPW" not in str(refused.value)
+
+
+def test_forecasts_recorded_before_horizons_are_the_next_hours(db_url):
+    """Migration 0003 on a database holding forecasts: they become 1-hour ones, and the same
+    symbol, hour and version may then be kept once per horizon (the key takes the horizon)."""
+    import sqlalchemy as sa
+    from alembic import command
+    from sqlalchemy import text
+
+    from make_us_rich.console import forecasts
+    from make_us_rich.console.db import Forecast
+
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        command.upgrade(migrate.config(connection), "0002")
+        before = sa.table("forecasts", *(sa.column(n, t) for n, t in (
+            ("symbol", sa.String), ("target_hour", sa.DateTime), ("model_version", sa.String),
+            ("last_close", sa.Float), ("quantiles", sa.JSON), ("recorded_at", sa.DateTime))))
+        connection.execute(sa.insert(before).values(
+            symbol="BTCEUR", target_hour=datetime(2024, 1, 1), model_version="v1", last_close=1.0,
+            quantiles={"0.05": 0.9, "0.25": 0.95, "0.5": 1.0, "0.75": 1.05, "0.95": 1.1}, recorded_at=datetime(2024, 1, 1)))
+    migrate.upgrade(engine)
+    answer = {"symbol": "BTCEUR", "forecast_time": "2024-01-01T00:00:00+00:00", "last_close": 1.0,
+              "model_version": "v1", "quantiles": {"0.05": 0.9, "0.25": 0.95, "0.5": 1.0, "0.75": 1.05, "0.95": 1.1},
+              "horizons": [{"hours": h, "forecast_time": f"2024-01-01T0{h - 1}:00:00+00:00",
+                            "quantiles": {"0.05": 0.8, "0.25": 0.9, "0.5": 1.0, "0.75": 1.1, "0.95": 1.2}}
+                           for h in (1, 4)]}
+    # a 4-hour forecast made three hours earlier, for the same hour as the kept 1-hour one
+    earlier = {**answer, "horizons": [{**answer["horizons"][1], "forecast_time": "2024-01-01T00:00:00+00:00"}]}
+    with session_factory(engine)() as db:
+        assert [(r.horizon, r.quantiles["0.95"]) for r in db.scalars(select(Forecast))] == [(1, 1.1)]
+        forecasts.record(db, answer)  # its 1-hour part is the kept row: left as it is
+        forecasts.record(db, earlier)
+        rows = sorted((r.horizon, r.target_hour.hour, r.quantiles["0.95"]) for r in db.scalars(select(Forecast)))
+        assert rows == [(1, 0, 1.1), (4, 0, 1.2), (4, 3, 1.2)]
+        assert forecasts.recorded_horizons(db, "BTCEUR") == [1, 4]
+        assert [r["interval_90"] for r in forecasts.history(db, "BTCEUR", [], horizon=4)] == [[0.8, 1.2], [0.8, 1.2]]
+    with engine.begin() as connection:  # and back: the longer horizons' rows go, the next hour's stay
+        command.downgrade(migrate.config(connection), "0002")
+        assert connection.execute(text("SELECT count(*) FROM forecasts")).scalar() == 1
+    engine.dispose()

@@ -37,10 +37,12 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def model_server(tmp_path_factory, trained_artifacts):
-    """``mkrich serve`` with the tiny BTCEUR model published into a local store."""
+def model_server(tmp_path_factory, trained_artifacts, horizons_btceur):
+    """``mkrich serve`` of a local store where BTCEUR had a tiny per-symbol model and is now
+    served by the tiny universal model of the 1, 4 and 24 hour horizons (issue 22)."""
     store = tmp_path_factory.mktemp("console-store") / "store"
     ModelStore(store).publish(trained_artifacts, SYMBOL)
+    ModelStore(store).publish(horizons_btceur[SYMBOL], SYMBOL, shared_model=horizons_btceur["model"])
     port = free_port()
     server = Process("serve", ["make_us_rich.cli", "serve", "--store", str(store), "--symbols", SYMBOL,
                                "--host", "127.0.0.1", "--port", str(port)],

@@ -106,10 +106,9 @@ def test_symbol_page_draws_the_served_forecast_on_the_sample(browser, console):
     assert lo90 < hi90
     # the fan as the chart holds it: from the last close through every horizon the served model
     # gives (the next hour first), each level at the hour it is for, on a time axis that runs on
-    # to the longest horizon
-    horizons = served["horizons"] if served.get("horizons") else [
-        {"hours": 1, "for_hour": served["for_hour"], "quantiles": served["quantiles"]}]
-    assert [h["hours"] for h in forecast["horizons"]] == [h["hours"] for h in horizons]
+    # to the longest horizon (24 h past the last candle)
+    horizons = served["horizons"]
+    assert [h["hours"] for h in forecast["horizons"]] == [h["hours"] for h in horizons] == [1, 4, 24]
     assert horizons[0]["quantiles"] == served["quantiles"]
     last = candles[-1]
     times = [last["time"], *(int(datetime.fromisoformat(h["for_hour"]).timestamp()) for h in horizons)]
@@ -140,8 +139,8 @@ def test_symbol_page_draws_the_served_forecast_on_the_sample(browser, console):
     shown = page.inner_text("#median").replace(",", "").replace("\u202f", "").replace("\xa0", "")
     assert float(shown) == pytest.approx(forecast["median"], abs=0.01)
     assert page.inner_text("#model-version") == forecast["model_version"]
-    # which kind of model serves it (a per-symbol one here; a universal one: tests/console)
-    assert page.get_attribute("#model-kind", "data-kind") == "per-symbol"
+    # which kind of model serves it (the universal model of three horizons here; a per-symbol one: tests/console)
+    assert page.get_attribute("#model-kind", "data-kind") == "universal"
     assert forecast["model_version"] in page.inner_text("#model-kind")
     # the attribution of the chart library, as text (its logo would need an inline style)
     assert page.locator('a[href="https://www.tradingview.com/"]').count() == 1

@@ -129,11 +129,12 @@ class LoginThrottle(Base):
 
 class Forecast(Base):
     """A forecast the console obtained from the inference endpoint: for ``target_hour`` (the
-    hour whose close it predicts), by ``model_version``; one row per symbol, hour and version
-    however often it is fetched. What the symbol page compares with the close that came."""
+    hour whose close it predicts, ``horizon`` hours after the last candle known), by
+    ``model_version``; one row per symbol, hour, version and horizon however often it is
+    fetched. What the symbol page compares with the close that came."""
 
     __tablename__ = "forecasts"
-    __table_args__ = (UniqueConstraint("symbol", "target_hour", "model_version"),)
+    __table_args__ = (UniqueConstraint("symbol", "target_hour", "model_version", "horizon"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     symbol: Mapped[str] = mapped_column(String(20))
@@ -143,6 +144,8 @@ class Forecast(Base):
     #: quantile level ("0.05", ...) -> price
     quantiles: Mapped[dict] = mapped_column(JSON)
     recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    #: hours ahead (1: the next hour)
+    horizon: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 def insert_ignore(db, model, **values) -> None:

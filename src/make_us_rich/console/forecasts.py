@@ -1,7 +1,8 @@
 """The forecasts the console obtained, kept so they can be compared with the close that came:
-:func:`record` stores one (idempotent: one row per symbol, target hour and model version),
-:func:`history` pairs the recorded hours with the candles' closes and :func:`coverage` says how
-often the 50 % and 90 % intervals held them, over the hours whose close is known only.
+:func:`record` stores one at each of its horizons (idempotent: one row per symbol, target hour,
+model version and horizon), :func:`history` pairs the recorded hours of a horizon with the
+candles' closes and :func:`coverage` says how often the 50 % and 90 % intervals held them, over
+the hours whose close is known only.
 
 The :class:`Recorder` fetches every served symbol's forecast every ``record_minutes`` (a
 setting; 0 turns it off), so the history fills without anyone opening a page."""
@@ -36,14 +37,18 @@ def _naive_utc(iso: str) -> datetime:
 
 
 def record(db, forecast: dict[str, Any]) -> None:
-    """Keep ``forecast`` (the shape :func:`gateway.forecast` answers); a forecast already kept
-    for the same symbol, hour and model version is left as it is. Commits."""
-    insert_ignore(db, Forecast, symbol=forecast["symbol"],
-                  target_hour=_naive_utc(forecast["forecast_time"]),
-                  model_version=forecast.get("model_version") or "unknown",
-                  last_close=float(forecast["last_close"]),
-                  quantiles={k: float(v) for k, v in forecast["quantiles"].items()},
-                  recorded_at=utcnow())
+    """Keep ``forecast`` (the shape :func:`gateway.forecast` answers) at each of its horizons,
+    each for its own target hour (``hours`` after the last candle); a forecast already kept for
+    the same symbol, hour, model version and horizon is left as it is. Commits."""
+    horizons = forecast.get("horizons") or [
+        {"hours": 1, "forecast_time": forecast["forecast_time"], "quantiles": forecast["quantiles"]}]
+    for h in horizons:
+        insert_ignore(db, Forecast, symbol=forecast["symbol"], horizon=int(h["hours"]),
+                      target_hour=_naive_utc(h["forecast_time"]),
+                      model_version=forecast.get("model_version") or "unknown",
+                      last_close=float(forecast["last_close"]),
+                      quantiles={k: float(v) for k, v in h["quantiles"].items()},
+                      recorded_at=utcnow())
     db.commit()
 
 
@@ -57,11 +62,21 @@ def keep(db, forecast: dict[str, Any]) -> None:
         log.warning("could not record the forecast of %s: %s", forecast.get("symbol"), type(exc).__name__)
 
 
-def history(db, symbol: str, candles: list[dict[str, Any]], since: datetime | None = None) -> list[dict[str, Any]]:
-    """The recorded forecasts of ``symbol`` (from ``since``, naive UTC), oldest first, one per
-    hour (the latest model version's when several made one), each with the close that came
-    (``None`` while unknown: a future hour, or beyond the candles)."""
-    query = select(Forecast).where(Forecast.symbol == symbol)
+def recorded_horizons(db, symbol: str, since: datetime | None = None) -> list[int]:
+    """The horizons (hours ahead) of the forecasts recorded for ``symbol`` (target hours from
+    ``since``), shortest first."""
+    query = select(Forecast.horizon).where(Forecast.symbol == symbol).distinct()
+    if since is not None:
+        query = query.where(Forecast.target_hour >= since)
+    return sorted(db.scalars(query))
+
+
+def history(db, symbol: str, candles: list[dict[str, Any]], since: datetime | None = None,
+            horizon: int = 1) -> list[dict[str, Any]]:
+    """The recorded ``horizon``-hour forecasts of ``symbol`` (target hours from ``since``, naive
+    UTC), oldest first, one per target hour (the latest model version's when several made one),
+    each with the close that came (``None`` while unknown: a future hour, or beyond the candles)."""
+    query = select(Forecast).where(Forecast.symbol == symbol, Forecast.horizon == horizon)
     if since is not None:
         query = query.where(Forecast.target_hour >= since)
     per_hour: dict[datetime, Forecast] = {}

@@ -24,8 +24,10 @@ def caller(request: Request, db: Db) -> tuple[ApiToken, User]:
     return found
 
 
-#: the longest horizon a request may name (a year): past it, a number is a mistake, not a horizon
-MAX_HORIZON = 8760
+#: the longest horizon a request may name, hours: the longest a model may have (a month,
+#: ``make_us_rich.horizons.MAX_HORIZON``; not imported: that module needs scipy, which the
+#: console's install lacks)
+MAX_HORIZON = 720
 
 HORIZON_PARAMETER = {
     "name": "horizon", "in": "query", "required": False,
@@ -62,10 +64,10 @@ def requested_horizon(request: Request) -> int | None:
 })
 def api_forecast(request: Request, app: App, db: Db, found: Annotated[tuple[ApiToken, User], Depends(caller)],
                  symbol: str):
-    """The forecast of ``symbol``: the next hour's (median, quantiles, 50 % and 90 % intervals),
-    and under ``horizons`` the same for every horizon the model serves (1 h first; e.g. 1, 4 and
-    24 hours ahead, each with the hour it is for); ``?horizon=24`` answers that horizon alone.
-    Send ``Authorization: Bearer <token>``; each successful call counts one unit of the
+    """The forecast of `symbol`: the next hour's (median, quantiles, 50 % and 90 % intervals),
+    and under `horizons` the same for every horizon the model serves (1 h first; e.g. 1, 4 and
+    24 hours ahead, each with the hour it is for); `?horizon=24` answers that horizon alone.
+    Send `Authorization: Bearer <token>`; each successful call counts one unit of the
     token owner's monthly quota."""
     token, owner = found
     sym = app.symbol(symbol)

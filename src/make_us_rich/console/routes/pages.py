@@ -113,8 +113,11 @@ def symbol_page(request: Request, app: App, who: Member, db: Db, symbol: str):
     start = datetime.fromtimestamp(candles[0]["time"], UTC).replace(tzinfo=None) if candles \
         else forecasts.since_days(app.settings.chart_days)
     rows = forecasts.history(db, sym, candles, since=start)
+    longer = [(h, forecasts.coverage(forecasts.history(db, sym, candles, since=start, horizon=h)))
+              for h in forecasts.recorded_horizons(db, sym, since=start) if h != 1]
     return app.render(request, "symbol.html", {
         "symbol": sym, "rows": list(reversed(rows)), "coverage": forecasts.coverage(rows), "error": error,
+        "longer": longer,
         "replay": replay(app), "record_minutes": app.settings.record_minutes,
         "model": app.serving_model(sym), "forecast": forecast,
     }, user=who.user, seed=who.session)
