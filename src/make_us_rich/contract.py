@@ -365,6 +365,9 @@ class Pointer(_Record):
     contract: dict | None = None
     metrics: dict | None = None
     promoted: tuple[str, ...] = ()
+    #: a model of several horizons: its rows of :data:`HORIZON_OUTPUT_NAME` and the served ones
+    horizon_axis: tuple[int, ...] = ()
+    horizons: tuple[int, ...] = ()
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -391,6 +394,7 @@ class Pointer(_Record):
             contract=_object(p.get("contract"), "contract") or None,
             metrics=_object(p.get("metrics"), "metrics") or None,
             promoted=_texts(p.get("promoted"), "promoted"), raw=p,
+            **dict(zip(("horizon_axis", "horizons"), served_horizons(p) or ((), ()), strict=True)),
         )
 
 

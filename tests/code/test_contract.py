@@ -135,12 +135,17 @@ def test_pointer_reads_old_and_new_stores():
     p = Pointer.of(new)
     assert (p.triton_version, p.shared, p.shared_files, p.promoted) == (3, VERSION, (MODEL_FILE,), (VERSION,))
     assert p.scores.pinball_vs_empirical == 0.98 and p.raw["horizons"] == [1, 4]
+    assert p.horizon_axis == p.horizons == ()  # no horizon_axis: a model of the next hour only
+    p = Pointer.of({**new, "horizon_axis": [1, 4, 24], "horizons": [4, 1]})
+    assert (p.horizon_axis, p.horizons) == ((1, 4, 24), (1, 4))  # served, in the model's row order
     for bad, message in [({**old, "version": "../x"}, "'version' is '../x', not a version name"),
                          ({**old, "checksums": {}}, f"'checksums' lacks {MODEL_FILE}"),
                          ({**old, "sequence_length": True}, "'sequence_length' is True"),
                          ({**old, "features": []}, "'features' is not a non-empty list"),
                          ({**old, "triton_version": "3"}, "'triton_version' is '3', not a whole number"),
                          ({**old, "metrics": [1]}, "'metrics' is list, not an object"),
+                         ({**old, "horizon_axis": [1, 4], "horizons": [1, 24]}, "are not all in its horizon_axis"),
+                         ({**old, "horizon_axis": [4, 24], "horizons": [4]}, "not a list of distinct whole hours including 1"),
                          ([old], "not a JSON object")]:
         with pytest.raises(ValueError, match=re.escape(message)):
             Pointer.of(bad)
