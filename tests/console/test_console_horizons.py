@@ -70,6 +70,25 @@ def test_every_served_horizon_and_one_alone(make_console, engine, users, horizon
             assert rows[0]["interval_90"] == h["interval_90"] and rows[0]["median"] == h["quantiles"]["0.5"]
 
 
+def test_an_unserved_horizon_is_refused_before_anything_upstream(make_console, engine, users, horizon_store):
+    """Refused from the store's pointer, before Binance or the inference endpoint are asked: with
+    an endpoint that cannot be reached, an unserved horizon is still a 400 naming the served ones
+    (a call that asked upstream first would be a 502, whose unit is given back: a free call),
+    and a served one a 502; neither costs a unit."""
+    from make_us_rich.testing import free_port
+
+    console = make_console(store=horizon_store, inference_url=f"http://127.0.0.1:{free_port()}")
+    token = create_token(signed_in(console, MEMBER))
+    headers = {"Authorization": f"Bearer {token}"}
+    with console.client() as api:
+        unserved = api.get("/api/v1/forecast/BTCEUR?horizon=12", headers=headers)
+        served = api.get("/api/v1/forecast/BTCEUR?horizon=24", headers=headers)
+    assert unserved.status_code == 400 and "forecasts 1, 4, 24 hour(s) ahead, not 12" in unserved.json()["error"]
+    assert served.status_code == 502, served.text
+    with session_factory(engine)() as db:
+        assert quota.used(db, users["member"]) == 0
+
+
 def test_recorded_horizons_against_the_closes_that_came(make_console, engine, db_url, users, horizon_store,
                                                         horizon_server):
     """Real forecasts of the past 30 hours of the sample at 1, 4 and 24 hours: each horizon's

@@ -117,14 +117,31 @@ def forecast(settings: Settings, store: ModelStore, symbol: str) -> dict[str, An
     }
 
 
+def _unserved(symbol: str, served, hours: int) -> UnknownHorizonError:
+    listed = ", ".join(map(str, served))
+    return UnknownHorizonError(f"the model serving {symbol} forecasts {listed} hour(s) ahead, not {hours}: "
+                               f"use horizon= one of {listed}, or leave it out for all of them")
+
+
+def check_horizon(store: ModelStore, symbol: str, hours: int) -> None:
+    """Refuse ``hours`` that the symbol's model does not serve (its store pointer's served
+    horizons; a model without them serves the next hour) before anything is asked of Binance
+    or the inference endpoint, so that a refused horizon costs nothing upstream."""
+    try:
+        pointer = store.pointer(symbol)
+    except (StoreError, ValueError) as exc:
+        raise ForecastUnavailable(f"the model store cannot be read: {exc}") from None
+    served = (pointer.horizons if pointer is not None else ()) or (1,)
+    if hours not in served:
+        raise _unserved(symbol, served, hours)
+
+
 def at_horizon(answer: dict[str, Any], hours: int) -> dict[str, Any]:
     """The :func:`forecast` ``answer`` for the close ``hours`` ahead alone, in the top level's
     shape with ``horizon``; :class:`UnknownHorizonError` when the model does not serve it."""
     served = {h["hours"]: h for h in answer["horizons"]}
     if hours not in served:
-        listed = ", ".join(map(str, served))
-        raise UnknownHorizonError(f"the model serving {answer['symbol']} forecasts {listed} hour(s) ahead, "
-                                  f"not {hours}: use horizon= one of {listed}, or leave it out for all of them")
+        raise _unserved(answer["symbol"], served, hours)
     h = served[hours]
     return {"symbol": answer["symbol"], "horizon": hours, "forecast_time": h["forecast_time"],
             "last_time": answer["last_time"], "last_close": answer["last_close"], "median": h["median"],

@@ -72,6 +72,13 @@ def api_forecast(request: Request, app: App, db: Db, found: Annotated[tuple[ApiT
     token, owner = found
     sym = app.symbol(symbol)
     hours = requested_horizon(request)
+    if hours is not None:
+        try:
+            gateway.check_horizon(app.store, sym, hours)
+        except gateway.UnknownHorizonError as exc:
+            raise HTTPProblem(400, str(exc)) from None
+        except gateway.ForecastUnavailable as exc:
+            raise HTTPProblem(502, str(exc)) from None
     now = utcnow()
     if not quota.take(db, owner.id, now):
         wait = quota.retry_after_seconds(now)
@@ -86,9 +93,9 @@ def api_forecast(request: Request, app: App, db: Db, found: Annotated[tuple[ApiT
     except gateway.ForecastUnavailable as exc:
         quota.give_back(db, owner.id, now)
         raise HTTPProblem(502, str(exc)) from None
-    except gateway.UnknownHorizonError as exc:
+    except gateway.UnknownHorizonError as exc:  # the store names it, the endpoint does not serve it
         quota.give_back(db, owner.id, now)
-        raise HTTPProblem(400, str(exc)) from None
+        raise HTTPProblem(502, f"the inference endpoint does not answer a horizon its model serves: {exc}") from None
     except BaseException:
         quota.give_back(db, owner.id, now)  # only a forecast delivered costs a unit
         raise
