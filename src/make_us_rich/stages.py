@@ -504,7 +504,8 @@ def universal_train_stage(
         from make_us_rich.training.quantile_model import fit_horizon_model
 
         trained = fit_horizon_model(train, val, y_train, y_val, scaler, cfg, horizons, har_features=har_features,
-                                    init_from=init, time_budget=time_budget, progress=progress)
+                                    init_from=init, time_budget=time_budget, progress=progress,
+                                    tensorboard_dir=tensorboard_dir)
     else:
         trained = fit_pooled_model(train, val, scaler, cfg, har_features=har_features, init_from=init,
                                    time_budget=time_budget, progress=progress, tensorboard_dir=tensorboard_dir)

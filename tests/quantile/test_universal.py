@@ -3,6 +3,7 @@ model for several symbols (and one it never saw), warm start and time budget, th
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -258,6 +259,15 @@ def test_cli_trains_a_model_of_several_horizons_and_evaluate_writes_each(market,
     assert list(four.columns[:8]) == list(one.columns[:8]) == ["timestamp", "last_close", "close",
                                                                "q05", "q25", "q50", "q75", "q95"]
     assert len(one) == 15 * 24 and 0 < len(four) <= len(one)
+    # --tensorboard-dir reaches a horizon model's fit: its logs, or without TensorBoard a clear error
+    tb = ["train", "--source", f"csv:{market}", "--symbols", "BTCEUR,BTCUSDT", "--preset", "tiny", "--test-size", "0",
+          "--end", "2023-09-05T23:00", "--horizons", "1,4", "--no-progress", "--tensorboard-dir", str(tmp_path / "tb"),
+          "--out", str(tmp_path / "tb-model")]
+    capsys.readouterr()
+    if importlib.util.find_spec("tensorboard") is None:
+        assert main(tb) == 2 and "--tensorboard-dir needs TensorBoard" in capsys.readouterr().err
+    else:
+        assert main(tb) == 0 and list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     # a wrong list is refused before anything is trained
     assert main(["train", "--source", f"csv:{market}", "--symbols", "BTCEUR", "--horizons", "4,24",
                  "--out", str(tmp_path / "x")]) == 2

@@ -140,7 +140,7 @@ def add_train(sub) -> None:
     from make_us_rich.params import GATE_PARAMS, TRAIN_PARAMS, UniversalSpec
 
     add_arguments(p, TRAIN_PARAMS + GATE_PARAMS)
-    p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here")
+    p.add_argument("--tensorboard-dir", help="also write TensorBoard logs here (needs `pip install tensorboard`: TensorFlow no longer brings it)")
     p.add_argument("--symbols", help="comma-separated symbols (or 'all' of a csv:DIR folder): train ONE "
                    "universal model on their pooled windows (csv:DIR reads DIR/<SYMBOL>_*.csv[.gz]); each is "
                    "evaluated on its own test "

@@ -430,6 +430,7 @@ def fit_horizon_model(
     init_from: keras.Model | None = None,
     time_budget: float | None = None,
     progress: bool | str = False,
+    tensorboard_dir: str | Path | None = None,
 ) -> QuantileModel:
     """The universal model with a horizon axis: fit on pooled windows and their h-hour log-return
     targets ``y_train``/``y_val`` ``[n, H]`` (:func:`make_us_rich.horizons.pooled_horizon_targets`;
@@ -473,6 +474,7 @@ def fit_horizon_model(
                                   "(other units, inputs or window length); retrain in full")
             target.set_weights(weights)
     model.extra.update(_fit_pooled(model, config, train, val, progress=progress, time_budget=time_budget,
+                                   tensorboard_dir=tensorboard_dir,
                                    z_train=z_train, z_val=z_val))
     model.extra["warm_start"] = init_from is not None
     return model
@@ -525,5 +527,10 @@ def _reporting_callbacks(max_epochs: int, progress: bool | str, tensorboard_dir)
     elif progress:
         out.append(_EpochProgress(max_epochs, "training"))
     if tensorboard_dir:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:  # tensorflow no longer brings it
+            raise ConfigError("--tensorboard-dir needs TensorBoard, which is not installed here: "
+                              "pip install tensorboard, or leave the flag out")
         out.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
     return out
