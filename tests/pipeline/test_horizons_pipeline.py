@@ -58,6 +58,21 @@ def test_a_model_of_one_symbol_forecasts_the_next_hour_only(tmp_path):
     assert not (tmp_path / "root").exists() and not (tmp_path / "x").exists()
 
 
+def test_the_per_symbol_pipeline_is_not_submitted_or_scheduled_with_other_horizons(kfp_api, capsys):
+    """Refused before the KFP API is asked: the recurring run would fail at its train step every
+    hour. ``--horizons 1`` (written in any way) is the next hour and goes through."""
+    from make_us_rich.cli import main
+
+    for command in ("submit", "schedule"):
+        assert main([command, "--host", kfp_api.url, "--symbols", "BTCEUR", "--horizons", "1,4"]) == 2
+        assert "--horizons other than 1 is an option of --pipeline universal-training" in capsys.readouterr().err
+    assert kfp_api.requests == []
+    assert main(["submit", "--host", kfp_api.url, "--symbols", "BTCEUR", "--horizons", "1,1"]) == 0, \
+        capsys.readouterr().err
+    (post,) = kfp_api.calls("POST", "/runs")
+    assert post["body"]["runtime_config"]["parameters"]["horizons"] in ("1,1", "1")
+
+
 def test_universal_pipeline_trains_gates_and_warm_starts_per_horizons(tmp_path):
     pytest.importorskip("tensorflow")
     store, root = tmp_path / "store", tmp_path / "root"

@@ -89,9 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             params.update(given(args, UNIVERSAL_PARAMS, pipeline=True))
         elif any(getattr(args, name, None) is not None for name in ("concurrency", "time_budget")):
             raise ConfigError("--concurrency and --time-budget are options of --universal")
-        elif params.get("horizons", "1") != "1":
-            raise ConfigError("--horizons other than 1 is an option of --universal (a model of one symbol "
-                              "forecasts the next hour only)")
+        else:
+            _next_hour_only(params, "--universal")
         result = run_local(symbols, source=source, store_uri=args.store,
                            pipeline_root=args.pipeline_root, verbose=args.verbose > 0,
                            notify_url=args.notify_url, notify_format=args.notify_format,
@@ -141,8 +140,22 @@ def _cluster_params(args: argparse.Namespace) -> dict:
         params["rollout_isvc"] = args.rollout_isvc
     if args.dashboard_url:
         params["dashboard_url"] = args.dashboard_url
-    params.update(_universal_params(args, args.pipeline == "universal-training", "--pipeline universal-training"))
+    universal = args.pipeline == "universal-training"
+    params.update(_universal_params(args, universal, "--pipeline universal-training"))
+    if not universal:
+        _next_hour_only(params, "--pipeline universal-training")
     return params
+
+
+def _next_hour_only(params: dict, how: str) -> None:
+    """The per-symbol pipeline's models forecast the next hour only: other horizons are refused
+    here, before a run is started or scheduled (its train step would refuse them every hour)."""
+    from make_us_rich.params import BY_NAME
+
+    raw = params.get("horizons")
+    if raw is not None and set(BY_NAME["horizons"].parse(raw)) != {1}:
+        raise ConfigError(f"--horizons other than 1 is an option of {how} (a model of one symbol forecasts "
+                          "the next hour only)")
 
 
 def _universal_params(args: argparse.Namespace, universal: bool, how: str) -> dict:
