@@ -251,3 +251,23 @@ def test_publish_command_with_a_contract_change(tmp_path, trained_artifacts, cap
     assert main(["publish", str(trained_artifacts), "--symbol", "BTCEUR", "--store", store,
                  "--allow-contract-change", "false"]) == 0
     assert "REJECTED" in capsys.readouterr().out  # back to 12 h windows is a change too
+
+
+def test_horizons_that_do_not_fit_are_not_published(tmp_path, trained_artifacts):
+    """A card's horizons and a gate's served horizons that no reader would accept (a served
+    horizon the model does not have) must not replace a good latest.json: refused, nothing written."""
+    from make_us_rich.store import PublishError
+
+    store = ModelStore(tmp_path / "store")
+    first = store.publish(trained_artifacts, "BTCEUR")
+    metrics = json.loads((trained_artifacts / "metrics.json").read_text())
+    metrics["gate"]["served_horizons"] = [1, 24]
+    text = json.dumps(metrics)
+    card = json.loads((trained_artifacts / "model_card.json").read_text())
+    files = {**card["files"], "metrics.json": hashlib.sha256(text.encode()).hexdigest()}
+    bad = _with_card(trained_artifacts, tmp_path / "bad", horizons=[1, 4], files=files)
+    (bad / "metrics.json").write_text(text)
+    with pytest.raises(PublishError, match=r"horizons .* do not fit together .*not all in its horizon_axis"):
+        store.publish(bad, "BTCEUR")
+    assert store.latest("BTCEUR")["version"] == first.version
+    assert [v["version"] for v in store.versions("BTCEUR")] == [first.version]

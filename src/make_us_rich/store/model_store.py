@@ -334,6 +334,12 @@ class ModelStore:
         # let through (none recorded: the next hour only), for the server's answer
         horizons = {"horizon_axis": list(card["horizons"]), "horizons": list(gate.get("served_horizons", [1]))
                     } if card.get("horizons") else {}
+        if horizons and accepted:  # a pointer every reader would refuse must not replace a good one
+            try:
+                contract.served_horizons(horizons)
+            except ValueError as exc:
+                raise PublishError(f"cannot publish {sym} from {artifacts}: its model card's horizons and its gate's "
+                                   f"served horizons do not fit together ({exc}); evaluate the model again") from None
         created = datetime.now(UTC)
         version = f"{created.strftime('%Y%m%dT%H%M%S.%fZ')}-{checksums['model.onnx'][:8]}"
         model_name = contract.model_name(sym)
