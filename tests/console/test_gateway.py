@@ -253,3 +253,21 @@ def test_a_forecast_without_horizons_is_the_next_hour_only(model_server):
     (entry,) = horizons_of(old, "BTCEUR")
     assert entry["hours"] == 1 and entry["forecast_time"] == FORECAST_HOUR
     assert entry["quantiles"]["0.05"] == raw["quantiles"]["q05"] and entry["median"] == raw["predicted_close"]
+
+
+def test_one_unreadable_manifest_leaves_the_other_symbols_on_the_registry_page(make_console, users, console_store,
+                                                                              tmp_path):
+    import json
+    import shutil
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(console_store, store_dir)
+    store = ModelStore(store_dir)
+    broken = store.versions("BTCEUR")[0]["version"]
+    (store_dir / "models" / "BTCEUR" / broken / "manifest.json").write_text(json.dumps({"version": broken}))
+    (store_dir / "models" / "ETHUSDT").mkdir(parents=True)
+    shutil.copytree(store_dir / "models" / "BTCEUR" / store.latest("BTCEUR")["version"],
+                    store_dir / "models" / "ETHUSDT" / "20240101T000000.000000Z-0123abcd")
+    page = signed_in(make_console(store=store_dir), MEMBER).get("/models").text
+    assert "BTCEUR's versions cannot be read" in page and "manifest.json is malformed" in page
+    assert 'id="registry-ETHUSDT"' in page

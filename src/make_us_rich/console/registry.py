@@ -9,6 +9,7 @@ from typing import Any
 
 from make_us_rich import contract
 from make_us_rich.contract import ModelScores
+from make_us_rich.errors import ConfigError
 from make_us_rich.runs import model_kind
 from make_us_rich.store import MalformedPointer, ModelStore, StoreError
 
@@ -111,7 +112,15 @@ def serving_model(store: ModelStore, symbol: str) -> dict[str, Any] | None:
 
 
 def registry(store: ModelStore) -> list[dict[str, Any]]:
-    return [symbol_versions(store, s) for s in all_symbols(store)]
+    """Every symbol's versions; a symbol whose versions cannot be read (a malformed manifest) is
+    listed with its ``error``, the others as usual."""
+    entries = []
+    for symbol in all_symbols(store):
+        try:
+            entries.append(symbol_versions(store, symbol))
+        except (StoreError, ConfigError) as exc:
+            entries.append({"symbol": symbol, "latest": None, "versions": [], "error": str(exc)})
+    return entries
 
 
 def plot(store: ModelStore, symbol: str, version: str, name: str) -> bytes:

@@ -207,7 +207,15 @@ class ModelStore:
         )
 
     def manifest(self, symbol: str, version: str) -> dict[str, Any]:
-        return json.loads(self.backend.get(self._version_key(symbol, version, "manifest.json")))
+        """A version's ``manifest.json`` as stored; :class:`StoreError` when it is not a JSON object."""
+        key = self._version_key(symbol, version, "manifest.json")
+        try:
+            manifest = json.loads(self.backend.get(key))
+        except ValueError as exc:
+            raise StoreError(f"{self.uri}/{key} is malformed: {exc}") from None
+        if not isinstance(manifest, dict):
+            raise StoreError(f"{self.uri}/{key} is malformed: not a JSON object")
+        return manifest
 
     def _by_version(self, symbol: str) -> dict[str, list[str]]:
         by_version: dict[str, list[str]] = {}
@@ -224,7 +232,7 @@ class ModelStore:
         found = sorted(v for v, keys in self._by_version(symbol).items() if self._has_manifest(symbol, v, keys))
         manifests = [self.manifest(symbol, v) for v in found]
         for m in manifests:
-            if m["status"] == "accepted" and not _promoted(m["version"], pointer):
+            if m.get("status") == "accepted" and not _promoted(str(m.get("version")), pointer):
                 m["status"] = "incomplete"
         return manifests
 
