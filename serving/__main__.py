@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
 #: KServe's flags this server honours; any other KServe flag set to a non-default value is refused.
 HONOURED = ("http_port",)
+#: values of KServe flags that say what this server does anyway (REST only, one worker)
+AS_IT_IS = {"enable_grpc": False, "workers": 1}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
@@ -38,10 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser, kserve_defaults = build_parser()
     args = parser.parse_args(argv)
-    unsupported = [k for k, default in kserve_defaults.items() if k not in HONOURED and getattr(args, k) != default]
+    flags = {f.lstrip("-").replace("-", "_"): f for f in re.findall(r"--[a-z_-]+", parser.format_usage())}
+    unsupported = [flags.get(k, "--" + k) for k, default in kserve_defaults.items()
+                   if k not in HONOURED and getattr(args, k) not in (default, AS_IT_IS.get(k, default))]
     if unsupported:
-        parser.error(f"{', '.join('--' + k for k in unsupported)}: KServe option(s) this server does not "
-                     "support (HTTP/1 REST only, one worker); see docs/serving.md")
+        parser.error(f"{', '.join(unsupported)}: KServe option(s) this server does not support (HTTP/1 "
+                     "REST only, one worker; its own options are listed by --help); see docs/serving.md")
     if args.http_port != kserve_defaults["http_port"]:
         if args.port not in (parser.get_default("port"), args.http_port):
             parser.error(f"--http_port {args.http_port} and --port {args.port} disagree: give one of them")
