@@ -358,10 +358,10 @@ class ForecastModel(Model):
         rows = payload.model.horizon_rows
         if rows is not None:  # only the horizons the per-horizon gate let through
             outputs[contract.HORIZON_OUTPUT_NAME] = outputs[contract.HORIZON_OUTPUT_NAME][:, list(rows), :]
-        else:  # a graph with an extra output its pointer does not describe: not answered
+        else:  # a model of the next hour only (load_model refuses a graph its pointer does not describe)
             outputs.pop(contract.HORIZON_OUTPUT_NAME, None)
         try:
-            check_forecasts(payload.windows, outputs, payload.model.features)
+            check_forecasts(payload.windows, outputs, payload.model.features, payload.model.horizons)
         except BadRequest as exc:
             raise InvalidInput(str(exc)) from None
         return payload, outputs

@@ -193,10 +193,12 @@ def check_domain(windows: np.ndarray, features: Sequence[str]) -> None:
             raise BadRequest(f"{_where(bad)}: a candle needs low <= open, close <= high; {_HINT}")
 
 
-def check_forecasts(windows: np.ndarray, outputs: dict[str, np.ndarray], features: Sequence[str]) -> None:
+def check_forecasts(windows: np.ndarray, outputs: dict[str, np.ndarray], features: Sequence[str],
+                    horizons: Sequence[int] = ()) -> None:
     """Refuse to answer forecasts that are not finite, whose quantiles are not ordered, or whose
-    90 % interval implies the close doubling or halving within the hour: the windows are
-    outside what the model can forecast, even if they passed :func:`check_domain`."""
+    90 % interval implies the close doubling or halving within the hour (at ``h`` hours, the rows
+    of ``quantile_close_horizons`` in ``horizons``' order: moving beyond x2^sqrt(h)): the windows
+    are outside what the model can forecast, even if they passed :func:`check_domain`."""
     for name, values in outputs.items():
         if not np.isfinite(values).all():
             raise BadRequest(f"the model's {name} for {_window(~np.isfinite(values))} is not finite: the "
@@ -220,3 +222,12 @@ def check_forecasts(windows: np.ndarray, outputs: dict[str, np.ndarray], feature
             raise BadRequest(f"the model's forecast for {_window(bad)} moves the close beyond x{MAX_MOVE:g} "
                              f"or /{MAX_MOVE:g} within the hour: the window is outside what it can "
                              f"forecast; {_HINT}")
+        if by_horizon is not None and len(horizons) == by_horizon.shape[1]:
+            limit = MAX_MOVE ** np.sqrt(np.asarray(horizons, dtype=float))[None, :, None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = by_horizon / close[:, :, None]
+            bad = ~((ratio >= 1 / limit) & (ratio <= limit))
+            if bad.any():
+                raise BadRequest(f"the model's forecast at a longer horizon for {_window(bad)} moves the close "
+                                 f"beyond x{MAX_MOVE:g}^sqrt(hours): the window is outside what it can "
+                                 f"forecast; {_HINT}")

@@ -113,3 +113,18 @@ def test_forecasts_not_finite_unordered_or_absurd_are_refused(windows):
         with pytest.raises(BadRequest) as err:
             check_forecasts(windows, bad, contract.FEATURES)
         assert message in str(err.value)
+
+
+def test_forecasts_at_longer_horizons_are_bounded_by_the_horizon(windows):
+    """The rows of quantile_close_horizons: a move beyond x2^sqrt(h) at h hours is refused (at
+    24 h, x30 passes: ~2^4.9; x100 does not), so one absurd answer cannot set the horizon gauges."""
+    close = windows[:, -1, contract.FEATURES.index("close")]
+    spread = np.array([0.98, 0.99, 1.0, 1.01, 1.02])
+    good = {"next_close": close[:, None] * 1.0, "quantile_close": close[:, None] * spread,
+            "quantile_close_horizons": np.stack([close[:, None] * spread, close[:, None] * spread * [1, 1, 1, 1, 20]],
+                                                axis=1)}
+    check_forecasts(windows, good, contract.FEATURES, (1, 24))
+    bad = {**good, "quantile_close_horizons": good["quantile_close_horizons"].copy()}
+    bad["quantile_close_horizons"][0, 1, 4] *= 5  # x100 at 24 h only
+    with pytest.raises(BadRequest, match=r"at a longer horizon for window 0 moves the close beyond x2\^sqrt"):
+        check_forecasts(windows, bad, contract.FEATURES, (1, 24))
