@@ -15,7 +15,10 @@ clients would break; a restart serves it) is refused: the server stays on the ol
 one, logs why once, counts the failed polls and reports it in ``status()`` until a later poll
 succeeds. No exception ends the reload loop; a loop that
 died anyway or hangs in a poll is reported by ``reload_state()`` (the server turns a dead one
-into failing liveness and readiness).
+into failing liveness and readiness); the loop itself is :mod:`make_us_rich.serving.reload`.
+
+Long on purpose: the one ``kserve.Model`` of a symbol and the ``universal`` one beside it share
+every step above; the request's parsing and the checks are :mod:`make_us_rich.serving.tensors`.
 """
 
 from __future__ import annotations

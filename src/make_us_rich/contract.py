@@ -1,6 +1,8 @@
 """The serving contract: names and shapes every part agrees on (trainer, ONNX export, model
 store, KServe predictor, Triton config, model card, manifests). One source of truth, imported
-everywhere, tested.
+everywhere, tested. One module on purpose (it is long): the tensors, the records the store writes
+(pointer, manifest, model card, scores) and the horizons' parts are what every layer agrees on,
+and a change to one is read beside the others.
 
 The exported model is self-contained: it takes *raw* feature windows (prices in quote currency,
 calendar numbers as they are) and returns forecasts in price units. Adding an output is a change
